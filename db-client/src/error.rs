@@ -1,0 +1,63 @@
+//! Typed errors of the db-client.
+
+use std::time::Duration;
+
+use tidemark_shared_types::InvalidSchemaName;
+
+/// Result alias for db-client operations.
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// What went wrong talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be made or checked out (server down, refused, auth failed).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Connecting or checking out a connection took longer than the configured timeout.
+    #[error("database did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A query failed (including `statement_timeout` cancellations).
+    #[error("query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// Running the embedded migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// The instance schema name is not acceptable; no SQL was run.
+    #[error(transparent)]
+    InvalidSchema(#[from] InvalidSchemaName),
+    /// A stored metadata value does not parse or breaks an invariant.
+    #[error("stored {key} is invalid: {message}")]
+    InvalidStoredValue {
+        /// Metadata key, e.g. `indexing_status`.
+        key: &'static str,
+        /// Why it was rejected.
+        message: String,
+    },
+    /// The pool could not be built from the configuration.
+    #[error("invalid pool configuration: {0}")]
+    Config(String),
+}
+
+impl DbError {
+    /// True when the database could not be reached at all (as opposed to a query that
+    /// reached it and failed). Retry loops back off and try again on these.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) | Self::Timeout(_) => true,
+            Self::Query(diesel::result::Error::DatabaseError(kind, _)) => {
+                matches!(
+                    kind,
+                    diesel::result::DatabaseErrorKind::ClosedConnection
+                        | diesel::result::DatabaseErrorKind::UnableToSendCommand
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<diesel::ConnectionError> for DbError {
+    fn from(e: diesel::ConnectionError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}

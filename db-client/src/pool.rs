@@ -1,0 +1,131 @@
+//! The connection pool: diesel-async over deadpool, with connect, checkout and statement
+//! timeouts so that no caller ever waits forever on a database that does not answer.
+
+use std::time::Duration;
+
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures::FutureExt;
+
+use crate::error::{DbError, Result};
+
+/// A pooled connection.
+pub type PooledConnection = Object<AsyncPgConnection>;
+
+/// Pool settings. Defaults: 8 connections, 5 s to connect, 5 s to check out, 5 s
+/// `statement_timeout`.
+#[derive(Clone)]
+pub struct PoolConfig {
+    /// `postgres://…` URL. Never logged.
+    pub database_url: String,
+    /// Maximum open connections.
+    pub max_size: usize,
+    /// Time allowed to open one connection.
+    pub connect_timeout: Duration,
+    /// Time allowed to wait for a free connection.
+    pub checkout_timeout: Duration,
+    /// `statement_timeout` set on every connection (0 disables it).
+    pub statement_timeout: Duration,
+    /// `application_name` reported to PostgreSQL.
+    pub application_name: String,
+}
+
+impl std::fmt::Debug for PoolConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolConfig")
+            .field("database_url", &"<redacted>")
+            .field("max_size", &self.max_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("checkout_timeout", &self.checkout_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+impl PoolConfig {
+    /// Settings with the defaults for `database_url`.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            max_size: 8,
+            connect_timeout: Duration::from_secs(5),
+            checkout_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+            application_name: "tidemark".into(),
+        }
+    }
+}
+
+/// A pool of PostgreSQL connections. Building it never touches the network; connections
+/// are opened on demand.
+#[derive(Clone)]
+pub struct PgPool {
+    pool: Pool<AsyncPgConnection>,
+    config: PoolConfig,
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPool").field("config", &self.config).finish()
+    }
+}
+
+impl PgPool {
+    /// Builds the pool (lazy: does not connect).
+    pub fn new(config: PoolConfig) -> Result<Self> {
+        let setup_config = config.clone();
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup =
+            Box::new(move |url| connect(url.to_owned(), setup_config.clone()).boxed());
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            &config.database_url,
+            manager_config,
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.max_size)
+            .wait_timeout(Some(config.checkout_timeout))
+            .create_timeout(Some(config.connect_timeout + Duration::from_millis(500)))
+            .recycle_timeout(Some(config.connect_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        Ok(Self { pool, config })
+    }
+
+    /// Checks out a connection, waiting at most the checkout timeout.
+    pub async fn get(&self) -> Result<PooledConnection> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Timeout(_) => DbError::Timeout(self.config.checkout_timeout),
+            PoolError::Backend(e) => DbError::Unavailable(e.to_string()),
+            other => DbError::Unavailable(other.to_string()),
+        })
+    }
+
+    /// Opens a connection outside the pool with the same timeouts and settings (for
+    /// session-scoped work such as advisory locks and LISTEN).
+    pub async fn connect_dedicated(&self) -> Result<AsyncPgConnection> {
+        Ok(connect(self.config.database_url.clone(), self.config.clone()).await?)
+    }
+
+    /// The settings the pool was built with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+}
+
+/// Opens one connection within `connect_timeout` and applies the session settings.
+async fn connect(url: String, config: PoolConfig) -> Result<AsyncPgConnection, ConnectionError> {
+    let timeout = config.connect_timeout;
+    let mut conn = tokio::time::timeout(timeout, AsyncPgConnection::establish(&url))
+        .await
+        .map_err(|_| ConnectionError::BadConnection(format!("connecting timed out after {timeout:?}")))??;
+    let app = config.application_name.replace(['\'', '\\'], "");
+    let settings = format!(
+        "SET statement_timeout = {}; SET application_name = '{app}'",
+        config.statement_timeout.as_millis()
+    );
+    conn.batch_execute(&settings).await.map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+    Ok(conn)
+}

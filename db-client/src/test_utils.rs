@@ -1,0 +1,99 @@
+//! Test fixtures: a fresh, uniquely named database per test on the server named by
+//! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//!
+//! A test that cannot reach PostgreSQL fails with a clear message; it never skips.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+/// The server tests use.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// `url` with its database name replaced by `db`, keeping credentials and parameters.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[after_scheme..].find('/').map_or(base.len(), |i| after_scheme + i);
+    let mut out = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A database created for one test and dropped (forcibly) when the value is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    /// Name of the database.
+    pub name: String,
+    /// URL of the database.
+    pub url: String,
+    admin_url: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestDb {
+    /// Creates a fresh database. Panics with a clear message when PostgreSQL is missing.
+    pub async fn new() -> Self {
+        let admin_url = server_url();
+        let name = format!(
+            "tidemark_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        let mut conn = tokio::time::timeout(std::time::Duration::from_secs(10), AsyncPgConnection::establish(&admin_url))
+            .await
+            .unwrap_or_else(|_| panic!("PostgreSQL did not answer within 10 s at DATABASE_URL (tests need a real server; run deploy/test.sh)"))
+            .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at DATABASE_URL: {e} (tests need a real server; run deploy/test.sh)"));
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let url = with_database(&admin_url, &name);
+        Self { name, url, admin_url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop may run inside a runtime: do the async work on a thread of its own.
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&admin_url).await {
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_only_the_database_name() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5/postgres?sslmode=disable", "x"),
+            "postgres://u:p@h:5/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}

@@ -1,0 +1,85 @@
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use tidemark_db_client::migrate::run_migrations;
+use tidemark_db_client::test_utils::TestDb;
+use tidemark_db_client::{PgPool, PoolConfig, instance};
+use tidemark_shared_types::SchemaName;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_idempotent() {
+    let (_db, pool) = crate::migrated().await;
+    run_migrations(&pool).await.expect("second run");
+    let mut conn = pool.get().await.expect("conn");
+    let c: Count = diesel::sql_query("SELECT count(*) AS n FROM __diesel_schema_migrations")
+        .get_result(&mut conn)
+        .await
+        .expect("bookkeeping");
+    assert_eq!(c.n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_migrate_without_error() {
+    let db = TestDb::new().await;
+    let pools: Vec<PgPool> =
+        (0..4).map(|_| PgPool::new(PoolConfig::new(db.url.clone())).expect("pool")).collect();
+    let results = futures::future::join_all(pools.iter().map(run_migrations)).await;
+    for r in results {
+        r.expect("concurrent migration");
+    }
+    // And the per-instance DDL, concurrently too.
+    let schema = SchemaName::new("tidemark_race").expect("name");
+    let results = futures::future::join_all(pools.iter().map(|p| {
+        let schema = schema.clone();
+        async move {
+            let mut c = p.get().await?;
+            instance::ensure_instance_schema(&mut c, &schema).await
+        }
+    }))
+    .await;
+    for r in results {
+        r.expect("concurrent instance schema");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_schema_has_the_tables_and_drops_cleanly() {
+    let (_db, pool) = crate::migrated().await;
+    let schema = SchemaName::new("tidemark_demo").expect("name");
+    let mut conn = pool.get().await.expect("conn");
+    instance::ensure_instance_schema(&mut conn, &schema).await.expect("create");
+    instance::ensure_instance_schema(&mut conn, &schema).await.expect("idempotent");
+    let c: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'tidemark_demo'
+           AND table_name IN ('events', 'removals', 'journal', 'blocks', 'checkpoints', 'epochs')",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("tables");
+    assert_eq!(c.n, 6);
+    instance::drop_instance(&mut conn, &schema).await.expect("drop");
+    let c: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name = 'tidemark_demo'",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("schemata");
+    assert_eq!(c.n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_function_rejects_bad_names_too() {
+    let (_db, pool) = crate::migrated().await;
+    let mut conn = pool.get().await.expect("conn");
+    let err = diesel::sql_query("SELECT tidemark.ensure_instance_schema_v1('x; drop schema tidemark')")
+        .execute(&mut conn)
+        .await
+        .expect_err("rejected");
+    assert!(err.to_string().contains("invalid instance schema name"), "{err}");
+}

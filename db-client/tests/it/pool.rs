@@ -1,0 +1,77 @@
+use std::time::{Duration, Instant};
+
+use tidemark_db_client::metadata::read_public_config;
+use tidemark_db_client::{DbError, PgPool, PoolConfig};
+use tidemark_shared_types::SchemaName;
+
+/// A port with nothing listening: bind, read the port, close.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_gives_a_typed_error_quickly() {
+    let mut cfg = PoolConfig::new(format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port()));
+    cfg.connect_timeout = Duration::from_secs(1);
+    cfg.checkout_timeout = Duration::from_secs(1);
+    let pool = PgPool::new(cfg).expect("building the pool never connects");
+    let started = Instant::now();
+    let Err(err) = pool.get().await else { panic!("nothing listens there") };
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out() {
+    // Accepts TCP connections but never speaks: connect must time out, not hang.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let mut cfg = PoolConfig::new(format!("postgres://postgres@127.0.0.1:{port}/postgres"));
+    cfg.connect_timeout = Duration::from_millis(800);
+    cfg.checkout_timeout = Duration::from_millis(800);
+    let pool = PgPool::new(cfg).expect("pool");
+    let started = Instant::now();
+    let Err(err) = pool.get().await else { panic!("silent server") };
+    assert!(matches!(err, DbError::Timeout(_) | DbError::Unavailable(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_cancels_long_queries() {
+    let db = tidemark_db_client::test_utils::TestDb::new().await;
+    let mut cfg = PoolConfig::new(db.url.clone());
+    cfg.statement_timeout = Duration::from_millis(200);
+    let pool = PgPool::new(cfg).expect("pool");
+    let mut conn = pool.get().await.expect("conn");
+    let started = Instant::now();
+    let err = diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT pg_sleep(5)"), &mut conn)
+        .await
+        .expect_err("cancelled");
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn bad_schema_names_are_rejected_before_any_sql() {
+    // No database at all: the name is refused by construction.
+    for bad in ["Public", "pg_catalog", "x\"y", "tidemark", ""] {
+        assert!(SchemaName::new(bad).is_err(), "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_database_reads_as_uninitialized() {
+    let db = tidemark_db_client::test_utils::TestDb::new().await;
+    let pool = PgPool::new(PoolConfig::new(db.url.clone())).expect("pool");
+    let mut conn = pool.get().await.expect("conn");
+    let schema = SchemaName::new("tidemark_demo").expect("name");
+    // No migrations have run: no tidemark schema at all.
+    assert_eq!(read_public_config(&mut conn, &schema).await.expect("no error"), None);
+}

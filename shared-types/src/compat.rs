@@ -1,0 +1,158 @@
+//! Compatibility of two public configs (DESIGN §2).
+//!
+//! Two configs are compatible iff namespace, instance schema, the set of chain ids and,
+//! per chain, the finality depth and every contract's name, addresses, start/end blocks
+//! and events are equal. `versionInfo` may change freely.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::{PublicChainConfig, PublicConfig, PublicContractConfig};
+
+/// One differing field: its path and both values.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldDiff {
+    /// Path of the field, e.g. `chains[31337].contracts[Token].startBlock`.
+    pub field: String,
+    /// The value in the stored (persisted) config.
+    pub stored: Value,
+    /// The value in the current (new) config.
+    pub current: Value,
+}
+
+/// The list of differences that make two configs incompatible (never empty).
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+pub struct Incompatibility {
+    /// Every differing field.
+    pub diffs: Vec<FieldDiff>,
+}
+
+impl fmt::Display for Incompatibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config is incompatible with the stored config:")?;
+        for d in &self.diffs {
+            write!(f, " {}: stored {} vs current {};", d.field, d.stored, d.current)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `current` may run against data written under `stored`.
+pub fn check_compatible(stored: &PublicConfig, current: &PublicConfig) -> Result<(), Incompatibility> {
+    let mut diffs = Vec::new();
+    let mut diff = |field: String, s: Value, c: Value| {
+        if s != c {
+            diffs.push(FieldDiff { field, stored: s, current: c });
+        }
+    };
+    diff("namespace".into(), json!(stored.namespace), json!(current.namespace));
+    diff("instanceSchema".into(), json!(stored.instance_schema), json!(current.instance_schema));
+
+    let s_chains: BTreeMap<u64, &PublicChainConfig> = stored.chains.iter().map(|c| (c.chain_id, c)).collect();
+    let c_chains: BTreeMap<u64, &PublicChainConfig> =
+        current.chains.iter().map(|c| (c.chain_id, c)).collect();
+    diff(
+        "chains[].chainId".into(),
+        json!(s_chains.keys().collect::<Vec<_>>()),
+        json!(c_chains.keys().collect::<Vec<_>>()),
+    );
+    for (id, s) in &s_chains {
+        let Some(c) = c_chains.get(id) else { continue };
+        let p = format!("chains[{id}]");
+        diff(format!("{p}.finalityDepth"), json!(s.finality_depth), json!(c.finality_depth));
+        let s_con: BTreeMap<&str, &PublicContractConfig> =
+            s.contracts.iter().map(|x| (x.name.as_str(), x)).collect();
+        let c_con: BTreeMap<&str, &PublicContractConfig> =
+            c.contracts.iter().map(|x| (x.name.as_str(), x)).collect();
+        diff(
+            format!("{p}.contracts[].name"),
+            json!(s_con.keys().collect::<Vec<_>>()),
+            json!(c_con.keys().collect::<Vec<_>>()),
+        );
+        for (name, sc) in &s_con {
+            let Some(cc) = c_con.get(name) else { continue };
+            let q = format!("{p}.contracts[{name}]");
+            diff(format!("{q}.addresses"), json!(sc.addresses), json!(cc.addresses));
+            diff(format!("{q}.startBlock"), json!(sc.start_block), json!(cc.start_block));
+            diff(format!("{q}.endBlock"), json!(sc.end_block), json!(cc.end_block));
+            diff(format!("{q}.events"), json!(sc.events), json!(cc.events));
+        }
+    }
+    if diffs.is_empty() { Ok(()) } else { Err(Incompatibility { diffs }) }
+}
+
+/// True when the two configs index the same set of chain ids.
+pub fn same_chain_ids(a: &PublicConfig, b: &PublicConfig) -> bool {
+    a.chain_ids() == b.chain_ids()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::VersionInfo;
+
+    fn config() -> PublicConfig {
+        PublicConfig {
+            namespace: "demo".into(),
+            instance_schema: "tidemark_demo".into(),
+            chains: vec![PublicChainConfig {
+                chain_id: 31337,
+                finality_depth: 12,
+                contracts: vec![PublicContractConfig {
+                    name: "Token".into(),
+                    addresses: vec!["0x5fbdb2315678afecb367f032d93f642f64180aa3".into()],
+                    start_block: 0,
+                    end_block: None,
+                    events: vec![
+                        "event Transfer(address indexed from, address indexed to, uint256 value)".into(),
+                    ],
+                }],
+            }],
+            version_info: VersionInfo::current(),
+        }
+    }
+
+    #[test]
+    fn version_info_may_change() {
+        let mut b = config();
+        b.version_info = VersionInfo { tidemark: "9.9.9".into(), schema_version: 7 };
+        assert_eq!(check_compatible(&config(), &b), Ok(()));
+    }
+
+    #[test]
+    fn every_differing_field_is_listed_with_both_values() {
+        let mut b = config();
+        b.namespace = "other".into();
+        b.chains[0].finality_depth = 3;
+        b.chains[0].contracts[0].start_block = 5;
+        b.chains[0].contracts[0].events.push("event X()".into());
+        let err = check_compatible(&config(), &b).unwrap_err();
+        let fields: Vec<&str> = err.diffs.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "namespace",
+                "chains[31337].finalityDepth",
+                "chains[31337].contracts[Token].startBlock",
+                "chains[31337].contracts[Token].events"
+            ]
+        );
+        assert_eq!(err.diffs[2].stored, json!(0));
+        assert_eq!(err.diffs[2].current, json!(5));
+        let msg = err.to_string();
+        assert!(msg.contains("startBlock: stored 0 vs current 5"), "{msg}");
+    }
+
+    #[test]
+    fn a_different_chain_set_is_incompatible() {
+        let mut b = config();
+        b.chains[0].chain_id = 1;
+        let err = check_compatible(&config(), &b).unwrap_err();
+        assert_eq!(err.diffs[0].field, "chains[].chainId");
+        assert_eq!(err.diffs[0].stored, json!([31337]));
+        assert_eq!(err.diffs[0].current, json!([1]));
+    }
+}

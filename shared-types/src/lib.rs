@@ -1,0 +1,25 @@
+//! The Tidemark vocabulary: the public configuration and its compatibility rules, the
+//! indexing-status model and its derivation, the realtime projection, event items and
+//! cursors.
+//!
+//! This crate does no I/O. Everything here is plain data plus pure functions, shared by
+//! the indexer (the single writer), the db-client (readers) and the API, so that every
+//! part agrees on one JSON contract (`DESIGN.md` §2–§4).
+
+pub mod compat;
+pub mod config;
+pub mod epoch;
+pub mod event;
+pub mod projection;
+pub mod schema;
+pub mod status;
+
+pub use compat::{FieldDiff, Incompatibility, check_compatible};
+pub use config::{PublicChainConfig, PublicConfig, PublicContractConfig, VersionInfo};
+pub use event::{Cursor, EventItem, InvalidCursor, JournalKind};
+pub use projection::RealtimeProjection;
+pub use schema::{InvalidSchemaName, SchemaName};
+pub use status::{
+    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, OmnichainSnapshot, OmnichainStatus,
+    StatusError,
+};

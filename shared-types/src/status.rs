@@ -1,0 +1,334 @@
+//! The indexing-status model (DESIGN §4), after ENSNode's.
+//!
+//! Chain snapshots are tagged by `chainStatus`, the omnichain snapshot by `omnichainStatus`.
+//! Deserialization validates every invariant, so an inconsistent snapshot never reaches a
+//! reader: a snapshot is built either by [`IndexingStatus::derive`] (which computes the
+//! omnichain fields) or by deserializing JSON that passes [`IndexingStatus::validate`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A block: number, unix timestamp and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRef {
+    /// Block number.
+    pub number: u64,
+    /// Unix seconds.
+    pub timestamp: u64,
+    /// 0x-prefixed block hash.
+    pub hash: String,
+}
+
+/// The block range a chain indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rangeType", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+pub enum ChainIndexingConfig {
+    /// From `start_block` on, forever.
+    LeftBounded {
+        /// First block indexed.
+        start_block: BlockRef,
+    },
+    /// From `start_block` to `end_block` inclusive.
+    Bounded {
+        /// First block indexed.
+        start_block: BlockRef,
+        /// Last block indexed.
+        end_block: BlockRef,
+    },
+}
+
+impl ChainIndexingConfig {
+    /// The first block indexed.
+    pub fn start_block(&self) -> &BlockRef {
+        match self {
+            Self::LeftBounded { start_block } | Self::Bounded { start_block, .. } => start_block,
+        }
+    }
+
+    /// The last block, when bounded.
+    pub fn end_block(&self) -> Option<&BlockRef> {
+        match self {
+            Self::LeftBounded { .. } => None,
+            Self::Bounded { end_block, .. } => Some(end_block),
+        }
+    }
+}
+
+/// The status of one chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "chainStatus", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+pub enum ChainSnapshot {
+    /// Nothing committed yet.
+    #[serde(rename = "chain-queued")]
+    Queued {
+        /// Range indexed.
+        config: ChainIndexingConfig,
+    },
+    /// Catching up to `backfill_end_block`, fixed for the process.
+    #[serde(rename = "chain-backfill")]
+    Backfill {
+        /// Range indexed.
+        config: ChainIndexingConfig,
+        /// Highest committed block.
+        latest_indexed_block: BlockRef,
+        /// min(endBlock, chain head at start).
+        backfill_end_block: BlockRef,
+    },
+    /// Following the head.
+    #[serde(rename = "chain-following")]
+    Following {
+        /// Range indexed.
+        config: ChainIndexingConfig,
+        /// Highest committed block.
+        latest_indexed_block: BlockRef,
+        /// Highest block seen at the head.
+        latest_known_block: BlockRef,
+    },
+    /// A bounded range, fully indexed.
+    #[serde(rename = "chain-completed")]
+    Completed {
+        /// Range indexed (bounded).
+        config: ChainIndexingConfig,
+        /// Equals the end block.
+        latest_indexed_block: BlockRef,
+    },
+}
+
+impl ChainSnapshot {
+    /// The chain's range.
+    pub fn config(&self) -> &ChainIndexingConfig {
+        match self {
+            Self::Queued { config }
+            | Self::Backfill { config, .. }
+            | Self::Following { config, .. }
+            | Self::Completed { config, .. } => config,
+        }
+    }
+
+    /// The highest committed block, once started.
+    pub fn latest_indexed_block(&self) -> Option<&BlockRef> {
+        match self {
+            Self::Queued { .. } => None,
+            Self::Backfill { latest_indexed_block, .. }
+            | Self::Following { latest_indexed_block, .. }
+            | Self::Completed { latest_indexed_block, .. } => Some(latest_indexed_block),
+        }
+    }
+
+    /// Checks the invariants of DESIGN §4 for this chain.
+    pub fn validate(&self) -> Result<(), StatusError> {
+        let start = self.config().start_block().number;
+        if let Some(end) = self.config().end_block()
+            && end.number < start
+        {
+            return Err(StatusError::new("config.endBlock is below config.startBlock"));
+        }
+        let check = |cond: bool, msg: &'static str| if cond { Ok(()) } else { Err(StatusError::new(msg)) };
+        match self {
+            Self::Queued { .. } => Ok(()),
+            Self::Backfill { latest_indexed_block: l, backfill_end_block: e, .. } => {
+                check(start <= l.number, "chain-backfill: latestIndexedBlock is below startBlock")?;
+                check(l.number <= e.number, "chain-backfill: latestIndexedBlock is beyond backfillEndBlock")?;
+                match self.config().end_block() {
+                    Some(end) => {
+                        check(e.number <= end.number, "chain-backfill: backfillEndBlock is beyond endBlock")
+                    }
+                    None => Ok(()),
+                }
+            }
+            Self::Following { latest_indexed_block: l, latest_known_block: k, .. } => {
+                check(start <= l.number, "chain-following: latestIndexedBlock is below startBlock")?;
+                check(l.number <= k.number, "chain-following: latestIndexedBlock is beyond latestKnownBlock")
+            }
+            Self::Completed { config, latest_indexed_block: l } => match config.end_block() {
+                Some(end) => {
+                    check(l.number == end.number, "chain-completed: latestIndexedBlock differs from endBlock")
+                }
+                None => Err(StatusError::new("chain-completed requires a bounded range")),
+            },
+        }
+    }
+}
+
+/// The status of all chains together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OmnichainStatus {
+    /// Every chain is queued.
+    #[serde(rename = "omnichain-unstarted")]
+    Unstarted,
+    /// Some chain is backfilling and none follows.
+    #[serde(rename = "omnichain-backfill")]
+    Backfill,
+    /// Some chain follows the head.
+    #[serde(rename = "omnichain-following")]
+    Following,
+    /// Every chain is completed.
+    #[serde(rename = "omnichain-completed")]
+    Completed,
+}
+
+impl OmnichainStatus {
+    /// Derives the omnichain status from the chain snapshots.
+    pub fn derive<'a>(chains: impl IntoIterator<Item = &'a ChainSnapshot> + Clone) -> Self {
+        let mut it = chains.clone().into_iter();
+        if it.any(|c| matches!(c, ChainSnapshot::Following { .. })) {
+            Self::Following
+        } else if chains.clone().into_iter().all(|c| matches!(c, ChainSnapshot::Completed { .. })) {
+            Self::Completed
+        } else if chains.into_iter().all(|c| matches!(c, ChainSnapshot::Queued { .. })) {
+            Self::Unstarted
+        } else {
+            Self::Backfill
+        }
+    }
+}
+
+/// "Everything up to this time is indexed everywhere": the lowest `latestIndexedBlock`
+/// timestamp over started, not completed chains; the highest when all are completed; the
+/// lowest start timestamp − 1 when none has started.
+pub fn omnichain_indexing_cursor<'a>(chains: impl IntoIterator<Item = &'a ChainSnapshot> + Clone) -> u64 {
+    let active = chains
+        .clone()
+        .into_iter()
+        .filter(|c| !matches!(c, ChainSnapshot::Queued { .. } | ChainSnapshot::Completed { .. }))
+        .filter_map(|c| c.latest_indexed_block().map(|b| b.timestamp))
+        .min();
+    if let Some(t) = active {
+        return t;
+    }
+    let all: Vec<&ChainSnapshot> = chains.into_iter().collect();
+    if !all.is_empty() && all.iter().all(|c| matches!(c, ChainSnapshot::Completed { .. })) {
+        return all.iter().filter_map(|c| c.latest_indexed_block().map(|b| b.timestamp)).max().unwrap_or(0);
+    }
+    // Some chains are queued and the others completed, or none started: the earliest
+    // start over the queued chains bounds what is known to be indexed everywhere.
+    all.iter()
+        .filter(|c| matches!(c, ChainSnapshot::Queued { .. }))
+        .map(|c| c.config().start_block().timestamp)
+        .min()
+        .unwrap_or(0)
+        .saturating_sub(1)
+}
+
+/// The omnichain part of the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OmnichainSnapshot {
+    /// Derived from the chains.
+    pub omnichain_status: OmnichainStatus,
+    /// Derived from the chains; see [`omnichain_indexing_cursor`].
+    pub omnichain_indexing_cursor: u64,
+    /// Chain snapshots keyed by chain id (decimal-string keys in JSON).
+    pub chains: BTreeMap<u64, ChainSnapshot>,
+}
+
+/// The persisted status snapshot (`indexing_status` metadata key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "RawIndexingStatus")]
+pub struct IndexingStatus {
+    /// Always `omnichain`.
+    pub strategy: Strategy,
+    /// Equals `omnichainSnapshot.omnichainIndexingCursor`.
+    pub slowest_chain_indexing_cursor: u64,
+    /// When the snapshot was taken (unix seconds).
+    pub snapshot_time: u64,
+    /// The omnichain snapshot.
+    pub omnichain_snapshot: OmnichainSnapshot,
+}
+
+/// The status strategy; only `omnichain` exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// One cursor over all chains.
+    Omnichain,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawIndexingStatus {
+    strategy: Strategy,
+    slowest_chain_indexing_cursor: u64,
+    snapshot_time: u64,
+    omnichain_snapshot: OmnichainSnapshot,
+}
+
+impl TryFrom<RawIndexingStatus> for IndexingStatus {
+    type Error = StatusError;
+    fn try_from(raw: RawIndexingStatus) -> Result<Self, StatusError> {
+        let status = Self {
+            strategy: raw.strategy,
+            slowest_chain_indexing_cursor: raw.slowest_chain_indexing_cursor,
+            snapshot_time: raw.snapshot_time,
+            omnichain_snapshot: raw.omnichain_snapshot,
+        };
+        status.validate()?;
+        Ok(status)
+    }
+}
+
+impl IndexingStatus {
+    /// Builds a snapshot from chain snapshots, deriving the omnichain fields.
+    pub fn derive(chains: BTreeMap<u64, ChainSnapshot>, snapshot_time: u64) -> Result<Self, StatusError> {
+        for c in chains.values() {
+            c.validate()?;
+        }
+        if chains.is_empty() {
+            return Err(StatusError::new("a snapshot needs at least one chain"));
+        }
+        let cursor = omnichain_indexing_cursor(chains.values());
+        let status = Self {
+            strategy: Strategy::Omnichain,
+            slowest_chain_indexing_cursor: cursor,
+            snapshot_time,
+            omnichain_snapshot: OmnichainSnapshot {
+                omnichain_status: OmnichainStatus::derive(chains.values()),
+                omnichain_indexing_cursor: cursor,
+                chains,
+            },
+        };
+        Ok(status)
+    }
+
+    /// Checks every invariant: each chain's, the derived omnichain status and cursor, and
+    /// `slowestChainIndexingCursor == omnichainIndexingCursor`.
+    pub fn validate(&self) -> Result<(), StatusError> {
+        let snap = &self.omnichain_snapshot;
+        if snap.chains.is_empty() {
+            return Err(StatusError::new("a snapshot needs at least one chain"));
+        }
+        for c in snap.chains.values() {
+            c.validate()?;
+        }
+        if snap.omnichain_status != OmnichainStatus::derive(snap.chains.values()) {
+            return Err(StatusError::new("omnichainStatus does not match the chain statuses"));
+        }
+        if snap.omnichain_indexing_cursor != omnichain_indexing_cursor(snap.chains.values()) {
+            return Err(StatusError::new("omnichainIndexingCursor does not match the chains"));
+        }
+        if self.slowest_chain_indexing_cursor != snap.omnichain_indexing_cursor {
+            return Err(StatusError::new("slowestChainIndexingCursor differs from omnichainIndexingCursor"));
+        }
+        Ok(())
+    }
+
+    /// The chain ids in the snapshot, ascending.
+    pub fn chain_ids(&self) -> Vec<u64> {
+        self.omnichain_snapshot.chains.keys().copied().collect()
+    }
+}
+
+/// A broken status invariant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid indexing status: {message}")]
+pub struct StatusError {
+    /// Which invariant broke.
+    pub message: &'static str,
+}
+
+impl StatusError {
+    fn new(message: &'static str) -> Self {
+        Self { message }
+    }
+}
