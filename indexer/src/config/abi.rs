@@ -1,0 +1,80 @@
+//! Event definitions: human-readable signatures or an ABI file plus event names.
+
+use std::path::Path;
+
+use alloy::dyn_abi::{DynSolType, Specifier};
+use alloy::json_abi::{Event, JsonAbi};
+use alloy::primitives::B256;
+
+use super::ConfigError;
+
+/// An event ready for filtering and decoding.
+#[derive(Debug, Clone)]
+pub struct ResolvedEvent {
+    /// The ABI item.
+    pub event: Event,
+    /// Canonical full signature (`event Transfer(address indexed from, …)`).
+    pub signature: String,
+    /// keccak of the canonical signature.
+    pub topic0: B256,
+    /// The resolved type of each input, in order.
+    pub types: Vec<DynSolType>,
+}
+
+impl ResolvedEvent {
+    pub(super) fn new(event: Event) -> Self {
+        let types = event.inputs.iter().filter_map(|p| p.resolve().ok()).collect();
+        Self { signature: event.full_signature(), topic0: event.selector(), types, event }
+    }
+}
+
+fn check_resolvable(event: &Event, path: &str) -> Result<(), ConfigError> {
+    for p in &event.inputs {
+        p.resolve().map_err(|e| ConfigError::new(path, format!("parameter {:?}: {e}", p.name)))?;
+    }
+    if event.anonymous {
+        return Err(ConfigError::new(path, "anonymous events have no topic0 and cannot be filtered"));
+    }
+    Ok(())
+}
+
+/// Parses `event Name(type indexed name, …)` strings.
+pub(super) fn events_from_signatures(sigs: &[String], q: &str) -> Result<Vec<Event>, ConfigError> {
+    sigs.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let path = format!("{q}.events[{i}]");
+            let text = s.trim();
+            let text = if text.starts_with("event ") { text.to_owned() } else { format!("event {text}") };
+            let event = Event::parse(&text).map_err(|e| ConfigError::new(&path, format!("{s:?}: {e}")))?;
+            check_resolvable(&event, &path)?;
+            Ok(event)
+        })
+        .collect()
+}
+
+/// Loads a JSON ABI and picks the named events (every overload of a name).
+pub(super) fn events_from_abi_file(
+    file: &Path,
+    names: &[String],
+    q: &str,
+) -> Result<Vec<Event>, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::new(format!("{q}.abi"), format!("cannot read {}: {e}", file.display())))?;
+    let abi: JsonAbi = serde_json::from_str(&text).map_err(|e| {
+        ConfigError::new(format!("{q}.abi"), format!("{} is not a JSON ABI: {e}", file.display()))
+    })?;
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let path = format!("{q}.events[{i}]");
+        let found = abi
+            .events
+            .get(name.trim())
+            .ok_or_else(|| ConfigError::new(&path, format!("event {name:?} is not in {}", file.display())))?;
+        for e in found {
+            check_resolvable(e, &path)?;
+            out.push(e.clone());
+        }
+    }
+    Ok(out)
+}

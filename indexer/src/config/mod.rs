@@ -1,0 +1,413 @@
+//! The indexer's configuration file (DESIGN §2): TOML with `${VAR}` substitution.
+//!
+//! Loading happens once, in `main`; everything else receives the typed [`IndexerConfig`].
+//! Every error names the TOML key path (`chains[0].contracts[1].start_block`). The private
+//! parts (RPC URLs, tuning) never leave this process: [`IndexerConfig::public`] is the only
+//! view that is stored, logged or served.
+
+mod abi;
+mod env;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::json_abi::Event;
+use alloy::primitives::{Address, B256};
+use serde::Deserialize;
+use tidemark_shared_types::{PublicChainConfig, PublicConfig, PublicContractConfig, SchemaName, VersionInfo};
+
+pub use abi::ResolvedEvent;
+
+/// A configuration problem; the message names the key path. Exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {path}: {message}")]
+pub struct ConfigError {
+    /// TOML key path, or the file name for file-level errors.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { path: path.into(), message: message.into() }
+    }
+
+    /// No configuration file was given.
+    pub fn new_missing() -> Self {
+        Self::new("--config", "a configuration file is required (--config FILE or TIDEMARK_CONFIG)")
+    }
+
+    /// A command-line flag problem.
+    pub fn new_flag(message: &str) -> Self {
+        Self::new("arguments", message)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    namespace: String,
+    schema: String,
+    database_url: String,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default = "default_retain_epochs")]
+    retain_epochs: u64,
+    chains: Vec<RawChain>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default = "default_listen")]
+    listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self { listen: default_listen() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    chain_id: u64,
+    rpc_url: Option<String>,
+    rpc_urls: Option<Vec<String>>,
+    #[serde(default = "default_finality_depth")]
+    finality_depth: u64,
+    #[serde(default = "default_poll_interval_ms")]
+    poll_interval_ms: u64,
+    #[serde(default = "default_max_block_range")]
+    max_block_range: u64,
+    #[serde(default = "default_max_concurrency")]
+    max_concurrency: usize,
+    #[serde(default = "default_request_timeout_ms")]
+    request_timeout_ms: u64,
+    contracts: Vec<RawContract>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContract {
+    name: String,
+    addresses: Vec<String>,
+    #[serde(default)]
+    start_block: u64,
+    end_block: Option<u64>,
+    events: Vec<String>,
+    abi: Option<PathBuf>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:4001".into()
+}
+fn default_retain_epochs() -> u64 {
+    10_000
+}
+fn default_finality_depth() -> u64 {
+    12
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+fn default_max_block_range() -> u64 {
+    2000
+}
+fn default_max_concurrency() -> usize {
+    4
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+
+/// The validated configuration.
+#[derive(Clone)]
+pub struct IndexerConfig {
+    /// Public namespace.
+    pub namespace: String,
+    /// Instance schema.
+    pub schema: SchemaName,
+    /// PostgreSQL URL (private).
+    pub database_url: String,
+    /// Address of the indexer's own HTTP server.
+    pub http_listen: SocketAddr,
+    /// Epochs kept per chain.
+    pub retain_epochs: u64,
+    /// Chains, sorted by id.
+    pub chains: Vec<ChainConfig>,
+}
+
+impl std::fmt::Debug for IndexerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never prints URLs.
+        f.debug_struct("IndexerConfig")
+            .field("namespace", &self.namespace)
+            .field("schema", &self.schema)
+            .field("chains", &self.chains.iter().map(|c| c.chain_id).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One chain, with its private settings.
+#[derive(Clone)]
+pub struct ChainConfig {
+    /// EIP-155 chain id.
+    pub chain_id: u64,
+    /// RPC endpoints in failover order (private).
+    pub rpc_urls: Vec<url::Url>,
+    /// Blocks behind the head considered final.
+    pub finality_depth: u64,
+    /// Head polling interval.
+    pub poll_interval: Duration,
+    /// Largest block range of one `eth_getLogs`.
+    pub max_block_range: u64,
+    /// Concurrent requests while backfilling.
+    pub max_concurrency: usize,
+    /// Timeout of one RPC request.
+    pub request_timeout: Duration,
+    /// Contracts, sorted by name.
+    pub contracts: Vec<ContractConfig>,
+}
+
+/// One contract.
+#[derive(Debug, Clone)]
+pub struct ContractConfig {
+    /// Config name.
+    pub name: String,
+    /// Addresses, sorted.
+    pub addresses: Vec<Address>,
+    /// First block.
+    pub start_block: u64,
+    /// Last block, when bounded.
+    pub end_block: Option<u64>,
+    /// Events, sorted by canonical signature.
+    pub events: Vec<ResolvedEvent>,
+}
+
+impl ChainConfig {
+    /// Lowest start block over the contracts.
+    pub fn start_block(&self) -> u64 {
+        self.contracts.iter().map(|c| c.start_block).min().unwrap_or(0)
+    }
+
+    /// Highest end block when every contract is bounded.
+    pub fn end_block(&self) -> Option<u64> {
+        self.contracts.iter().map(|c| c.end_block).try_fold(0u64, |acc, e| e.map(|e| acc.max(e)))
+    }
+
+    /// Every address of every contract.
+    pub fn addresses(&self) -> Vec<Address> {
+        let mut all: Vec<Address> = self.contracts.iter().flat_map(|c| c.addresses.iter().copied()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Every topic0 of every contract.
+    pub fn topic0s(&self) -> Vec<B256> {
+        let mut all: Vec<B256> =
+            self.contracts.iter().flat_map(|c| c.events.iter().map(|e| e.topic0)).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+impl IndexerConfig {
+    /// Reads, substitutes and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses `text`; `${VAR}` is looked up with `lookup`; ABI paths are relative to `base`.
+    pub fn parse(
+        text: &str,
+        base: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            let span =
+                e.span().map(|s| line_of(text, s.start)).map(|l| format!("line {l}")).unwrap_or_default();
+            ConfigError::new(if span.is_empty() { "toml".into() } else { span }, e.message().to_owned())
+        })?;
+        env::substitute(&mut value, "", lookup)?;
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::new(if path == "." { "(root)".into() } else { path }, e.into_inner().to_string())
+        })?;
+        validate(raw, base)
+    }
+
+    /// The public view: what is stored, logged and served.
+    pub fn public(&self) -> PublicConfig {
+        PublicConfig {
+            namespace: self.namespace.clone(),
+            instance_schema: self.schema.as_str().to_owned(),
+            chains: self
+                .chains
+                .iter()
+                .map(|c| PublicChainConfig {
+                    chain_id: c.chain_id,
+                    finality_depth: c.finality_depth,
+                    contracts: c
+                        .contracts
+                        .iter()
+                        .map(|k| PublicContractConfig {
+                            name: k.name.clone(),
+                            addresses: k.addresses.iter().map(|a| format!("{a:#x}")).collect(),
+                            start_block: k.start_block,
+                            end_block: k.end_block,
+                            events: k.events.iter().map(|e| e.signature.clone()).collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            version_info: VersionInfo::current(),
+        }
+        .normalized()
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
+    if raw.namespace.trim().is_empty() {
+        return Err(ConfigError::new("namespace", "must not be empty"));
+    }
+    let schema = SchemaName::new(raw.schema).map_err(|e| ConfigError::new("schema", e.to_string()))?;
+    let http_listen: SocketAddr = raw
+        .http
+        .listen
+        .parse()
+        .map_err(|e| ConfigError::new("http.listen", format!("not a socket address: {e}")))?;
+    if raw.chains.is_empty() {
+        return Err(ConfigError::new("chains", "at least one chain is required"));
+    }
+    let mut chains = Vec::with_capacity(raw.chains.len());
+    for (i, c) in raw.chains.into_iter().enumerate() {
+        let p = format!("chains[{i}]");
+        if chains.iter().any(|x: &ChainConfig| x.chain_id == c.chain_id) {
+            return Err(ConfigError::new(
+                format!("{p}.chain_id"),
+                format!("chain {} is listed twice", c.chain_id),
+            ));
+        }
+        chains.push(validate_chain(c, &p, base)?);
+    }
+    chains.sort_by_key(|c| c.chain_id);
+    if raw.retain_epochs == 0 {
+        return Err(ConfigError::new("retain_epochs", "must be at least 1"));
+    }
+    Ok(IndexerConfig {
+        namespace: raw.namespace,
+        schema,
+        database_url: raw.database_url,
+        http_listen,
+        retain_epochs: raw.retain_epochs,
+        chains,
+    })
+}
+
+fn validate_chain(c: RawChain, p: &str, base: &Path) -> Result<ChainConfig, ConfigError> {
+    let urls: Vec<(String, String)> = match (c.rpc_url, c.rpc_urls) {
+        (Some(u), None) => vec![(format!("{p}.rpc_url"), u)],
+        (None, Some(us)) if !us.is_empty() => {
+            us.into_iter().enumerate().map(|(j, u)| (format!("{p}.rpc_urls[{j}]"), u)).collect()
+        }
+        (Some(_), Some(_)) => return Err(ConfigError::new(p, "set either rpc_url or rpc_urls, not both")),
+        _ => return Err(ConfigError::new(format!("{p}.rpc_url"), "an RPC URL is required")),
+    };
+    let rpc_urls = urls
+        .into_iter()
+        .map(|(path, u)| {
+            // The URL itself is never echoed: it may carry a key.
+            let parsed =
+                url::Url::parse(&u).map_err(|e| ConfigError::new(&path, format!("not a URL ({e})")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::new(&path, "only http and https RPC URLs are supported"));
+            }
+            Ok(parsed)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let positive = |v: u64, key: &str| {
+        if v == 0 { Err(ConfigError::new(format!("{p}.{key}"), "must be at least 1")) } else { Ok(v) }
+    };
+    positive(c.max_block_range, "max_block_range")?;
+    positive(c.max_concurrency as u64, "max_concurrency")?;
+    positive(c.poll_interval_ms, "poll_interval_ms")?;
+    positive(c.request_timeout_ms, "request_timeout_ms")?;
+    if c.contracts.is_empty() {
+        return Err(ConfigError::new(format!("{p}.contracts"), "at least one contract is required"));
+    }
+    let mut contracts: Vec<ContractConfig> = Vec::new();
+    for (j, k) in c.contracts.into_iter().enumerate() {
+        let q = format!("{p}.contracts[{j}]");
+        if contracts.iter().any(|x| x.name == k.name) {
+            return Err(ConfigError::new(
+                format!("{q}.name"),
+                format!("contract name {:?} is used twice", k.name),
+            ));
+        }
+        contracts.push(validate_contract(k, &q, base)?);
+    }
+    contracts.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(ChainConfig {
+        chain_id: c.chain_id,
+        rpc_urls,
+        finality_depth: c.finality_depth,
+        poll_interval: Duration::from_millis(c.poll_interval_ms),
+        max_block_range: c.max_block_range,
+        max_concurrency: c.max_concurrency,
+        request_timeout: Duration::from_millis(c.request_timeout_ms),
+        contracts,
+    })
+}
+
+fn validate_contract(k: RawContract, q: &str, base: &Path) -> Result<ContractConfig, ConfigError> {
+    if k.name.trim().is_empty() {
+        return Err(ConfigError::new(format!("{q}.name"), "must not be empty"));
+    }
+    if k.addresses.is_empty() {
+        return Err(ConfigError::new(format!("{q}.addresses"), "at least one address is required"));
+    }
+    let mut addresses = Vec::with_capacity(k.addresses.len());
+    for (i, a) in k.addresses.iter().enumerate() {
+        let parsed: Address = a.parse().map_err(|_| {
+            ConfigError::new(format!("{q}.addresses[{i}]"), format!("{a:?} is not a 20-byte 0x address"))
+        })?;
+        addresses.push(parsed);
+    }
+    addresses.sort();
+    addresses.dedup();
+    if let Some(end) = k.end_block
+        && end < k.start_block
+    {
+        return Err(ConfigError::new(
+            format!("{q}.end_block"),
+            format!("end_block {end} is below start_block {}", k.start_block),
+        ));
+    }
+    if k.events.is_empty() {
+        return Err(ConfigError::new(format!("{q}.events"), "at least one event is required"));
+    }
+    let events: Vec<Event> = match &k.abi {
+        Some(file) => abi::events_from_abi_file(&base.join(file), &k.events, q)?,
+        None => abi::events_from_signatures(&k.events, q)?,
+    };
+    let mut events: Vec<ResolvedEvent> = events.into_iter().map(ResolvedEvent::new).collect();
+    events.sort_by(|a, b| a.signature.cmp(&b.signature));
+    events.dedup_by(|a, b| a.signature == b.signature);
+    Ok(ContractConfig { name: k.name, addresses, start_block: k.start_block, end_block: k.end_block, events })
+}
+
+#[cfg(test)]
+mod tests;

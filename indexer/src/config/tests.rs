@@ -1,0 +1,121 @@
+use std::path::Path;
+
+use super::*;
+
+const EXAMPLE: &str = r#"
+namespace = "demo"
+schema = "tidemark_demo"
+database_url = "${DATABASE_URL}"
+
+[[chains]]
+chain_id = 31337
+rpc_url = "${RPC_URL}"
+finality_depth = 12
+
+[[chains.contracts]]
+name = "Token"
+addresses = ["0x5FbDB2315678afecb367f032d93F642f64180aa3"]
+start_block = 0
+events = ["event Transfer(address indexed from, address indexed to, uint value)"]
+"#;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "DATABASE_URL" => Some("postgres://u:secret@db/x".into()),
+        "RPC_URL" => Some("http://127.0.0.1:8545/?apikey=k3y".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<IndexerConfig, ConfigError> {
+    IndexerConfig::parse(text, Path::new("."), &env)
+}
+
+#[test]
+fn the_example_gives_the_documented_public_config() {
+    let cfg = parse(EXAMPLE).expect("valid");
+    let public = serde_json::to_value(cfg.public()).expect("json");
+    let expected = serde_json::json!({"namespace": "demo", "instanceSchema": "tidemark_demo",
+        "chains": [{"chainId": 31337, "finalityDepth": 12,
+          "contracts": [{"name": "Token", "addresses": ["0x5fbdb2315678afecb367f032d93f642f64180aa3"], "startBlock": 0, "endBlock": null,
+            "events": ["event Transfer(address indexed from, address indexed to, uint256 value)"]}]}],
+        "versionInfo": {"tidemark": env!("CARGO_PKG_VERSION"), "schemaVersion": 1}});
+    assert_eq!(public, expected);
+    // Secrets never reach the public view or the debug output.
+    let text = format!("{public} {cfg:?}");
+    assert!(!text.contains("k3y") && !text.contains("secret"), "{text}");
+}
+
+#[test]
+fn a_missing_variable_names_it_and_the_key() {
+    let text = EXAMPLE.replace("${RPC_URL}", "${NOPE_URL}");
+    let err = parse(&text).err().expect("error");
+    assert_eq!(err.path, "chains[0].rpc_url");
+    assert!(err.message.contains("NOPE_URL"), "{err}");
+}
+
+#[test]
+fn type_errors_name_the_key_path() {
+    let text = EXAMPLE.replace("start_block = 0", "start_block = \"zero\"");
+    let err = parse(&text).err().expect("error");
+    assert_eq!(err.path, "chains[0].contracts[0].start_block", "{err}");
+}
+
+#[test]
+fn unknown_keys_and_bad_toml_are_errors() {
+    let err = parse(&EXAMPLE.replace("finality_depth", "finality_dpth")).err().expect("unknown key");
+    assert!(err.to_string().contains("finality_dpth"), "{err}");
+    let err = parse("namespace = ").err().expect("bad toml");
+    assert!(err.path.starts_with("line 1"), "{err}");
+}
+
+#[test]
+fn bad_values_are_rejected_with_their_path() {
+    let cases = [
+        (
+            EXAMPLE.replace("0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x12"),
+            "chains[0].contracts[0].addresses[0]",
+        ),
+        (EXAMPLE.replace("tidemark_demo", "Public"), "schema"),
+        (
+            EXAMPLE.replace("event Transfer(", "event Transfer(uint999 x, "),
+            "chains[0].contracts[0].events[0]",
+        ),
+        (
+            EXAMPLE.replace("start_block = 0", "start_block = 9\nend_block = 3"),
+            "chains[0].contracts[0].end_block",
+        ),
+        (EXAMPLE.replace("${RPC_URL}", "ftp://x"), "chains[0].rpc_url"),
+    ];
+    for (text, path) in cases {
+        let err = parse(&text).err().expect("error");
+        assert_eq!(err.path, path, "{err}");
+    }
+}
+
+#[test]
+fn abi_files_resolve_named_events() {
+    let dir = std::env::temp_dir().join(format!("tidemark-abi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("Token.json"),
+        r#"[{"type":"event","name":"Transfer","anonymous":false,"inputs":[
+            {"name":"from","type":"address","indexed":true},{"name":"to","type":"address","indexed":true},
+            {"name":"value","type":"uint256","indexed":false}]}]"#,
+    )
+    .expect("write");
+    let text = EXAMPLE.replace(
+        r#"events = ["event Transfer(address indexed from, address indexed to, uint value)"]"#,
+        "abi = \"Token.json\"\nevents = [\"Transfer\"]",
+    );
+    let cfg = IndexerConfig::parse(&text, &dir, &env).expect("valid");
+    assert_eq!(
+        cfg.public().chains[0].contracts[0].events,
+        ["event Transfer(address indexed from, address indexed to, uint256 value)"]
+    );
+    let err = IndexerConfig::parse(&text.replace("[\"Transfer\"]", "[\"Nope\"]"), &dir, &env)
+        .err()
+        .expect("missing");
+    assert_eq!(err.path, "chains[0].contracts[0].events[0]");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,152 @@
+//! The indexer's own small HTTP server: `/health`, `/status`, `/config`, `/metrics`.
+//! It serves what this process knows in memory; the API service never calls it.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tidemark_shared_types::{PublicConfig, RealtimeProjection};
+use tokio_util::sync::CancellationToken;
+
+use crate::status::{Progress, unix_now};
+
+/// This process's role for the instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// Connecting, migrating, or between writer terms.
+    Starting = 0,
+    /// Another process holds the writer lock.
+    Standby = 1,
+    /// This process writes.
+    Writer = 2,
+}
+
+/// Liveness facts shared with the HTTP server.
+#[derive(Debug, Default)]
+pub struct Health {
+    db_ok_at: AtomicU64,
+    role: AtomicU8,
+}
+
+impl Health {
+    /// Records a successful database round-trip.
+    pub fn db_ok(&self) {
+        self.db_ok_at.store(unix_now(), Ordering::Relaxed);
+    }
+
+    /// Sets the role.
+    pub fn set_role(&self, role: Role) {
+        self.role.store(role as u8, Ordering::Relaxed);
+    }
+
+    fn role(&self) -> &'static str {
+        match self.role.load(Ordering::Relaxed) {
+            1 => "standby",
+            2 => "writer",
+            _ => "starting",
+        }
+    }
+
+    fn db_reachable(&self) -> bool {
+        unix_now().saturating_sub(self.db_ok_at.load(Ordering::Relaxed)) <= 10
+    }
+}
+
+/// State of the HTTP handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Chain progress.
+    pub progress: Progress,
+    /// The public config of this process.
+    pub config: PublicConfig,
+    /// Liveness facts.
+    pub health: Arc<Health>,
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (tests): metrics then go there.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// The router.
+pub fn app(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/status", get(status))
+        .route("/config", get(config))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
+            )
+        })
+        .with_state(state)
+}
+
+/// Serves until `shutdown`.
+pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
+    prometheus();
+    let result = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+    if let Err(e) = result {
+        tracing::error!(target: "tidemark::http", error = %e, "HTTP server failed");
+    }
+}
+
+async fn health(State(s): State<HttpState>) -> Response {
+    let mut reasons = Vec::new();
+    if !s.health.db_reachable() {
+        reasons.push("database-unreachable".to_owned());
+    }
+    for (id, st) in s.progress.states() {
+        if !st.rpc_healthy {
+            reasons.push(format!("rpc-unreachable:{id}"));
+        }
+    }
+    let role = s.health.role();
+    let code = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = if reasons.is_empty() {
+        json!({"status": "ok", "role": role, "warnings": []})
+    } else {
+        json!({"status": "unhealthy", "role": role, "reasons": reasons, "warnings": []})
+    };
+    (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+async fn status(State(s): State<HttpState>) -> Response {
+    match s.progress.snapshot(unix_now()) {
+        Some(snapshot) => {
+            let projection = RealtimeProjection::project(snapshot, unix_now());
+            let body = json!({"responseCode": "ok", "realtimeProjection": projection, "config": s.config, "warnings": []});
+            (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(json!({"responseCode": "error", "reasons": ["no-status"]})),
+        )
+            .into_response(),
+    }
+}
+
+async fn config(State(s): State<HttpState>) -> Response {
+    ([(header::CACHE_CONTROL, "max-age=60")], Json(s.config)).into_response()
+}
+
+async fn metrics_text() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
+}

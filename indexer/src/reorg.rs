@@ -1,0 +1,79 @@
+//! Reorg repair (DESIGN §7 "Follow").
+//!
+//! When the checkpoint is no longer canonical, walk down over the stored hashes — the
+//! unfinalized window first, then, for a reorg deeper than the window, the hashes the
+//! stored events carry — to the highest block whose stored hash is still canonical: the
+//! common ancestor. Then roll back to it in one transaction (orphaned events deleted and
+//! journaled as `removed`, checkpoint rewound) and let the follower index the new branch.
+
+use tidemark_shared_types::BlockRef;
+
+use crate::pipeline::{ChainPipeline, PipelineError, Step};
+
+/// Heights examined per database round-trip.
+const WALK_CHUNK: u64 = 64;
+
+/// Repairs a reorg below `cp`; returns the new checkpoint (`None`: nothing canonical
+/// remains, indexing restarts at the start block).
+pub async fn repair(
+    p: &ChainPipeline,
+    cp: &BlockRef,
+    start_n: u64,
+) -> Result<Step<Option<BlockRef>>, PipelineError> {
+    let id = p.id();
+    let ancestor = match find_ancestor(p, cp, start_n).await? {
+        Step::Done(a) => a,
+        Step::Shutdown => return Ok(Step::Shutdown),
+    };
+    let depth = cp.number - ancestor.as_ref().map_or(start_n.saturating_sub(1), |a| a.number);
+    if depth > p.chain.finality_depth {
+        tracing::error!(target: "tidemark::reorg", chain_id = id, depth, finality_depth = p.chain.finality_depth, "reorg deeper than the finality depth; repaired from stored event hashes");
+    }
+    let removed = p.writer.lock().await.rollback(id, ancestor.as_ref()).await?;
+    metrics::counter!("tidemark_reorgs_total", "chain_id" => id.to_string()).increment(1);
+    metrics::counter!("tidemark_removed_events_total", "chain_id" => id.to_string())
+        .increment(removed as u64);
+    tracing::warn!(target: "tidemark::reorg", chain_id = id, from = cp.number, ancestor = ancestor.as_ref().map(|a| a.number), depth, removed, "reorg repaired");
+    p.progress.update(id, |s| s.latest_indexed = ancestor.clone());
+    Ok(Step::Done(ancestor))
+}
+
+async fn find_ancestor(
+    p: &ChainPipeline,
+    cp: &BlockRef,
+    start_n: u64,
+) -> Result<Step<Option<BlockRef>>, PipelineError> {
+    let id = p.id();
+    let mut hi = cp.number;
+    loop {
+        if hi < start_n {
+            return Ok(Step::Done(None));
+        }
+        let lo = hi.saturating_sub(WALK_CHUNK - 1).max(start_n);
+        let stored = p.writer.lock().await.stored_hashes(id, lo, hi).await?;
+        for (n, hash) in stored {
+            let canonical = match p
+                .retry("reorg walk", || async { p.rpc.header(n).await.map_err(|e| p.rpc_err(e)) })
+                .await?
+            {
+                Step::Done(h) => h,
+                Step::Shutdown => return Ok(Step::Shutdown),
+            };
+            if let Some(h) = canonical
+                && h.block.hash == hash
+            {
+                return Ok(Step::Done(Some(h.block)));
+            }
+        }
+        if lo == start_n {
+            return Ok(Step::Done(None));
+        }
+        // Skip stretches with nothing stored: jump to the next block that has events.
+        // Below the window only events carry hashes; with none left, nothing below is
+        // known to be canonical and indexing restarts at the start block.
+        hi = match p.writer.lock().await.previous_event_block(id, lo).await? {
+            Some(n) => n,
+            None => return Ok(Step::Done(None)),
+        };
+    }
+}

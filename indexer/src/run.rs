@@ -1,0 +1,258 @@
+//! The indexer's lifecycle (DESIGN §7 "Start-up", "Shutdown").
+//!
+//! Start the HTTP server and progress log, migrate, check the stored config, then loop
+//! over *writer terms*: take the instance's writer lock (waiting as a standby while
+//! another process holds it), store or check the public config, and run the status loop
+//! and one pipeline per chain until shutdown or a database failure. After a failure the
+//! lock may be gone, so everything restarts from the lock, and from the checkpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tidemark_db_client::{PgPool, PoolConfig, instance, metadata, migrate};
+use tidemark_shared_types::{Incompatibility, PublicConfig, check_compatible};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::IndexerConfig;
+use crate::http::{self, Health, Role};
+use crate::pipeline::{ChainPipeline, PipelineError};
+use crate::rpc::ChainRpc;
+use crate::status::{self, Progress};
+use crate::store::Writer;
+
+/// How long shutdown may take before tasks are abandoned.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
+
+/// Runs the indexer until `shutdown`. Errors: [`crate::config::ConfigError`] (exit 2),
+/// [`Incompatibility`] (exit 3), anything else (exit 1).
+pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let public = config.public();
+    let mut pool_config = PoolConfig::new(config.database_url.clone());
+    pool_config.application_name = "tidemark-indexer".into();
+    pool_config.max_size = 4;
+    let pool = PgPool::new(pool_config).context("building the database pool")?;
+    let progress = Progress::new(config.chains.iter().map(|c| (c.chain_id, c.end_block())));
+    let health = Arc::new(Health::default());
+    let tracker = TaskTracker::new();
+
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("binding http.listen {}", config.http_listen))?;
+    tracing::info!(target: "tidemark::http", addr = %config.http_listen, "indexer HTTP listening");
+    let http_state =
+        http::HttpState { progress: progress.clone(), config: public.clone(), health: health.clone() };
+    tracker.spawn(http::serve(listener, http_state, shutdown.clone()));
+    tracker.spawn(crate::progress::log_progress(progress.clone(), shutdown.clone()));
+
+    let result = lifecycle(&config, &public, &pool, &progress, &health, &shutdown).await;
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!(target: "tidemark::run", "background tasks did not stop in time");
+    }
+    result
+}
+
+async fn lifecycle(
+    config: &IndexerConfig,
+    public: &PublicConfig,
+    pool: &PgPool,
+    progress: &Progress,
+    health: &Arc<Health>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    if with_db_retry("migrations", shutdown, health, || migrate::run_migrations(pool)).await?.is_none() {
+        return Ok(());
+    }
+    // Fail fast, before waiting for the lock, when the stored config is incompatible.
+    let Some(stored) = with_db_retry("reading the stored config", shutdown, health, || async {
+        let mut conn = pool.get().await?;
+        metadata::read_public_config(&mut conn, &config.schema).await
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    check_stored(stored.as_ref().map(|s| &s.value), public)?;
+
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let Some(writer) = acquire(pool, config, health, shutdown).await else { return Ok(()) };
+        health.set_role(Role::Writer);
+        match term(writer, config, public, pool, progress, health, shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(TermError::Fatal(e)) => return Err(e),
+            Err(TermError::Retry(e)) => {
+                health.set_role(Role::Starting);
+                tracing::error!(target: "tidemark::run", error = %e, retry_in_ms = backoff.as_millis() as u64, "writer term ended; re-taking the lock");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn check_stored(stored: Option<&PublicConfig>, public: &PublicConfig) -> Result<(), Incompatibility> {
+    match stored {
+        Some(s) => check_compatible(s, public),
+        None => Ok(()),
+    }
+}
+
+/// Retries `f` while the database is unreachable. `Ok(None)` on shutdown.
+async fn with_db_retry<T, F, Fut>(
+    what: &'static str,
+    shutdown: &CancellationToken,
+    health: &Health,
+    f: F,
+) -> anyhow::Result<Option<T>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = tidemark_db_client::Result<T>>,
+{
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match f().await {
+            Ok(v) => {
+                health.db_ok();
+                return Ok(Some(v));
+            }
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(target: "tidemark::run", step = what, error = %e, "database unavailable; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(what)),
+        }
+    }
+}
+
+/// Takes the writer lock, waiting as a standby while another process holds it.
+async fn acquire(
+    pool: &PgPool,
+    config: &IndexerConfig,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Option<Writer> {
+    let mut announced = false;
+    loop {
+        match Writer::try_acquire(pool, &config.schema).await {
+            Ok(Some(w)) => {
+                health.db_ok();
+                tracing::info!(target: "tidemark::run", schema = %config.schema, "writer lock taken");
+                return Some(w);
+            }
+            Ok(None) => {
+                health.db_ok();
+                health.set_role(Role::Standby);
+                if !announced {
+                    tracing::info!(target: "tidemark::run", schema = %config.schema, "another indexer holds the writer lock; standing by");
+                    announced = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "tidemark::run", error = %e, "cannot take the writer lock; retrying")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+enum TermError {
+    /// Ends the process (incompatible config, wrong chain).
+    Fatal(anyhow::Error),
+    /// Ends the term; the lock is re-taken.
+    Retry(anyhow::Error),
+}
+
+impl From<tidemark_db_client::DbError> for TermError {
+    fn from(e: tidemark_db_client::DbError) -> Self {
+        Self::Retry(e.into())
+    }
+}
+
+async fn term(
+    mut writer: Writer,
+    config: &IndexerConfig,
+    public: &PublicConfig,
+    pool: &PgPool,
+    progress: &Progress,
+    health: &Arc<Health>,
+    shutdown: &CancellationToken,
+) -> Result<(), TermError> {
+    instance::ensure_instance_schema(writer.conn(), &config.schema).await?;
+    let stored = metadata::read_public_config(writer.conn(), &config.schema).await?;
+    check_stored(stored.as_ref().map(|s| &s.value), public).map_err(|e| TermError::Fatal(e.into()))?;
+    // New instance: store; compatible: refresh versionInfo.
+    metadata::write_public_config(writer.conn(), public).await?;
+    if stored.is_none() {
+        tracing::info!(target: "tidemark::run", schema = %config.schema, "public config stored");
+    }
+
+    let writer = Arc::new(Mutex::new(writer));
+    let token = shutdown.child_token();
+    let mut tasks: JoinSet<Result<(), TermError>> = JoinSet::new();
+    {
+        let (pool, schema, progress, token, health) =
+            (pool.clone(), config.schema.clone(), progress.clone(), token.clone(), health.clone());
+        tasks.spawn(async move {
+            status::status_loop(pool, schema, progress, token, health).await;
+            Ok(())
+        });
+    }
+    tasks.spawn(watch_lock(writer.clone(), token.clone()));
+    for chain in &config.chains {
+        let rpc = ChainRpc::new(chain.chain_id, &chain.rpc_urls, chain.request_timeout)
+            .map_err(|e| TermError::Fatal(e.into()))?;
+        let pipeline =
+            ChainPipeline::new(chain.clone(), rpc, writer.clone(), progress.clone(), token.clone());
+        tasks.spawn(async move {
+            pipeline.run().await.map_err(|e| match e {
+                PipelineError::Db(db) => TermError::Retry(db.into()),
+                PipelineError::WrongChain { .. } => TermError::Fatal(e.into()),
+                other => TermError::Retry(other.into()),
+            })
+        });
+    }
+
+    // The first failure ends the term; shutdown ends it cleanly.
+    let mut outcome = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let r = joined.unwrap_or_else(|e| Err(TermError::Retry(anyhow::anyhow!("task panicked: {e}"))));
+        if let Err(e) = r {
+            if outcome.is_ok() {
+                outcome = Err(e);
+            }
+            token.cancel();
+        }
+    }
+    outcome
+}
+
+/// Ends the term when the writer's connection dies or its lock is gone, even while idle.
+async fn watch_lock(writer: Arc<Mutex<Writer>>, token: CancellationToken) -> Result<(), TermError> {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let held = writer.lock().await.still_holds_lock().await?;
+        if !held {
+            return Err(TermError::Retry(anyhow::anyhow!("the writer lock is no longer held")));
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Per-chain progress shared by the pipelines, and the status loop that turns it into
+//! the persisted snapshot every second (DESIGN §4).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tidemark_db_client::{PgPool, metadata};
+use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, SchemaName};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::Health;
+
+/// Phase of one chain's pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Start block not resolved yet, or nothing committed.
+    Queued,
+    /// Catching up.
+    Backfill,
+    /// At the head.
+    Following,
+    /// Bounded range done.
+    Completed,
+}
+
+/// What the status loop and the HTTP server know about one chain.
+#[derive(Debug, Clone)]
+pub struct ChainState {
+    /// Current phase.
+    pub phase: Phase,
+    /// Configured start block, once resolved.
+    pub start: Option<BlockRef>,
+    /// Configured end block number.
+    pub end_number: Option<u64>,
+    /// End block, once it exists on chain.
+    pub end: Option<BlockRef>,
+    /// Highest committed block.
+    pub latest_indexed: Option<BlockRef>,
+    /// Fixed at start: min(end, head).
+    pub backfill_end: Option<BlockRef>,
+    /// Highest block seen.
+    pub latest_known: Option<BlockRef>,
+    /// Whether the last RPC call succeeded.
+    pub rpc_healthy: bool,
+    /// Events committed by this process.
+    pub events_indexed: u64,
+    /// Blocks committed by this process.
+    pub blocks_indexed: u64,
+}
+
+impl ChainState {
+    fn new(end_number: Option<u64>) -> Self {
+        Self {
+            phase: Phase::Queued,
+            start: None,
+            end_number,
+            end: None,
+            latest_indexed: None,
+            backfill_end: None,
+            latest_known: None,
+            rpc_healthy: true,
+            events_indexed: 0,
+            blocks_indexed: 0,
+        }
+    }
+
+    /// The chain's snapshot, or `None` while its start block is unknown.
+    pub fn snapshot(&self) -> Option<ChainSnapshot> {
+        let start = self.start.clone()?;
+        let config = match &self.end {
+            Some(end) => ChainIndexingConfig::Bounded { start_block: start, end_block: end.clone() },
+            // An end beyond the head has no hash yet: left-bounded until it exists.
+            None => ChainIndexingConfig::LeftBounded { start_block: start },
+        };
+        let Some(latest) = self.latest_indexed.clone() else { return Some(ChainSnapshot::Queued { config }) };
+        Some(match self.phase {
+            Phase::Queued | Phase::Backfill => match &self.backfill_end {
+                Some(end) if end.number >= latest.number => ChainSnapshot::Backfill {
+                    config,
+                    latest_indexed_block: latest,
+                    backfill_end_block: end.clone(),
+                },
+                _ => ChainSnapshot::Following {
+                    config,
+                    latest_known_block: self.known_at_least(&latest),
+                    latest_indexed_block: latest,
+                },
+            },
+            Phase::Following => ChainSnapshot::Following {
+                config,
+                latest_known_block: self.known_at_least(&latest),
+                latest_indexed_block: latest,
+            },
+            Phase::Completed => ChainSnapshot::Completed { config, latest_indexed_block: latest },
+        })
+    }
+
+    fn known_at_least(&self, latest: &BlockRef) -> BlockRef {
+        match &self.latest_known {
+            Some(k) if k.number >= latest.number => k.clone(),
+            _ => latest.clone(),
+        }
+    }
+}
+
+/// Shared progress of every chain.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    chains: Arc<Mutex<BTreeMap<u64, ChainState>>>,
+}
+
+impl Progress {
+    /// Progress for the configured chains: `(chain_id, end block)`.
+    pub fn new(chains: impl IntoIterator<Item = (u64, Option<u64>)>) -> Self {
+        Self {
+            chains: Arc::new(Mutex::new(
+                chains.into_iter().map(|(id, end)| (id, ChainState::new(end))).collect(),
+            )),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, ChainState>> {
+        // A panic while holding the lock leaves plain data behind: keep using it.
+        self.chains.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a chain's state.
+    pub fn update<R>(&self, chain_id: u64, f: impl FnOnce(&mut ChainState) -> R) -> Option<R> {
+        self.lock().get_mut(&chain_id).map(f)
+    }
+
+    /// A copy of every chain's state.
+    pub fn states(&self) -> BTreeMap<u64, ChainState> {
+        self.lock().clone()
+    }
+
+    /// The snapshot, once every chain's start block is known.
+    pub fn snapshot(&self, now: u64) -> Option<IndexingStatus> {
+        let chains = self
+            .lock()
+            .iter()
+            .map(|(id, s)| s.snapshot().map(|snap| (*id, snap)))
+            .collect::<Option<BTreeMap<_, _>>>()?;
+        match IndexingStatus::derive(chains, now) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(target: "tidemark::status", error = %e, "inconsistent status; not written");
+                None
+            }
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Upserts the snapshot every second until `shutdown`, then once more.
+///
+/// Invariant (§9.4): while this runs, the status row is at most ~1 s old; a failed tick
+/// is logged and the next one tries again.
+pub async fn status_loop(
+    pool: PgPool,
+    schema: SchemaName,
+    progress: Progress,
+    shutdown: CancellationToken,
+    health: Arc<Health>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        write_once(&pool, &schema, &progress, &health).await;
+    }
+    write_once(&pool, &schema, &progress, &health).await;
+}
+
+/// Writes one snapshot; errors are logged.
+pub async fn write_once(pool: &PgPool, schema: &SchemaName, progress: &Progress, health: &Health) {
+    let Some(snapshot) = progress.snapshot(unix_now()) else { return };
+    let result = async {
+        let mut conn = pool.get().await?;
+        metadata::write_indexing_status(&mut conn, schema, &snapshot).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            health.db_ok();
+            metrics::gauge!("tidemark_status_written_timestamp_seconds").set(unix_now() as f64);
+        }
+        Err(e) => {
+            tracing::warn!(target: "tidemark::status", error = %e, "status write failed; retrying next tick")
+        }
+    }
+}
