@@ -141,16 +141,22 @@ _tidemark_stop_private_postgres() {
     rm -rf "$dir"
 }
 
-# Decide DATABASE_URL: the server at $DATABASE_URL if it answers, else a private
-# throwaway cluster. TIDEMARK_LOCAL_PG=private forces the private cluster.
+# Decide DATABASE_URL: the server at $DATABASE_URL if set and answering, else the one at
+# 127.0.0.1:5432 if it answers, else a private throwaway cluster.
+# TIDEMARK_LOCAL_PG=private forces the private cluster.
 ensure_postgres() {
-    export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-    if [[ ${TIDEMARK_LOCAL_PG:-} != private ]] && tidemark_pg_answers "$DATABASE_URL"; then
-        tidemark_log "using PostgreSQL at $(tidemark_redact_url "$DATABASE_URL")"
-        return 0
+    local default_url="postgres://postgres@127.0.0.1:5432/postgres" candidate
+    if [[ ${TIDEMARK_LOCAL_PG:-} != private ]]; then
+        for candidate in ${DATABASE_URL:+"$DATABASE_URL"} "$default_url"; do
+            if tidemark_pg_answers "$candidate"; then
+                export DATABASE_URL="$candidate"
+                tidemark_log "using PostgreSQL at $(tidemark_redact_url "$DATABASE_URL")"
+                return 0
+            fi
+            tidemark_log "nothing answers at $(tidemark_redact_url "$candidate")"
+        done
+        tidemark_log "starting a private PostgreSQL cluster"
     fi
-    [[ ${TIDEMARK_LOCAL_PG:-} == private ]] ||
-        tidemark_log "nothing answers at $(tidemark_redact_url "$DATABASE_URL"); starting a private cluster"
     tidemark_start_private_postgres
 }
 

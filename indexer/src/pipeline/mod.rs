@@ -329,7 +329,8 @@ impl ChainPipeline {
             .increment(rows.len() as u64);
         metrics::gauge!("tidemark_latest_indexed_block", "chain_id" => id.to_string()).set(cp.number as f64);
         self.progress.update(id, |s| {
-            let prev = s.latest_indexed.as_ref().map_or(cp.number.saturating_sub(1), |p| p.number);
+            let before_start = s.start.as_ref().map_or(cp.number, |b| b.number).saturating_sub(1);
+            let prev = s.latest_indexed.as_ref().map_or(before_start, |p| p.number);
             s.blocks_indexed += cp.number.saturating_sub(prev);
             s.events_indexed += rows.len() as u64;
             s.latest_indexed = Some(cp.clone());
