@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod epochs;
 pub mod http;
 pub mod pipeline;
 pub mod progress;

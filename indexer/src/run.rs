@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::IndexerConfig;
+use crate::epochs::Recorder;
 use crate::http::{self, Health, Role};
 use crate::pipeline::{ChainPipeline, PipelineError};
 use crate::rpc::ChainRpc;
@@ -214,11 +215,24 @@ async fn term(
         });
     }
     tasks.spawn(watch_lock(writer.clone(), token.clone()));
+    let recorder = Recorder::new(pool.clone(), config.schema.clone(), config.retain_epochs);
+    let mut chain_epochs = Vec::with_capacity(config.chains.len());
     for chain in &config.chains {
+        let checkpoint = writer.lock().await.checkpoint(chain.chain_id).await?;
+        chain_epochs.push(recorder.chain(chain.chain_id, checkpoint.map(|c| c.number)).await?);
+    }
+    {
+        let (ids, token) = (config.chains.iter().map(|c| c.chain_id).collect(), token.clone());
+        tasks.spawn(async move {
+            recorder.run(ids, token).await;
+            Ok(())
+        });
+    }
+    for (chain, epochs) in config.chains.iter().zip(chain_epochs) {
         let rpc = ChainRpc::new(chain.chain_id, &chain.rpc_urls, chain.request_timeout)
             .map_err(|e| TermError::Fatal(e.into()))?;
         let pipeline =
-            ChainPipeline::new(chain.clone(), rpc, writer.clone(), progress.clone(), token.clone());
+            ChainPipeline::new(chain.clone(), rpc, writer.clone(), progress.clone(), token.clone(), epochs);
         tasks.spawn(async move {
             pipeline.run().await.map_err(|e| match e {
                 PipelineError::Db(db) => TermError::Retry(db.into()),

@@ -12,6 +12,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use tidemark_db_client::{DbError, PgPool};
 use tidemark_shared_types::{BlockRef, SchemaName};
 
+use crate::epochs::Epoch;
 use crate::pipeline::decode::EventRow;
 use crate::rpc::Header;
 
@@ -63,6 +64,10 @@ pub struct Batch<'a> {
     pub checkpoint: &'a BlockRef,
     /// Window headers below this number are pruned.
     pub prune_below: Option<u64>,
+    /// The batch's epoch, with its `stored` stage already appended.
+    pub epoch: Option<&'a Epoch>,
+    /// Stored epochs ending at or below this block become `finalized`, at this time.
+    pub finalize_upto: Option<(u64, f64)>,
 }
 
 fn u(v: u64) -> i64 {
@@ -233,9 +238,56 @@ impl Writer {
                         .await?;
                 }
                 upsert_checkpoint(c, &s, chain, batch.checkpoint).await?;
+                if let Some(e) = batch.epoch {
+                    diesel::sql_query(format!(
+                        "INSERT INTO {s}.epochs (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
+                         VALUES ($1, $2, $3, $4, 'stored', $5, $6, now())
+                         ON CONFLICT (chain_id, epoch_id) DO UPDATE SET from_block = EXCLUDED.from_block,
+                             to_block = EXCLUDED.to_block, stage = 'stored', stages = EXCLUDED.stages,
+                             error = EXCLUDED.error, updated_at = now()"
+                    ))
+                    .bind::<BigInt, _>(chain)
+                    .bind::<BigInt, _>(e.id)
+                    .bind::<BigInt, _>(u(e.from))
+                    .bind::<BigInt, _>(u(e.to))
+                    .bind::<Jsonb, _>(e.stages_json())
+                    .bind::<Nullable<Text>, _>(e.error.clone())
+                    .execute(c)
+                    .await?;
+                }
+                if let Some((upto, at)) = batch.finalize_upto {
+                    finalize_epochs(c, &s, chain, upto, at).await?;
+                }
                 Ok(())
             })
             .await
+    }
+
+    /// Marks stored epochs ending at or below `upto` as finalized (outside a batch, e.g.
+    /// while the head moves on without new blocks to commit).
+    pub async fn finalize(&mut self, chain_id: u64, upto: u64) -> Result<(), DbError> {
+        let s = self.schema.quoted();
+        finalize_epochs(&mut self.conn, &s, u(chain_id), upto, crate::epochs::now_secs()).await
+    }
+
+    /// The first block of the lowest finished epoch that ends above `ancestor`: a rollback
+    /// to `ancestor` must go back to just before it, so finished epochs never overlap.
+    pub async fn epoch_boundary(&mut self, chain_id: u64, ancestor: u64) -> Result<Option<u64>, DbError> {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = Nullable<BigInt>)]
+            n: Option<i64>,
+        }
+        let s = self.schema.quoted();
+        let row: N = diesel::sql_query(format!(
+            "SELECT min(from_block) AS n FROM {s}.epochs
+              WHERE chain_id = $1 AND stage IN ('stored', 'finalized') AND to_block > $2"
+        ))
+        .bind::<BigInt, _>(u(chain_id))
+        .bind::<BigInt, _>(u(ancestor))
+        .get_result(&mut self.conn)
+        .await?;
+        Ok(row.n.map(|n| n as u64))
     }
 
     /// Rolls a chain back to `ancestor` (or to nothing, before the start block) in one
@@ -273,6 +325,16 @@ impl Writer {
                     .bind::<BigInt, _>(above)
                     .execute(c)
                     .await?;
+                diesel::sql_query(format!(
+                    "UPDATE {s}.epochs SET stage = 'reorged', updated_at = now(),
+                            stages = stages || jsonb_build_array(jsonb_build_object('stage', 'reorged', 'at', $3::float8))
+                      WHERE chain_id = $1 AND to_block > $2 AND stage IN ('stored', 'finalized')"
+                ))
+                .bind::<BigInt, _>(chain)
+                .bind::<BigInt, _>(above)
+                .bind::<diesel::sql_types::Double, _>(crate::epochs::now_secs())
+                .execute(c)
+                .await?;
                 match ancestor {
                     Some(a) => upsert_checkpoint(c, &s, chain, a).await?,
                     None => {
@@ -286,6 +348,26 @@ impl Writer {
             })
             .await
     }
+}
+
+async fn finalize_epochs(
+    c: &mut AsyncPgConnection,
+    s: &str,
+    chain: i64,
+    upto: u64,
+    at: f64,
+) -> Result<(), DbError> {
+    diesel::sql_query(format!(
+        "UPDATE {s}.epochs SET stage = 'finalized', updated_at = now(),
+                stages = stages || jsonb_build_array(jsonb_build_object('stage', 'finalized', 'at', $3::float8))
+          WHERE chain_id = $1 AND stage = 'stored' AND to_block <= $2"
+    ))
+    .bind::<BigInt, _>(chain)
+    .bind::<BigInt, _>(u(upto))
+    .bind::<diesel::sql_types::Double, _>(at)
+    .execute(c)
+    .await?;
+    Ok(())
 }
 
 async fn upsert_checkpoint(

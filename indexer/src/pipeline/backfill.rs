@@ -1,0 +1,120 @@
+//! Bulk backfill: ranges fetched `max_concurrency` at a time and committed strictly in
+//! block order, one epoch per range.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use tidemark_shared_types::BlockRef;
+use tidemark_shared_types::epoch::EpochStage;
+
+use super::decode::EventRow;
+use super::{ChainPipeline, PipelineError, Step, fetch};
+use crate::epochs::Epoch;
+use crate::rpc::{Header, RpcError};
+use crate::store::Batch;
+
+impl ChainPipeline {
+    /// Indexes `[from, to]`; stored epochs ending at or below `finalized_upto` are final.
+    /// Returns the last checkpoint.
+    pub(super) async fn bulk(
+        &self,
+        from: u64,
+        to: u64,
+        finalized_upto: u64,
+    ) -> Result<Step<Option<BlockRef>>, PipelineError> {
+        let id = self.id();
+        // Ranges are planned lazily, so each takes the range size current when it starts.
+        // Epoch ids are drawn here, in block order; a retried epoch keeps its range.
+        let mut next = from;
+        let plan = std::iter::from_fn(move || {
+            if next > to {
+                return None;
+            }
+            let end = to.min(next.saturating_add(self.size.get() - 1));
+            let epoch = self.epochs.plan(next, end);
+            next = epoch.to + 1;
+            Some(epoch)
+        });
+        let fetched = futures::stream::iter(plan)
+            .map(|epoch| -> BoxFuture<'_, _> { Box::pin(self.fetch_range(epoch)) })
+            .buffered(self.chain.max_concurrency);
+        let mut fetched = std::pin::pin!(fetched);
+        let mut last = None;
+        loop {
+            let item = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(Step::Shutdown),
+                item = fetched.next() => item,
+            };
+            let Some(result) = item else { break };
+            let (rows, end_header, mut epoch) = match result? {
+                Step::Done(v) => v,
+                Step::Shutdown => return Ok(Step::Shutdown),
+            };
+            let started = std::time::Instant::now();
+            epoch.push(EpochStage::Stored);
+            {
+                let mut w = self.writer.lock().await;
+                w.commit(Batch {
+                    chain_id: id,
+                    events: &rows,
+                    headers: std::slice::from_ref(&end_header),
+                    checkpoint: &end_header.block,
+                    prune_below: Some(end_header.block.number.saturating_sub(self.chain.finality_depth)),
+                    epoch: Some(&epoch),
+                    finalize_upto: Some((finalized_upto, crate::epochs::now_secs())),
+                })
+                .await?;
+            }
+            metrics::histogram!("tidemark_commit_seconds").record(started.elapsed().as_secs_f64());
+            self.committed(&rows, &end_header.block, None);
+            last = Some(end_header.block);
+        }
+        Ok(Step::Done(last))
+    }
+
+    /// One range (one epoch): end header first (so a lagging node cannot answer empty for
+    /// blocks it does not have), then logs, checked against the end block's hash.
+    async fn fetch_range(&self, epoch: Epoch) -> Result<Step<(Vec<EventRow>, Header, Epoch)>, PipelineError> {
+        let (from, to) = (epoch.from, epoch.to);
+        let epoch = std::sync::Mutex::new(epoch);
+        let lock = || epoch.lock().unwrap_or_else(|e| e.into_inner());
+        let step = self
+            .retry("fetch range", || async {
+                let result = async {
+                    let end = self.rpc.require_header(to).await.map_err(|e| self.rpc_err(e))?;
+                    let logs = fetch::logs_in_range(&self.rpc, &self.filter, from, to, &self.size)
+                        .await
+                        .map_err(|e| self.rpc_err(e))?;
+                    let end_hash = Some(end.block.hash.as_str());
+                    let mismatch = logs.iter().any(|l| {
+                        l.block_number == Some(to)
+                            && l.block_hash.map(|h| format!("{h:#x}")).as_deref() != end_hash
+                    });
+                    if mismatch {
+                        return Err(self.rpc_err(RpcError::Transient {
+                            message: format!("logs of block {to} disagree with its header; refetching"),
+                        }));
+                    }
+                    self.epochs.advance(&mut lock(), EpochStage::Fetched);
+                    let known = HashMap::from([(to, end.clone())]);
+                    let rows = self.decode(&logs, &known).await?;
+                    self.epochs.advance(&mut lock(), EpochStage::Decoded);
+                    Ok((rows, end))
+                }
+                .await;
+                if let Err(e) = &result {
+                    self.epochs.fail(&mut lock(), &e.to_string());
+                }
+                result
+            })
+            .await?;
+        Ok(match step {
+            Step::Done((rows, end)) => {
+                Step::Done((rows, end, epoch.into_inner().unwrap_or_else(|e| e.into_inner())))
+            }
+            Step::Shutdown => Step::Shutdown,
+        })
+    }
+}

@@ -1,0 +1,238 @@
+//! Following the head, block by block: each step links new headers to the checkpoint by
+//! parent hash, checks every log against its block's header, and commits events, window,
+//! epoch and checkpoint together. A checkpoint that is no longer canonical triggers a
+//! reorg repair ([`crate::reorg`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tidemark_shared_types::BlockRef;
+use tidemark_shared_types::epoch::EpochStage;
+
+use super::decode::EventRow;
+use super::{ChainPipeline, PipelineError, Step, fetch};
+use crate::epochs::Epoch;
+use crate::rpc::Header;
+use crate::status::Phase;
+use crate::store::Batch;
+
+/// Blocks handled per follow step.
+pub(super) const FOLLOW_BATCH: u64 = 200;
+
+enum FollowStep {
+    Idle(u64),
+    Unlinked,
+    Reorg,
+    Batch { rows: Vec<EventRow>, headers: Vec<Header>, head: u64 },
+}
+
+impl ChainPipeline {
+    /// Follows from `cp` until shutdown (or, for a bounded range, until the end block).
+    pub(super) async fn follow(
+        &self,
+        mut cp: Option<BlockRef>,
+        start_n: u64,
+        end_n: Option<u64>,
+    ) -> Result<(), PipelineError> {
+        let id = self.id();
+        // The epoch of the step in progress; kept across retries of the same range.
+        let pending: Mutex<Option<Epoch>> = Mutex::new(None);
+        let lock = || pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut finalized_upto = 0u64;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            if let (Some(end), Some(c)) = (end_n, &cp)
+                && c.number >= end
+            {
+                self.progress.update(id, |s| {
+                    s.end = Some(c.clone());
+                    s.phase = Phase::Completed;
+                });
+                tracing::info!(target: "tidemark::pipeline", chain_id = id, end, "bounded range completed");
+                return self.finalize_until_shutdown(end).await;
+            }
+            let step = self
+                .retry("follow", || async {
+                    let head = self.rpc.block_number().await.map_err(|e| self.rpc_err(e))?;
+                    // Is the checkpoint still canonical?
+                    if let Some(c) = &cp {
+                        let canonical = self.rpc.header(c.number).await.map_err(|e| self.rpc_err(e))?;
+                        if canonical.as_ref().map(|h| &h.block.hash) != Some(&c.hash) {
+                            return Ok(FollowStep::Reorg);
+                        }
+                    }
+                    let next = cp.as_ref().map_or(start_n, |c| c.number + 1);
+                    let target = end_n.map_or(head, |e| e.min(head));
+                    if next > target {
+                        return Ok(FollowStep::Idle(head));
+                    }
+                    let to = target.min(next + FOLLOW_BATCH - 1);
+                    {
+                        let mut p = lock();
+                        match p.take() {
+                            // Same range as the interrupted attempt: retry it, history kept.
+                            Some(mut e) if e.from == next && e.to == to => {
+                                e.push(EpochStage::Planned);
+                                *p = Some(e);
+                            }
+                            other => {
+                                if let Some(e) = other {
+                                    self.epochs.discard(&e);
+                                }
+                                *p = Some(self.epochs.plan(next, to));
+                            }
+                        }
+                    }
+                    let result = self.fetch_step(cp.as_ref(), next, to, head, &pending).await;
+                    if let Err(e) = &result
+                        && let Some(epoch) = lock().as_mut()
+                    {
+                        self.epochs.fail(epoch, &e.to_string());
+                    }
+                    result
+                })
+                .await?;
+            let step = match step {
+                Step::Done(s) => s,
+                Step::Shutdown => return Ok(()),
+            };
+            match step {
+                FollowStep::Idle(head) => {
+                    // Nothing new: the head is the checkpoint (or the bounded end is reached).
+                    self.progress.update(id, |s| {
+                        s.latest_known = s.latest_indexed.clone();
+                        if s.latest_indexed.is_some() && s.phase != Phase::Completed {
+                            s.phase = Phase::Following;
+                        }
+                    });
+                    let upto = head.saturating_sub(self.chain.finality_depth);
+                    if upto > finalized_upto {
+                        self.writer.lock().await.finalize(id, upto).await?;
+                        finalized_upto = upto;
+                    }
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(self.chain.poll_interval) => {}
+                    }
+                }
+                FollowStep::Unlinked => {
+                    // The chain moved under us; the next step re-checks the checkpoint.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                FollowStep::Reorg => {
+                    if let Some(e) = lock().take() {
+                        self.epochs.discard(&e);
+                    }
+                    let Some(c) = cp.clone() else { continue };
+                    cp = match crate::reorg::repair(self, &c, start_n).await? {
+                        Step::Done(new_cp) => new_cp,
+                        Step::Shutdown => return Ok(()),
+                    };
+                }
+                FollowStep::Batch { rows, headers, head } => {
+                    let Some(last) = headers.last().cloned() else { continue };
+                    let mut epoch = lock().take();
+                    if let Some(e) = epoch.as_mut() {
+                        e.push(EpochStage::Stored);
+                    }
+                    finalized_upto = head.saturating_sub(self.chain.finality_depth);
+                    {
+                        let mut w = self.writer.lock().await;
+                        w.commit(Batch {
+                            chain_id: id,
+                            events: &rows,
+                            headers: &headers,
+                            checkpoint: &last.block,
+                            prune_below: Some(last.block.number.saturating_sub(self.chain.finality_depth)),
+                            epoch: epoch.as_ref(),
+                            finalize_upto: Some((finalized_upto, crate::epochs::now_secs())),
+                        })
+                        .await?;
+                    }
+                    let known = if head == last.block.number { Some(last.block.clone()) } else { None };
+                    self.committed(&rows, &last.block, known.as_ref());
+                    self.progress.update(id, |s| {
+                        if s.latest_known.as_ref().is_none_or(|k| k.number < last.block.number) {
+                            s.latest_known = Some(last.block.clone());
+                        }
+                        if s.phase != Phase::Completed
+                            && last.block.number >= s.backfill_end.as_ref().map_or(0, |b| b.number)
+                        {
+                            s.phase = Phase::Following;
+                        }
+                    });
+                    cp = Some(last.block);
+                }
+            }
+        }
+    }
+
+    /// Fetches headers and logs of `[next, to]` and decodes them, or reports that the
+    /// chain moved under the step.
+    async fn fetch_step(
+        &self,
+        cp: Option<&BlockRef>,
+        next: u64,
+        to: u64,
+        head: u64,
+        pending: &Mutex<Option<Epoch>>,
+    ) -> Result<FollowStep, PipelineError> {
+        let epoch = || pending.lock().unwrap_or_else(|e| e.into_inner());
+        let headers = fetch::headers(&self.rpc, next, to, self.chain.max_concurrency)
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        let mut parent = cp.map(|c| c.hash.clone());
+        for h in &headers {
+            if parent.as_ref().is_some_and(|p| *p != h.parent_hash) {
+                return Ok(FollowStep::Unlinked);
+            }
+            parent = Some(h.block.hash.clone());
+        }
+        let logs = fetch::logs_in_range(&self.rpc, &self.filter, next, to, &self.size)
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        let by_number: HashMap<u64, Header> = headers.iter().map(|h| (h.block.number, h.clone())).collect();
+        let consistent = logs.iter().all(|l| {
+            l.block_number.and_then(|n| by_number.get(&n)).map(|h| h.block.hash.clone())
+                == l.block_hash.map(|x| format!("{x:#x}"))
+        });
+        if !consistent {
+            return Ok(FollowStep::Unlinked);
+        }
+        if let Some(e) = epoch().as_mut() {
+            self.epochs.advance(e, EpochStage::Fetched);
+        }
+        let rows = self.decode(&logs, &by_number).await?;
+        if let Some(e) = epoch().as_mut() {
+            self.epochs.advance(e, EpochStage::Decoded);
+        }
+        Ok(FollowStep::Batch { rows, headers, head })
+    }
+
+    /// A completed bounded range: keep finalizing its epochs as the head moves on, then
+    /// wait for shutdown.
+    async fn finalize_until_shutdown(&self, end: u64) -> Result<(), PipelineError> {
+        loop {
+            let head = match self
+                .retry("head", || async { self.rpc.block_number().await.map_err(|e| self.rpc_err(e)) })
+                .await?
+            {
+                Step::Done(h) => h,
+                Step::Shutdown => return Ok(()),
+            };
+            let upto = head.saturating_sub(self.chain.finality_depth);
+            self.writer.lock().await.finalize(self.id(), upto.min(end)).await?;
+            if upto >= end {
+                self.shutdown.cancelled().await;
+                return Ok(());
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(self.chain.poll_interval) => {}
+            }
+        }
+    }
+}
