@@ -1,15 +1,57 @@
-//! `tidemark-bench`: benchmarks of Tidemark against the physical limits of the machine
-//! (RPC fetch rate, PostgreSQL bulk-write rate, API latency against a bare handler).
+//! `tidemark-bench`: measures Tidemark against the physical limits of the machine it runs
+//! on, in one run, as ratios.
 //!
-//! The harness is not built yet. Until it is, this binary says so and fails, rather than
-//! printing figures it did not measure.
+//! - `backfill`: the raw `eth_getLogs` rate and the raw PostgreSQL `COPY` rate of one
+//!   dataset, their serial bound, and Tidemark's full backfill of the same dataset;
+//! - `api`: throughput and latency of `/status` and `/v1/events` against a bare axum
+//!   handler on the same machine, at 1 M and 10 M stored events.
+//!
+//! Each figure is the median of `--runs` runs (default 3).
 
-use std::process::ExitCode;
+mod api;
+mod backfill;
+mod chain;
+mod procs;
+mod report;
 
-fn main() -> ExitCode {
-    eprintln!(
-        "tidemark-bench: the benchmark harness is not implemented yet; no figures are produced. \
-         See bench/README.md."
-    );
-    ExitCode::from(2)
+use clap::{Parser, Subcommand};
+
+/// Benchmarks against the physical limits of this machine.
+#[derive(Debug, Parser)]
+#[command(name = "tidemark-bench", version, about)]
+struct Cli {
+    /// PostgreSQL server (databases are created and dropped on it).
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    database_url: String,
+    /// Runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Backfill throughput: raw fetch, raw write, Tidemark.
+    Backfill(backfill::Args),
+    /// API latency and throughput against a bare handler.
+    Api(api::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Backfill(args) => backfill::run(&cli.database_url, cli.runs, args).await,
+            Command::Api(args) => api::run(&cli.database_url, cli.runs, args).await,
+        }
+    })
 }

@@ -1,0 +1,257 @@
+//! `api`: throughput and p50/p99 latency of the API at fixed concurrency, against a bare
+//! axum handler served by the same machine, with the events table pre-filled by SQL.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tidemark_db_client::{PgPool, PoolConfig, instance, metadata, migrate};
+use tidemark_shared_types::config::{PublicChainConfig, PublicContractConfig};
+use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, PublicConfig, SchemaName, VersionInfo};
+
+use crate::procs::{self, BenchDb};
+
+/// Load settings.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Table sizes to measure at, ascending.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    rows: Vec<u64>,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+}
+
+const SCHEMA: &str = "tidemark_bench";
+/// Rows per block in the generated table, and per generation statement.
+const PER_BLOCK: u64 = 100;
+const CHUNK: u64 = 500_000;
+
+/// Latency figures of one endpoint.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result<()> {
+    let db = BenchDb::create(server, "api").await?;
+    let pool = PgPool::new(PoolConfig::new(db.url.clone()))?;
+    migrate::run_migrations(&pool).await?;
+    let schema = SchemaName::new(SCHEMA)?;
+    instance::ensure_instance_schema(&mut *pool.get().await?, &schema).await?;
+    metadata::write_public_config(&mut *pool.get().await?, &public_config()).await?;
+
+    let api_bin = procs::release_binary("tidemark-api")?;
+    let bare = bare_handler().await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let mut filled = 0;
+    let mut results: BTreeMap<u64, Vec<(&'static str, Load)>> = BTreeMap::new();
+    for &target in &args.rows {
+        let started = Instant::now();
+        while filled < target {
+            let to = (filled + CHUNK).min(target);
+            fill(&pool, filled + 1, to).await?;
+            filled = to;
+            eprintln!("events table: {filled} rows ({:.0} s)", started.elapsed().as_secs_f64());
+        }
+        let mut conn = pool.get().await?;
+        exec(&mut conn, "SET statement_timeout = 0".into()).await?;
+        exec(&mut conn, format!("VACUUM ANALYZE {SCHEMA}.events")).await?;
+        drop(conn);
+        write_status(&pool, filled / PER_BLOCK).await?;
+
+        let port = procs::free_port()?;
+        let dir = std::env::temp_dir();
+        let api = procs::spawn(
+            "api",
+            &api_bin,
+            &[],
+            &[
+                ("DATABASE_URL", db.url.clone()),
+                ("TIDEMARK_SCHEMA", SCHEMA.into()),
+                ("TIDEMARK_API_LISTEN", format!("127.0.0.1:{port}")),
+                ("RUST_LOG", "warn".into()),
+            ],
+            &dir.join(format!("tidemark-bench-api-{}.log", std::process::id())),
+        )?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ok(&client, &format!("{base}/status")).await?;
+        let deep = filled.saturating_sub(150);
+        let endpoints: [(&'static str, String); 5] = [
+            ("bare axum handler", format!("http://{bare}/bare")),
+            ("/status", format!("{base}/status")),
+            ("/v1/events first page", format!("{base}/v1/events?limit=100")),
+            ("/v1/events deep page", format!("{base}/v1/events?after={deep}&limit=100")),
+            ("/v1/events contract+event (10 %)", format!("{base}/v1/events?contract=Registry&event=Tagged&limit=100")),
+        ];
+        let mut row = Vec::new();
+        for (name, url) in endpoints {
+            let mut loads = Vec::new();
+            for _ in 0..runs {
+                loads.push(load(&client, &url, args.concurrency, Duration::from_secs(args.seconds)).await?);
+            }
+            loads.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
+            let m = loads[loads.len() / 2];
+            eprintln!("{filled} rows, {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", m.rps, m.p50_ms, m.p99_ms);
+            row.push((name, m));
+        }
+        results.insert(filled, row);
+        api.stop();
+    }
+    println!("\n## api: concurrency {}, {} s per run, median of {runs} (by p99)", args.concurrency, args.seconds);
+    for (rows, row) in &results {
+        println!("\n### {rows} events\n");
+        println!("| endpoint | req/s | p50 ms | p99 ms | p99 / bare |");
+        println!("|---|---:|---:|---:|---:|");
+        let bare_p99 = row.first().map_or(1.0, |(_, l)| l.p99_ms);
+        for (name, l) in row {
+            println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} |", l.rps, l.p50_ms, l.p99_ms, l.p99_ms / bare_p99);
+        }
+    }
+    db.drop_now().await?;
+    Ok(())
+}
+
+fn public_config() -> PublicConfig {
+    let contract = |name: &str, address: &str, events: &[&str]| PublicContractConfig {
+        name: name.into(),
+        addresses: vec![address.into()],
+        start_block: 0,
+        end_block: None,
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+    };
+    PublicConfig {
+        namespace: "bench".into(),
+        instance_schema: SCHEMA.into(),
+        chains: vec![PublicChainConfig {
+            chain_id: 31337,
+            finality_depth: 12,
+            contracts: vec![
+                contract("Registry", "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512", &["event Tagged(bytes32 indexed key, string[] tags, bytes data)"]),
+                contract("Token", "0x5fbdb2315678afecb367f032d93f642f64180aa3", &["event Transfer(address indexed from, address indexed to, uint256 value)"]),
+            ],
+        }],
+        version_info: VersionInfo::current(),
+    }
+}
+
+/// Rows `[from, to]`: 100 per block, one in ten a Registry `Tagged`, the rest Token `Transfer`.
+async fn fill(pool: &PgPool, from: u64, to: u64) -> anyhow::Result<()> {
+    let mut conn = pool.get().await?;
+    exec(&mut conn, "SET statement_timeout = 0".into()).await?;
+    exec(
+        &mut conn,
+        format!(
+        "INSERT INTO {SCHEMA}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index,
+                log_index, address, contract, event, signature, topics, data, args)
+         SELECT g, 31337, g / {PER_BLOCK}, '0x' || lpad(to_hex(g / {PER_BLOCK}), 64, '0'), 1700000000 + g / {PER_BLOCK},
+                '0x' || lpad(to_hex(g), 64, '0'), (g % {PER_BLOCK}) / 10, g % {PER_BLOCK},
+                CASE WHEN g % 10 = 0 THEN '0xe7f1725e7734ce288f8367e1bb143e90bb3f0512' ELSE '0x5fbdb2315678afecb367f032d93f642f64180aa3' END,
+                CASE WHEN g % 10 = 0 THEN 'Registry' ELSE 'Token' END,
+                CASE WHEN g % 10 = 0 THEN 'Tagged' ELSE 'Transfer' END,
+                CASE WHEN g % 10 = 0 THEN 'event Tagged(bytes32 indexed key, string[] tags, bytes data)'
+                     ELSE 'event Transfer(address indexed from, address indexed to, uint256 value)' END,
+                ARRAY['0x' || lpad(to_hex(g % 7), 64, '0'), '0x' || lpad(to_hex(g % 1000), 64, '0')],
+                '0x' || lpad(to_hex(g), 64, '0'),
+                jsonb_build_object('from', '0x' || lpad(to_hex(g % 1000), 40, '0'), 'value', (g * 7)::text)
+           FROM generate_series({from}::bigint, {to}::bigint) g"
+        ),
+    )
+    .await
+    .context("filling the events table")?;
+    exec(&mut conn, format!("SELECT setval('{SCHEMA}.cursor_seq', {to})")).await?;
+    Ok(())
+}
+
+async fn exec(conn: &mut tidemark_db_client::AsyncPgConnection, sql: String) -> anyhow::Result<()> {
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), conn).await?;
+    Ok(())
+}
+
+async fn write_status(pool: &PgPool, head: u64) -> anyhow::Result<()> {
+    let block = |n: u64| BlockRef { number: n, timestamp: 1_700_000_000 + n, hash: format!("0x{n:064x}") };
+    let chains = BTreeMap::from([(
+        31337,
+        ChainSnapshot::Following {
+            config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
+            latest_indexed_block: block(head),
+            latest_known_block: block(head),
+        },
+    )]);
+    let status = IndexingStatus::derive(chains, tidemark_indexer::status::unix_now())?;
+    metadata::write_indexing_status(&mut *pool.get().await?, &SchemaName::new(SCHEMA)?, &status).await?;
+    Ok(())
+}
+
+/// A bare axum handler returning a small static JSON body, on a free port.
+async fn bare_handler() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/bare",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({"responseCode": "ok", "bare": true})) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+async fn wait_ok(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{url} did not answer 200 within 20 s")
+}
+
+/// `concurrency` workers request `url` in a loop for `duration` after a 1 s warm-up.
+async fn load(client: &reqwest::Client, url: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Load> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, stop) = (client.clone(), url.to_owned(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = match client.get(&url).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if t >= warm_until {
+                    if ok {
+                        lat.push(t.elapsed().as_micros() as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1) + duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (lat, e) = w.await?;
+        all.extend(lat);
+        errors += e;
+    }
+    if errors > 0 {
+        bail!("{url}: {errors} failed requests");
+    }
+    all.sort_unstable();
+    let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p) as usize).map_or(0.0, |v| *v as f64 / 1000.0);
+    Ok(Load { rps: all.len() as f64 / duration.as_secs_f64(), p50_ms: pct(0.5), p99_ms: pct(0.99) })
+}
