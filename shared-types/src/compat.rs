@@ -129,7 +129,7 @@ mod tests {
         b.chains[0].finality_depth = 3;
         b.chains[0].contracts[0].start_block = 5;
         b.chains[0].contracts[0].events.push("event X()".into());
-        let err = check_compatible(&config(), &b).unwrap_err();
+        let err = check_compatible(&config(), &b).expect_err("incompatible");
         let fields: Vec<&str> = err.diffs.iter().map(|d| d.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -150,7 +150,7 @@ mod tests {
     fn a_different_chain_set_is_incompatible() {
         let mut b = config();
         b.chains[0].chain_id = 1;
-        let err = check_compatible(&config(), &b).unwrap_err();
+        let err = check_compatible(&config(), &b).expect_err("incompatible");
         assert_eq!(err.diffs[0].field, "chains[].chainId");
         assert_eq!(err.diffs[0].stored, json!([31337]));
         assert_eq!(err.diffs[0].current, json!([1]));

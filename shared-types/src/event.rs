@@ -97,9 +97,9 @@ mod tests {
     #[test]
     fn cursor_is_a_decimal_string() {
         let c = Cursor(9_007_199_254_740_993);
-        let json = serde_json::to_string(&c).unwrap();
+        let json = serde_json::to_string(&c).expect("serializes");
         assert_eq!(json, "\"9007199254740993\"");
-        assert_eq!(serde_json::from_str::<Cursor>(&json).unwrap(), c);
+        assert_eq!(serde_json::from_str::<Cursor>(&json).expect("deserializes"), c);
         assert!("-1".parse::<Cursor>().is_err());
         assert!("18446744073709551615".parse::<Cursor>().is_err());
         assert!("abc".parse::<Cursor>().is_err());
