@@ -92,6 +92,7 @@ enum Op {
 /// A chain's epoch bookkeeping, shared by its pipeline's tasks.
 pub struct ChainEpochs {
     chain_id: u64,
+    enabled: bool,
     next_id: Mutex<i64>,
     /// Unfinished epochs found at start-up, by first block: retried when planned again.
     leftovers: Mutex<BTreeMap<u64, Epoch>>,
@@ -99,6 +100,11 @@ pub struct ChainEpochs {
 }
 
 impl ChainEpochs {
+    /// Whether epochs are recorded at all.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Plans an epoch for `[from, to]`: a leftover starting at `from` is retried under its
     /// id (its range is kept when it fits in `to`), otherwise a new id is drawn.
     pub fn plan(&self, from: u64, to: u64) -> Epoch {
@@ -158,7 +164,7 @@ impl ChainEpochs {
     /// `stored` is written by the commit itself, so an update dropped under pressure only
     /// delays what readers see.
     fn send(&self, op: Op) {
-        if self.tx.try_send(op).is_err() {
+        if self.enabled && self.tx.try_send(op).is_err() {
             metrics::counter!("tidemark_epoch_updates_dropped_total").increment(1);
         }
     }
@@ -166,6 +172,7 @@ impl ChainEpochs {
 
 /// The epoch recorder of one instance: owns the channel and the flushing task.
 pub struct Recorder {
+    enabled: bool,
     pool: PgPool,
     schema: SchemaName,
     tx: mpsc::Sender<Op>,
@@ -194,10 +201,11 @@ struct Unfinished {
 }
 
 impl Recorder {
-    /// A recorder keeping the newest `retain` epochs per chain.
-    pub fn new(pool: PgPool, schema: SchemaName, retain: u64) -> Self {
+    /// A recorder keeping the newest `retain` epochs per chain (`enabled = false` records
+    /// nothing).
+    pub fn new(pool: PgPool, schema: SchemaName, retain: u64, enabled: bool) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        Self { pool, schema, tx, rx: Some(rx), retain }
+        Self { enabled, pool, schema, tx, rx: Some(rx), retain }
     }
 
     /// Bookkeeping for one chain: the next id and the unfinished epochs above `checkpoint`
@@ -250,6 +258,7 @@ impl Recorder {
         }
         Ok(Arc::new(ChainEpochs {
             chain_id,
+            enabled: self.enabled,
             next_id: Mutex::new(max.id.map_or(1, |m| m + 1)),
             leftovers: Mutex::new(leftovers),
             tx: self.tx.clone(),

@@ -215,7 +215,8 @@ async fn term(
         });
     }
     tasks.spawn(watch_lock(writer.clone(), token.clone()));
-    let recorder = Recorder::new(pool.clone(), config.schema.clone(), config.retain_epochs);
+    let recorder =
+        Recorder::new(pool.clone(), config.schema.clone(), config.retain_epochs, config.record_epochs);
     let mut chain_epochs = Vec::with_capacity(config.chains.len());
     for chain in &config.chains {
         let checkpoint = writer.lock().await.checkpoint(chain.chain_id).await?;

@@ -55,6 +55,8 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default = "default_retain_epochs")]
     retain_epochs: u64,
+    #[serde(default = "default_true")]
+    record_epochs: bool,
     chains: Vec<RawChain>,
 }
 
@@ -102,6 +104,9 @@ struct RawContract {
     abi: Option<PathBuf>,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_listen() -> String {
     "127.0.0.1:4001".into()
 }
@@ -137,6 +142,8 @@ pub struct IndexerConfig {
     pub http_listen: SocketAddr,
     /// Epochs kept per chain.
     pub retain_epochs: u64,
+    /// Whether epochs are recorded (on by default; off only to measure their cost).
+    pub record_epochs: bool,
     /// Chains, sorted by id.
     pub chains: Vec<ChainConfig>,
 }
@@ -313,6 +320,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
         database_url: raw.database_url,
         http_listen,
         retain_epochs: raw.retain_epochs,
+        record_epochs: raw.record_epochs,
         chains,
     })
 }

@@ -62,8 +62,8 @@ impl ChainPipeline {
                     headers: std::slice::from_ref(&end_header),
                     checkpoint: &end_header.block,
                     prune_below: Some(end_header.block.number.saturating_sub(self.chain.finality_depth)),
-                    epoch: Some(&epoch),
-                    finalize_upto: Some((finalized_upto, crate::epochs::now_secs())),
+                    epoch: self.epochs.enabled().then_some(&epoch),
+                    finalize_upto: self.epochs.enabled().then(|| (finalized_upto, crate::epochs::now_secs())),
                 })
                 .await?;
             }

@@ -109,7 +109,7 @@ impl ChainPipeline {
                         }
                     });
                     let upto = head.saturating_sub(self.chain.finality_depth);
-                    if upto > finalized_upto {
+                    if upto > finalized_upto && self.epochs.enabled() {
                         self.writer.lock().await.finalize(id, upto).await?;
                         finalized_upto = upto;
                     }
@@ -147,8 +147,11 @@ impl ChainPipeline {
                             headers: &headers,
                             checkpoint: &last.block,
                             prune_below: Some(last.block.number.saturating_sub(self.chain.finality_depth)),
-                            epoch: epoch.as_ref(),
-                            finalize_upto: Some((finalized_upto, crate::epochs::now_secs())),
+                            epoch: epoch.as_ref().filter(|_| self.epochs.enabled()),
+                            finalize_upto: self
+                                .epochs
+                                .enabled()
+                                .then(|| (finalized_upto, crate::epochs::now_secs())),
                         })
                         .await?;
                     }
@@ -224,6 +227,10 @@ impl ChainPipeline {
                 Step::Shutdown => return Ok(()),
             };
             let upto = head.saturating_sub(self.chain.finality_depth);
+            if !self.epochs.enabled() {
+                self.shutdown.cancelled().await;
+                return Ok(());
+            }
             self.writer.lock().await.finalize(self.id(), upto.min(end)).await?;
             if upto >= end {
                 self.shutdown.cancelled().await;
