@@ -9,6 +9,9 @@
 # Ports: TIDEMARK_API_PORT (4000), TIDEMARK_INDEXER_PORT (4001), TIDEMARK_ANVIL_PORT
 # (8545); a taken port is replaced by a free one. TIDEMARK_TRAFFIC_ARGS adds flags to the
 # traffic generator (e.g. "--reorg-every 30 --reorg-max-depth 3").
+# TIDEMARK_PROFILE=debug uses debug builds (the end-to-end test does); TIDEMARK_STACK_DIR
+# (default .local/stack) holds the generated config, logs and pid files; TIDEMARK_SCHEMA
+# (default tidemark_demo) names the instance schema.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 cd "$ROOT"
@@ -17,18 +20,24 @@ port_or_free() {
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then tidemark_free_port; else echo "$1"; fi
 }
 
-STACK_DIR="$LOCAL_DIR/stack"
+STACK_DIR="${TIDEMARK_STACK_DIR:-$LOCAL_DIR/stack}"
 mkdir -p "$STACK_DIR"
-SCHEMA=tidemark_demo
+SCHEMA="${TIDEMARK_SCHEMA:-tidemark_demo}"
+PROFILE="${TIDEMARK_PROFILE:-release}"
 
 ensure_postgres
 ensure_anvil
 
 build_started=$SECONDS
-tidemark_log "building release binaries (first build takes several minutes)"
-cargo build --release --locked -p tidemark-indexer -p tidemark-api -p tidemark-traffic
+case "$PROFILE" in
+    release) profile_flag=(--release) ;;
+    debug) profile_flag=() ;;
+    *) tidemark_die "TIDEMARK_PROFILE must be release or debug" ;;
+esac
+tidemark_log "building $PROFILE binaries (a first release build takes several minutes)"
+cargo build "${profile_flag[@]}" --locked -p tidemark-indexer -p tidemark-api -p tidemark-traffic
 tidemark_log "built in $((SECONDS - build_started)) s"
-BIN="$CARGO_TARGET_DIR/release"
+BIN="$CARGO_TARGET_DIR/$PROFILE"
 
 ANVIL_PORT=$(port_or_free "${TIDEMARK_ANVIL_PORT:-8545}")
 INDEXER_PORT=$(port_or_free "${TIDEMARK_INDEXER_PORT:-4001}")
@@ -47,6 +56,7 @@ stop_pid() {
 
 "$ANVIL_BIN" --host 127.0.0.1 --port "$ANVIL_PORT" --block-time 1 >"$STACK_DIR/anvil.log" 2>&1 &
 ANVIL_PID=$!
+echo "$ANVIL_PID" >"$STACK_DIR/anvil.pid"
 tidemark_on_exit "stop_pid $ANVIL_PID anvil"
 for _ in $(seq 1 100); do "$CAST_BIN" block-number --rpc-url "$RPC_URL" >/dev/null 2>&1 && break; sleep 0.1; done
 "$CAST_BIN" block-number --rpc-url "$RPC_URL" >/dev/null || tidemark_die "anvil did not start (see $STACK_DIR/anvil.log)"
@@ -86,17 +96,23 @@ TOML
 
 "$BIN/tidemark-indexer" --config "$STACK_DIR/tidemark.toml" >"$STACK_DIR/indexer.log" 2>&1 &
 INDEXER_PID=$!
+echo "$INDEXER_PID" >"$STACK_DIR/indexer.pid"
 tidemark_on_exit "stop_pid $INDEXER_PID indexer"
 
 TIDEMARK_SCHEMA=$SCHEMA TIDEMARK_API_LISTEN="127.0.0.1:$API_PORT" "$BIN/tidemark-api" >"$STACK_DIR/api.log" 2>&1 &
 API_PID=$!
+echo "$API_PID" >"$STACK_DIR/api.pid"
 tidemark_on_exit "stop_pid $API_PID api"
 
 # shellcheck disable=SC2086
 "$BIN/tidemark-traffic" --rpc-url "$RPC_URL" run --token "$TOKEN" --registry "$REGISTRY" ${TIDEMARK_TRAFFIC_ARGS:-} \
     >"$STACK_DIR/traffic.log" 2>&1 &
 TRAFFIC_PID=$!
+echo "$TRAFFIC_PID" >"$STACK_DIR/traffic.pid"
 tidemark_on_exit "stop_pid $TRAFFIC_PID traffic"
+# What a restart of one piece needs (used by the end-to-end test; no secrets beyond the URLs).
+printf 'DATABASE_URL=%s\nRPC_URL=%s\nINDEXER_BIN=%s\nAPI_PORT=%s\nINDEXER_PORT=%s\n' \
+    "$DATABASE_URL" "$RPC_URL" "$BIN/tidemark-indexer" "$API_PORT" "$INDEXER_PORT" >"$STACK_DIR/stack.env"
 
 cat >&2 <<MSG
 
@@ -112,13 +128,20 @@ Tidemark is up.
 Press Ctrl-C to stop.
 MSG
 
-# Stay up until Ctrl-C or until a service dies.
+# Stay up until Ctrl-C or until anvil or the API dies. The indexer may stop (or be stopped
+# and restarted by hand): the API keeps serving what is stored, so that is only reported.
+indexer_reported=0
 while true; do
-    for pid_name in "$ANVIL_PID:anvil" "$INDEXER_PID:indexer" "$API_PID:api"; do
+    for pid_name in "$ANVIL_PID:anvil" "$API_PID:api"; do
         if ! kill -0 "${pid_name%%:*}" 2>/dev/null; then
             wait "${pid_name%%:*}" && rc=0 || rc=$?
             tidemark_die "${pid_name#*:} exited with code $rc (see $STACK_DIR/${pid_name#*:}.log)"
         fi
     done
+    if ((indexer_reported == 0)) && ! kill -0 "$INDEXER_PID" 2>/dev/null; then
+        wait "$INDEXER_PID" && rc=0 || rc=$?
+        tidemark_log "the indexer exited with code $rc (see $STACK_DIR/indexer.log); the API keeps serving stored data"
+        indexer_reported=1
+    fi
     sleep 1
 done

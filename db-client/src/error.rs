@@ -33,6 +33,15 @@ pub enum DbError {
         /// Why it was rejected.
         message: String,
     },
+    /// A query's parameters are out of range (e.g. an [`EpochQuery`](crate::EpochQuery)
+    /// page of 0); no SQL was run.
+    #[error("invalid {field}: {message}")]
+    InvalidQuery {
+        /// The parameter, e.g. `size`.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The pool could not be built from the configuration.
     #[error("invalid pool configuration: {0}")]
     Config(String),

@@ -1,22 +1,40 @@
 //! `tidemark-db-client`: everything that talks to Tidemark's PostgreSQL database.
 //!
+//! Most applications need only [`DbClient`]: it reads one instance's public config and
+//! status snapshot through stale-while-revalidate caches, checks them for compatibility,
+//! reports health with typed reasons, queries events with keyset pagination and epochs by
+//! page, and keeps a per-chain epoch summary cached. See `docs/db-client.md` and
+//! `examples/status.rs`.
+//!
+//! - [`DbClient`] / [`DbClientConfig`]: the cached, health-checked read side;
+//! - [`events`]: event filters and pages ([`EventQuery`], [`EventPage`]);
+//! - [`epochs`]: epoch pages and per-chain summaries ([`EpochQuery`], [`EpochPage`],
+//!   [`EpochSummaries`]);
+//! - [`swr`]: the generic stale-while-revalidate cache behind the client;
 //! - [`pool`]: a diesel-async + deadpool pool with connect, checkout and statement timeouts;
-//! - [`migrate`]: embedded migrations, run under an advisory lock;
+//! - [`migrate`]: embedded migrations, run under an advisory lock (writers only);
 //! - [`instance`]: creation and removal of the per-instance schema (indexer only);
 //! - [`metadata`]: reading and writing the public config and the status snapshot.
 //!
 //! Readers built on this crate (the API, third-party apps) never run DDL: a missing
-//! schema, table or row reads as "uninitialized" (`None`), never as an error. This crate
-//! never contacts the indexer; the database is the only thing the parts share.
+//! schema, table or row reads as "uninitialized", never as an error. This crate never
+//! contacts the indexer; the database is the only thing the parts share.
 
+mod client;
+pub mod epochs;
 pub mod error;
+pub mod events;
 pub mod instance;
 pub mod metadata;
 pub mod migrate;
 pub mod pool;
+pub mod swr;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 
+pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition, Reason};
 pub use diesel_async::AsyncPgConnection;
+pub use epochs::{EpochPage, EpochQuery, EpochSummaries};
 pub use error::{DbError, Result};
+pub use events::{EventPage, EventQuery, Limit};
 pub use pool::{PgPool, PoolConfig, PooledConnection};

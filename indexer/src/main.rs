@@ -30,7 +30,7 @@ fn main() -> ExitCode {
 }
 
 async fn main_async(cli: Cli) -> anyhow::Result<()> {
-    let path = cli.config.ok_or_else(|| ConfigError::new_missing()).context("no configuration file")?;
+    let path = cli.config.ok_or_else(ConfigError::new_missing).context("no configuration file")?;
     let config = IndexerConfig::load(&path)?;
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => {

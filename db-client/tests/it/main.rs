@@ -1,8 +1,13 @@
 //! db-client integration tests against a real PostgreSQL (a fresh database per test).
 
+mod client;
+mod events;
 mod metadata;
 mod migrations;
 mod pool;
+
+use std::future::Future;
+use std::time::Duration;
 
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::{PgPool, PoolConfig};
@@ -13,4 +18,17 @@ pub(crate) async fn migrated() -> (TestDb, PgPool) {
     let pool = PgPool::new(PoolConfig::new(db.url.clone())).expect("pool");
     tidemark_db_client::migrate::run_migrations(&pool).await.expect("migrations");
     (db, pool)
+}
+
+/// Polls `condition` every 20 ms until it holds; fails the test after 15 s.
+pub(crate) async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -47,7 +47,8 @@ fn compose() -> Compose {
 #[test]
 fn compose_has_the_stack_with_ports_and_health_checks() {
     let c = compose();
-    let expect_ports = [("postgres", "5432:5432"), ("anvil", "8545:8545"), ("indexer", "4001:4001"), ("api", "4000:4000")];
+    let expect_ports =
+        [("postgres", "5432:5432"), ("anvil", "8545:8545"), ("indexer", "4001:4001"), ("api", "4000:4000")];
     for (name, port) in expect_ports {
         let s = c.services.get(name).unwrap_or_else(|| panic!("service {name} is missing"));
         assert!(s.ports.iter().any(|p| p == port), "{name} publishes {port}: {:?}", s.ports);
@@ -56,7 +57,11 @@ fn compose_has_the_stack_with_ports_and_health_checks() {
     }
     let indexer = &c.services["indexer"];
     let hc = indexer.healthcheck.as_ref().expect("checked above");
-    assert!(hc.test.iter().any(|t| t.ends_with(":4001/health")), "indexer health check hits /health: {:?}", hc.test);
+    assert!(
+        hc.test.iter().any(|t| t.ends_with(":4001/health")),
+        "indexer health check hits /health: {:?}",
+        hc.test
+    );
     assert!(c.services["postgres"].image.as_deref().is_some_and(|i| i.starts_with("postgres:")));
 }
 
@@ -79,7 +84,8 @@ fn build_targets_exist_in_the_dockerfile_and_config_is_mounted() {
         assert_eq!(b.context, "..", "{name}: the build context is the repository root");
         let dockerfile = std::fs::read_to_string(root.join(&b.dockerfile)).expect("Dockerfile exists");
         assert!(
-            dockerfile.lines().any(|l| l.trim_start().starts_with("FROM ") && l.trim_end().ends_with(&format!(" AS {}", b.target))),
+            dockerfile.lines().any(|l| l.trim_start().starts_with("FROM ")
+                && l.trim_end().ends_with(&format!(" AS {}", b.target))),
             "{name}: target {} is a stage of {}",
             b.target,
             b.dockerfile

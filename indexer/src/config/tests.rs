@@ -49,7 +49,7 @@ fn the_example_gives_the_documented_public_config() {
 #[test]
 fn a_missing_variable_names_it_and_the_key() {
     let text = EXAMPLE.replace("${RPC_URL}", "${NOPE_URL}");
-    let err = parse(&text).err().expect("error");
+    let err = parse(&text).expect_err("error");
     assert_eq!(err.path, "chains[0].rpc_url");
     assert!(err.message.contains("NOPE_URL"), "{err}");
 }
@@ -57,15 +57,15 @@ fn a_missing_variable_names_it_and_the_key() {
 #[test]
 fn type_errors_name_the_key_path() {
     let text = EXAMPLE.replace("start_block = 0", "start_block = \"zero\"");
-    let err = parse(&text).err().expect("error");
+    let err = parse(&text).expect_err("error");
     assert_eq!(err.path, "chains[0].contracts[0].start_block", "{err}");
 }
 
 #[test]
 fn unknown_keys_and_bad_toml_are_errors() {
-    let err = parse(&EXAMPLE.replace("finality_depth", "finality_dpth")).err().expect("unknown key");
+    let err = parse(&EXAMPLE.replace("finality_depth", "finality_dpth")).expect_err("unknown key");
     assert!(err.to_string().contains("finality_dpth"), "{err}");
-    let err = parse("namespace = ").err().expect("bad toml");
+    let err = parse("namespace = ").expect_err("bad toml");
     assert!(err.path.starts_with("line 1"), "{err}");
 }
 
@@ -88,7 +88,7 @@ fn bad_values_are_rejected_with_their_path() {
         (EXAMPLE.replace("${RPC_URL}", "ftp://x"), "chains[0].rpc_url"),
     ];
     for (text, path) in cases {
-        let err = parse(&text).err().expect("error");
+        let err = parse(&text).expect_err("error");
         assert_eq!(err.path, path, "{err}");
     }
 }
@@ -113,9 +113,8 @@ fn abi_files_resolve_named_events() {
         cfg.public().chains[0].contracts[0].events,
         ["event Transfer(address indexed from, address indexed to, uint256 value)"]
     );
-    let err = IndexerConfig::parse(&text.replace("[\"Transfer\"]", "[\"Nope\"]"), &dir, &env)
-        .err()
-        .expect("missing");
+    let err =
+        IndexerConfig::parse(&text.replace("[\"Transfer\"]", "[\"Nope\"]"), &dir, &env).expect_err("missing");
     assert_eq!(err.path, "chains[0].contracts[0].events[0]");
     let _ = std::fs::remove_dir_all(dir);
 }

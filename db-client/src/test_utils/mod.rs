@@ -2,6 +2,13 @@
 //! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
 //!
 //! A test that cannot reach PostgreSQL fails with a clear message; it never skips.
+//!
+//! [`fixtures`] writes what an indexer would (configs, snapshots, events) so that
+//! readers can be tested without one; [`proxy`] puts a TCP proxy that a test can switch
+//! off and on between a client and the server.
+
+pub mod fixtures;
+pub mod proxy;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -26,6 +33,32 @@ pub fn with_database(url: &str, db: &str) -> String {
         out.push_str(q);
     }
     out
+}
+
+/// `url` with its `host:port` replaced by `authority`, keeping credentials, database and
+/// parameters.
+pub fn with_authority(url: &str, authority: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let userinfo_end = rest[..host_end].rfind('@').map_or(0, |i| i + 1);
+    format!("{}{}{authority}{}", &url[..after_scheme], &rest[..userinfo_end], &rest[host_end..])
+}
+
+/// The `host:port` of `url` (port 5432 when none is given).
+pub fn authority(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let host = &rest[rest[..host_end].rfind('@').map_or(0, |i| i + 1)..host_end];
+    if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']'))
+    {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
 }
 
 /// A database created for one test and dropped (forcibly) when the value is dropped.
@@ -86,7 +119,7 @@ impl Drop for TestDb {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{authority, with_authority, with_database};
 
     #[test]
     fn replaces_only_the_database_name() {
@@ -95,5 +128,16 @@ mod tests {
             "postgres://u:p@h:5/x?sslmode=disable"
         );
         assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+
+    #[test]
+    fn replaces_only_the_authority() {
+        assert_eq!(
+            with_authority("postgres://u:p@h:5/db?x=1", "127.0.0.1:9"),
+            "postgres://u:p@127.0.0.1:9/db?x=1"
+        );
+        assert_eq!(with_authority("postgres://h/db", "a:1"), "postgres://a:1/db");
+        assert_eq!(authority("postgres://u@127.0.0.1:5433/db"), "127.0.0.1:5433");
+        assert_eq!(authority("postgres://localhost/db"), "localhost:5432");
     }
 }

@@ -1,0 +1,168 @@
+//! `GET /v1/events`: indexed events, filtered, in cursor order, keyset-paginated.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use tidemark_db_client::{DbClient, EventQuery, Limit};
+use tidemark_shared_types::{Cursor, EventItem};
+use utoipa::{IntoParams, ToSchema};
+
+use super::cache_control;
+use crate::error::ApiError;
+use crate::extract::{Query, QueryParams};
+use crate::state::AppState;
+
+/// Longest accepted `contract` or `event` name.
+const MAX_NAME_LEN: usize = 256;
+
+/// Routes of this group.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/events", get(events))
+}
+
+/// `/v1/events` parameters. Every filter is optional; they combine with AND.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// Only this chain.
+    pub chain_id: Option<u64>,
+    /// Only this contract name (from the config).
+    pub contract: Option<String>,
+    /// Only this event name.
+    pub event: Option<String>,
+    /// Only events emitted by this contract address (0x + 40 hex digits, any case).
+    pub address: Option<String>,
+    /// Only events of this transaction (0x + 64 hex digits).
+    pub tx_hash: Option<String>,
+    /// First indexed topic (0x + 64 hex digits).
+    pub topic1: Option<String>,
+    /// Second indexed topic.
+    pub topic2: Option<String>,
+    /// Third indexed topic.
+    pub topic3: Option<String>,
+    /// Lowest block number (inclusive).
+    pub from_block: Option<u64>,
+    /// Highest block number (inclusive).
+    pub to_block: Option<u64>,
+    /// Only events after this cursor (exclusive): the previous page's `nextCursor`.
+    pub after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u64>,
+}
+
+impl QueryParams for EventsParams {
+    const FIELDS: &'static [&'static str] = &[
+        "chainId",
+        "contract",
+        "event",
+        "address",
+        "txHash",
+        "topic1",
+        "topic2",
+        "topic3",
+        "fromBlock",
+        "toBlock",
+        "after",
+        "limit",
+    ];
+}
+
+fn hex(field: &str, value: Option<String>, digits: usize) -> Result<Option<String>, ApiError> {
+    let Some(v) = value else { return Ok(None) };
+    let ok = v.len() == digits + 2
+        && (v.starts_with("0x") || v.starts_with("0X"))
+        && v.bytes().skip(2).all(|b| b.is_ascii_hexdigit());
+    if ok {
+        Ok(Some(v.to_ascii_lowercase()))
+    } else {
+        Err(ApiError::invalid(field, format!("expected 0x followed by {digits} hex digits")))
+    }
+}
+
+fn name(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.len() > MAX_NAME_LEN => {
+            Err(ApiError::invalid(field, format!("longer than {MAX_NAME_LEN} bytes")))
+        }
+        // PostgreSQL text cannot hold NUL: such a name can never match.
+        Some(v) if v.contains('\0') => Err(ApiError::invalid(field, "must not contain NUL characters")),
+        other => Ok(other),
+    }
+}
+
+fn bigint(field: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match value {
+        Some(v) if i64::try_from(v).is_err() => {
+            Err(ApiError::invalid(field, format!("must be at most {}", i64::MAX)))
+        }
+        other => Ok(other),
+    }
+}
+
+impl EventsParams {
+    /// Validates the parameters into a db-client query.
+    pub fn into_query(self) -> Result<EventQuery, ApiError> {
+        let from_block = bigint("fromBlock", self.from_block)?;
+        let to_block = bigint("toBlock", self.to_block)?;
+        if let (Some(from), Some(to)) = (from_block, to_block)
+            && from > to
+        {
+            return Err(ApiError::invalid("fromBlock", "must not exceed toBlock"));
+        }
+        let after = match self.after {
+            None => None,
+            Some(s) => Some(s.parse::<Cursor>().map_err(|e| ApiError::invalid("after", e.to_string()))?),
+        };
+        let limit = match self.limit {
+            None => Limit::default(),
+            Some(n) => Limit::new(n).map_err(|e| ApiError::invalid("limit", e.to_string()))?,
+        };
+        Ok(EventQuery {
+            chain_id: bigint("chainId", self.chain_id)?,
+            contract: name("contract", self.contract)?,
+            event: name("event", self.event)?,
+            address: hex("address", self.address, 40)?,
+            tx_hash: hex("txHash", self.tx_hash, 64)?,
+            topic1: hex("topic1", self.topic1, 64)?,
+            topic2: hex("topic2", self.topic2, 64)?,
+            topic3: hex("topic3", self.topic3, 64)?,
+            from_block,
+            to_block,
+            after,
+            limit,
+        })
+    }
+}
+
+/// `/v1/events` body.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsBody {
+    /// The events, ascending by cursor.
+    #[schema(value_type = Vec<crate::openapi::EventItemSchema>)]
+    pub items: Vec<EventItem>,
+    /// Pass as `after` to get the next page; null at the end.
+    #[schema(value_type = Option<String>)]
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Indexed events in cursor order. A page with a `nextCursor` whose events are all
+/// final cannot change any more and is cacheable for a minute; others for a second.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsParams), responses(
+    (status = 200, description = "A page of events", body = EventsBody),
+    (status = 400, description = "Bad parameter", body = crate::error::ErrorBody),
+    (status = 503, description = "Database unavailable", body = crate::error::ErrorBody)))]
+pub async fn events(
+    State(db): State<DbClient>,
+    Query(params): Query<EventsParams>,
+) -> Result<Response, ApiError> {
+    let query = params.into_query()?;
+    let page = db.events(&query).await?;
+    let settled = page.next_cursor.is_some() && page.items.iter().all(|i| i.finalized);
+    let cache = if settled { "public, max-age=60" } else { "public, max-age=1" };
+    let body = EventsBody { items: page.items, next_cursor: page.next_cursor };
+    Ok((cache_control(cache), Json(body)).into_response())
+}

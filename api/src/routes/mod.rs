@@ -1,0 +1,36 @@
+//! The routes, one module per group, merged into one router.
+
+pub mod events;
+pub mod health;
+pub mod meta;
+pub mod status;
+
+use axum::Router;
+use axum::http::header::{self, HeaderName};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every route of the API (without the fallbacks and layers added by [`crate::app`]).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(health::router())
+        .merge(status::router())
+        .merge(events::router())
+        .merge(meta::router())
+}
+
+/// A `Cache-Control` header.
+pub(crate) fn cache_control(value: &'static str) -> [(HeaderName, &'static str); 1] {
+    [(header::CACHE_CONTROL, value)]
+}
+
+/// Unknown paths: a JSON 404.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Known paths with another method: a JSON 405.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

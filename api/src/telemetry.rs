@@ -1,0 +1,150 @@
+//! HTTP metrics (Prometheus) and request tracing with the matched route.
+//!
+//! Each [`Metrics`] owns its recorder, so several apps in one process (tests) never
+//! share counters and no global recorder is installed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use tidemark_db_client::DbClient;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, MakeSpan, TraceLayer};
+use tracing::{Level, Span};
+
+/// Latency buckets in seconds.
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The metrics registry of one app.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// An empty registry with histogram buckets for request latency.
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        let recorder = match builder.set_buckets(BUCKETS) {
+            Ok(b) => b.build_recorder(),
+            Err(_) => PrometheusBuilder::new().build_recorder(),
+        };
+        let handle = recorder.handle();
+        let metrics = Self { recorder: Arc::new(recorder), handle };
+        metrics.with(|| {
+            metrics::describe_counter!(
+                "http_requests_total",
+                "HTTP requests by method, matched route and status"
+            );
+            metrics::describe_histogram!(
+                "http_request_duration_seconds",
+                metrics::Unit::Seconds,
+                "HTTP request latency by method and matched route"
+            );
+            metrics::describe_counter!("tidemark_db_queries_total", "SQL statements sent by the db-client");
+            metrics::describe_gauge!("tidemark_healthy", "1 when the instance is healthy (see /health)");
+        });
+        metrics
+    }
+
+    fn with<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&*self.recorder, f)
+    }
+
+    /// Records one request.
+    pub fn record_request(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
+        let method = known_method(method);
+        let route = route.to_owned();
+        self.with(|| {
+            metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(),
+                "status" => status.to_string())
+            .increment(1);
+            metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// Renders the Prometheus text, with the database client's figures.
+    pub async fn render(&self, db: &DbClient) -> String {
+        let healthy = db.is_healthy().await;
+        let queries = db.queries_executed();
+        self.with(|| {
+            metrics::counter!("tidemark_db_queries_total").absolute(queries);
+            metrics::gauge!("tidemark_healthy").set(if healthy { 1.0 } else { 0.0 });
+        });
+        self.handle.render()
+    }
+
+    /// Drains histogram samples so memory stays bounded between scrapes.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// A bounded label set: arbitrary methods would make the label cardinality unbounded.
+fn known_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+fn route_of(req: &Request) -> &str {
+    req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str)
+}
+
+/// Middleware counting requests and their latency per matched route.
+pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = route_of(&req).to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics.record_request(&method, &route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Spans named after the matched route, never the raw path (which may carry anything).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteSpan;
+
+impl<B> MakeSpan<B> for RouteSpan {
+    fn make_span(&mut self, req: &axum::http::Request<B>) -> Span {
+        let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+        tracing::info_span!(target: "tidemark_api::http", "request", method = %req.method(), route)
+    }
+}
+
+/// The request-tracing layer: a span per request with the matched route; requests and
+/// responses at DEBUG, so `RUST_LOG=tidemark_api=debug,tower_http=debug` shows them.
+pub fn trace_layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RouteSpan> {
+    TraceLayer::new_for_http()
+        .make_span_with(RouteSpan)
+        .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+        .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+        // 503s are expected while the instance is unavailable; real 500s are logged
+        // with their cause where they happen.
+        .on_failure(DefaultOnFailure::new().level(Level::DEBUG))
+}

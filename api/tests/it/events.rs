@@ -1,0 +1,213 @@
+//! `GET /v1/events` over HTTP against a real database (acceptance 5).
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use tidemark_db_client::EventQuery;
+use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
+use tidemark_db_client::test_utils::TestDb;
+use tidemark_db_client::test_utils::fixtures::{
+    following_status, insert_event, insert_synthetic_events, migrated_instance, public_config, varied_events,
+    word,
+};
+
+use crate::support::{SCHEMA, TestApi, eventually, fast_config, schema};
+
+fn cursors(body: &Value) -> Vec<i64> {
+    body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["cursor"].as_str().expect("a string").parse().expect("decimal"))
+        .collect()
+}
+
+/// Every page of `query` (without `after`), following `nextCursor`.
+async fn walk(api: &TestApi, query: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let sep = if query.is_empty() { "" } else { "&" };
+        let path = match &after {
+            Some(a) => format!("/v1/events?{query}{sep}after={a}"),
+            None => format!("/v1/events?{query}"),
+        };
+        let r = api.get(&path).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+        out.extend(cursors(&r.body));
+        match r.body["nextCursor"].as_str() {
+            Some(c) => after = Some(c.to_owned()),
+            None => {
+                assert!(r.body["nextCursor"].is_null());
+                return out;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_filter_works() {
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    let events = varied_events(120);
+    let mut stored = Vec::new();
+    for e in &events {
+        stored.push(insert_event(&mut conn, &schema(), e).await.expect("insert").0);
+    }
+    let api = TestApi::start(fast_config(&test_db.url)).await;
+
+    let registry = format!("0x{:040X}", 0xabc0 + 10);
+    let tx = events[9].tx_hash.to_uppercase().replacen("0X", "0x", 1);
+    let cases: Vec<(String, EventQuery)> = vec![
+        (String::new(), EventQuery::default()),
+        ("chainId=10".into(), EventQuery { chain_id: Some(10), ..Default::default() }),
+        ("contract=Registry".into(), EventQuery { contract: Some("Registry".into()), ..Default::default() }),
+        ("event=Transfer".into(), EventQuery { event: Some("Transfer".into()), ..Default::default() }),
+        (format!("address={registry}"), EventQuery { address: Some(registry.clone()), ..Default::default() }),
+        (format!("txHash={tx}"), EventQuery { tx_hash: Some(tx.clone()), ..Default::default() }),
+        (format!("topic1={}", word(3)), EventQuery { topic1: Some(word(3)), ..Default::default() }),
+        (format!("topic2={}", word(6)), EventQuery { topic2: Some(word(6)), ..Default::default() }),
+        (format!("topic3={}", word(1)), EventQuery { topic3: Some(word(1)), ..Default::default() }),
+        ("fromBlock=20".into(), EventQuery { from_block: Some(20), ..Default::default() }),
+        ("toBlock=5".into(), EventQuery { to_block: Some(5), ..Default::default() }),
+        (
+            format!("chainId=1&event=Transfer&fromBlock=3&toBlock=25&topic1={}", word(2)),
+            EventQuery {
+                chain_id: Some(1),
+                event: Some("Transfer".into()),
+                from_block: Some(3),
+                to_block: Some(25),
+                topic1: Some(word(2)),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (qs, model) in &cases {
+        let want: Vec<i64> =
+            events.iter().zip(&stored).filter(|(e, _)| e.matches(model)).map(|(_, c)| *c).collect();
+        assert!(!want.is_empty() || qs.is_empty(), "{qs}: the fixture should match something");
+        for limit in ["7", "1000"] {
+            let sep = if qs.is_empty() { "" } else { "&" };
+            assert_eq!(walk(&api, &format!("{qs}{sep}limit={limit}")).await, want, "{qs} limit {limit}");
+        }
+    }
+
+    // `after` is exclusive.
+    let r = api.get(&format!("/v1/events?after={}&limit=2", stored[10])).await;
+    assert_eq!(cursors(&r.body), [stored[11], stored[12]]);
+
+    // The item shape of DESIGN §6.
+    let r = api.get(&format!("/v1/events?txHash={}", events[0].tx_hash)).await;
+    let item = &r.body["items"][0];
+    let mut keys: Vec<&str> = item.as_object().expect("object").keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "address",
+            "args",
+            "blockHash",
+            "blockNumber",
+            "blockTimestamp",
+            "chainId",
+            "contract",
+            "cursor",
+            "event",
+            "finalized",
+            "logIndex",
+            "signature",
+            "transactionHash",
+            "transactionIndex"
+        ]
+    );
+    assert_eq!(item["args"]["from"], word(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walking_the_pages_over_ten_thousand_events_returns_each_once_in_order() {
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    insert_synthetic_events(&mut conn, &schema(), 31337, 10_000).await.expect("insert");
+    let api = TestApi::start(fast_config(&test_db.url)).await;
+    for limit in [1000, 97] {
+        let all = walk(&api, &format!("limit={limit}")).await;
+        assert_eq!(all.len(), 10_000, "limit {limit}");
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "cursor order");
+        assert_eq!(all.iter().collect::<HashSet<_>>().len(), 10_000);
+    }
+    // The default page is 100.
+    assert_eq!(cursors(&api.get("/v1/events").await.body).len(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_are_400s_naming_the_field() {
+    let test_db = TestDb::new().await;
+    let api = TestApi::start(fast_config(&test_db.url)).await;
+    let cases = [
+        ("limit=1001", "limit"),
+        ("limit=0", "limit"),
+        ("limit=-5", "limit"),
+        ("limit=abc", "limit"),
+        ("chainId=x", "chainId"),
+        ("chainId=9223372036854775808", "chainId"),
+        ("fromBlock=18446744073709551616", "fromBlock"),
+        ("fromBlock=9&toBlock=3", "fromBlock"),
+        ("toBlock=1.5", "toBlock"),
+        ("after=-1", "after"),
+        ("after=9223372036854775808", "after"),
+        ("after=abc", "after"),
+        ("address=0x1234", "address"),
+        ("address=5fbdb2315678afecb367f032d93f642f64180aa3", "address"),
+        ("txHash=0xzz", "txHash"),
+        ("topic1=0x00", "topic1"),
+        ("topic2=nothex", "topic2"),
+        ("topic3=0x0000000000000000000000000000000000000000000000000000000000000000ff", "topic3"),
+        ("chainid=1", "chainid"),
+        ("limit=5&limit=6", "limit"),
+        ("contract=a%00b", "contract"),
+    ];
+    for (qs, field) in cases {
+        let r = api.get(&format!("/v1/events?{qs}")).await;
+        assert_eq!(r.status, 400, "{qs}: {:?}", r.body);
+        assert_eq!(r.body["error"]["code"], "invalid_parameter", "{qs}");
+        assert_eq!(r.body["error"]["field"], field, "{qs}");
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(r.header("content-type"), "application/json");
+    }
+    let long = "x".repeat(300);
+    assert_eq!(api.get(&format!("/v1/events?contract={long}")).await.status, 400);
+    // Empty values count as absent; the instance is not there yet: an empty page.
+    let r = api.get("/v1/events?limit=&chainId=").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body, serde_json::json!({"items": [], "nextCursor": null}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalized_flags_and_cache_headers_follow_finality() {
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    for e in varied_events(40).into_iter().filter(|e| e.chain_id == 1) {
+        insert_event(&mut conn, &schema(), &e).await.expect("insert");
+    }
+    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
+    // Chain 1 knows block 17: blocks up to 5 are final (depth 12).
+    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 17, 17), (10, 3, 3)]))
+        .await
+        .expect("status");
+    let api = TestApi::start(fast_config(&test_db.url)).await;
+    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+
+    let r = api.get("/v1/events?limit=1000").await;
+    for item in r.body["items"].as_array().expect("items") {
+        let final_ = item["blockNumber"].as_u64().expect("number") <= 5;
+        assert_eq!(item["finalized"], final_, "{item}");
+    }
+    assert_eq!(r.header("cache-control"), "public, max-age=1");
+    // A full page of final events with more to come cannot change: cacheable longer.
+    let r = api.get("/v1/events?toBlock=5&limit=2").await;
+    assert!(r.body["nextCursor"].is_string());
+    assert_eq!(r.header("cache-control"), "public, max-age=60");
+}

@@ -1,0 +1,16 @@
+//! tidemark-api integration tests: the real router (in-process) and the real binary
+//! against a real PostgreSQL, a fresh database per test.
+//!
+//! - `lifecycle`: health and status as the database and the instance come and go;
+//! - `events`: `/v1/events` filters, pagination, validation, finality;
+//! - `fuzz`: random requests never get a 5xx or a panic;
+//! - `process`: the binary's exit codes, signals and config transitions;
+//! - `surface`: JSON 404/405, OpenAPI, metrics, CORS, no dependency on the indexer;
+//! - `support`: the helpers (an in-process API, the binary as a child process).
+
+mod events;
+mod fuzz;
+mod lifecycle;
+mod process;
+mod support;
+mod surface;

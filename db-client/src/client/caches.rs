@@ -1,0 +1,221 @@
+//! What the client caches and how it re-reads it: the public config (with the
+//! compatibility check of config transitions), the status snapshot (checked against
+//! the cached config) and the per-chain epoch summary.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tidemark_shared_types::{Incompatibility, IndexingStatus, PublicConfig, SchemaName, check_compatible};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::client::config::DbClientConfig;
+use crate::epochs::{EpochSummaries, query_epoch_summaries_counted};
+use crate::error::{DbError, Result};
+use crate::metadata;
+use crate::pool::{PgPool, PooledConnection};
+use crate::swr::Swr;
+
+const TARGET: &str = "tidemark_db_client::client";
+
+/// A stored public config replaced by one that is not compatible with it (DESIGN §2):
+/// data indexed under `previous` does not describe `current`. Readers that cannot
+/// adapt (such as the API, which exits with code 3) subscribe to these with
+/// [`DbClient::subscribe_incompatible_transitions`](crate::DbClient::subscribe_incompatible_transitions).
+#[derive(Debug, Clone)]
+pub struct IncompatibleConfigTransition {
+    /// The config cached before.
+    pub previous: Arc<PublicConfig>,
+    /// The config now stored (and now cached).
+    pub current: Arc<PublicConfig>,
+    /// Every differing field, with the previous value as `stored` and the new one as
+    /// `current`.
+    pub incompatibility: Incompatibility,
+}
+
+impl std::fmt::Display for IncompatibleConfigTransition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.incompatibility.fmt(f)
+    }
+}
+
+/// State shared by the client and its background tasks.
+pub(crate) struct Shared {
+    pub(crate) schema: SchemaName,
+    pub(crate) pool: PgPool,
+    pub(crate) settings: DbClientConfig,
+    /// SQL statements sent to the database so far.
+    pub(crate) queries: AtomicU64,
+    /// When the database last answered (successfully or with an SQL error).
+    last_answer: Mutex<Option<Instant>>,
+    pub(crate) transitions: broadcast::Sender<IncompatibleConfigTransition>,
+}
+
+impl Shared {
+    pub(crate) fn new(schema: SchemaName, pool: PgPool, settings: DbClientConfig) -> Self {
+        Self {
+            schema,
+            pool,
+            settings,
+            queries: AtomicU64::new(0),
+            last_answer: Mutex::new(None),
+            transitions: broadcast::Sender::new(16),
+        }
+    }
+
+    pub(crate) async fn connection(&self) -> Result<PooledConnection> {
+        let conn = self.pool.get().await;
+        if let Err(e) = &conn {
+            self.observe(e);
+        }
+        conn
+    }
+
+    /// Records that the database answered now.
+    pub(crate) fn answered(&self) {
+        *self.last_answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Records the outcome of a database call: any answer but "unreachable" is an answer.
+    pub(crate) fn observe(&self, error: &DbError) {
+        if !error.is_unavailable() {
+            self.answered();
+        }
+    }
+
+    pub(crate) fn count(&self, statements: u64) {
+        self.queries.fetch_add(statements, Ordering::Relaxed);
+    }
+
+    /// How long ago the database last answered, if ever.
+    pub(crate) fn since_last_answer(&self) -> Option<Duration> {
+        self.last_answer.lock().unwrap_or_else(PoisonError::into_inner).map(|at| at.elapsed())
+    }
+}
+
+/// The cached public config. `current` is what is stored now (`None`: the row is gone or
+/// was never written); `last_seen` is the latest config ever read, kept so that a config
+/// stored after a reset is still compared with the one before it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConfigState {
+    pub(crate) current: Option<Arc<PublicConfig>>,
+    pub(crate) last_seen: Option<Arc<PublicConfig>>,
+}
+
+/// The cached status verdict.
+#[derive(Debug, Clone)]
+pub(crate) enum StatusState {
+    /// No snapshot is stored.
+    Missing,
+    /// A snapshot whose chain ids match the cached config's (or no config was cached to
+    /// check it against; readers check again).
+    Present {
+        status: Arc<IndexingStatus>,
+        /// Its age by the database clock when it was read.
+        age_secs: f64,
+    },
+    /// A snapshot whose chain ids differ from the cached config's: not served.
+    Rejected { status_chains: Vec<u64> },
+}
+
+pub(crate) type ConfigCache = Swr<ConfigState, DbError>;
+pub(crate) type StatusCache = Swr<StatusState, DbError>;
+pub(crate) type EpochCache = Swr<EpochSummaries, DbError>;
+
+/// Re-reads the public config and raises an [`IncompatibleConfigTransition`] when it is
+/// incompatible with the last one seen (`previous`).
+pub(crate) async fn fetch_config(shared: &Shared, previous: Option<Arc<ConfigState>>) -> Result<ConfigState> {
+    let mut conn = shared.connection().await?;
+    shared.count(2);
+    let read = metadata::read_public_config(&mut conn, &shared.schema).await;
+    match &read {
+        Ok(_) => shared.answered(),
+        Err(e) => shared.observe(e),
+    }
+    let stored = read?;
+    let had_current = previous.as_ref().is_some_and(|p| p.current.is_some());
+    let last_seen = previous.and_then(|p| p.last_seen.clone());
+    let Some(stored) = stored else {
+        if had_current {
+            tracing::warn!(target: TARGET, schema = %shared.schema,
+                "the stored public config disappeared; uninitialized until a new one is stored");
+        }
+        return Ok(ConfigState { current: None, last_seen });
+    };
+    let new = stored.value;
+    let current = match last_seen {
+        Some(old) if *old == new => old,
+        Some(old) => {
+            let new = Arc::new(new);
+            match check_compatible(&old, &new) {
+                Ok(()) => tracing::info!(target: TARGET, schema = %shared.schema,
+                    tidemark = %new.version_info.tidemark, "the stored public config changed compatibly"),
+                Err(incompatibility) => {
+                    for d in &incompatibility.diffs {
+                        tracing::warn!(target: TARGET, schema = %shared.schema, field = %d.field,
+                            previous = %d.stored, current = %d.current, "incompatible config field");
+                    }
+                    tracing::warn!(target: TARGET, schema = %shared.schema, %incompatibility,
+                        "the stored public config was replaced by an incompatible one");
+                    // Nobody listening is fine: the transition is also visible in health.
+                    let _ = shared.transitions.send(IncompatibleConfigTransition {
+                        previous: old,
+                        current: new.clone(),
+                        incompatibility,
+                    });
+                }
+            }
+            new
+        }
+        None => Arc::new(new),
+    };
+    Ok(ConfigState { current: Some(current.clone()), last_seen: Some(current) })
+}
+
+/// Re-reads the status snapshot and checks its chain ids against the cached config.
+pub(crate) async fn fetch_status(
+    shared: &Shared,
+    config: &ConfigCache,
+    previous: Option<Arc<StatusState>>,
+) -> Result<StatusState> {
+    let mut conn = shared.connection().await?;
+    shared.count(2);
+    let read = metadata::read_indexing_status(&mut conn, &shared.schema).await;
+    match &read {
+        Ok(_) => shared.answered(),
+        Err(e) => shared.observe(e),
+    }
+    let Some(stored) = read? else { return Ok(StatusState::Missing) };
+    let status_chains = stored.value.chain_ids();
+    let cached_config = config.peek().value.and_then(|c| c.current.clone());
+    if let Some(cfg) = cached_config
+        && cfg.chain_ids() != status_chains
+    {
+        let known = matches!(previous.as_deref(),
+            Some(StatusState::Rejected { status_chains: s }) if *s == status_chains);
+        if !known {
+            tracing::warn!(target: TARGET, schema = %shared.schema, status_chains = ?status_chains,
+                config_chains = ?cfg.chain_ids(), "rejected a status whose chain ids differ from the config's");
+        }
+        // The config may have changed under the status: re-read it now.
+        config.trigger();
+        return Ok(StatusState::Rejected { status_chains });
+    }
+    if matches!(previous.as_deref(), Some(StatusState::Rejected { .. })) {
+        tracing::info!(target: TARGET, schema = %shared.schema, "the status matches the config again");
+    }
+    Ok(StatusState::Present { status: Arc::new(stored.value), age_secs: stored.age_secs })
+}
+
+/// Re-reads the per-chain epoch summary (no chains while the instance has no epochs
+/// table yet).
+pub(crate) async fn fetch_epoch_summaries(shared: &Shared) -> Result<EpochSummaries> {
+    let mut conn = shared.connection().await?;
+    let read = query_epoch_summaries_counted(&mut conn, &shared.schema, Some(&shared.queries)).await;
+    match &read {
+        Ok(_) => shared.answered(),
+        Err(e) => shared.observe(e),
+    }
+    read
+}

@@ -1,0 +1,388 @@
+//! Reading indexed events: the filters of DESIGN §6 over the instance's `events` table,
+//! with keyset pagination by cursor.
+//!
+//! Every value is bound as a query parameter; the only text spliced into the SQL is the
+//! instance schema, as the quoted identifier of a validated [`SchemaName`]. A missing
+//! instance schema or table reads as an empty page (the instance is uninitialized), not
+//! as an error.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use diesel::QueryableByName;
+use diesel::pg::Pg;
+use diesel::sql_types::{BigInt, Bool, Integer, Jsonb, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use tidemark_shared_types::{ChainSnapshot, Cursor, EventItem, IndexingStatus, PublicConfig, SchemaName};
+
+use crate::error::{DbError, Result};
+
+/// Page size when none is given.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Largest page size.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// A page size between 1 and [`MAX_LIMIT`]; [`DEFAULT_LIMIT`] by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Limit(u32);
+
+/// A page size outside `1..=MAX_LIMIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("limit must be between 1 and {MAX_LIMIT}")]
+pub struct InvalidLimit;
+
+impl Limit {
+    /// Validates a page size.
+    pub fn new(n: u64) -> std::result::Result<Self, InvalidLimit> {
+        match u32::try_from(n) {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(Self(n)),
+            _ => Err(InvalidLimit),
+        }
+    }
+
+    /// The page size.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Self(DEFAULT_LIMIT)
+    }
+}
+
+/// Which events to read. Every filter is optional; they combine with AND. Hex values
+/// (`address`, `tx_hash`, topics) are compared in lowercase, the form the indexer stores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only this chain.
+    pub chain_id: Option<u64>,
+    /// Only this contract name (from the config).
+    pub contract: Option<String>,
+    /// Only this event name.
+    pub event: Option<String>,
+    /// Only events emitted by this contract address.
+    pub address: Option<String>,
+    /// Only events of this transaction.
+    pub tx_hash: Option<String>,
+    /// Only events whose first indexed topic (`topics[1]`, after the signature) is this.
+    pub topic1: Option<String>,
+    /// Only events whose second indexed topic is this.
+    pub topic2: Option<String>,
+    /// Only events whose third indexed topic is this.
+    pub topic3: Option<String>,
+    /// Only blocks at or above this number.
+    pub from_block: Option<u64>,
+    /// Only blocks at or below this number.
+    pub to_block: Option<u64>,
+    /// Only events after this cursor (exclusive): the previous page's `nextCursor`.
+    pub after: Option<Cursor>,
+    /// Page size.
+    pub limit: Limit,
+}
+
+/// One page of events in cursor order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    /// The events, ascending by cursor.
+    pub items: Vec<EventItem>,
+    /// The cursor to pass as `after` for the next page; `None` when this page is the
+    /// last one (no further event matched when it was read).
+    pub next_cursor: Option<Cursor>,
+}
+
+/// Which blocks are final, per chain: a block is final when it is at least the chain's
+/// `finalityDepth` behind the chain's latest known block (the latest indexed block when
+/// no head is known).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finality {
+    /// Per chain id, the highest final block number.
+    final_up_to: BTreeMap<u64, u64>,
+}
+
+impl Finality {
+    /// Derives finality from a public config (finality depths) and a status snapshot
+    /// (heads). Chains missing from either have no final blocks.
+    pub fn new(config: Option<&PublicConfig>, status: Option<&IndexingStatus>) -> Self {
+        let (Some(config), Some(status)) = (config, status) else { return Self::default() };
+        let final_up_to = config
+            .chains
+            .iter()
+            .filter_map(|chain| {
+                let head = match status.omnichain_snapshot.chains.get(&chain.chain_id)? {
+                    ChainSnapshot::Queued { .. } => return None,
+                    ChainSnapshot::Backfill { latest_indexed_block, backfill_end_block, .. } => {
+                        latest_indexed_block.number.max(backfill_end_block.number)
+                    }
+                    ChainSnapshot::Following { latest_known_block, .. } => latest_known_block.number,
+                    ChainSnapshot::Completed { latest_indexed_block, .. } => latest_indexed_block.number,
+                };
+                Some((chain.chain_id, head.checked_sub(chain.finality_depth)?))
+            })
+            .collect();
+        Self { final_up_to }
+    }
+
+    /// True when `block` of `chain_id` is final.
+    pub fn is_final(&self, chain_id: u64, block: u64) -> bool {
+        self.final_up_to.get(&chain_id).is_some_and(|&f| block <= f)
+    }
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = BigInt)]
+    cursor: i64,
+    #[diesel(sql_type = BigInt)]
+    chain_id: i64,
+    #[diesel(sql_type = BigInt)]
+    block_number: i64,
+    #[diesel(sql_type = Text)]
+    block_hash: String,
+    #[diesel(sql_type = BigInt)]
+    block_timestamp: i64,
+    #[diesel(sql_type = Text)]
+    tx_hash: String,
+    #[diesel(sql_type = Integer)]
+    tx_index: i32,
+    #[diesel(sql_type = Integer)]
+    log_index: i32,
+    #[diesel(sql_type = Text)]
+    address: String,
+    #[diesel(sql_type = Text)]
+    contract: String,
+    #[diesel(sql_type = Text)]
+    event: String,
+    #[diesel(sql_type = Text)]
+    signature: String,
+    #[diesel(sql_type = Jsonb)]
+    args: serde_json::Value,
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = Bool)]
+    exists: bool,
+}
+
+fn unsigned<T: TryInto<u64> + Copy + std::fmt::Display>(value: T, column: &str) -> Result<u64> {
+    value.try_into().map_err(|_| DbError::InvalidStoredValue {
+        key: "events",
+        message: format!("column {column} holds the negative value {value}"),
+    })
+}
+
+impl Row {
+    fn into_item(self, finality: &Finality) -> Result<EventItem> {
+        let chain_id = unsigned(self.chain_id, "chain_id")?;
+        let block_number = unsigned(self.block_number, "block_number")?;
+        Ok(EventItem {
+            cursor: Cursor(self.cursor),
+            chain_id,
+            block_number,
+            block_hash: self.block_hash,
+            block_timestamp: unsigned(self.block_timestamp, "block_timestamp")?,
+            transaction_hash: self.tx_hash,
+            transaction_index: unsigned(self.tx_index, "tx_index")?,
+            log_index: unsigned(self.log_index, "log_index")?,
+            address: self.address,
+            contract: self.contract,
+            event: self.event,
+            signature: self.signature,
+            args: self.args,
+            finalized: finality.is_final(chain_id, block_number),
+        })
+    }
+}
+
+/// Reads one page of events of `schema`, ascending by cursor, with `finalized` set from
+/// `finality`.
+pub async fn query_events(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    query: &EventQuery,
+    finality: &Finality,
+) -> Result<EventPage> {
+    query_events_counted(conn, schema, query, finality, None).await
+}
+
+/// [`query_events`], adding the number of SQL statements run to `queries`.
+pub(crate) async fn query_events_counted(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    query: &EventQuery,
+    finality: &Finality,
+    queries: Option<&AtomicU64>,
+) -> Result<EventPage> {
+    let count = |n| {
+        if let Some(q) = queries {
+            q.fetch_add(n, Ordering::Relaxed);
+        }
+    };
+    // Bounds beyond the bigint range: nothing can match, or the bound is no bound.
+    let to_i64 = |v: u64| i64::try_from(v).ok();
+    let chain_id = match query.chain_id.map(to_i64) {
+        Some(None) => return Ok(EventPage { items: Vec::new(), next_cursor: None }),
+        other => other.flatten(),
+    };
+    let from_block = match query.from_block.map(to_i64) {
+        Some(None) => return Ok(EventPage { items: Vec::new(), next_cursor: None }),
+        other => other.flatten(),
+    };
+    let to_block = query.to_block.map(|v| to_i64(v).unwrap_or(i64::MAX));
+    // PostgreSQL text cannot hold NUL, so a filter containing one matches nothing (and
+    // sending it would be an encoding error).
+    let texts = [&query.contract, &query.event, &query.address, &query.tx_hash, &query.topic1, &query.topic2];
+    if texts.into_iter().chain([&query.topic3]).flatten().any(|t| t.contains('\0')) {
+        return Ok(EventPage { items: Vec::new(), next_cursor: None });
+    }
+
+    let limit = query.limit.get();
+    let mut sql = format!(
+        "SELECT cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, log_index, \
+         address, contract, event, signature, args FROM {}.events WHERE cursor > $1",
+        schema.quoted()
+    );
+    let mut n = 1;
+    let mut clause = |sql: &mut String, condition: &str| {
+        n += 1;
+        sql.push_str(&format!(" AND {condition} ${n}"));
+    };
+    // Collect the clauses first (the placeholder numbers), then bind in the same order.
+    if chain_id.is_some() {
+        clause(&mut sql, "chain_id =");
+    }
+    if query.contract.is_some() {
+        clause(&mut sql, "contract =");
+    }
+    if query.event.is_some() {
+        clause(&mut sql, "event =");
+    }
+    if query.address.is_some() {
+        clause(&mut sql, "address =");
+    }
+    if query.tx_hash.is_some() {
+        clause(&mut sql, "tx_hash =");
+    }
+    if query.topic1.is_some() {
+        clause(&mut sql, "topics[2] =");
+    }
+    if query.topic2.is_some() {
+        clause(&mut sql, "topics[3] =");
+    }
+    if query.topic3.is_some() {
+        clause(&mut sql, "topics[4] =");
+    }
+    if from_block.is_some() {
+        clause(&mut sql, "block_number >=");
+    }
+    if to_block.is_some() {
+        clause(&mut sql, "block_number <=");
+    }
+    sql.push_str(&format!(" ORDER BY cursor ASC LIMIT ${}", n + 1));
+
+    let mut q = diesel::sql_query(sql).into_boxed::<Pg>();
+    q = q.bind::<BigInt, _>(query.after.map_or(i64::MIN, |c| c.0));
+    if let Some(v) = chain_id {
+        q = q.bind::<BigInt, _>(v);
+    }
+    for v in [&query.contract, &query.event].into_iter().flatten() {
+        q = q.bind::<Text, _>(v.clone());
+    }
+    for v in
+        [&query.address, &query.tx_hash, &query.topic1, &query.topic2, &query.topic3].into_iter().flatten()
+    {
+        q = q.bind::<Text, _>(v.to_ascii_lowercase());
+    }
+    for v in [from_block, to_block].into_iter().flatten() {
+        q = q.bind::<BigInt, _>(v);
+    }
+    // One row more than the page tells whether another page follows.
+    q = q.bind::<BigInt, _>(i64::from(limit) + 1);
+
+    count(1);
+    let rows: Vec<Row> = match q.load(conn).await {
+        Ok(rows) => rows,
+        Err(e @ diesel::result::Error::DatabaseError(..)) => {
+            // A missing schema or table is "uninitialized": an empty page.
+            count(1);
+            let table = format!("{}.events", schema.quoted());
+            let found: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
+                .bind::<Text, _>(table)
+                .get_result(conn)
+                .await?;
+            if found.exists {
+                return Err(e.into());
+            }
+            return Ok(EventPage { items: Vec::new(), next_cursor: None });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let more = rows.len() > limit as usize;
+    let items =
+        rows.into_iter().take(limit as usize).map(|r| r.into_item(finality)).collect::<Result<Vec<_>>>()?;
+    let next_cursor = if more { items.last().map(|i| i.cursor) } else { None };
+    Ok(EventPage { items, next_cursor })
+}
+
+#[cfg(test)]
+mod tests {
+    use tidemark_shared_types::config::{PublicChainConfig, VersionInfo};
+    use tidemark_shared_types::{BlockRef, ChainIndexingConfig};
+
+    use super::*;
+
+    fn block(number: u64) -> BlockRef {
+        BlockRef { number, timestamp: number, hash: format!("0x{number:064x}") }
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert_eq!(Limit::default().get(), 100);
+        assert!(Limit::new(0).is_err());
+        assert!(Limit::new(1001).is_err());
+        assert!(Limit::new(u64::MAX).is_err());
+        assert_eq!(Limit::new(1000).map(Limit::get), Ok(1000));
+    }
+
+    #[test]
+    fn finality_uses_the_latest_known_block_and_the_depth() {
+        let config = PublicConfig {
+            namespace: "n".into(),
+            instance_schema: "s".into(),
+            chains: vec![
+                PublicChainConfig { chain_id: 1, finality_depth: 12, contracts: vec![] },
+                PublicChainConfig { chain_id: 2, finality_depth: 100, contracts: vec![] },
+            ],
+            version_info: VersionInfo::current(),
+        };
+        let chains = BTreeMap::from([
+            (
+                1,
+                ChainSnapshot::Following {
+                    config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
+                    latest_indexed_block: block(90),
+                    latest_known_block: block(100),
+                },
+            ),
+            (
+                2,
+                ChainSnapshot::Following {
+                    config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
+                    latest_indexed_block: block(50),
+                    latest_known_block: block(50),
+                },
+            ),
+        ]);
+        let status = IndexingStatus::derive(chains, 1000).expect("valid");
+        let f = Finality::new(Some(&config), Some(&status));
+        assert!(f.is_final(1, 88));
+        assert!(!f.is_final(1, 89));
+        assert!(!f.is_final(2, 0), "depth beyond the head: nothing final");
+        assert!(!f.is_final(3, 0), "unknown chain");
+        assert!(!Finality::new(Some(&config), None).is_final(1, 0));
+    }
+}

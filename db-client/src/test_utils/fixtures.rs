@@ -1,0 +1,352 @@
+//! What an indexer would write — public configs, status snapshots, events, epochs — so
+//! that the read side can be tested against a real database without an indexer.
+
+use std::collections::BTreeMap;
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Double, Integer, Jsonb, Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tidemark_shared_types::config::{PublicChainConfig, PublicContractConfig};
+use tidemark_shared_types::{
+    BlockRef, ChainIndexingConfig, ChainSnapshot, Cursor, EpochItem, EpochStage, EpochStageEntry,
+    IndexingStatus, PublicConfig, SchemaName, VersionInfo,
+};
+
+use crate::error::Result;
+use crate::pool::{PgPool, PoolConfig};
+use crate::{instance, migrate};
+
+/// The event signature of the fixtures' contracts.
+pub const TRANSFER: &str = "event Transfer(address indexed from, address indexed to, uint256 value)";
+/// keccak256 of `Transfer(address,address,uint256)`.
+pub const TRANSFER_TOPIC0: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+
+/// The address of contract `Token` on every chain of [`public_config`].
+pub fn token_address(chain_id: u64) -> String {
+    format!("0x{:040x}", 0x7000_0000_u64 + chain_id)
+}
+
+/// A public config for `schema` indexing one contract, `Token`, on each of `chain_ids`
+/// (finality depth 12, from block 0).
+pub fn public_config(schema: &str, chain_ids: &[u64]) -> PublicConfig {
+    PublicConfig {
+        namespace: "test".into(),
+        instance_schema: schema.into(),
+        chains: chain_ids
+            .iter()
+            .map(|&chain_id| PublicChainConfig {
+                chain_id,
+                finality_depth: 12,
+                contracts: vec![PublicContractConfig {
+                    name: "Token".into(),
+                    addresses: vec![token_address(chain_id)],
+                    start_block: 0,
+                    end_block: None,
+                    events: vec![TRANSFER.into()],
+                }],
+            })
+            .collect(),
+        version_info: VersionInfo::current(),
+    }
+    .normalized()
+}
+
+/// A block whose timestamp is `1_795_400_000 + number` and whose hash encodes its number.
+pub fn block(number: u64) -> BlockRef {
+    BlockRef { number, timestamp: 1_795_400_000 + number, hash: format!("0x{number:064x}") }
+}
+
+/// A snapshot where every chain of `heads` follows its head: `(chain_id,
+/// latest_indexed, latest_known)`.
+pub fn following_status(heads: &[(u64, u64, u64)]) -> IndexingStatus {
+    let chains: BTreeMap<u64, ChainSnapshot> = heads
+        .iter()
+        .map(|&(chain_id, indexed, known)| {
+            (
+                chain_id,
+                ChainSnapshot::Following {
+                    config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
+                    latest_indexed_block: block(indexed),
+                    latest_known_block: block(known),
+                },
+            )
+        })
+        .collect();
+    let time = heads.iter().map(|h| block(h.2).timestamp).max().unwrap_or(0);
+    IndexingStatus::derive(chains, time).unwrap_or_else(|e| panic!("fixture status: {e}"))
+}
+
+/// A fresh database with the migrations run and `schema`'s tables created, and a pool
+/// on it — the state an indexer leaves after start-up.
+pub async fn migrated_instance(url: &str, schema: &SchemaName) -> PgPool {
+    let pool = PgPool::new(PoolConfig::new(url)).unwrap_or_else(|e| panic!("pool: {e}"));
+    migrate::run_migrations(&pool).await.unwrap_or_else(|e| panic!("migrations: {e}"));
+    let mut conn = pool.get().await.unwrap_or_else(|e| panic!("connection: {e}"));
+    instance::ensure_instance_schema(&mut conn, schema).await.unwrap_or_else(|e| panic!("instance: {e}"));
+    pool
+}
+
+/// One row of `events`, as the indexer would store it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestEvent {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Block number; the block hash and timestamp follow from it ([`block`]).
+    pub block_number: u64,
+    /// Transaction hash (lowercase).
+    pub tx_hash: String,
+    /// Transaction index.
+    pub tx_index: u32,
+    /// Log index.
+    pub log_index: u32,
+    /// Emitting contract (lowercase).
+    pub address: String,
+    /// Contract name.
+    pub contract: String,
+    /// Event name.
+    pub event: String,
+    /// Canonical signature.
+    pub signature: String,
+    /// `topics[0]` is the event's topic0; then the indexed arguments.
+    pub topics: Vec<String>,
+    /// Decoded arguments.
+    pub args: serde_json::Value,
+}
+
+/// A 32-byte word whose value is `n`, as a topic or hash.
+pub fn word(n: u64) -> String {
+    format!("0x{n:064x}")
+}
+
+impl TestEvent {
+    /// A `Token` `Transfer` at `block_number`/`log_index` from `word(from)` to `word(to)`.
+    pub fn transfer(chain_id: u64, block_number: u64, log_index: u32, from: u64, to: u64) -> Self {
+        Self {
+            chain_id,
+            block_number,
+            tx_hash: word(block_number * 1000 + u64::from(log_index)),
+            tx_index: 0,
+            log_index,
+            address: token_address(chain_id),
+            contract: "Token".into(),
+            event: "Transfer".into(),
+            signature: TRANSFER.into(),
+            topics: vec![TRANSFER_TOPIC0.into(), word(from), word(to)],
+            args: serde_json::json!({"from": word(from), "to": word(to), "value": "1"}),
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = BigInt)]
+    cursor: i64,
+}
+
+fn signed(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Inserts one event with the next cursor of the instance's sequence.
+pub async fn insert_event(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    e: &TestEvent,
+) -> Result<Cursor> {
+    let b = block(e.block_number);
+    let row: Inserted = diesel::sql_query(format!(
+        "INSERT INTO {s}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index,
+            log_index, address, contract, event, signature, topics, data, args)
+         VALUES (nextval($1::regclass), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, '0x', $14)
+         RETURNING cursor",
+        s = schema.quoted()
+    ))
+    .bind::<Text, _>(format!("{}.cursor_seq", schema.quoted()))
+    .bind::<BigInt, _>(signed(e.chain_id))
+    .bind::<BigInt, _>(signed(e.block_number))
+    .bind::<Text, _>(b.hash)
+    .bind::<BigInt, _>(signed(b.timestamp))
+    .bind::<Text, _>(&e.tx_hash)
+    .bind::<Integer, _>(i32::try_from(e.tx_index).unwrap_or(i32::MAX))
+    .bind::<Integer, _>(i32::try_from(e.log_index).unwrap_or(i32::MAX))
+    .bind::<Text, _>(&e.address)
+    .bind::<Text, _>(&e.contract)
+    .bind::<Text, _>(&e.event)
+    .bind::<Text, _>(&e.signature)
+    .bind::<Array<Text>, _>(&e.topics)
+    .bind::<Jsonb, _>(&e.args)
+    .get_result(conn)
+    .await?;
+    Ok(Cursor(row.cursor))
+}
+
+/// Inserts `n` `Token` `Transfer` events on `chain_id` in one statement: event `i`
+/// (from 0) is in block `i / 10`, log index `i % 10`, from `word(i % 7)` to
+/// `word(i % 11)`.
+pub async fn insert_synthetic_events(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    chain_id: u64,
+    n: u64,
+) -> Result<()> {
+    diesel::sql_query(format!(
+        "INSERT INTO {s}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index,
+            log_index, address, contract, event, signature, topics, data, args)
+         SELECT nextval($1::regclass), $2, i / 10, '0x' || lpad(to_hex(i / 10), 64, '0'), 1795400000 + i / 10,
+                '0x' || lpad(to_hex(i), 64, '0'), 0, i % 10, $3, 'Token', 'Transfer', $4,
+                ARRAY[$5, '0x' || lpad(to_hex(i % 7), 64, '0'), '0x' || lpad(to_hex(i % 11), 64, '0')], '0x',
+                jsonb_build_object('value', i::text)
+           FROM generate_series(0::bigint, $6 - 1) AS i ORDER BY i",
+        s = schema.quoted()
+    ))
+    .bind::<Text, _>(format!("{}.cursor_seq", schema.quoted()))
+    .bind::<BigInt, _>(signed(chain_id))
+    .bind::<Text, _>(token_address(chain_id))
+    .bind::<Text, _>(TRANSFER)
+    .bind::<Text, _>(TRANSFER_TOPIC0)
+    .bind::<BigInt, _>(signed(n))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the `updated_at` of `schema`'s metadata row `key` `secs` seconds into the past,
+/// as if nothing had been written since (staleness is judged on the database clock).
+pub async fn backdate_metadata(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    key: &str,
+    secs: f64,
+) -> Result<()> {
+    diesel::sql_query(
+        "UPDATE tidemark.metadata SET updated_at = now() - make_interval(secs => $3)
+          WHERE instance_schema = $1 AND key = $2",
+    )
+    .bind::<Text, _>(schema.as_str())
+    .bind::<Text, _>(key)
+    .bind::<Double, _>(secs)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// `n` events over chains 1 and 10 and two contracts (`Token` `Transfer`s with two
+/// indexed topics, and every fourth a `Registry` `Registered` with three), with varied
+/// topics, four per block.
+pub fn varied_events(n: u64) -> Vec<TestEvent> {
+    (0..n)
+        .map(|i| {
+            let chain = if i % 3 == 0 { 10 } else { 1 };
+            let mut e = TestEvent::transfer(chain, i / 4, u32::try_from(i % 4).unwrap_or(0), i % 5, i % 7);
+            if i % 4 == 3 {
+                e.contract = "Registry".into();
+                e.event = "Registered".into();
+                e.signature =
+                    "event Registered(bytes32 indexed id, address indexed owner, uint256 indexed n)".into();
+                e.address = format!("0x{:040x}", 0xabc0 + chain);
+                e.topics = vec![word(99), word(i % 3), word(i % 5), word(i % 2)];
+            }
+            e
+        })
+        .collect()
+}
+
+impl TestEvent {
+    /// The model of the API's filters: true when this event matches every filter of `q`
+    /// (ignoring `after` and `limit`).
+    pub fn matches(&self, q: &crate::events::EventQuery) -> bool {
+        let topic = |n: usize| self.topics.get(n).map(String::as_str);
+        let hex_eq =
+            |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(have));
+        q.chain_id.is_none_or(|c| c == self.chain_id)
+            && q.contract.as_deref().is_none_or(|c| c == self.contract)
+            && q.event.as_deref().is_none_or(|v| v == self.event)
+            && hex_eq(&q.address, &self.address)
+            && hex_eq(&q.tx_hash, &self.tx_hash)
+            && q.topic1.as_deref().is_none_or(|t| topic(1).is_some_and(|x| x.eq_ignore_ascii_case(t)))
+            && q.topic2.as_deref().is_none_or(|t| topic(2).is_some_and(|x| x.eq_ignore_ascii_case(t)))
+            && q.topic3.as_deref().is_none_or(|t| topic(3).is_some_and(|x| x.eq_ignore_ascii_case(t)))
+            && q.from_block.is_none_or(|b| self.block_number >= b)
+            && q.to_block.is_none_or(|b| self.block_number <= b)
+    }
+}
+
+/// Epoch `epoch_id` of `chain_id` in `stage`, covering blocks `10 * epoch_id` to
+/// `10 * epoch_id + 9`. Its history goes through the pipeline up to `stage` (a reorged
+/// epoch was stored first), one stage every 250 ms from `1_795_400_000 + epoch_id`
+/// seconds; a `planned` epoch carries an error.
+pub fn epoch(chain_id: u64, epoch_id: u64, stage: EpochStage) -> EpochItem {
+    let path: &[EpochStage] = match stage {
+        EpochStage::Reorged => {
+            &[EpochStage::Planned, EpochStage::Fetched, EpochStage::Decoded, EpochStage::Stored]
+        }
+        _ => &EpochStage::NOT_FINALIZED,
+    };
+    let mut stages: Vec<EpochStage> = path.iter().copied().take_while(|s| *s != stage).collect();
+    stages.push(stage);
+    let start = 1_795_400_000.0 + epoch_id as f64;
+    EpochItem {
+        chain_id,
+        epoch_id,
+        from_block: 10 * epoch_id,
+        to_block: 10 * epoch_id + 9,
+        stage,
+        stages: stages
+            .into_iter()
+            .enumerate()
+            .map(|(i, stage)| EpochStageEntry { stage, at: start + 0.25 * i as f64 })
+            .collect(),
+        error: (stage == EpochStage::Planned).then(|| "fetched: provider answered 429".to_owned()),
+    }
+}
+
+/// Epochs `1..=n` of `chain_id`, epoch `i` in stage `EpochStage::ALL[i % 6]`, so that
+/// every stage occurs.
+pub fn varied_epochs(chain_id: u64, n: u64) -> Vec<EpochItem> {
+    (1..=n).map(|i| epoch(chain_id, i, EpochStage::ALL[(i % 6) as usize])).collect()
+}
+
+/// Inserts (or replaces) epochs as the indexer stores them, in one statement.
+pub async fn insert_epochs(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    epochs: &[EpochItem],
+) -> Result<()> {
+    let history = |e: &EpochItem| serde_json::to_value(&e.stages).unwrap_or_else(|_| serde_json::json!([]));
+    diesel::sql_query(format!(
+        "INSERT INTO {s}.epochs (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
+         SELECT u.c, u.i, u.f, u.t, u.s, u.h, u.e, now()
+           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::jsonb[], $7::text[])
+                AS u(c, i, f, t, s, h, e)
+         ON CONFLICT (chain_id, epoch_id) DO UPDATE
+            SET from_block = EXCLUDED.from_block, to_block = EXCLUDED.to_block, stage = EXCLUDED.stage,
+                stages = EXCLUDED.stages, error = EXCLUDED.error, updated_at = now()",
+        s = schema.quoted()
+    ))
+    .bind::<Array<BigInt>, _>(epochs.iter().map(|e| signed(e.chain_id)).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(epochs.iter().map(|e| signed(e.epoch_id)).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(epochs.iter().map(|e| signed(e.from_block)).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(epochs.iter().map(|e| signed(e.to_block)).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(epochs.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(epochs.iter().map(history).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(epochs.iter().map(|e| e.error.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The model of the epoch pages: the epochs matching `chain_id` and `stage`, newest first
+/// (by `epoch_id` descending, then `chain_id` ascending).
+pub fn epochs_matching(
+    epochs: &[EpochItem],
+    chain_id: Option<u64>,
+    stage: Option<EpochStage>,
+) -> Vec<EpochItem> {
+    let mut out: Vec<EpochItem> = epochs
+        .iter()
+        .filter(|e| chain_id.is_none_or(|c| c == e.chain_id) && stage.is_none_or(|s| s == e.stage))
+        .cloned()
+        .collect();
+    out.sort_by(|a, b| b.epoch_id.cmp(&a.epoch_id).then(a.chain_id.cmp(&b.chain_id)));
+    out
+}

@@ -1,0 +1,170 @@
+//! Event queries against a real PostgreSQL: every filter against a model, keyset
+//! pagination, finality, a missing instance.
+
+use std::collections::HashSet;
+
+use tidemark_db_client::events::{EventQuery, Limit};
+use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
+use tidemark_db_client::test_utils::TestDb;
+use tidemark_db_client::test_utils::fixtures::{
+    TestEvent, following_status, insert_event, insert_synthetic_events, migrated_instance, public_config,
+    varied_events, word,
+};
+use tidemark_db_client::{DbClient, DbClientConfig};
+use tidemark_shared_types::{Cursor, EventItem, SchemaName};
+
+use crate::client::fast;
+use crate::eventually;
+
+const SCHEMA: &str = "tidemark_demo";
+
+fn schema() -> SchemaName {
+    SchemaName::new(SCHEMA).expect("valid")
+}
+
+/// All pages of `q`, checking the page invariants on the way.
+async fn walk(db: &DbClient, mut q: EventQuery) -> Vec<EventItem> {
+    let mut all: Vec<EventItem> = Vec::new();
+    loop {
+        let page = db.events(&q).await.expect("page");
+        assert!(page.items.len() <= q.limit.get() as usize);
+        assert!(page.items.windows(2).all(|w| w[0].cursor < w[1].cursor), "ascending");
+        if let (Some(prev), Some(first)) = (all.last(), page.items.first()) {
+            assert!(prev.cursor < first.cursor);
+        }
+        all.extend(page.items.iter().cloned());
+        match page.next_cursor {
+            Some(c) => {
+                assert_eq!(page.items.len(), q.limit.get() as usize, "a next cursor only on full pages");
+                assert_eq!(Some(c), page.items.last().map(|i| i.cursor));
+                q.after = Some(c);
+            }
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_filter_matches_the_model() {
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    let events = varied_events(240);
+    let mut cursors = Vec::new();
+    for e in &events {
+        cursors.push(insert_event(&mut conn, &schema(), e).await.expect("insert"));
+    }
+    let db = DbClient::new(fast(&test_db.url)).expect("client");
+
+    let base = EventQuery { limit: Limit::new(7).expect("limit"), ..Default::default() };
+    let mut queries = vec![base.clone()];
+    let mut add = |f: &dyn Fn(&mut EventQuery)| {
+        let mut q = base.clone();
+        f(&mut q);
+        queries.push(q);
+    };
+    add(&|q| q.chain_id = Some(10));
+    add(&|q| q.chain_id = Some(2));
+    add(&|q| q.contract = Some("Registry".into()));
+    add(&|q| q.event = Some("Transfer".into()));
+    add(&|q| q.address = Some(format!("0x{:040X}", 0xabc0 + 1)));
+    add(&|q| q.tx_hash = Some(events[17].tx_hash.to_uppercase().replace("0X", "0x")));
+    add(&|q| q.topic1 = Some(word(3)));
+    add(&|q| q.topic2 = Some(word(4)));
+    add(&|q| q.topic2 = Some(word(0)));
+    add(&|q| q.topic3 = Some(word(1)));
+    add(&|q| q.from_block = Some(30));
+    add(&|q| q.to_block = Some(12));
+    add(&|q| {
+        q.from_block = Some(10);
+        q.to_block = Some(20);
+        q.chain_id = Some(1);
+        q.event = Some("Transfer".into());
+        q.topic1 = Some(word(2));
+    });
+    add(&|q| q.after = Some(cursors[100]));
+    add(&|q| q.from_block = Some(u64::MAX));
+    add(&|q| q.to_block = Some(u64::MAX));
+    add(&|q| q.chain_id = Some(u64::MAX));
+    add(&|q| q.contract = Some("Tok\0en".into()));
+    for q in queries {
+        let got: Vec<Cursor> = walk(&db, q.clone()).await.iter().map(|i| i.cursor).collect();
+        let want: Vec<Cursor> = events
+            .iter()
+            .zip(&cursors)
+            .filter(|(e, c)| e.matches(&q) && q.after.is_none_or(|a| **c > a))
+            .map(|(_, c)| *c)
+            .collect();
+        assert_eq!(got, want, "{q:?}");
+    }
+
+    // Items carry every field.
+    let q = EventQuery { tx_hash: Some(events[5].tx_hash.clone()), ..Default::default() };
+    let item = &db.events(&q).await.expect("page").items[0];
+    let e = &events[5];
+    assert_eq!(
+        (item.chain_id, item.block_number, item.log_index, item.address.as_str(), item.signature.as_str()),
+        (e.chain_id, e.block_number, u64::from(e.log_index), e.address.as_str(), e.signature.as_str())
+    );
+    assert_eq!(item.args, e.args);
+    assert_eq!(item.block_hash, word(e.block_number));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_over_ten_thousand_events_return_each_once_in_order() {
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    insert_synthetic_events(&mut conn, &schema(), 31337, 10_000).await.expect("insert");
+    let db = DbClient::new(fast(&test_db.url)).expect("client");
+    for limit in [1000, 333] {
+        let q = EventQuery { limit: Limit::new(limit).expect("limit"), ..Default::default() };
+        let all = walk(&db, q).await;
+        assert_eq!(all.len(), 10_000);
+        let distinct: HashSet<Cursor> = all.iter().map(|i| i.cursor).collect();
+        assert_eq!(distinct.len(), 10_000);
+    }
+    // An exactly full last page has no next cursor.
+    let q = EventQuery {
+        limit: Limit::new(1000).expect("limit"),
+        after: Some(Cursor(9000)),
+        ..Default::default()
+    };
+    let page = db.events(&q).await.expect("page");
+    assert_eq!((page.items.len(), page.next_cursor), (1000, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finality_follows_the_cached_status_and_depth() {
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    for block in [80, 88, 89, 100] {
+        insert_event(&mut conn, &schema(), &TestEvent::transfer(31337, block, 0, 1, 2))
+            .await
+            .expect("insert");
+    }
+    let db = DbClient::new(fast(&test_db.url)).expect("client");
+    let finalized = |db: DbClient| async move {
+        let page = db.events(&EventQuery::default()).await.expect("page");
+        page.items.iter().map(|i| i.finalized).collect::<Vec<_>>()
+    };
+    // Nothing is known about the chain: nothing is final.
+    assert_eq!(finalized(db.clone()).await, [false; 4]);
+
+    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
+    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 95, 100)]))
+        .await
+        .expect("status");
+    eventually("healthy", || db.is_healthy()).await;
+    // Depth 12 behind the latest known block 100: up to 88.
+    assert_eq!(finalized(db.clone()).await, [true, true, false, false]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_instance_reads_as_an_empty_page() {
+    let test_db = TestDb::new().await;
+    let db = DbClient::new(DbClientConfig::new(&test_db.url, SCHEMA)).expect("client");
+    let page = db.events(&EventQuery::default()).await.expect("no error");
+    assert!(page.items.is_empty() && page.next_cursor.is_none());
+}
