@@ -33,7 +33,8 @@ pub enum ApiError {
         /// Why, as health reason codes.
         reasons: Vec<Reason>,
     },
-    /// A database call failed (503 when unreachable, 500 otherwise).
+    /// A database call failed (503 when unreachable, 400 naming the field for a query out
+    /// of range, 500 otherwise).
     #[error(transparent)]
     Database(#[from] DbError),
 }
@@ -87,6 +88,9 @@ impl IntoResponse for ApiError {
                 let list: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
                 let message = format!("the instance cannot be served now: {}", list.join(", "));
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, None, Some(reasons))
+            }
+            Self::Database(DbError::InvalidQuery { field, message }) => {
+                (StatusCode::BAD_REQUEST, "invalid_parameter", message, Some(field.to_owned()), None)
             }
             Self::Database(e) if e.is_unavailable() => {
                 tracing::warn!(target: "tidemark_api", error = %e, "database unavailable");

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::routes::{events, health, meta, status};
+use crate::routes::{epochs, events, health, meta, status};
 
 /// The OpenAPI 3 document of the API.
 #[derive(Debug, OpenApi)]
@@ -19,6 +19,7 @@ use crate::routes::{events, health, meta, status};
         status::config,
         status::realtime,
         events::events,
+        epochs::epochs,
         meta::metrics,
         meta::openapi,
     ),
@@ -29,6 +30,11 @@ use crate::routes::{events, health, meta, status};
         status::RealtimeBody,
         events::EventsBody,
         EventItemSchema,
+        epochs::EpochsBody,
+        EpochItemSchema,
+        EpochStageEntrySchema,
+        EpochStageSchema,
+        EpochSummarySchema,
         crate::error::ErrorBody,
         crate::error::ErrorDetail,
     ))
@@ -69,4 +75,70 @@ pub struct EventItemSchema {
     pub args: serde_json::Value,
     /// True when the block is at least `finalityDepth` behind the chain's latest known block.
     pub finalized: bool,
+}
+
+/// A processing stage of an epoch (the shape of `tidemark_shared_types::EpochStage`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = EpochStage)]
+pub enum EpochStageSchema {
+    /// The block range was chosen.
+    Planned,
+    /// Its logs were fetched.
+    Fetched,
+    /// Its logs were decoded.
+    Decoded,
+    /// Its events and checkpoint were committed.
+    Stored,
+    /// Its last block is at least `finalityDepth` behind the head.
+    Finalized,
+    /// It was rolled back by a reorg.
+    Reorged,
+}
+
+/// One entry of an epoch's stage history (the shape of
+/// `tidemark_shared_types::EpochStageEntry`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EpochStageEntry)]
+pub struct EpochStageEntrySchema {
+    /// The stage reached.
+    pub stage: EpochStageSchema,
+    /// When, in unix seconds with millisecond precision.
+    pub at: f64,
+}
+
+/// One epoch: a committed batch of one chain (the shape of
+/// `tidemark_shared_types::EpochItem`, for the document).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = EpochItem)]
+pub struct EpochItemSchema {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Epoch id, increasing per chain.
+    pub epoch_id: u64,
+    /// First block (inclusive).
+    pub from_block: u64,
+    /// Last block (inclusive).
+    pub to_block: u64,
+    /// The current stage.
+    pub stage: EpochStageSchema,
+    /// The stage history, oldest first.
+    pub stages: Vec<EpochStageEntrySchema>,
+    /// The last failure, as `<stage>: <message>`, or null.
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
+/// The epochs of one chain at a glance (the shape of
+/// `tidemark_shared_types::EpochSummary`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = EpochSummary)]
+pub struct EpochSummarySchema {
+    /// The chain's epoch with the highest id, or null.
+    #[schema(required = true)]
+    pub latest: Option<EpochItemSchema>,
+    /// How many of its epochs are neither finalized nor reorged.
+    pub not_finalized: u64,
 }

@@ -1,5 +1,5 @@
 //! A small third-party application built on `tidemark-db-client`: prints an instance's
-//! health, status and latest events, reading the database only (never the indexer).
+//! health, status, epochs and latest events, reading the database only (never the indexer).
 //!
 //! ```sh
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tidemark_db_client::{DbClient, DbClientConfig, EventQuery, Limit};
+use tidemark_db_client::{DbClient, DbClientConfig, EpochQuery, EventQuery, Limit};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -56,6 +56,33 @@ async fn main() -> ExitCode {
             }
         }
         Err(reason) => println!("no status to show: {reason}"),
+    }
+
+    // Per chain: the latest epoch (batch) and how many are not finalized yet (cached).
+    for (chain, summary) in db.epoch_summary().await.iter().flat_map(|s| s.iter()) {
+        let latest = summary
+            .latest
+            .as_ref()
+            .map(|e| format!("#{} [{}, {}] {}", e.epoch_id, e.from_block, e.to_block, e.stage));
+        println!(
+            "  chain {chain}: latest epoch {}, {} not finalized",
+            latest.unwrap_or_else(|| "none".into()),
+            summary.not_finalized
+        );
+    }
+    // Epochs stored but not final yet, newest first (one query).
+    let stored = EpochQuery {
+        stage: Some(tidemark_shared_types::EpochStage::Stored),
+        size: 3,
+        ..EpochQuery::default()
+    };
+    match db.epochs(&stored).await {
+        Ok(page) => {
+            let newest: Vec<String> =
+                page.items.iter().map(|e| format!("{}#{}", e.chain_id, e.epoch_id)).collect();
+            println!("{} epochs stored but not final yet (newest: {})", page.total, newest.join(", "));
+        }
+        Err(e) => println!("epochs unavailable: {e}"),
     }
 
     let query = EventQuery { limit: Limit::new(5).unwrap_or_default(), ..EventQuery::default() };

@@ -1,6 +1,6 @@
 //! The Tidemark vocabulary: the public configuration and its compatibility rules, the
 //! indexing-status model and its derivation, the realtime projection, event items and
-//! cursors.
+//! cursors, and epochs (per-batch processing stages).
 //!
 //! This crate does no I/O. Everything here is plain data plus pure functions, shared by
 //! the indexer (the single writer), the db-client (readers) and the API, so that every
@@ -16,6 +16,7 @@ pub mod status;
 
 pub use compat::{FieldDiff, Incompatibility, check_compatible};
 pub use config::{PublicChainConfig, PublicConfig, PublicContractConfig, VersionInfo};
+pub use epoch::{EpochItem, EpochStage, EpochStageEntry, EpochSummary};
 pub use event::{Cursor, EventItem, InvalidCursor, JournalKind};
 pub use projection::RealtimeProjection;
 pub use schema::{InvalidSchemaName, SchemaName};

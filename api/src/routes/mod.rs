@@ -1,5 +1,6 @@
 //! The routes, one module per group, merged into one router.
 
+pub mod epochs;
 pub mod events;
 pub mod health;
 pub mod meta;
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(health::router())
         .merge(status::router())
         .merge(events::router())
+        .merge(epochs::router())
         .merge(meta::router())
 }
 

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use tidemark_db_client::{DbClient, Reason};
+use tidemark_db_client::{DbClient, EpochSummaries, Reason};
 use tidemark_shared_types::{PublicConfig, RealtimeProjection};
 use utoipa::{IntoParams, ToSchema};
 
@@ -33,7 +33,7 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// `/status` body: `{responseCode: "ok", realtimeProjection, config, warnings}` or
+/// `/status` body: `{responseCode: "ok", realtimeProjection, config, warnings, epochs}` or
 /// `{responseCode: "error", reasons}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -52,14 +52,20 @@ pub struct StatusBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]
     pub warnings: Option<Vec<Reason>>,
+    /// Per chain id (decimal-string keys), the latest epoch and how many epochs are not
+    /// finalized yet (on success; `{}` until the epoch summary is first read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, crate::openapi::EpochSummarySchema>>)]
+    pub epochs: Option<EpochSummaries>,
     /// Why there is nothing to serve (on error).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]
     pub reasons: Option<Vec<Reason>>,
 }
 
-/// The indexing status with the public config; 200 while a compatible config and status
-/// are cached, even if the database is down right now.
+/// The indexing status with the public config and the epoch summary of each chain; 200
+/// while a compatible config and status are cached, even if the database is down right
+/// now. Everything comes from the db-client's caches: no query per request.
 #[utoipa::path(get, path = "/status", tag = "status", responses(
     (status = 200, description = "Status and config", body = StatusBody),
     (status = 503, description = "Nothing to serve yet", body = StatusBody)))]
@@ -72,11 +78,13 @@ pub async fn status(State(db): State<DbClient>) -> Response {
     match served.await {
         Ok((config, projection)) => {
             let warnings = db.health().await.warnings;
+            let epochs = db.epoch_summary().await.map(|e| EpochSummaries::clone(&e)).unwrap_or_default();
             let body = StatusBody {
                 response_code: "ok",
                 realtime_projection: Some(projection),
                 config: Some(PublicConfig::clone(&config)),
                 warnings: Some(warnings),
+                epochs: Some(epochs),
                 reasons: None,
             };
             (cache_control("public, max-age=1"), Json(body)).into_response()
@@ -88,6 +96,7 @@ pub async fn status(State(db): State<DbClient>) -> Response {
                 realtime_projection: None,
                 config: None,
                 warnings: None,
+                epochs: None,
                 reasons: Some(reasons),
             };
             (StatusCode::SERVICE_UNAVAILABLE, cache_control("no-store"), Json(body)).into_response()

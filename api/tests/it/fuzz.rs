@@ -12,7 +12,8 @@ use tidemark_db_client::DbClient;
 use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
-    following_status, insert_synthetic_events, migrated_instance, public_config, token_address, word,
+    following_status, insert_epochs, insert_synthetic_events, migrated_instance, public_config,
+    token_address, varied_epochs, word,
 };
 use tower::ServiceExt;
 
@@ -25,6 +26,9 @@ const PATHS: &[&str] = &[
     "/v1/events",
     "/v1/events",
     "/v1/events",
+    "/v1/epochs",
+    "/v1/epochs",
+    "/v1/epochs",
     "/v1/realtime",
     "/status",
     "/health",
@@ -38,6 +42,8 @@ const PATHS: &[&str] = &[
     "/v1/nope",
     "/v1/stream",
     "/v1/events/%ff",
+    "/v1/epochs/",
+    "/v1/epochs/1",
     "/%2e%2e/etc/passwd",
 ];
 
@@ -55,6 +61,12 @@ const KEYS: &[&str] = &[
     "after",
     "limit",
     "maxWorstCaseDistance",
+    "stage",
+    "page",
+    "size",
+    "stage",
+    "page",
+    "size",
     "chainid",
     "LIMIT",
     "",
@@ -65,7 +77,7 @@ const KEYS: &[&str] = &[
 ];
 
 fn value(rng: &mut StdRng) -> String {
-    match rng.random_range(0..16) {
+    match rng.random_range(0..18) {
         0 => rng.random_range(0..50u64).to_string(),
         1 => rng.random::<u64>().to_string(),
         2 => format!("-{}", rng.random_range(0..1000)),
@@ -88,6 +100,11 @@ fn value(rng: &mut StdRng) -> String {
         12 => "1e3".into(),
         13 => "0".into(),
         14 => "1000".into(),
+        15 => {
+            ["planned", "fetched", "decoded", "stored", "finalized", "reorged"][rng.random_range(0..6)].into()
+        }
+        16 => ["bogus", "Stored", "delivered", "stored%20", "100", "101", "1", "10"][rng.random_range(0..8)]
+            .into(),
         _ => (0..rng.random_range(0..30)).map(|_| format!("%{:02X}", rng.random::<u8>())).collect(),
     }
 }
@@ -143,6 +160,7 @@ async fn ten_thousand_random_requests_never_get_a_5xx_or_a_panic() {
     let pool = migrated_instance(&test_db.url, &schema()).await;
     let mut conn = pool.get().await.expect("conn");
     insert_synthetic_events(&mut conn, &schema(), 31337, 500).await.expect("events");
+    insert_epochs(&mut conn, &schema(), &varied_epochs(31337, 60)).await.expect("epochs");
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 49, 60)])).await.expect("status");
     let db = DbClient::new(fast_config(&test_db.url)).expect("client");
@@ -158,6 +176,7 @@ async fn ten_thousand_random_requests_never_get_a_5xx_or_a_panic() {
         }
     }
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut epoch_statuses = std::collections::BTreeMap::<u16, usize>::new();
     let mut results = futures::stream::iter(requests.into_iter().map(|req| {
         let app = app.clone();
         async move {
@@ -172,6 +191,20 @@ async fn ten_thousand_random_requests_never_get_a_5xx_or_a_panic() {
     .buffer_unordered(8);
     while let Some((desc, status, is_json, body)) = results.next().await {
         *statuses.entry(status.as_u16()).or_default() += 1;
+        if desc.starts_with("GET /v1/epochs?") || desc == "GET /v1/epochs" {
+            *epoch_statuses.entry(status.as_u16()).or_default() += 1;
+            if status == 200 {
+                // A served page keeps its own arithmetic.
+                let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON page");
+                let (total, size, pages) = (v["total"].as_u64(), v["size"].as_u64(), v["pages"].as_u64());
+                let (Some(total), Some(size), Some(pages)) = (total, size, pages) else {
+                    panic!("seed {seed}: {desc} -> {v}")
+                };
+                let n = v["items"].as_array().map_or(usize::MAX, Vec::len) as u64;
+                assert!((1..=100).contains(&size) && n <= size, "seed {seed}: {desc} -> {v}");
+                assert_eq!(pages, total.div_ceil(size), "seed {seed}: {desc} -> {v}");
+            }
+        }
         // `/v1/realtime` answers 503 by design when indexing is behind the threshold
         // (the fixture's blocks are old); that answer is checked for its shape.
         let designed = status == 503 && desc.contains(" /v1/realtime") && {
@@ -190,7 +223,15 @@ async fn ten_thousand_random_requests_never_get_a_5xx_or_a_panic() {
             assert!(v["error"]["code"].is_string(), "seed {seed}: {desc} -> {v}");
         }
     }
-    eprintln!("fuzz seed {seed}: statuses {statuses:?}");
+    eprintln!("fuzz seed {seed}: statuses {statuses:?}, /v1/epochs {epoch_statuses:?}");
+    assert!(
+        epoch_statuses.get(&200).copied().unwrap_or(0) > 100,
+        "enough valid epoch requests: {epoch_statuses:?}"
+    );
+    assert!(
+        epoch_statuses.get(&400).copied().unwrap_or(0) > 100,
+        "enough invalid epoch requests: {epoch_statuses:?}"
+    );
     assert!(statuses.get(&200).copied().unwrap_or(0) > 1000, "enough valid requests: {statuses:?}");
     assert!(statuses.get(&400).copied().unwrap_or(0) > 1000, "enough invalid requests: {statuses:?}");
 }

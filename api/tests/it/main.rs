@@ -3,11 +3,13 @@
 //!
 //! - `lifecycle`: health and status as the database and the instance come and go;
 //! - `events`: `/v1/events` filters, pagination, validation, finality;
+//! - `epochs`: `/v1/epochs` pagination, filters, validation, and `/status`'s `epochs`;
 //! - `fuzz`: random requests never get a 5xx or a panic;
 //! - `process`: the binary's exit codes, signals and config transitions;
 //! - `surface`: JSON 404/405, OpenAPI, metrics, CORS, no dependency on the indexer;
 //! - `support`: the helpers (an in-process API, the binary as a child process).
 
+mod epochs;
 mod events;
 mod fuzz;
 mod lifecycle;

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use clap::CommandFactory;
 use tidemark_api::cli::Cli;
 use tidemark_db_client::test_utils::TestDb;
-use tidemark_shared_types::{Cursor, EventItem};
+use tidemark_shared_types::{Cursor, EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem};
 
 use crate::support::{TestApi, fast_config};
 
@@ -32,9 +32,17 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
     assert!(doc.body["openapi"].as_str().is_some_and(|v| v.starts_with('3')));
     let paths: BTreeSet<&str> =
         doc.body["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
-    for p in
-        ["/live", "/health", "/status", "/config", "/v1/realtime", "/v1/events", "/metrics", "/openapi.json"]
-    {
+    for p in [
+        "/live",
+        "/health",
+        "/status",
+        "/config",
+        "/v1/realtime",
+        "/v1/events",
+        "/v1/epochs",
+        "/metrics",
+        "/openapi.json",
+    ] {
         assert!(paths.contains(p), "{p} missing from {paths:?}");
     }
     let params: BTreeSet<&str> = doc.body["paths"]["/v1/events"]["get"]["parameters"]
@@ -71,6 +79,51 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
     let served: BTreeSet<String> =
         serde_json::to_value(item).expect("json").as_object().expect("object").keys().cloned().collect();
     assert_eq!(documented, served);
+
+    // `/v1/epochs`: its four parameters, and documented epoch shapes equal to the served ones.
+    let params: BTreeSet<&str> = doc.body["paths"]["/v1/epochs"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(params, BTreeSet::from(["chainId", "stage", "page", "size"]));
+    let documented = |name: &str| -> BTreeSet<String> {
+        doc.body["components"]["schemas"][name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name} is not documented"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let keys = |v: serde_json::Value| -> BTreeSet<String> {
+        v.as_object().expect("object").keys().cloned().collect()
+    };
+    let epoch = EpochItem {
+        chain_id: 1,
+        epoch_id: 1,
+        from_block: 0,
+        to_block: 9,
+        stage: EpochStage::Stored,
+        stages: vec![EpochStageEntry { stage: EpochStage::Stored, at: 1.5 }],
+        error: None,
+    };
+    let summary = EpochSummary { latest: Some(epoch.clone()), not_finalized: 1 };
+    assert_eq!(documented("EpochItem"), keys(serde_json::to_value(&epoch).expect("json")));
+    assert_eq!(documented("EpochStageEntry"), keys(serde_json::to_value(epoch.stages[0]).expect("json")));
+    assert_eq!(documented("EpochSummary"), keys(serde_json::to_value(&summary).expect("json")));
+    let stages: BTreeSet<&str> = doc.body["components"]["schemas"]["EpochStage"]["enum"]
+        .as_array()
+        .expect("an enum of stage names")
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    assert_eq!(stages, EpochStage::ALL.iter().map(|s| s.as_str()).collect());
+    assert_eq!(
+        documented("EpochsBody"),
+        ["items", "page", "pages", "size", "total"].into_iter().map(String::from).collect()
+    );
+    assert!(doc.body["components"]["schemas"]["StatusBody"]["properties"]["epochs"].is_object());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

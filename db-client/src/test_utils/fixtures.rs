@@ -296,7 +296,8 @@ pub fn epoch(chain_id: u64, epoch_id: u64, stage: EpochStage) -> EpochItem {
             .enumerate()
             .map(|(i, stage)| EpochStageEntry { stage, at: start + 0.25 * i as f64 })
             .collect(),
-        error: (stage == EpochStage::Planned).then(|| "fetched: provider answered 429".to_owned()),
+        error: (stage == EpochStage::Planned)
+            .then(|| "planned: provider answered 429 to eth_getLogs".to_owned()),
     }
 }
 

@@ -38,7 +38,10 @@ async fn walk(db: &DbClient, query: EpochQuery, expected_total: u64) -> Vec<Epoc
     for page in 1..=expected_pages + 1 {
         let q = EpochQuery { page, ..query };
         let got: EpochPage = db.epochs(&q).await.expect("page");
-        assert_eq!((got.total, got.pages, got.page, got.size), (expected_total, expected_pages, page, q.size));
+        assert_eq!(
+            (got.total, got.pages, got.page, got.size),
+            (expected_total, expected_pages, page, q.size)
+        );
         let before = (page - 1) * q.size;
         let want_len = expected_total.saturating_sub(before).min(q.size);
         assert_eq!(got.items.len() as u64, want_len, "page {page} of {q:?}");
@@ -65,7 +68,10 @@ async fn pages_of_1_7_and_100_return_every_epoch_once_newest_first() {
     }
     // The first page is the newest: ids 150..141 of chain 1 (chain 10 stops at 100).
     let first = db.epochs(&EpochQuery::default()).await.expect("page");
-    assert_eq!(first.items.iter().map(|e| e.epoch_id).collect::<Vec<_>>(), (141..=150).rev().collect::<Vec<_>>());
+    assert_eq!(
+        first.items.iter().map(|e| e.epoch_id).collect::<Vec<_>>(),
+        (141..=150).rev().collect::<Vec<_>>()
+    );
     // Ties across chains: chain 1 before chain 10.
     let q = EpochQuery { page: 6, size: 10, ..Default::default() };
     let tie = db.epochs(&q).await.expect("page");
@@ -75,7 +81,8 @@ async fn pages_of_1_7_and_100_return_every_epoch_once_newest_first() {
     );
     // Far past the end, even beyond the bigint range of the offset: empty, not an error.
     for page in [26, 1000, u64::MAX] {
-        let past = db.epochs(&EpochQuery { page, size: MAX_PAGE_SIZE, ..Default::default() }).await.expect("past");
+        let past =
+            db.epochs(&EpochQuery { page, size: MAX_PAGE_SIZE, ..Default::default() }).await.expect("past");
         assert!(past.items.is_empty());
         assert_eq!((past.total, past.pages, past.page), (250, 3, page));
     }
@@ -111,7 +118,8 @@ async fn an_empty_table_and_a_missing_instance_read_as_empty_pages() {
     let test_db = TestDb::new().await;
     // No migrations, no schema.
     let db = DbClient::new(fast(&test_db.url)).expect("client");
-    for q in [EpochQuery::default(), EpochQuery { page: 3, stage: Some(EpochStage::Stored), ..Default::default() }]
+    for q in
+        [EpochQuery::default(), EpochQuery { page: 3, stage: Some(EpochStage::Stored), ..Default::default() }]
     {
         let page = db.epochs(&q).await.expect("no error");
         assert_eq!(page, EpochPage { items: vec![], total: 0, page: q.page, size: q.size, pages: 0 });
@@ -168,21 +176,27 @@ async fn the_summary_holds_the_latest_epoch_and_the_unfinished_count_per_chain()
     }
 
     // The indexer moves on: a new epoch of chain 10 and chain 10's stored ones finalized.
-    diesel::sql_query(format!("UPDATE {}.epochs SET stage = 'finalized' WHERE chain_id = 10 AND stage = 'stored'", schema().quoted()))
-        .execute(&mut conn)
-        .await
-        .expect("finalize");
+    diesel::sql_query(format!(
+        "UPDATE {}.epochs SET stage = 'finalized' WHERE chain_id = 10 AND stage = 'stored'",
+        schema().quoted()
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("finalize");
     let newer = epoch(10, 101, EpochStage::Fetched);
     insert_epochs(&mut conn, &schema(), std::slice::from_ref(&newer)).await.expect("insert");
     let unfinished = epochs
         .iter()
-        .filter(|e| e.chain_id == 10 && matches!(e.stage, EpochStage::Planned | EpochStage::Fetched | EpochStage::Decoded))
+        .filter(|e| {
+            e.chain_id == 10
+                && matches!(e.stage, EpochStage::Planned | EpochStage::Fetched | EpochStage::Decoded)
+        })
         .count() as u64
         + 1;
     eventually("summary refreshed", || async {
-        db.epoch_summary().await.is_some_and(|s| {
-            s[&10].latest.as_ref() == Some(&newer) && s[&10].not_finalized == unfinished
-        })
+        db.epoch_summary()
+            .await
+            .is_some_and(|s| s[&10].latest.as_ref() == Some(&newer) && s[&10].not_finalized == unfinished)
     })
     .await;
 }

@@ -1,6 +1,7 @@
 //! db-client integration tests against a real PostgreSQL (a fresh database per test).
 
 mod client;
+mod epochs;
 mod events;
 mod metadata;
 mod migrations;

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tidemark_shared_types::{
-    ChainSnapshot, Cursor, EventItem, IndexingStatus, OmnichainStatus, PublicChainConfig, PublicConfig,
-    PublicContractConfig, RealtimeProjection, VersionInfo,
+    ChainSnapshot, Cursor, EpochItem, EpochStage, EpochSummary, EventItem, IndexingStatus, OmnichainStatus,
+    PublicChainConfig, PublicConfig, PublicContractConfig, RealtimeProjection, VersionInfo,
 };
 
 use crate::generators::block_refs;
@@ -52,6 +52,8 @@ pub(crate) enum FixtureKind {
     Status,
     Projection,
     Event,
+    Epoch,
+    EpochSummary,
 }
 
 pub(crate) fn kind_of(path: &Path) -> FixtureKind {
@@ -64,8 +66,16 @@ pub(crate) fn kind_of(path: &Path) -> FixtureKind {
         FixtureKind::Projection
     } else if name.starts_with("event_item") {
         FixtureKind::Event
+    } else if name.starts_with("epoch_item") {
+        FixtureKind::Epoch
+    } else if name.starts_with("epoch_summary") {
+        FixtureKind::EpochSummary
     } else {
-        panic!("{}: unknown fixture prefix (public_config, status_, realtime_projection, event_item)", name)
+        panic!(
+            "{}: unknown fixture prefix (public_config, status_, realtime_projection, event_item, epoch_item, \
+             epoch_summary)",
+            name
+        )
     }
 }
 
@@ -130,10 +140,18 @@ fn every_valid_fixture_round_trips() {
             FixtureKind::Status => drop(round_trip::<IndexingStatus>(&name, &text, &value)),
             FixtureKind::Projection => drop(round_trip::<RealtimeProjection>(&name, &text, &value)),
             FixtureKind::Event => drop(round_trip::<EventItem>(&name, &text, &value)),
+            FixtureKind::Epoch => drop(round_trip::<EpochItem>(&name, &text, &value)),
+            FixtureKind::EpochSummary => drop(round_trip::<EpochSummary>(&name, &text, &value)),
         }
     }
-    for kind in [FixtureKind::PublicConfig, FixtureKind::Status, FixtureKind::Projection, FixtureKind::Event]
-    {
+    for kind in [
+        FixtureKind::PublicConfig,
+        FixtureKind::Status,
+        FixtureKind::Projection,
+        FixtureKind::Event,
+        FixtureKind::Epoch,
+        FixtureKind::EpochSummary,
+    ] {
         assert!(fixtures.iter().any(|(_, k)| *k == kind), "no fixture of kind {kind:?}");
     }
 }
@@ -300,6 +318,23 @@ fn event_item_fixture() {
     assert_eq!(value["cursor"], json!("9007199254740993"));
     assert_eq!(value["args"]["value"], json!("1000000000000000000"));
     assert!(is_block_hash(&item.block_hash) && is_block_hash(&item.transaction_hash));
+}
+
+#[test]
+fn epoch_fixtures() {
+    let item: EpochItem = load("epoch_item.json");
+    assert_eq!((item.chain_id, item.epoch_id, item.stage), (31337, 42, EpochStage::Finalized));
+    assert_eq!(item.stages.last().map(|s| s.stage), Some(item.stage), "the stage is the last of the history");
+    assert!(item.stages.windows(2).all(|w| w[0].at <= w[1].at), "the history is in time order");
+    // `at` keeps its milliseconds.
+    assert_eq!(item.stages[0].at, 1_795_420_100.125);
+
+    let summary: EpochSummary = load("epoch_summary.json");
+    let latest = summary.latest.as_ref().expect("latest");
+    assert_eq!((latest.stage, summary.not_finalized), (EpochStage::Reorged, 12));
+    // `error: null` is written out, not skipped.
+    let value = serde_json::to_value(&summary).expect("serializes");
+    assert!(value["latest"].as_object().expect("object").contains_key("error"));
 }
 
 /// Each invalid fixture and a fragment of the message it must be rejected with.

@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tidemark_shared_types::{
-    BlockRef, ChainIndexingConfig, ChainSnapshot, EventItem, IndexingStatus, PublicConfig, RealtimeProjection,
+    BlockRef, ChainIndexingConfig, ChainSnapshot, EpochItem, EpochSummary, EventItem, IndexingStatus,
+    PublicConfig, RealtimeProjection,
 };
 
 use crate::fixtures::{FixtureKind, read_value, stem, valid_fixtures};
@@ -68,6 +69,8 @@ fn every_fixture_type_ignores_unknown_fields() {
             FixtureKind::Status => drop(ignores_unknown::<IndexingStatus>(&name, &value)),
             FixtureKind::Projection => drop(ignores_unknown::<RealtimeProjection>(&name, &value)),
             FixtureKind::Event => drop(ignores_unknown::<EventItem>(&name, &value)),
+            FixtureKind::Epoch => drop(ignores_unknown::<EpochItem>(&name, &value)),
+            FixtureKind::EpochSummary => drop(ignores_unknown::<EpochSummary>(&name, &value)),
         }
     }
 }
