@@ -1,6 +1,7 @@
 //! End-to-end tests: the deployment files and the local stack as a user starts it.
 
 mod compose;
+mod stack;
 
 /// The repository root.
 pub(crate) fn repo_root() -> std::path::PathBuf {
