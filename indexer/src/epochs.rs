@@ -173,6 +173,7 @@ impl ChainEpochs {
 /// The epoch recorder of one instance: owns the channel and the flushing task.
 pub struct Recorder {
     enabled: bool,
+    summaries: crate::http::SharedSummaries,
     pool: PgPool,
     schema: SchemaName,
     tx: mpsc::Sender<Op>,
@@ -203,9 +204,15 @@ struct Unfinished {
 impl Recorder {
     /// A recorder keeping the newest `retain` epochs per chain (`enabled = false` records
     /// nothing).
-    pub fn new(pool: PgPool, schema: SchemaName, retain: u64, enabled: bool) -> Self {
+    pub fn new(
+        pool: PgPool,
+        schema: SchemaName,
+        retain: u64,
+        enabled: bool,
+        summaries: crate::http::SharedSummaries,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        Self { enabled, pool, schema, tx, rx: Some(rx), retain }
+        Self { enabled, summaries, pool, schema, tx, rx: Some(rx), retain }
     }
 
     /// Bookkeeping for one chain: the next id and the unfinished epochs above `checkpoint`
@@ -272,6 +279,8 @@ impl Recorder {
         let mut pending: HashMap<(u64, i64), Option<Epoch>> = HashMap::new();
         let mut flush = tokio::time::interval(Duration::from_millis(250));
         let mut prune = tokio::time::interval(Duration::from_secs(10));
+        let mut summarize = tokio::time::interval(Duration::from_secs(1));
+        summarize.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 op = rx.recv() => match op {
@@ -281,6 +290,7 @@ impl Recorder {
                 },
                 _ = flush.tick() => self.flush(&mut pending).await,
                 _ = prune.tick() => self.prune(&chain_ids).await,
+                _ = summarize.tick() => self.summarize().await,
                 _ = shutdown.cancelled() => break,
             }
         }
@@ -343,6 +353,26 @@ impl Recorder {
             for (k, v) in batch {
                 pending.entry(k).or_insert(v);
             }
+        }
+    }
+
+    /// Refreshes the summary the HTTP server serves (one query a second, none per request).
+    async fn summarize(&self) {
+        if !self.enabled {
+            return;
+        }
+        let result = async {
+            let mut conn = self.pool.get().await?;
+            tidemark_db_client::epochs::query_epoch_summaries(&mut conn, &self.schema).await
+        }
+        .await;
+        match result {
+            Ok(s) => {
+                if let Ok(mut guard) = self.summaries.write() {
+                    *guard = s;
+                }
+            }
+            Err(e) => tracing::debug!(target: "tidemark::epochs", error = %e, "epoch summary not refreshed"),
         }
     }
 

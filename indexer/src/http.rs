@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
+use tidemark_db_client::epochs::EpochSummaries;
 use tidemark_shared_types::{PublicConfig, RealtimeProjection};
 use tokio_util::sync::CancellationToken;
 
@@ -68,7 +69,12 @@ pub struct HttpState {
     pub config: PublicConfig,
     /// Liveness facts.
     pub health: Arc<Health>,
+    /// Per-chain epoch summary, refreshed every second by the epoch recorder.
+    pub epochs: SharedSummaries,
 }
+
+/// The latest epoch summaries, shared between the recorder and the HTTP server.
+pub type SharedSummaries = Arc<std::sync::RwLock<EpochSummaries>>;
 
 /// The process-wide Prometheus recorder (installed once).
 pub fn prometheus() -> &'static PrometheusHandle {
@@ -131,7 +137,9 @@ async fn status(State(s): State<HttpState>) -> Response {
     match s.progress.snapshot(unix_now()) {
         Some(snapshot) => {
             let projection = RealtimeProjection::project(snapshot, unix_now());
-            let body = json!({"responseCode": "ok", "realtimeProjection": projection, "config": s.config, "warnings": []});
+            let epochs = s.epochs.read().map(|e| json!(*e)).unwrap_or_else(|_| json!({}));
+            let body = json!({"responseCode": "ok", "realtimeProjection": projection, "config": s.config,
+                "warnings": [], "epochs": epochs});
             (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
         }
         None => (

@@ -25,6 +25,16 @@ use crate::rpc::ChainRpc;
 use crate::status::{self, Progress};
 use crate::store::Writer;
 
+/// What every writer term shares.
+struct Ctx<'a> {
+    config: &'a IndexerConfig,
+    public: &'a PublicConfig,
+    pool: &'a PgPool,
+    progress: &'a Progress,
+    health: &'a Arc<Health>,
+    summaries: &'a http::SharedSummaries,
+}
+
 /// How long shutdown may take before tasks are abandoned.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
 
@@ -44,12 +54,25 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
         .await
         .with_context(|| format!("binding http.listen {}", config.http_listen))?;
     tracing::info!(target: "tidemark::http", addr = %config.http_listen, "indexer HTTP listening");
-    let http_state =
-        http::HttpState { progress: progress.clone(), config: public.clone(), health: health.clone() };
+    let summaries = http::SharedSummaries::default();
+    let http_state = http::HttpState {
+        progress: progress.clone(),
+        config: public.clone(),
+        health: health.clone(),
+        epochs: summaries.clone(),
+    };
     tracker.spawn(http::serve(listener, http_state, shutdown.clone()));
     tracker.spawn(crate::progress::log_progress(progress.clone(), shutdown.clone()));
 
-    let result = lifecycle(&config, &public, &pool, &progress, &health, &shutdown).await;
+    let ctx = Ctx {
+        config: &config,
+        public: &public,
+        pool: &pool,
+        progress: &progress,
+        health: &health,
+        summaries: &summaries,
+    };
+    let result = lifecycle(&ctx, &shutdown).await;
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
@@ -58,14 +81,8 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
     result
 }
 
-async fn lifecycle(
-    config: &IndexerConfig,
-    public: &PublicConfig,
-    pool: &PgPool,
-    progress: &Progress,
-    health: &Arc<Health>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+async fn lifecycle(ctx: &Ctx<'_>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let (config, public, pool, health) = (ctx.config, ctx.public, ctx.pool, ctx.health);
     if with_db_retry("migrations", shutdown, health, || migrate::run_migrations(pool)).await?.is_none() {
         return Ok(());
     }
@@ -84,7 +101,7 @@ async fn lifecycle(
     loop {
         let Some(writer) = acquire(pool, config, health, shutdown).await else { return Ok(()) };
         health.set_role(Role::Writer);
-        match term(writer, config, public, pool, progress, health, shutdown).await {
+        match term(writer, ctx, shutdown).await {
             Ok(()) => return Ok(()),
             Err(TermError::Fatal(e)) => return Err(e),
             Err(TermError::Retry(e)) => {
@@ -185,15 +202,9 @@ impl From<tidemark_db_client::DbError> for TermError {
     }
 }
 
-async fn term(
-    mut writer: Writer,
-    config: &IndexerConfig,
-    public: &PublicConfig,
-    pool: &PgPool,
-    progress: &Progress,
-    health: &Arc<Health>,
-    shutdown: &CancellationToken,
-) -> Result<(), TermError> {
+async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -> Result<(), TermError> {
+    let (config, public, pool, progress, health, summaries) =
+        (ctx.config, ctx.public, ctx.pool, ctx.progress, ctx.health, ctx.summaries);
     instance::ensure_instance_schema(writer.conn(), &config.schema).await?;
     let stored = metadata::read_public_config(writer.conn(), &config.schema).await?;
     check_stored(stored.as_ref().map(|s| &s.value), public).map_err(|e| TermError::Fatal(e.into()))?;
@@ -215,8 +226,13 @@ async fn term(
         });
     }
     tasks.spawn(watch_lock(writer.clone(), token.clone()));
-    let recorder =
-        Recorder::new(pool.clone(), config.schema.clone(), config.retain_epochs, config.record_epochs);
+    let recorder = Recorder::new(
+        pool.clone(),
+        config.schema.clone(),
+        config.retain_epochs,
+        config.record_epochs,
+        summaries.clone(),
+    );
     let mut chain_epochs = Vec::with_capacity(config.chains.len());
     for chain in &config.chains {
         let checkpoint = writer.lock().await.checkpoint(chain.chain_id).await?;

@@ -61,6 +61,13 @@ impl Redactor {
             let label = format!("rpc[{i}]");
             let full = u.as_str().to_owned();
             needles.push((full.trim_end_matches('/').to_owned(), label.clone()));
+            if !u.username().is_empty() || u.password().is_some() {
+                // HTTP clients print the URL without its credentials: replace that form whole too.
+                let mut bare = u.clone();
+                let _ = bare.set_username("");
+                let _ = bare.set_password(None);
+                needles.push((bare.as_str().trim_end_matches('/').to_owned(), label.clone()));
+            }
             if let Some(q) = u.query() {
                 needles.push((q.to_owned(), "<redacted>".into()));
             }
@@ -270,5 +277,10 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("rpc[0]") && out.contains("rpc[1]"), "{out}");
+        // reqwest's errors show the URL without its credentials: still replaced whole.
+        let out = r.redact(
+            "error sending request for url (https://mainnet.example.io/v3/abcdef0123456789?apikey=s3cr3t)",
+        );
+        assert_eq!(out, "error sending request for url (rpc[0])");
     }
 }
