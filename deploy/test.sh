@@ -11,6 +11,16 @@ cd "$ROOT"
 ensure_postgres
 ensure_anvil
 
+# The whole workspace, unless the arguments (before `--`) pick packages: cargo would
+# otherwise let --workspace win over -p and run every test.
+scope=(--workspace)
+for arg in "$@"; do
+    case $arg in
+        --) break ;;
+        -p | --package | --package=* | -p?* | --manifest-path | --manifest-path=*) scope=() ;;
+    esac
+done
+
 rc=0
-"${CARGO:-cargo}" test --workspace "$@" || rc=$?
+"${CARGO:-cargo}" test "${scope[@]}" "$@" || rc=$?
 exit "$rc"

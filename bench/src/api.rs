@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tidemark_db_client::{PgPool, PoolConfig, instance, metadata, migrate};
 use tidemark_shared_types::config::{PublicChainConfig, PublicContractConfig};
-use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, PublicConfig, SchemaName, VersionInfo};
+use tidemark_shared_types::{
+    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, PublicConfig, SchemaName, VersionInfo,
+};
 
 use crate::procs::{self, BenchDb};
 
@@ -89,7 +91,10 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
             ("/status", format!("{base}/status")),
             ("/v1/events first page", format!("{base}/v1/events?limit=100")),
             ("/v1/events deep page", format!("{base}/v1/events?after={deep}&limit=100")),
-            ("/v1/events contract+event (10 %)", format!("{base}/v1/events?contract=Registry&event=Tagged&limit=100")),
+            (
+                "/v1/events contract+event (10 %)",
+                format!("{base}/v1/events?contract=Registry&event=Tagged&limit=100"),
+            ),
         ];
         let mut row = Vec::new();
         for (name, url) in endpoints {
@@ -99,20 +104,32 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
             }
             loads.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
             let m = loads[loads.len() / 2];
-            eprintln!("{filled} rows, {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms", m.rps, m.p50_ms, m.p99_ms);
+            eprintln!(
+                "{filled} rows, {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                m.rps, m.p50_ms, m.p99_ms
+            );
             row.push((name, m));
         }
         results.insert(filled, row);
         api.stop();
     }
-    println!("\n## api: concurrency {}, {} s per run, median of {runs} (by p99)", args.concurrency, args.seconds);
+    println!(
+        "\n## api: concurrency {}, {} s per run, median of {runs} (by p99)",
+        args.concurrency, args.seconds
+    );
     for (rows, row) in &results {
         println!("\n### {rows} events\n");
         println!("| endpoint | req/s | p50 ms | p99 ms | p99 / bare |");
         println!("|---|---:|---:|---:|---:|");
         let bare_p99 = row.first().map_or(1.0, |(_, l)| l.p99_ms);
         for (name, l) in row {
-            println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} |", l.rps, l.p50_ms, l.p99_ms, l.p99_ms / bare_p99);
+            println!(
+                "| {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                l.rps,
+                l.p50_ms,
+                l.p99_ms,
+                l.p99_ms / bare_p99
+            );
         }
     }
     db.drop_now().await?;
@@ -134,8 +151,16 @@ fn public_config() -> PublicConfig {
             chain_id: 31337,
             finality_depth: 12,
             contracts: vec![
-                contract("Registry", "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512", &["event Tagged(bytes32 indexed key, string[] tags, bytes data)"]),
-                contract("Token", "0x5fbdb2315678afecb367f032d93f642f64180aa3", &["event Transfer(address indexed from, address indexed to, uint256 value)"]),
+                contract(
+                    "Registry",
+                    "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512",
+                    &["event Tagged(bytes32 indexed key, string[] tags, bytes data)"],
+                ),
+                contract(
+                    "Token",
+                    "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+                    &["event Transfer(address indexed from, address indexed to, uint256 value)"],
+                ),
             ],
         }],
         version_info: VersionInfo::current(),
@@ -213,7 +238,12 @@ async fn wait_ok(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
 }
 
 /// `concurrency` workers request `url` in a loop for `duration` after a 1 s warm-up.
-async fn load(client: &reqwest::Client, url: &str, concurrency: usize, duration: Duration) -> anyhow::Result<Load> {
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Load> {
     let stop = Arc::new(AtomicBool::new(false));
     let warm_until = Instant::now() + Duration::from_secs(1);
     let mut workers = Vec::new();

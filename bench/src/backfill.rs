@@ -92,11 +92,24 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     let write = median(write);
     let full = median(full);
     let bound = Rate::serial_bound(&fetch, &write);
-    println!("\n## backfill: {} events, {blocks} blocks, max_block_range {}, concurrency {}, median of {runs}", data.events, args.max_block_range, args.concurrency);
+    println!(
+        "\n## backfill: {} events, {blocks} blocks, max_block_range {}, concurrency {}, median of {runs}",
+        data.events, args.max_block_range, args.concurrency
+    );
     println!("| measurement | events/s | blocks/s | seconds |");
     println!("|---|---:|---:|---:|");
-    for (name, r) in [("raw eth_getLogs", &fetch), ("raw PostgreSQL COPY", &write), ("serial bound 1/(1/fetch+1/write)", &bound), ("Tidemark backfill", &full)] {
-        println!("| {name} | {:.0} | {:.1} | {:.2} |", r.events_per_s(), r.blocks_per_s(), r.elapsed.as_secs_f64());
+    for (name, r) in [
+        ("raw eth_getLogs", &fetch),
+        ("raw PostgreSQL COPY", &write),
+        ("serial bound 1/(1/fetch+1/write)", &bound),
+        ("Tidemark backfill", &full),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.2} |",
+            r.events_per_s(),
+            r.blocks_per_s(),
+            r.elapsed.as_secs_f64()
+        );
     }
     println!("\nTidemark / serial bound: {:.0} %", 100.0 * full.events_per_s() / bound.events_per_s());
     peaks.sort_unstable();
@@ -159,7 +172,8 @@ async fn copy_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
     migrate::run_migrations(&pool).await?;
     let schema = SchemaName::new("bench_raw")?;
     instance::ensure_instance_schema(&mut *pool.get().await?, &schema).await?;
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("tokio-postgres")?;
+    let (client, conn) =
+        tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("tokio-postgres")?;
     let task = tokio::spawn(conn);
     let sink = client
         .copy_in(
@@ -168,8 +182,21 @@ async fn copy_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
         )
         .await?;
     let types = [
-        Type::INT8, Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::TEXT, Type::INT4,
-        Type::INT4, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT_ARRAY, Type::TEXT, Type::JSONB,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT8,
+        Type::TEXT,
+        Type::INT4,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT_ARRAY,
+        Type::TEXT,
+        Type::JSONB,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
@@ -214,7 +241,13 @@ async fn tidemark_backfill(
     std::fs::write(&path, config)?;
     let path_s = path.to_string_lossy().to_string();
     let started = Instant::now();
-    let proc = procs::spawn("indexer", bin, &["--config", &path_s], &[("RUST_LOG", "warn".into())], &dir.join("indexer.log"))?;
+    let proc = procs::spawn(
+        "indexer",
+        bin,
+        &["--config", &path_s],
+        &[("RUST_LOG", "warn".into())],
+        &dir.join("indexer.log"),
+    )?;
     let (client, conn) = tokio_postgres::connect(db_url, tokio_postgres::NoTls).await?;
     let task = tokio::spawn(conn);
     let mut samples = Vec::new();

@@ -27,12 +27,18 @@ pub(crate) struct Dataset {
 
 /// Deploys Registry and mines `blocks` blocks of `txs_per_block` transactions emitting
 /// `events_per_tx` events each. anvil must run with `--no-mining`.
-pub(crate) async fn generate(url: &str, blocks: u64, txs_per_block: u64, events_per_tx: u64) -> anyhow::Result<Dataset> {
+pub(crate) async fn generate(
+    url: &str,
+    blocks: u64,
+    txs_per_block: u64,
+    events_per_tx: u64,
+) -> anyhow::Result<Dataset> {
     let started = Instant::now();
     let provider: RootProvider = RootProvider::new_http(url.parse()?);
     let bytecode = include_str!("../../deploy/demo/out/Registry.bin").trim();
     let code = Bytes::from(alloy::primitives::hex::decode(bytecode).context("Registry.bin is hex")?);
-    let deploy = TransactionRequest::default().with_from(FROM).with_deploy_code(code).with_gas_limit(5_000_000);
+    let deploy =
+        TransactionRequest::default().with_from(FROM).with_deploy_code(code).with_gas_limit(5_000_000);
     let hash = *provider.send_transaction(deploy).await?.tx_hash();
     mine(&provider).await?;
     let receipt = provider.get_transaction_receipt(hash).await?.context("deployment receipt")?;

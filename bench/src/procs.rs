@@ -69,7 +69,9 @@ pub(crate) async fn anvil(args: &[&str]) -> anyhow::Result<(Proc, String)> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("starting anvil ({bin}); `source deploy/lib/common.sh && ensure_anvil` installs it"))?;
+        .with_context(|| {
+            format!("starting anvil ({bin}); `source deploy/lib/common.sh && ensure_anvil` installs it")
+        })?;
     let proc = Proc { child, name: "anvil" };
     let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
@@ -140,7 +142,9 @@ impl BenchDb {
     pub(crate) async fn create(server: &str, tag: &str) -> anyhow::Result<Self> {
         let name = format!("tidemark_bench_{tag}_{}", std::process::id());
         let mut conn = AsyncPgConnection::establish(server).await.context("connecting to PostgreSQL")?;
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await?;
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut conn)
+            .await?;
         diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
         let mut url = url::Url::parse(server).context("DATABASE_URL is not a URL")?;
         url.set_path(&name);
@@ -150,7 +154,9 @@ impl BenchDb {
 
     pub(crate) async fn drop_now(self) -> anyhow::Result<()> {
         let mut conn = AsyncPgConnection::establish(&self.admin).await?;
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut conn).await?;
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+            .execute(&mut conn)
+            .await?;
         Ok(())
     }
 }

@@ -43,10 +43,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// Targets capped at `info` whatever `RUST_LOG` says: their debug spans carry the full
+/// RPC URL, key included (alloy's `ReqwestTransport{url=…}`), and RPC URLs are private.
+const URL_LOGGING_TARGETS: [&str; 1] = ["alloy_transport_http=info"];
+
 /// Installs the tracing subscriber (`RUST_LOG` filters; default `info`).
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for directive in URL_LOGGING_TARGETS {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

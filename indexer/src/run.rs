@@ -270,6 +270,11 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
             token.cancel();
         }
     }
+    // The status loop's last write can precede a commit that was in flight at shutdown:
+    // write once more now that every pipeline has stopped, so the final status is final.
+    if outcome.is_ok() {
+        status::write_once(pool, &config.schema, progress, health).await;
+    }
     outcome
 }
 

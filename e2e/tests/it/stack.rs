@@ -4,7 +4,7 @@
 //! indexer catches up, and Ctrl-C leaves no process behind.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,6 @@ use tidemark_db_client::test_utils::TestDb;
 
 struct Stack {
     up: Child,
-    dir: PathBuf,
     api: String,
 }
 
@@ -141,7 +140,7 @@ async fn the_local_stack_works_end_to_end() {
         .stderr(log)
         .spawn()
         .expect("deploy/up.sh starts");
-    let mut stack = Stack { up, dir: dir.clone(), api: format!("http://127.0.0.1:{api_port}") };
+    let mut stack = Stack { up, api: format!("http://127.0.0.1:{api_port}") };
     let client = reqwest::Client::new();
     let up_log = || std::fs::read_to_string(dir.join("up.log")).unwrap_or_default();
 

@@ -195,6 +195,25 @@ impl ChainPipeline {
         tracing::info!(target: "tidemark::pipeline", chain_id = id, start = start_n, backfill_end = backfill_end_n, checkpoint = checkpoint.as_ref().map(|c| c.number), "chain range resolved");
 
         let mut cp = checkpoint;
+        // A reorg while no indexer ran may have orphaned the checkpoint. Bulk ranges are not
+        // linked to it by parent hash, so repair before backfilling on top of it.
+        if let Some(c) = cp.clone() {
+            let canonical = match self
+                .retry("checkpoint", || async {
+                    self.rpc.header(c.number).await.map_err(|e| self.rpc_err(e))
+                })
+                .await?
+            {
+                Step::Done(h) => h,
+                Step::Shutdown => return Ok(()),
+            };
+            if canonical.as_ref().map(|h| &h.block.hash) != Some(&c.hash) {
+                cp = match crate::reorg::repair(&self, &c, start_n).await? {
+                    Step::Done(ancestor) => ancestor,
+                    Step::Shutdown => return Ok(()),
+                };
+            }
+        }
         // Bulk backfill while the finalized part of the chain is far ahead.
         loop {
             let head = match self

@@ -1,0 +1,38 @@
+//! `tidemark-testkit`: fixtures for Tidemark's integration tests.
+//!
+//! - [`TestDb`]: a fresh PostgreSQL database per test (from `tidemark-db-client`);
+//! - [`Anvil`]: an anvil chain on a free port, killed on drop;
+//! - [`Process`]: a child process with captured output, `kill -9`, SIGTERM, exit status;
+//! - [`IndexerConfigBuilder`]: an indexer TOML config for given chains, database and schema;
+//! - [`InstanceDb`]: the rows an indexer stored (events, checkpoints, journal, metadata)
+//!   and [`JournalReplay`], a consumer of the journal;
+//! - [`canonical_logs`]: what the chain says, via `eth_getLogs`, in the same shape;
+//! - [`RpcProxy`]: a JSON-RPC proxy that can slow down or refuse requests;
+//! - [`eventually`]: polling with a deadline instead of sleeping.
+//!
+//! Missing tools are failures, never skips: a test that cannot start anvil or reach
+//! PostgreSQL panics with a message saying what to install. This crate never depends on
+//! `tidemark-indexer` (the API's tests use it too): it drives binaries and reads the
+//! database, as an outside observer would.
+
+mod anvil;
+mod chain;
+mod config;
+mod db;
+mod error;
+mod journal;
+mod process;
+mod proxy;
+mod wait;
+
+pub use anvil::Anvil;
+pub use chain::{LogRow, block_hash, canonical_logs, head};
+pub use config::{ChainSpec, ContractSpec, IndexerConfigBuilder};
+pub use db::{Checkpoint, InstanceDb, JournalEntry, MetadataRow, StoredEvent};
+pub use error::{Error, Result};
+pub use journal::JournalReplay;
+pub use process::{Process, ProcessBuilder, free_port};
+pub use proxy::RpcProxy;
+pub use tempfile::{TempDir, tempdir};
+pub use tidemark_db_client::test_utils::TestDb;
+pub use wait::{POLL, eventually};
