@@ -1,0 +1,19 @@
+//! Tidemark's reliability suite: the real `tidemark-indexer` and `tidemark-api` binaries
+//! against a real anvil and a real PostgreSQL, under crashes, reorg storms, outages,
+//! database restarts, incompatible configs, bad input and secrets in URLs.
+//!
+//! `TIDEMARK_RELIABILITY=full|reduced` (default reduced) sets the scale; each scenario
+//! records what it tried and what it found, and the table is printed to standard error
+//! when the binary exits and written to `$CARGO_TARGET_DIR/reliability-summary.md`.
+//! Missing anvil or PostgreSQL fails the scenarios; nothing skips.
+
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod common;
+mod crash;
+mod incompatible;
+mod outages;
+mod reorg_storm;
+mod secrets;
+mod writer;

@@ -1,0 +1,104 @@
+//! Scenario 7 — secrets (DESIGN §2): an RPC URL carrying an API key (in the user-info and
+//! the query string, given through `${VAR}`) never appears in the database (all of
+//! `tidemark.metadata` and every table of the instance), in the logs of either service —
+//! even at debug level and while an endpoint fails and errors are logged — or in any
+//! response of either service.
+
+use std::time::Duration;
+
+use tidemark_reliability::fuzz::Service;
+use tidemark_reliability::summary;
+use tidemark_testkit::free_port;
+
+use crate::common::{Frozen, SOON, Stack, traffic};
+
+const KEY: &str = "k3yR3liab1lity7Secret";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rpc_key_appears_nowhere() {
+    summary::run("7 secrets", |rec| async move {
+        rec.step("indexer with keyed RPC URLs (a dead one first), and the API");
+        let stack = Stack::shared("tidemark_rel_secrets").await;
+        traffic(&stack.demo, 8, 4).await;
+        let dead = format!("http://user:{KEY}@127.0.0.1:{}/v2/{KEY}?apikey={KEY}", free_port());
+        let live = format!("http://user:{KEY}@127.0.0.1:{}/?apikey={KEY}", stack.anvil.port());
+        let mut cfg = stack.config();
+        cfg.chains[0] = cfg.chains[0]
+            .clone()
+            .rpc_urls(vec!["${TIDEMARK_REL_DEAD_RPC}".into(), "${TIDEMARK_REL_LIVE_RPC}".into()]);
+        cfg.chains[0].request_timeout_ms = Some(500);
+        let env = [
+            ("TIDEMARK_REL_DEAD_RPC", dead.as_str()),
+            ("TIDEMARK_REL_LIVE_RPC", live.as_str()),
+            ("RUST_LOG", "debug"),
+        ];
+        let mut indexer = stack.spawn_indexer_env(&cfg, &env);
+        let mut api = stack.spawn_api(&[]);
+        let mut db = stack.instance().await;
+        stack.wait_synced(&mut db, SOON).await;
+        api.wait_healthy(SOON).await;
+
+        rec.step("the live endpoint frozen for 3 s (errors get logged)");
+        let frozen = Frozen::freeze(stack.anvil.pid());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let during = indexer.health().await;
+        frozen.thaw();
+        traffic(&stack.demo, 3, 3).await;
+        stack.wait_synced(&mut db, SOON).await;
+
+        rec.step("every endpoint of both services");
+        let mut responses = String::new();
+        let mut asked = 0;
+        for service in [Service::Api, Service::Indexer] {
+            let base = if service == Service::Api { &api.http } else { &indexer.http };
+            let extra = ["/nope", "/v1/events?limit=1000", "/v1/events?limit=x", "/v1/epochs?size=100", "/v1/realtime?maxWorstCaseDistance=0"];
+            for path in service.endpoints().iter().copied().chain(extra) {
+                let r = reqwest::Client::new()
+                    .get(format!("{base}{path}"))
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await;
+                if let Ok(r) = r {
+                    asked += 1;
+                    responses.push_str(&format!("{:?}", r.headers()));
+                    responses.push_str(&r.text().await.unwrap_or_default());
+                }
+            }
+        }
+        let dump = db.dump_text().await.expect("dumping the database");
+
+        rec.step("check-config and a configuration error");
+        let (code, check) = stack.indexer_command_env(&cfg, &["check-config"], &env).await;
+        assert_eq!(code, 0, "check-config: {}", check.logs());
+        let mut broken = cfg.clone();
+        broken.chains[0] = broken.chains[0].clone().rpc_urls(vec![format!("ftp://u:{KEY}@127.0.0.1/{KEY}")]);
+        let (code, broken_run) = stack.indexer_command_env(&broken, &[], &env).await;
+
+        let ei = indexer.stop().await;
+        api.proc.sigterm();
+        let ea = api.proc.exit_code(Duration::from_secs(10)).await;
+        let places = [
+            ("database (tidemark.metadata and the instance tables)", dump.as_str()),
+            ("indexer logs (RUST_LOG=debug)", &indexer.proc.logs()),
+            ("API logs", &api.proc.logs()),
+            ("responses of both services", responses.as_str()),
+            ("check-config output", &check.logs()),
+            ("configuration error output", &broken_run.logs()),
+        ];
+        let leaks: Vec<&str> = places.iter().filter(|(_, text)| text.contains(KEY)).map(|(name, _)| *name).collect();
+        let errors_logged = indexer.proc.logs().contains("rpc[0]");
+        rec.record(
+            "RPC key in user-info and query string; dead endpoint and a frozen one; debug logs",
+            if leaks.is_empty() { "the key appears nowhere".to_owned() } else { format!("the key leaks into: {}", leaks.join(", ")) },
+            leaks.is_empty() && errors_logged && code == 2 && (ei, ea) == (0, 0),
+            format!(
+                "{asked} responses, {} bytes of database dump, {} + {} bytes of logs checked; endpoint errors logged: {errors_logged}; health while frozen: {:?}; bad-URL config exit {code}",
+                dump.len(),
+                indexer.proc.logs().len(),
+                api.proc.logs().len(),
+                during.map(|h| h.reasons),
+            ),
+        );
+    })
+    .await;
+}
