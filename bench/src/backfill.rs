@@ -37,9 +37,12 @@ pub(crate) struct Args {
     /// `max_concurrency`, for the raw fetch and the indexer alike.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Extra indexer config lines for the Tidemark run (e.g. to compare settings).
+    /// Extra `[[chains]]` config lines for the Tidemark run (e.g. to compare settings).
     #[arg(long)]
     indexer_extra: Option<String>,
+    /// Record epochs (`record_epochs`); `--record-epochs false` measures their cost.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    record_epochs: bool,
 }
 
 pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result<()> {
@@ -93,8 +96,8 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     let full = median(full);
     let bound = Rate::serial_bound(&fetch, &write);
     println!(
-        "\n## backfill: {} events, {blocks} blocks, max_block_range {}, concurrency {}, median of {runs}",
-        data.events, args.max_block_range, args.concurrency
+        "\n## backfill: {} events, {blocks} blocks, max_block_range {}, concurrency {}, record_epochs {}, median of {runs}",
+        data.events, args.max_block_range, args.concurrency, args.record_epochs
     );
     println!("| measurement | events/s | blocks/s | seconds |");
     println!("|---|---:|---:|---:|");
@@ -122,6 +125,7 @@ fn config_toml(data: &Dataset, rpc: &str, db: &str, schema: &str, args: &Args) -
         r#"namespace = "bench"
 schema = "{schema}"
 database_url = "{db}"
+record_epochs = {epochs}
 [http]
 listen = "127.0.0.1:{port}"
 [[chains]]
@@ -142,6 +146,7 @@ events = ["event Burst(uint256 indexed seq, uint256 value)"]
         range = args.max_block_range,
         conc = args.concurrency,
         extra = args.indexer_extra.as_deref().unwrap_or(""),
+        epochs = args.record_epochs,
         registry = data.registry,
         first = data.first_block,
     )

@@ -126,6 +126,55 @@ pub struct JournalEntry {
     pub payload: Value,
 }
 
+/// A row of the instance's `epochs` table.
+#[derive(Debug, Clone, PartialEq, QueryableByName)]
+pub struct EpochRow {
+    /// Chain id.
+    #[diesel(sql_type = BigInt)]
+    pub chain_id: i64,
+    /// Per-chain epoch id.
+    #[diesel(sql_type = BigInt)]
+    pub epoch_id: i64,
+    /// First block.
+    #[diesel(sql_type = BigInt)]
+    pub from_block: i64,
+    /// Last block.
+    #[diesel(sql_type = BigInt)]
+    pub to_block: i64,
+    /// Current stage.
+    #[diesel(sql_type = Text)]
+    pub stage: String,
+    /// Stage history: `[{stage, at}]`, oldest first.
+    #[diesel(sql_type = Jsonb)]
+    pub stages: Value,
+    /// Last failure, if any.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub error: Option<String>,
+}
+
+impl EpochRow {
+    /// Whether the epoch finished (`stored` or `finalized`).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.stage.as_str(), "stored" | "finalized")
+    }
+
+    /// The stage names of the history, oldest first.
+    pub fn stage_names(&self) -> Vec<String> {
+        self.stages
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["stage"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The stage timestamps of the history, oldest first.
+    pub fn stage_times(&self) -> Vec<f64> {
+        self.stages
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["at"].as_f64()).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// A row of `tidemark.metadata`, with times on the database clock.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct MetadataRow {
@@ -283,6 +332,20 @@ impl InstanceDb {
         let s = self.schema.quoted();
         Ok(diesel::sql_query(format!(
             "SELECT chain_id, block_number, block_hash, block_timestamp FROM {s}.checkpoints ORDER BY chain_id"
+        ))
+        .load(&mut self.conn)
+        .await?)
+    }
+
+    /// Every epoch, by chain id and epoch id.
+    pub async fn epochs(&mut self) -> Result<Vec<EpochRow>> {
+        if !self.has_table("epochs").await? {
+            return Ok(Vec::new());
+        }
+        let s = self.schema.quoted();
+        Ok(diesel::sql_query(format!(
+            "SELECT chain_id, epoch_id, from_block, to_block, stage, stages, error
+               FROM {s}.epochs ORDER BY chain_id, epoch_id"
         ))
         .load(&mut self.conn)
         .await?)

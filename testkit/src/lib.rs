@@ -28,7 +28,7 @@ mod wait;
 pub use anvil::Anvil;
 pub use chain::{LogRow, block_hash, canonical_logs, head};
 pub use config::{ChainSpec, ContractSpec, IndexerConfigBuilder};
-pub use db::{Checkpoint, InstanceDb, JournalEntry, MetadataRow, StoredEvent};
+pub use db::{Checkpoint, EpochRow, InstanceDb, JournalEntry, MetadataRow, StoredEvent};
 pub use error::{Error, Result};
 pub use journal::JournalReplay;
 pub use process::{Process, ProcessBuilder, free_port};

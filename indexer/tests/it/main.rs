@@ -6,6 +6,7 @@
 mod common;
 mod config_changes;
 mod crash;
+mod epochs;
 mod events;
 mod multichain;
 mod provider;
