@@ -54,7 +54,13 @@ stop_pid() {
     kill -KILL "$pid" 2>/dev/null || true
 }
 
-"$ANVIL_BIN" --host 127.0.0.1 --port "$ANVIL_PORT" --block-time 1 >"$STACK_DIR/anvil.log" 2>&1 &
+# The services run in their own sessions, so a Ctrl-C in the terminal reaches this script
+# alone and it stops them in order (traffic, API, indexer with its final status, anvil,
+# PostgreSQL) instead of all of them dying at once.
+DETACH=()
+command -v setsid >/dev/null && DETACH=(setsid)
+
+"${DETACH[@]}" "$ANVIL_BIN" --host 127.0.0.1 --port "$ANVIL_PORT" --block-time 1 >"$STACK_DIR/anvil.log" 2>&1 &
 ANVIL_PID=$!
 echo "$ANVIL_PID" >"$STACK_DIR/anvil.pid"
 tidemark_on_exit "stop_pid $ANVIL_PID anvil"
@@ -94,18 +100,18 @@ abi = "$ROOT/deploy/demo/out/Registry.abi.json"
 events = ["Registered", "Tagged", "Updated", "Burst"]
 TOML
 
-"$BIN/tidemark-indexer" --config "$STACK_DIR/tidemark.toml" >"$STACK_DIR/indexer.log" 2>&1 &
+"${DETACH[@]}" "$BIN/tidemark-indexer" --config "$STACK_DIR/tidemark.toml" >"$STACK_DIR/indexer.log" 2>&1 &
 INDEXER_PID=$!
 echo "$INDEXER_PID" >"$STACK_DIR/indexer.pid"
 tidemark_on_exit "stop_pid $INDEXER_PID indexer"
 
-TIDEMARK_SCHEMA=$SCHEMA TIDEMARK_API_LISTEN="127.0.0.1:$API_PORT" "$BIN/tidemark-api" >"$STACK_DIR/api.log" 2>&1 &
+TIDEMARK_SCHEMA=$SCHEMA TIDEMARK_API_LISTEN="127.0.0.1:$API_PORT" "${DETACH[@]}" "$BIN/tidemark-api" >"$STACK_DIR/api.log" 2>&1 &
 API_PID=$!
 echo "$API_PID" >"$STACK_DIR/api.pid"
 tidemark_on_exit "stop_pid $API_PID api"
 
 # shellcheck disable=SC2086
-"$BIN/tidemark-traffic" --rpc-url "$RPC_URL" run --token "$TOKEN" --registry "$REGISTRY" ${TIDEMARK_TRAFFIC_ARGS:-} \
+"${DETACH[@]}" "$BIN/tidemark-traffic" --rpc-url "$RPC_URL" run --token "$TOKEN" --registry "$REGISTRY" ${TIDEMARK_TRAFFIC_ARGS:-} \
     >"$STACK_DIR/traffic.log" 2>&1 &
 TRAFFIC_PID=$!
 echo "$TRAFFIC_PID" >"$STACK_DIR/traffic.pid"
