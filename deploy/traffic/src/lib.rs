@@ -362,6 +362,25 @@ impl Demo {
         self.send(self.burst_call(n)).await
     }
 
+    /// Sends `blocks` transactions, one after another (one block each on an automining
+    /// chain), cycling through a mix that touches every demo event shape: three `Burst`s
+    /// of `burst(i)` events, a `batchTransfer`, a `register` (indexed string, array) and an
+    /// `update` (struct). Returns the number of events emitted.
+    pub async fn mixed(&self, blocks: u64, burst: impl Fn(u64) -> u64) -> Result<u64> {
+        let mut events = 0;
+        for i in 0..blocks {
+            let who = RECIPIENTS[(i % RECIPIENTS.len() as u64) as usize];
+            let receipt = match i % 6 {
+                0..=2 => self.burst(burst(i)).await,
+                3 => self.batch_transfer(&RECIPIENTS[..3], U256::from(7)).await,
+                4 => self.register(&format!("n{i}"), &[U256::from(i)], "l").await,
+                _ => self.update(i, who, u128::from(i), true, "u").await,
+            }?;
+            events += receipt.inner.logs().len() as u64;
+        }
+        Ok(events)
+    }
+
     /// The latest block number.
     pub async fn block_number(&self) -> Result<u64> {
         self.provider.get_block_number().await.map_err(TrafficError::rpc("eth_blockNumber"))

@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::Address;
 use serde_json::Value;
 use tidemark_testkit::{
     Anvil, ChainSpec, ContractSpec, IndexerConfigBuilder, InstanceDb, Process, StoredEvent, TestDb,
     canonical_logs, eventually,
 };
-use tidemark_traffic::{Demo, RECIPIENTS, REGISTRY_ABI, REGISTRY_EVENT_NAMES, TOKEN_ABI, TOKEN_EVENTS};
+use tidemark_traffic::{Demo, REGISTRY_ABI, REGISTRY_EVENT_NAMES, TOKEN_ABI, TOKEN_EVENTS};
 
 /// The binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tidemark-indexer");
@@ -225,17 +225,5 @@ pub(crate) async fn assert_matches_chain(
 /// Sends `blocks` transactions (one block each) with a varied mix of events, mostly
 /// `Burst`s of `burst` events; returns the number of events emitted.
 pub(crate) async fn traffic(demo: &Demo, blocks: u64, burst: u64) -> u64 {
-    let mut events = 0;
-    for i in 0..blocks {
-        let who = RECIPIENTS[(i % 9) as usize];
-        let receipt = match i % 6 {
-            0..=2 => demo.burst(burst).await,
-            3 => demo.batch_transfer(&RECIPIENTS[..3], U256::from(7)).await,
-            4 => demo.register(&format!("n{i}"), &[U256::from(i)], "l").await,
-            _ => demo.update(i, who, u128::from(i), true, "u").await,
-        }
-        .expect("sending traffic");
-        events += receipt.inner.logs().len() as u64;
-    }
-    events
+    demo.mixed(blocks, |_| burst).await.expect("sending traffic")
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::Address;
 use rand::Rng;
 use serde_json::Value;
 use tidemark_reliability::compare::{self, Comparison};
@@ -16,7 +16,7 @@ use tidemark_testkit::{
     Anvil, ChainSpec, ContractSpec, IndexerConfigBuilder, InstanceDb, Process, ProcessBuilder, TestDb,
     free_port,
 };
-use tidemark_traffic::{Demo, RECIPIENTS, REGISTRY_ABI, REGISTRY_EVENT_NAMES, TOKEN_ABI, TOKEN_EVENTS};
+use tidemark_traffic::{Demo, REGISTRY_ABI, REGISTRY_EVENT_NAMES, TOKEN_ABI, TOKEN_EVENTS};
 
 /// Deadline for what should take a second or two (generous: two busy cores).
 pub(crate) const SOON: Duration = Duration::from_secs(45);
@@ -338,19 +338,7 @@ impl Api {
 /// Sends `blocks` transactions (one block each) with a varied mix of events, mostly
 /// `Burst`s of up to `burst` events; returns the number of events emitted.
 pub(crate) async fn traffic(demo: &Demo, blocks: u64, burst: u64) -> u64 {
-    let mut events = 0;
-    for i in 0..blocks {
-        let who = RECIPIENTS[(i % 9) as usize];
-        let receipt = match i % 6 {
-            0..=2 => demo.burst(1 + i % burst.max(1)).await,
-            3 => demo.batch_transfer(&RECIPIENTS[..3], U256::from(7)).await,
-            4 => demo.register(&format!("n{i}"), &[U256::from(i)], "l").await,
-            _ => demo.update(i, who, u128::from(i), true, "u").await,
-        }
-        .expect("sending traffic");
-        events += receipt.inner.logs().len() as u64;
-    }
-    events
+    demo.mixed(blocks, |i| 1 + i % burst.max(1)).await.expect("sending traffic")
 }
 
 /// A background task sending a burst every few tens of milliseconds until stopped.
