@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use tidemark_reliability::summary;
 use tidemark_testkit::JournalReplay;
 
-use crate::common::{SOON, Stack, get_text, secs, traffic};
+use crate::common::{SOON, Stack, secs, traffic};
 
 const FINALITY: u64 = 8;
 
@@ -110,13 +110,6 @@ async fn reorg_storm_ends_on_the_canonical_chain_and_the_journal_replays() {
                 break;
             }
         }
-        let (_, metrics) = get_text(&format!("{}/metrics", indexer.http)).await.unwrap_or_default();
-        let repaired: u64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("tidemark_reorgs_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as u64)
-            .sum();
         let histogram: Vec<String> = depths.iter().map(|(d, n)| format!("{d}:{n}")).collect();
         rec.record(
             format!(
@@ -130,7 +123,7 @@ async fn reorg_storm_ends_on_the_canonical_chain_and_the_journal_replays() {
             },
             bad.is_empty(),
             format!(
-                "seed {seed}; depths {}; repairs counted by the last indexer process {repaired}; removed entries {removed_seen}; settle max {} s, mean {} s",
+                "seed {seed}; depths {}; removed entries {removed_seen}; settle max {} s, mean {} s",
                 histogram.join(" "),
                 secs(settle_max),
                 secs(settle_total / reorgs.max(1) as u32)
