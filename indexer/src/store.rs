@@ -187,15 +187,19 @@ impl Writer {
                     .await?;
                 if !ev.is_empty() {
                     diesel::sql_query(format!(
-                        "INSERT INTO {s}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash,
+                        // One block of `n` cursors drawn at once (under the commit lock, so
+                        // still in commit order), numbered in the batch's order.
+                        "WITH base AS (
+                             SELECT setval('{schema_name}.cursor_seq', nextval('{schema_name}.cursor_seq') + $15 - 1) - $15 AS b
+                         )
+                         INSERT INTO {s}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash,
                                 tx_index, log_index, address, contract, event, signature, topics, data, args)
-                         SELECT nextval('{schema_name}.cursor_seq'), $1, u.bn, u.bh, u.bt, u.th, u.ti, u.li, u.ad, u.co,
+                         SELECT base.b + u.ord, $1, u.bn, u.bh, u.bt, u.th, u.ti, u.li, u.ad, u.co,
                                 u.ev, u.si, string_to_array(u.tp, ','), u.da, u.ar
-                           FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::int[],
+                           FROM base, UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::int[],
                                        $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
                                        $14::jsonb[]) WITH ORDINALITY
-                                AS u(bn, bh, bt, th, ti, li, ad, co, ev, si, tp, da, ar, ord)
-                          ORDER BY u.ord"
+                                AS u(bn, bh, bt, th, ti, li, ad, co, ev, si, tp, da, ar, ord)"
                     ))
                     .bind::<BigInt, _>(chain)
                     .bind::<Array<BigInt>, _>(ev.iter().map(|e| u(e.block_number)).collect::<Vec<_>>())
@@ -210,7 +214,8 @@ impl Writer {
                     .bind::<Array<Text>, _>(ev.iter().map(|e| e.signature.as_str()).collect::<Vec<_>>())
                     .bind::<Array<Text>, _>(ev.iter().map(|e| e.topics.join(",")).collect::<Vec<_>>())
                     .bind::<Array<Text>, _>(ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<Jsonb>, _>(ev.iter().map(|e| e.args.clone()).collect::<Vec<_>>())
+                    .bind::<Array<Jsonb>, _>(ev.iter().map(|e| &e.args).collect::<Vec<_>>())
+                    .bind::<BigInt, _>(ev.len() as i64)
                     .execute(c)
                     .await?;
                 }

@@ -39,39 +39,65 @@ impl ChainPipeline {
         let fetched = futures::stream::iter(plan)
             .map(|epoch| -> BoxFuture<'_, _> { Box::pin(self.fetch_range(epoch)) })
             .buffered(self.chain.max_concurrency);
-        let mut fetched = std::pin::pin!(fetched);
-        let mut last = None;
-        loop {
-            let item = tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => return Ok(Step::Shutdown),
-                item = fetched.next() => item,
-            };
-            let Some(result) = item else { break };
-            let (rows, end_header, mut epoch) = match result? {
-                Step::Done(v) => v,
-                Step::Shutdown => return Ok(Step::Shutdown),
-            };
-            let started = std::time::Instant::now();
-            epoch.push(EpochStage::Stored);
-            {
-                let mut w = self.writer.lock().await;
-                w.commit(Batch {
-                    chain_id: id,
-                    events: &rows,
-                    headers: std::slice::from_ref(&end_header),
-                    checkpoint: &end_header.block,
-                    prune_below: Some(end_header.block.number.saturating_sub(self.chain.finality_depth)),
-                    epoch: self.epochs.enabled().then_some(&epoch),
-                    finalize_upto: self.epochs.enabled().then(|| (finalized_upto, crate::epochs::now_secs())),
-                })
-                .await?;
+
+        // Fetching and decoding go on while a batch commits: the producer drives the
+        // fetches (at most `max_concurrency` ranges in flight) and hands finished ranges,
+        // in block order, through a channel of one; the consumer commits them. In memory at
+        // most: the ranges in flight, one waiting, one committing.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let producer = async move {
+            let mut fetched = std::pin::pin!(fetched);
+            while let Some(item) = fetched.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
             }
-            metrics::histogram!("tidemark_commit_seconds").record(started.elapsed().as_secs_f64());
-            self.committed(&rows, &end_header.block, None);
-            last = Some(end_header.block);
+            drop(tx);
+            // Never completes: the consumer ends the backfill, and dropping this future
+            // cancels the fetches still in flight.
+            std::future::pending::<std::convert::Infallible>().await
+        };
+        let consumer = async {
+            let mut last = None;
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => return Ok(Step::Shutdown),
+                    item = rx.recv() => item,
+                };
+                let Some(result) = item else { break };
+                let (rows, end_header, mut epoch) = match result? {
+                    Step::Done(v) => v,
+                    Step::Shutdown => return Ok(Step::Shutdown),
+                };
+                let started = std::time::Instant::now();
+                epoch.push(EpochStage::Stored);
+                {
+                    let mut w = self.writer.lock().await;
+                    w.commit(Batch {
+                        chain_id: id,
+                        events: &rows,
+                        headers: std::slice::from_ref(&end_header),
+                        checkpoint: &end_header.block,
+                        prune_below: Some(end_header.block.number.saturating_sub(self.chain.finality_depth)),
+                        epoch: self.epochs.enabled().then_some(&epoch),
+                        finalize_upto: self
+                            .epochs
+                            .enabled()
+                            .then(|| (finalized_upto, crate::epochs::now_secs())),
+                    })
+                    .await?;
+                }
+                metrics::histogram!("tidemark_commit_seconds").record(started.elapsed().as_secs_f64());
+                self.committed(&rows, &end_header.block, None);
+                last = Some(end_header.block);
+            }
+            Ok(Step::Done(last))
+        };
+        tokio::select! {
+            result = consumer => result,
+            never = producer => match never {},
         }
-        Ok(Step::Done(last))
     }
 
     /// One range (one epoch): end header first (so a lagging node cannot answer empty for

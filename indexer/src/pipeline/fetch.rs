@@ -1,8 +1,11 @@
 //! Fetching logs over block ranges with an adaptive range size.
 //!
 //! The size shrinks on a provider's range error (to its suggested range when the message
-//! gives one, else by half) and grows by a quarter after each full-size success, up to
-//! `max_block_range`. One size is shared by every concurrent fetch of a chain.
+//! gives one, else by half) and grows after each full-size success (doubling from
+//! [`INITIAL_RANGE`] while ranges are sparse, then by a quarter), up to `max_block_range`. It also shrinks when a range returns more than
+//! [`TARGET_EVENTS_PER_RANGE`] logs and does not grow past that density, so the memory a
+//! backfill holds (`max_concurrency` + 2 ranges) stays bounded however dense the chain is.
+//! One size is shared by every concurrent fetch of a chain.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +16,12 @@ use futures::{StreamExt, TryStreamExt};
 use crate::config::ChainConfig;
 use crate::rpc::{ChainRpc, Header, RpcError};
 
+/// Logs per range the adaptive size aims below.
+pub const TARGET_EVENTS_PER_RANGE: u64 = 10_000;
+
+/// Blocks in the first ranges of a backfill.
+pub const INITIAL_RANGE: u64 = 10;
+
 /// The shared adaptive range size of one chain.
 #[derive(Debug)]
 pub struct RangeSize {
@@ -21,9 +30,12 @@ pub struct RangeSize {
 }
 
 impl RangeSize {
-    /// Starts at `max`.
+    /// Starts at [`INITIAL_RANGE`] blocks (or `max` when smaller): the chain's density is
+    /// unknown until the first ranges come back, and the first `max_concurrency` ranges are
+    /// planned before any does.
     pub fn new(max: u64) -> Self {
-        Self { current: AtomicU64::new(max.max(1)), max: max.max(1) }
+        let max = max.max(1);
+        Self { current: AtomicU64::new(max.min(INITIAL_RANGE)), max }
     }
 
     /// The size to use now.
@@ -38,9 +50,24 @@ impl RangeSize {
         proposed
     }
 
-    fn grow(&self, tried: u64) {
+    /// After a successful range of `tried` blocks that held `events` logs: shrink to the
+    /// size that fits [`TARGET_EVENTS_PER_RANGE`] when it held more, grow when a quarter
+    /// more would still fit.
+    fn settle(&self, tried: u64, events: u64) {
+        if events > TARGET_EVENTS_PER_RANGE && tried > 1 {
+            let fit = (tried * TARGET_EVENTS_PER_RANGE / events).max(1);
+            self.current.fetch_min(fit, Ordering::Relaxed);
+            metrics::gauge!("tidemark_block_range_size").set(self.get() as f64);
+        } else if events + events / 4 <= TARGET_EVENTS_PER_RANGE {
+            self.grow(tried, events);
+        }
+    }
+
+    /// Doubles while ranges hold under a quarter of the target, else grows by a quarter.
+    fn grow(&self, tried: u64, events: u64) {
         if tried >= self.get() {
-            let next = (tried + tried / 4 + 1).min(self.max);
+            let step = if events * 4 <= TARGET_EVENTS_PER_RANGE { tried } else { tried / 4 + 1 };
+            let next = (tried + step).min(self.max);
             self.current.fetch_max(next, Ordering::Relaxed);
         }
     }
@@ -66,8 +93,8 @@ pub async fn logs_in_range(
         let b = to.min(a.saturating_add(s - 1));
         match rpc.logs(&filter.clone().from_block(a).to_block(b)).await {
             Ok(logs) => {
+                size.settle(b - a + 1, logs.len() as u64);
                 out.extend(logs);
-                size.grow(b - a + 1);
                 a = b + 1;
             }
             Err(RpcError::RangeTooLarge { suggested, message }) => {
@@ -123,4 +150,36 @@ pub async fn missing_timestamps(
     let mut out: HashMap<u64, u64> = known.iter().map(|(n, h)| (*n, h.block.timestamp)).collect();
     out.extend(fetched.into_iter().map(|h| (h.block.number, h.block.timestamp)));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_ranges_shrink_to_the_event_target_and_sparse_ones_grow_back() {
+        let size = RangeSize::new(25);
+        assert_eq!(size.get(), INITIAL_RANGE, "starts small");
+        // Sparse: doubles.
+        size.settle(10, 0);
+        assert_eq!(size.get(), 20);
+        // 1,000 logs per block: 20 blocks hold 20,000, 10 blocks fit the target.
+        size.settle(20, 20_000);
+        assert_eq!(size.get(), 10);
+        // At the target it holds: a quarter more would not fit.
+        size.settle(10, 10_000);
+        assert_eq!(size.get(), 10);
+        // Denser than a quarter of the target: grows by a quarter.
+        size.settle(10, 3_000);
+        assert_eq!(size.get(), 13);
+        for _ in 0..10 {
+            let s = size.get();
+            size.settle(s, 0);
+        }
+        assert_eq!(size.get(), 25);
+        // A single block denser than the target cannot shrink further.
+        let one = RangeSize::new(1);
+        one.settle(1, 50_000);
+        assert_eq!(one.get(), 1);
+    }
 }
