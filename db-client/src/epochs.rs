@@ -316,7 +316,7 @@ pub(crate) async fn query_epochs_counted(
 /// schema or table reads as no chains.
 ///
 /// One statement, whose cost grows with the number of chains, not of epochs: the chains
-/// are found by skipping through the primary key (a recursive "loose index scan"), the
+/// are found by stepping through the primary key (a recursive "loose index scan"), the
 /// latest epoch of each is one backward step on the primary key, and the count walks the
 /// `(chain_id, stage)` index over the unfinished stages only.
 pub async fn query_epoch_summaries(
