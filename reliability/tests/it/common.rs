@@ -229,13 +229,6 @@ pub(crate) fn indexer_process(path: &std::path::Path, args: &[&str]) -> ProcessB
         .env_remove("TIDEMARK_CONFIG")
 }
 
-/// `GET url`: status and body text.
-pub(crate) async fn get_text(url: &str) -> Option<(u16, String)> {
-    let r = reqwest::Client::new().get(url).timeout(Duration::from_secs(5)).send().await.ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.text().await.ok()?))
-}
-
 /// `GET url`: status and JSON body (`Value::Null` when the body is not JSON).
 pub(crate) async fn get_json(url: &str) -> Option<(u16, Value)> {
     let r = reqwest::Client::new().get(url).timeout(Duration::from_secs(5)).send().await.ok()?;
