@@ -125,7 +125,18 @@ async fn the_local_stack_works_end_to_end() {
     std::fs::create_dir_all(&dir).expect("stack dir");
     let api_port = free_port();
     let log = std::fs::File::create(dir.join("up.log")).expect("log");
-    let up = Command::new("bash")
+    let mut up = Command::new("bash");
+    // As from a terminal: SIGINT at its default disposition. A test run started in the
+    // background of a non-interactive shell inherits SIGINT ignored, and bash cannot trap
+    // a signal ignored on entry, so Ctrl-C would never reach the script's cleanup.
+    // SAFETY: `signal` is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut up, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let up = up
         .arg(crate::repo_root().join("deploy/up.sh"))
         .env("DATABASE_URL", &db.url)
         .env("TIDEMARK_PROFILE", "debug")
