@@ -37,6 +37,9 @@ pub enum ApiError {
     /// of range, 500 otherwise).
     #[error(transparent)]
     Database(#[from] DbError),
+    /// A failure of the API itself (500); the cause is logged, not sent.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -99,6 +102,10 @@ impl IntoResponse for ApiError {
             }
             Self::Database(e) => {
                 tracing::error!(target: "tidemark_api", error = %e, "database query failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_owned(), None, None)
+            }
+            Self::Internal(cause) => {
+                tracing::error!(target: "tidemark_api", %cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_owned(), None, None)
             }
         };

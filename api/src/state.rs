@@ -3,21 +3,25 @@
 use axum::extract::FromRef;
 use tidemark_db_client::DbClient;
 
+use crate::routes::status::StatusBodyCache;
 use crate::telemetry::Metrics;
 
-/// What every handler may use: the database client and the metrics registry.
+/// What every handler may use: the database client, the metrics registry and the
+/// `/status` body cache.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The read side of the instance.
     pub db: DbClient,
     /// HTTP metrics, rendered by `/metrics`.
     pub metrics: Metrics,
+    /// The last serialized `/status` body.
+    pub status_body: StatusBodyCache,
 }
 
 impl AppState {
     /// State around `db` with a fresh metrics registry.
     pub fn new(db: DbClient) -> Self {
-        Self { db, metrics: Metrics::new() }
+        Self { db, metrics: Metrics::new(), status_body: StatusBodyCache::default() }
     }
 }
 
@@ -30,5 +34,11 @@ impl FromRef<AppState> for DbClient {
 impl FromRef<AppState> for Metrics {
     fn from_ref(state: &AppState) -> Self {
         state.metrics.clone()
+    }
+}
+
+impl FromRef<AppState> for StatusBodyCache {
+    fn from_ref(state: &AppState) -> Self {
+        state.status_body.clone()
     }
 }

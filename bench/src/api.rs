@@ -21,9 +21,11 @@ pub(crate) struct Args {
     /// Table sizes to measure at, ascending.
     #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
     rows: Vec<u64>,
-    /// Concurrent connections.
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    /// Concurrent connections, one measurement per level: 1 shows the latency of one
+    /// request on an idle machine, 32 the latency under a load that saturates two cores
+    /// (queueing included).
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    concurrency: Vec<usize>,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -51,10 +53,13 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     metadata::write_public_config(&mut *pool.get().await?, &public_config()).await?;
 
     let api_bin = procs::release_binary("tidemark-api")?;
-    let bare = bare_handler().await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let (bare_proc, bare) = spawn_bare()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.iter().copied().max().unwrap_or(1))
+        .build()?;
+    wait_ok(&client, &bare).await?;
     let mut filled = 0;
-    let mut results: BTreeMap<u64, Vec<(&'static str, Load)>> = BTreeMap::new();
+    let mut results: BTreeMap<(usize, u64), Vec<(&'static str, Load)>> = BTreeMap::new();
     for &target in &args.rows {
         let started = Instant::now();
         while filled < target {
@@ -87,7 +92,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         wait_ok(&client, &format!("{base}/status")).await?;
         let deep = filled.saturating_sub(150);
         let endpoints: [(&'static str, String); 5] = [
-            ("bare axum handler", format!("http://{bare}/bare")),
+            ("bare axum handler", bare.clone()),
             ("/status", format!("{base}/status")),
             ("/v1/events first page", format!("{base}/v1/events?limit=100")),
             ("/v1/events deep page", format!("{base}/v1/events?after={deep}&limit=100")),
@@ -96,29 +101,28 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
                 format!("{base}/v1/events?contract=Registry&event=Tagged&limit=100"),
             ),
         ];
-        let mut row = Vec::new();
-        for (name, url) in endpoints {
-            let mut loads = Vec::new();
-            for _ in 0..runs {
-                loads.push(load(&client, &url, args.concurrency, Duration::from_secs(args.seconds)).await?);
+        for &concurrency in &args.concurrency {
+            let mut row = Vec::new();
+            for (name, url) in &endpoints {
+                let mut loads = Vec::new();
+                for _ in 0..runs {
+                    loads.push(load(&client, url, concurrency, Duration::from_secs(args.seconds)).await?);
+                }
+                loads.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
+                let m = loads[loads.len() / 2];
+                eprintln!(
+                    "{filled} rows, concurrency {concurrency}, {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                    m.rps, m.p50_ms, m.p99_ms
+                );
+                row.push((*name, m));
             }
-            loads.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
-            let m = loads[loads.len() / 2];
-            eprintln!(
-                "{filled} rows, {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
-                m.rps, m.p50_ms, m.p99_ms
-            );
-            row.push((name, m));
+            results.insert((concurrency, filled), row);
         }
-        results.insert(filled, row);
         api.stop();
     }
-    println!(
-        "\n## api: concurrency {}, {} s per run, median of {runs} (by p99)",
-        args.concurrency, args.seconds
-    );
-    for (rows, row) in &results {
-        println!("\n### {rows} events\n");
+    println!("\n## api: {} s per run, median of {runs} (by p99)", args.seconds);
+    for ((concurrency, rows), row) in &results {
+        println!("\n### {rows} events, concurrency {concurrency}\n");
         println!("| endpoint | req/s | p50 ms | p99 ms | p99 / bare |");
         println!("|---|---:|---:|---:|---:|");
         let bare_p99 = row.first().map_or(1.0, |(_, l)| l.p99_ms);
@@ -132,6 +136,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
             );
         }
     }
+    bare_proc.stop();
     db.drop_now().await?;
     Ok(())
 }
@@ -215,16 +220,31 @@ async fn write_status(pool: &PgPool, head: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A bare axum handler returning a small static JSON body, on a free port.
-async fn bare_handler() -> anyhow::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+/// The bare handler: a small static JSON body from a plain axum router (no layers), on
+/// a multi-threaded runtime like the API's.
+pub(crate) async fn serve_bare(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
     let app = axum::Router::new().route(
         "/bare",
         axum::routing::get(|| async { axum::Json(serde_json::json!({"responseCode": "ok", "bare": true})) }),
     );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(addr)
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Starts this binary's `bare-server` on a free port, as a process of its own.
+fn spawn_bare() -> anyhow::Result<(procs::Proc, String)> {
+    let port = procs::free_port()?;
+    let me = std::env::current_exe()?;
+    let log = std::env::temp_dir().join(format!("tidemark-bench-bare-{}.log", std::process::id()));
+    let proc = procs::spawn(
+        "bare handler",
+        &me,
+        &["bare-server", "--listen", &format!("127.0.0.1:{port}")],
+        &[],
+        &log,
+    )?;
+    Ok((proc, format!("http://127.0.0.1:{port}/bare")))
 }
 
 async fn wait_ok(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {

@@ -36,6 +36,14 @@ enum Command {
     Backfill(backfill::Args),
     /// API latency and throughput against a bare handler.
     Api(api::Args),
+    /// Serves the bare handler of `api` (started by `api` as a process of its own, so
+    /// that it is measured like the API: another process on the same cores).
+    #[command(hide = true)]
+    BareServer {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Backfill(args) => backfill::run(&cli.database_url, cli.runs, args).await,
             Command::Api(args) => api::run(&cli.database_url, cli.runs, args).await,
+            Command::BareServer { listen } => api::serve_bare(listen).await,
         }
     })
 }

@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use diesel::QueryableByName;
-use diesel::pg::Pg;
-use diesel::sql_types::{BigInt, Bool, Integer, Jsonb, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 use tidemark_shared_types::{ChainSnapshot, Cursor, EventItem, IndexingStatus, PublicConfig, SchemaName};
 
 use crate::error::{DbError, Result};
+use crate::prepared::PreparedSql;
 
 /// Page size when none is given.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -83,15 +85,22 @@ pub struct EventQuery {
     pub limit: Limit,
 }
 
-/// One page of events in cursor order.
+/// One page of events in cursor order; `A` holds each event's arguments (see
+/// [`EventItem`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventPage {
+pub struct EventPage<A = Value> {
     /// The events, ascending by cursor.
-    pub items: Vec<EventItem>,
+    pub items: Vec<EventItem<A>>,
     /// The cursor to pass as `after` for the next page; `None` when this page is the
     /// last one (no further event matched when it was read).
     pub next_cursor: Option<Cursor>,
+}
+
+impl<A> EventPage<A> {
+    fn empty() -> Self {
+        Self { items: Vec::new(), next_cursor: None }
+    }
 }
 
 /// Which blocks are final, per chain: a block is final when it is at least the chain's
@@ -158,8 +167,9 @@ struct Row {
     event: String,
     #[diesel(sql_type = Text)]
     signature: String,
-    #[diesel(sql_type = Jsonb)]
-    args: serde_json::Value,
+    /// `args` as stored JSON text (`args::text`): passed through, not parsed here.
+    #[diesel(sql_type = Text)]
+    args: String,
 }
 
 #[derive(QueryableByName)]
@@ -176,9 +186,13 @@ fn unsigned<T: TryInto<u64> + Copy + std::fmt::Display>(value: T, column: &str) 
 }
 
 impl Row {
-    fn into_item(self, finality: &Finality) -> Result<EventItem> {
+    fn into_item(self, finality: &Finality) -> Result<EventItem<Box<RawValue>>> {
         let chain_id = unsigned(self.chain_id, "chain_id")?;
         let block_number = unsigned(self.block_number, "block_number")?;
+        let args = RawValue::from_string(self.args).map_err(|e| DbError::InvalidStoredValue {
+            key: "events",
+            message: format!("column args of cursor {} is not JSON: {e}", self.cursor),
+        })?;
         Ok(EventItem {
             cursor: Cursor(self.cursor),
             chain_id,
@@ -192,7 +206,7 @@ impl Row {
             contract: self.contract,
             event: self.event,
             signature: self.signature,
-            args: self.args,
+            args,
             finalized: finality.is_final(chain_id, block_number),
         })
     }
@@ -206,17 +220,59 @@ pub async fn query_events(
     query: &EventQuery,
     finality: &Finality,
 ) -> Result<EventPage> {
+    parse_args(query_events_raw(conn, schema, query, finality).await?)
+}
+
+/// [`query_events`] with each event's arguments as the stored JSON text, for callers
+/// that pass them through (serving them as they are costs no parsing and re-encoding).
+pub async fn query_events_raw(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    query: &EventQuery,
+    finality: &Finality,
+) -> Result<EventPage<Box<RawValue>>> {
     query_events_counted(conn, schema, query, finality, None).await
 }
 
-/// [`query_events`], adding the number of SQL statements run to `queries`.
+/// Parses the arguments of a raw page.
+pub(crate) fn parse_args(page: EventPage<Box<RawValue>>) -> Result<EventPage> {
+    let items = page
+        .items
+        .into_iter()
+        .map(|i| {
+            let args = serde_json::from_str(i.args.get()).map_err(|e| DbError::InvalidStoredValue {
+                key: "events",
+                message: format!("column args of cursor {} is not JSON: {e}", i.cursor),
+            })?;
+            Ok(EventItem {
+                cursor: i.cursor,
+                chain_id: i.chain_id,
+                block_number: i.block_number,
+                block_hash: i.block_hash,
+                block_timestamp: i.block_timestamp,
+                transaction_hash: i.transaction_hash,
+                transaction_index: i.transaction_index,
+                log_index: i.log_index,
+                address: i.address,
+                contract: i.contract,
+                event: i.event,
+                signature: i.signature,
+                args,
+                finalized: i.finalized,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(EventPage { items, next_cursor: page.next_cursor })
+}
+
+/// [`query_events_raw`], adding the number of SQL statements run to `queries`.
 pub(crate) async fn query_events_counted(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
     query: &EventQuery,
     finality: &Finality,
     queries: Option<&AtomicU64>,
-) -> Result<EventPage> {
+) -> Result<EventPage<Box<RawValue>>> {
     let count = |n| {
         if let Some(q) = queries {
             q.fetch_add(n, Ordering::Relaxed);
@@ -225,11 +281,11 @@ pub(crate) async fn query_events_counted(
     // Bounds beyond the bigint range: nothing can match, or the bound is no bound.
     let to_i64 = |v: u64| i64::try_from(v).ok();
     let chain_id = match query.chain_id.map(to_i64) {
-        Some(None) => return Ok(EventPage { items: Vec::new(), next_cursor: None }),
+        Some(None) => return Ok(EventPage::empty()),
         other => other.flatten(),
     };
     let from_block = match query.from_block.map(to_i64) {
-        Some(None) => return Ok(EventPage { items: Vec::new(), next_cursor: None }),
+        Some(None) => return Ok(EventPage::empty()),
         other => other.flatten(),
     };
     let to_block = query.to_block.map(|v| to_i64(v).unwrap_or(i64::MAX));
@@ -237,71 +293,47 @@ pub(crate) async fn query_events_counted(
     // sending it would be an encoding error).
     let texts = [&query.contract, &query.event, &query.address, &query.tx_hash, &query.topic1, &query.topic2];
     if texts.into_iter().chain([&query.topic3]).flatten().any(|t| t.contains('\0')) {
-        return Ok(EventPage { items: Vec::new(), next_cursor: None });
+        return Ok(EventPage::empty());
     }
 
     let limit = query.limit.get();
-    let mut sql = format!(
+    let mut q = PreparedSql::new(format!(
         "SELECT cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, log_index, \
-         address, contract, event, signature, args FROM {}.events WHERE cursor > $1",
+         address, contract, event, signature, args::text AS args FROM {}.events WHERE cursor > ",
         schema.quoted()
-    );
-    let mut n = 1;
-    let mut clause = |sql: &mut String, condition: &str| {
-        n += 1;
-        sql.push_str(&format!(" AND {condition} ${n}"));
-    };
-    // Collect the clauses first (the placeholder numbers), then bind in the same order.
-    if chain_id.is_some() {
-        clause(&mut sql, "chain_id =");
-    }
-    if query.contract.is_some() {
-        clause(&mut sql, "contract =");
-    }
-    if query.event.is_some() {
-        clause(&mut sql, "event =");
-    }
-    if query.address.is_some() {
-        clause(&mut sql, "address =");
-    }
-    if query.tx_hash.is_some() {
-        clause(&mut sql, "tx_hash =");
-    }
-    if query.topic1.is_some() {
-        clause(&mut sql, "topics[2] =");
-    }
-    if query.topic2.is_some() {
-        clause(&mut sql, "topics[3] =");
-    }
-    if query.topic3.is_some() {
-        clause(&mut sql, "topics[4] =");
-    }
-    if from_block.is_some() {
-        clause(&mut sql, "block_number >=");
-    }
-    if to_block.is_some() {
-        clause(&mut sql, "block_number <=");
-    }
-    sql.push_str(&format!(" ORDER BY cursor ASC LIMIT ${}", n + 1));
-
-    let mut q = diesel::sql_query(sql).into_boxed::<Pg>();
-    q = q.bind::<BigInt, _>(query.after.map_or(i64::MIN, |c| c.0));
+    ));
+    q.bigint(query.after.map_or(i64::MIN, |c| c.0));
+    // Each filter adds a condition and its bound value; the SQL text depends only on which
+    // filters are present, so there are few distinct statements to prepare per connection.
     if let Some(v) = chain_id {
-        q = q.bind::<BigInt, _>(v);
+        q.sql(" AND chain_id = ").bigint(v);
     }
-    for v in [&query.contract, &query.event].into_iter().flatten() {
-        q = q.bind::<Text, _>(v.clone());
+    if let Some(v) = &query.contract {
+        q.sql(" AND contract = ").text(v.clone());
     }
-    for v in
-        [&query.address, &query.tx_hash, &query.topic1, &query.topic2, &query.topic3].into_iter().flatten()
-    {
-        q = q.bind::<Text, _>(v.to_ascii_lowercase());
+    if let Some(v) = &query.event {
+        q.sql(" AND event = ").text(v.clone());
     }
-    for v in [from_block, to_block].into_iter().flatten() {
-        q = q.bind::<BigInt, _>(v);
+    let hex = [
+        (" AND address = ", &query.address),
+        (" AND tx_hash = ", &query.tx_hash),
+        (" AND topics[2] = ", &query.topic1),
+        (" AND topics[3] = ", &query.topic2),
+        (" AND topics[4] = ", &query.topic3),
+    ];
+    for (condition, value) in hex {
+        if let Some(v) = value {
+            q.sql(condition).text(v.to_ascii_lowercase());
+        }
+    }
+    if let Some(v) = from_block {
+        q.sql(" AND block_number >= ").bigint(v);
+    }
+    if let Some(v) = to_block {
+        q.sql(" AND block_number <= ").bigint(v);
     }
     // One row more than the page tells whether another page follows.
-    q = q.bind::<BigInt, _>(i64::from(limit) + 1);
+    q.sql(" ORDER BY cursor ASC LIMIT ").bigint(i64::from(limit) + 1);
 
     count(1);
     let rows: Vec<Row> = match q.load(conn).await {
@@ -317,7 +349,7 @@ pub(crate) async fn query_events_counted(
             if found.exists {
                 return Err(e.into());
             }
-            return Ok(EventPage { items: Vec::new(), next_cursor: None });
+            return Ok(EventPage::empty());
         }
         Err(e) => return Err(e.into()),
     };

@@ -28,6 +28,7 @@ pub mod instance;
 pub mod metadata;
 pub mod migrate;
 pub mod pool;
+mod prepared;
 pub mod swr;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;

@@ -57,9 +57,13 @@ pub enum JournalKind {
 }
 
 /// One indexed event as served by the API (camelCase JSON).
+///
+/// `A` is how the decoded arguments are held: a parsed [`Value`] by default, or the
+/// stored JSON text as a `Box<serde_json::value::RawValue>` where it is only passed
+/// through (the API serves it without parsing and re-encoding it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventItem {
+pub struct EventItem<A = Value> {
     /// Journal position.
     pub cursor: Cursor,
     /// Chain id.
@@ -85,7 +89,7 @@ pub struct EventItem {
     /// Canonical full event signature.
     pub signature: String,
     /// Decoded arguments (DESIGN §3).
-    pub args: Value,
+    pub args: A,
     /// True when the block is at least `finalityDepth` behind the chain's latest known block.
     pub finalized: bool,
 }

@@ -1,16 +1,19 @@
 //! `GET /status`, `GET /config` and `GET /v1/realtime`: served from the db-client's
 //! caches, never waiting for the database (so they answer even while it is down).
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header::{self, HeaderName};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use tidemark_db_client::{DbClient, EpochSummaries, Reason};
-use tidemark_shared_types::{PublicConfig, RealtimeProjection};
+use tidemark_shared_types::{IndexingStatus, PublicConfig, RealtimeProjection};
 use utoipa::{IntoParams, ToSchema};
 
 use super::cache_control;
@@ -65,29 +68,31 @@ pub struct StatusBody {
 
 /// The indexing status with the public config and the epoch summary of each chain; 200
 /// while a compatible config and status are cached, even if the database is down right
-/// now. Everything comes from the db-client's caches: no query per request.
+/// now. Everything comes from the db-client's caches: no query per request, and the
+/// serialized body is reused until one of its parts or the second changes
+/// ([`StatusBodyCache`]).
 #[utoipa::path(get, path = "/status", tag = "status", responses(
     (status = 200, description = "Status and config", body = StatusBody),
     (status = 503, description = "Nothing to serve yet", body = StatusBody)))]
-pub async fn status(State(db): State<DbClient>) -> Response {
+pub async fn status(State(db): State<DbClient>, State(cache): State<StatusBodyCache>) -> Response {
     let served = async {
         let config = db.public_config().await?;
-        let projection = db.realtime_projection(unix_now()).await?;
-        Ok::<_, Reason>((config, projection))
+        let status = db.indexing_status().await?;
+        Ok::<_, Reason>((config, status))
     };
     match served.await {
-        Ok((config, projection)) => {
-            let warnings = db.health().await.warnings;
-            let epochs = db.epoch_summary().await.map(|e| EpochSummaries::clone(&e)).unwrap_or_default();
-            let body = StatusBody {
-                response_code: "ok",
-                realtime_projection: Some(projection),
-                config: Some(PublicConfig::clone(&config)),
-                warnings: Some(warnings),
-                epochs: Some(epochs),
-                reasons: None,
+        Ok((config, status)) => {
+            let parts = BodyParts {
+                now: unix_now(),
+                config,
+                status,
+                epochs: db.epoch_summary().await,
+                warnings: db.health().await.warnings,
             };
-            (cache_control("public, max-age=1"), Json(body)).into_response()
+            match cache.body(parts) {
+                Ok(body) => (cache_control("public, max-age=1"), json_content(), body).into_response(),
+                Err(e) => ApiError::Internal(format!("serializing the status: {e}")).into_response(),
+            }
         }
         Err(_) => {
             let reasons = db.health().await.reasons;
@@ -101,6 +106,81 @@ pub async fn status(State(db): State<DbClient>) -> Response {
             };
             (StatusCode::SERVICE_UNAVAILABLE, cache_control("no-store"), Json(body)).into_response()
         }
+    }
+}
+
+fn json_content() -> [(HeaderName, &'static str); 1] {
+    [(header::CONTENT_TYPE, "application/json")]
+}
+
+/// What a successful `/status` body is made of. Two sets of parts with the same second,
+/// the same cached values (by identity: the caches hand out a new `Arc` per value read)
+/// and the same warnings serialize to the same body.
+struct BodyParts {
+    now: u64,
+    config: Arc<PublicConfig>,
+    status: Arc<IndexingStatus>,
+    epochs: Option<Arc<EpochSummaries>>,
+    warnings: Vec<Reason>,
+}
+
+impl BodyParts {
+    fn same_as(&self, other: &Self) -> bool {
+        self.now == other.now
+            && Arc::ptr_eq(&self.config, &other.config)
+            && Arc::ptr_eq(&self.status, &other.status)
+            && match (&self.epochs, &other.epochs) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && self.warnings == other.warnings
+    }
+
+    fn serialize(&self) -> serde_json::Result<Bytes> {
+        let body = StatusBody {
+            response_code: "ok",
+            realtime_projection: Some(RealtimeProjection::project(
+                IndexingStatus::clone(&self.status),
+                self.now,
+            )),
+            config: Some(PublicConfig::clone(&self.config)),
+            warnings: Some(self.warnings.clone()),
+            epochs: Some(self.epochs.as_deref().cloned().unwrap_or_default()),
+            reasons: None,
+        };
+        serde_json::to_vec(&body).map(Bytes::from)
+    }
+}
+
+/// The last successful `/status` body, serialized once and served to every request of
+/// the same second while the cached config, status, epoch summary and warnings are the
+/// same values. The parts are held (not just their addresses), so a match is never a
+/// reused allocation.
+#[derive(Clone, Default)]
+pub struct StatusBodyCache {
+    last: Arc<Mutex<Option<(BodyParts, Bytes)>>>,
+}
+
+impl std::fmt::Debug for StatusBodyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusBodyCache").finish_non_exhaustive()
+    }
+}
+
+impl StatusBodyCache {
+    /// The body for `parts`: the cached one when it was built from the same parts,
+    /// otherwise a new one (then cached).
+    fn body(&self, parts: BodyParts) -> serde_json::Result<Bytes> {
+        if let Some((cached, body)) = self.last.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
+            && cached.same_as(&parts)
+        {
+            return Ok(body.clone());
+        }
+        // Serialized outside the lock: concurrent misses each build the same body.
+        let body = parts.serialize()?;
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((parts, body.clone()));
+        Ok(body)
     }
 }
 

@@ -7,9 +7,10 @@ use tidemark_db_client::EventQuery;
 use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
-    following_status, insert_event, insert_synthetic_events, migrated_instance, public_config, varied_events,
-    word,
+    TestEvent, block, following_status, insert_event, insert_synthetic_events, migrated_instance,
+    public_config, varied_events, word,
 };
+use tidemark_shared_types::{Cursor, EventItem};
 
 use crate::support::{SCHEMA, TestApi, eventually, fast_config, schema};
 
@@ -184,21 +185,30 @@ async fn bad_parameters_are_400s_naming_the_field() {
     assert_eq!(r.body, serde_json::json!({"items": [], "nextCursor": null}));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finalized_flags_and_cache_headers_follow_finality() {
+/// `events` stored under a config of chains 1 and 10 and a status where chain 1 knows
+/// block 17 (final up to block 5, depth 12) and chain 10 block 3 (nothing final); the API
+/// serving them, healthy; the events' cursors.
+async fn serve_with_finality(events: &[TestEvent]) -> (TestDb, TestApi, Vec<Cursor>) {
     let test_db = TestDb::new().await;
     let pool = migrated_instance(&test_db.url, &schema()).await;
     let mut conn = pool.get().await.expect("conn");
-    for e in varied_events(40).into_iter().filter(|e| e.chain_id == 1) {
-        insert_event(&mut conn, &schema(), &e).await.expect("insert");
+    let mut stored = Vec::new();
+    for e in events {
+        stored.push(insert_event(&mut conn, &schema(), e).await.expect("insert"));
     }
     write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
-    // Chain 1 knows block 17: blocks up to 5 are final (depth 12).
     write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 17, 17), (10, 3, 3)]))
         .await
         .expect("status");
     let api = TestApi::start(fast_config(&test_db.url)).await;
     eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    (test_db, api, stored)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalized_flags_and_cache_headers_follow_finality() {
+    let events: Vec<TestEvent> = varied_events(40).into_iter().filter(|e| e.chain_id == 1).collect();
+    let (_db, api, _) = serve_with_finality(&events).await;
 
     let r = api.get("/v1/events?limit=1000").await;
     for item in r.body["items"].as_array().expect("items") {
@@ -210,4 +220,48 @@ async fn finalized_flags_and_cache_headers_follow_finality() {
     let r = api.get("/v1/events?toBlock=5&limit=2").await;
     assert!(r.body["nextCursor"].is_string());
     assert_eq!(r.header("cache-control"), "public, max-age=60");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_are_exactly_the_event_item_of_each_stored_event() {
+    let events = varied_events(30);
+    let (test_db, api, stored) = serve_with_finality(&events).await;
+
+    let r = api.get("/v1/events?limit=1000").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let want: Vec<Value> = events
+        .iter()
+        .zip(&stored)
+        .map(|(e, cursor)| {
+            let b = block(e.block_number);
+            let item = EventItem {
+                cursor: *cursor,
+                chain_id: e.chain_id,
+                block_number: e.block_number,
+                block_hash: b.hash,
+                block_timestamp: b.timestamp,
+                transaction_hash: e.tx_hash.clone(),
+                transaction_index: u64::from(e.tx_index),
+                log_index: u64::from(e.log_index),
+                address: e.address.clone(),
+                contract: e.contract.clone(),
+                event: e.event.clone(),
+                signature: e.signature.clone(),
+                args: e.args.clone(),
+                finalized: e.chain_id == 1 && e.block_number <= 5,
+            };
+            serde_json::to_value(item).expect("serializes")
+        })
+        .collect();
+    assert_eq!(
+        r.body["items"],
+        Value::Array(want),
+        "every field, named and typed as EventItem serializes it"
+    );
+    assert!(r.body["nextCursor"].is_null());
+    // The library reads the same items back as EventItem values.
+    let db = tidemark_db_client::DbClient::new(fast_config(&test_db.url)).expect("client");
+    db.first_load().await;
+    let page = db.events(&EventQuery::default()).await.expect("page");
+    assert_eq!(serde_json::to_value(&page.items).expect("serializes"), r.body["items"]);
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use tidemark_shared_types::{IndexingStatus, PublicConfig, RealtimeProjection, SchemaName};
 use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -21,7 +22,7 @@ pub use self::config::DbClientConfig;
 pub use self::health::{Health, Reason};
 use crate::epochs::{EpochPage, EpochQuery, EpochSummaries, query_epochs_counted};
 use crate::error::{DbError, Result};
-use crate::events::{EventPage, EventQuery, Finality, query_events_counted};
+use crate::events::{EventPage, EventQuery, Finality, parse_args, query_events_counted};
 use crate::pool::PgPool;
 use crate::swr::{Lookup, Swr, SwrOptions};
 
@@ -237,6 +238,12 @@ impl DbClient {
     /// This is the one read that queries the database each time; it fails with
     /// [`DbError`] when the database does not answer within the pool's timeouts.
     pub async fn events(&self, query: &EventQuery) -> Result<EventPage> {
+        parse_args(self.events_raw(query).await?)
+    }
+
+    /// [`DbClient::events`] with each event's arguments as the stored JSON text: for
+    /// servers that pass them on as they are (no parsing and re-encoding per request).
+    pub async fn events_raw(&self, query: &EventQuery) -> Result<EventPage<Box<RawValue>>> {
         let config = self.inner.config.get().value.and_then(|c| c.current.clone());
         let status = match self.inner.status.get().value.as_deref() {
             Some(StatusState::Present { status, .. }) => Some(status.clone()),

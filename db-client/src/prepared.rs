@@ -1,0 +1,76 @@
+//! [`PreparedSql`]: SQL text with bound values that the connection prepares once and
+//! reuses.
+//!
+//! `diesel::sql_query` marks itself unsafe to cache, so PostgreSQL parses and plans it on
+//! every call. A read served on every request (an events page) is better prepared once
+//! per connection: diesel keys its statement cache by the SQL text and the bind types,
+//! and PostgreSQL then reuses the plan. Only SQL text that takes a bounded number of
+//! shapes belongs here (never values spliced into the text), or the cache would grow
+//! without bound.
+
+use diesel::QueryResult;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Text, Untyped};
+
+/// One piece of a statement: SQL text or a bound value (rendered as `$n`).
+#[derive(Debug, Clone)]
+enum Part {
+    Sql(String),
+    BigInt(i64),
+    Text(String),
+}
+
+/// A statement built from SQL text and bound values, cached as a prepared statement by
+/// the connection that runs it. Load it into a `QueryableByName` row type.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedSql {
+    parts: Vec<Part>,
+}
+
+impl PreparedSql {
+    /// A statement starting with `sql`.
+    pub(crate) fn new(sql: impl Into<String>) -> Self {
+        Self { parts: vec![Part::Sql(sql.into())] }
+    }
+
+    /// Appends SQL text.
+    pub(crate) fn sql(&mut self, sql: &str) -> &mut Self {
+        self.parts.push(Part::Sql(sql.to_owned()));
+        self
+    }
+
+    /// Appends a bound `bigint`.
+    pub(crate) fn bigint(&mut self, value: i64) -> &mut Self {
+        self.parts.push(Part::BigInt(value));
+        self
+    }
+
+    /// Appends a bound `text`.
+    pub(crate) fn text(&mut self, value: String) -> &mut Self {
+        self.parts.push(Part::Text(value));
+        self
+    }
+}
+
+impl QueryFragment<Pg> for PreparedSql {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        for part in &self.parts {
+            match part {
+                Part::Sql(sql) => out.push_sql(sql),
+                Part::BigInt(v) => out.push_bind_param::<BigInt, _>(v)?,
+                Part::Text(v) => out.push_bind_param::<Text, _>(v)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for PreparedSql {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for PreparedSql {
+    type SqlType = Untyped;
+}
