@@ -11,9 +11,10 @@ use futures::{StreamExt, TryStreamExt};
 use tidemark_db_client::{PgPool, PoolConfig, instance, migrate};
 use tidemark_indexer::config::IndexerConfig;
 use tidemark_indexer::pipeline::decode::{Decoder, EventRow};
-use tidemark_shared_types::SchemaName;
+use tidemark_indexer::store::{Batch, EVENT_COLUMNS, EVENT_TYPES, Writer};
+use tidemark_shared_types::{BlockRef, SchemaName};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 
 use crate::chain::{self, Dataset};
 use crate::procs::{self, BenchDb};
@@ -66,13 +67,19 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     let config_text = config_toml(&data, &rpc_url, "postgres://unused", "tidemark_bench", &args);
     let config = IndexerConfig::parse(&config_text, Path::new("."), &|_| None)?;
     let decoder = Decoder::new(&config.chains[0]);
+    // Decoding is work the indexer does on top of fetching and writing (not in the bound):
+    // timed here on one core, for reading the gap between Tidemark and the bound.
+    let started = Instant::now();
     let rows: Vec<EventRow> = logs
         .iter()
         .filter_map(|l| decoder.decode(l, l.block_timestamp.unwrap_or(0)).ok().flatten())
         .collect();
+    let decode = Rate::new(rows.len() as u64, blocks, started.elapsed());
+    eprintln!("decode (one core): {decode}");
     drop(logs);
 
     let mut write = Vec::new();
+    let mut commits = Vec::new();
     let mut full = Vec::new();
     let mut peaks = Vec::new();
     for i in 0..runs {
@@ -81,6 +88,10 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         copy_rows(&db.url, &rows).await?;
         write.push(Rate::new(rows.len() as u64, blocks, started.elapsed()));
         eprintln!("raw COPY run {}: {}", i + 1, write[i]);
+        let started = Instant::now();
+        writer_rows(&db.url, &rows).await?;
+        commits.push(Rate::new(rows.len() as u64, blocks, started.elapsed()));
+        eprintln!("writer commits run {}: {}", i + 1, commits[i]);
 
         let schema = "tidemark_bench";
         let text = config_toml(&data, &rpc_url, &db.url, schema, &args);
@@ -93,6 +104,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
 
     let fetch = median(fetch);
     let write = median(write);
+    let commits = median(commits);
     let full = median(full);
     let bound = Rate::serial_bound(&fetch, &write);
     println!(
@@ -106,6 +118,8 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         ("raw PostgreSQL COPY", &write),
         ("serial bound 1/(1/fetch+1/write)", &bound),
         ("Tidemark backfill", &full),
+        ("(for reference: ABI decoding on one core, not in the bound)", &decode),
+        ("(for reference: the indexer's own commits of the same rows, no fetch)", &commits),
     ] {
         println!(
             "| {name} | {:.0} | {:.1} | {:.2} |",
@@ -181,29 +195,9 @@ async fn copy_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
         tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("tokio-postgres")?;
     let task = tokio::spawn(conn);
     let sink = client
-        .copy_in(
-            "COPY bench_raw.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index,
-             log_index, address, contract, event, signature, topics, data, args) FROM STDIN (FORMAT binary)",
-        )
+        .copy_in(&format!("COPY bench_raw.events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)"))
         .await?;
-    let types = [
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::TEXT,
-        Type::INT8,
-        Type::TEXT,
-        Type::INT4,
-        Type::INT4,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT_ARRAY,
-        Type::TEXT,
-        Type::JSONB,
-    ];
-    let writer = BinaryCopyInWriter::new(sink, &types);
+    let writer = BinaryCopyInWriter::new(sink, &EVENT_TYPES);
     let mut writer = std::pin::pin!(writer);
     for (i, r) in rows.iter().enumerate() {
         let values: [&(dyn ToSql + Sync); 15] = [
@@ -228,6 +222,37 @@ async fn copy_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
     writer.as_mut().finish().await?;
     drop(client);
     let _ = task.await;
+    Ok(())
+}
+
+/// The same rows committed through the indexer's writer (its INSERT statement, in
+/// batches of the indexer's largest range), without fetching or decoding: the indexer's
+/// write path against the raw COPY.
+async fn writer_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
+    let pool = PgPool::new(PoolConfig::new(url.to_owned()))?;
+    migrate::run_migrations(&pool).await?;
+    let schema = SchemaName::new("bench_writer")?;
+    instance::ensure_instance_schema(&mut *pool.get().await?, &schema).await?;
+    let mut writer = Writer::try_acquire(&pool, &schema).await?.context("the writer lock is free")?;
+    for chunk in rows.chunks(10_000) {
+        let last = chunk.last().context("a chunk has rows")?;
+        let checkpoint = BlockRef {
+            number: last.block_number,
+            timestamp: last.block_timestamp,
+            hash: last.block_hash.clone(),
+        };
+        writer
+            .commit(Batch {
+                chain_id: 31337,
+                events: chunk,
+                headers: &[],
+                checkpoint: &checkpoint,
+                prune_below: None,
+                epoch: None,
+                finalize_upto: None,
+            })
+            .await?;
+    }
     Ok(())
 }
 

@@ -19,6 +19,10 @@ pub enum DbError {
     /// A query failed (including `statement_timeout` cancellations).
     #[error("query failed: {0}")]
     Query(#[from] diesel::result::Error),
+    /// A statement on a plain `tokio-postgres` connection failed (the indexer's writer,
+    /// which needs `COPY`).
+    #[error("query failed: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     /// Running the embedded migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -59,6 +63,12 @@ impl DbError {
                     diesel::result::DatabaseErrorKind::ClosedConnection
                         | diesel::result::DatabaseErrorKind::UnableToSendCommand
                 )
+            }
+            // No server error: the connection is closed, or the socket failed.
+            Self::Postgres(e) => {
+                e.is_closed()
+                    || std::error::Error::source(e)
+                        .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
             }
             _ => false,
         }

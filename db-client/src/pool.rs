@@ -109,6 +109,29 @@ impl PgPool {
         Ok(connect(self.config.database_url.clone(), self.config.clone()).await?)
     }
 
+    /// Opens a plain `tokio-postgres` connection outside the pool, with the same connect
+    /// timeout and session settings, for work diesel-async cannot do (binary `COPY`). The
+    /// connection runs on a spawned task; it ends when the client is dropped or the
+    /// socket fails (then every call returns a closed-connection error).
+    pub async fn connect_raw(&self) -> Result<tokio_postgres::Client> {
+        let config = &self.config;
+        let timeout = config.connect_timeout;
+        let (client, connection) = tokio::time::timeout(
+            timeout,
+            tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls),
+        )
+        .await
+        .map_err(|_| DbError::Unavailable(format!("connecting timed out after {timeout:?}")))?
+        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(target: "tidemark_db_client::pool", error = %e, "raw connection ended");
+            }
+        });
+        client.batch_execute(&session_settings(config)).await?;
+        Ok(client)
+    }
+
     /// The settings the pool was built with.
     pub fn config(&self) -> &PoolConfig {
         &self.config
@@ -121,11 +144,17 @@ async fn connect(url: String, config: PoolConfig) -> Result<AsyncPgConnection, C
     let mut conn = tokio::time::timeout(timeout, AsyncPgConnection::establish(&url))
         .await
         .map_err(|_| ConnectionError::BadConnection(format!("connecting timed out after {timeout:?}")))??;
+    conn.batch_execute(&session_settings(&config))
+        .await
+        .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+    Ok(conn)
+}
+
+/// The `SET` statements applied to every new connection.
+fn session_settings(config: &PoolConfig) -> String {
     let app = config.application_name.replace(['\'', '\\'], "");
-    let settings = format!(
+    format!(
         "SET statement_timeout = {}; SET application_name = '{app}'",
         config.statement_timeout.as_millis()
-    );
-    conn.batch_execute(&settings).await.map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
-    Ok(conn)
+    )
 }

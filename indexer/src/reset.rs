@@ -1,7 +1,7 @@
 //! `tidemark-indexer reset`: drop the instance schema and its metadata rows.
 
 use anyhow::Context;
-use tidemark_db_client::{PgPool, PoolConfig, instance};
+use tidemark_db_client::{PgPool, PoolConfig};
 
 use crate::config::IndexerConfig;
 use crate::store::Writer;
@@ -14,7 +14,7 @@ pub async fn reset(config: &IndexerConfig) -> anyhow::Result<()> {
         .await
         .context("connecting to the database")?
         .ok_or_else(|| anyhow::anyhow!("an indexer is running on schema {}; stop it first", config.schema))?;
-    instance::drop_instance(writer.conn(), &config.schema).await.context("dropping the instance")?;
+    writer.drop_instance().await.context("dropping the instance")?;
     tracing::info!(target: "tidemark::reset", schema = %config.schema, "instance schema and metadata dropped");
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tidemark_db_client::{PgPool, PoolConfig, instance, metadata, migrate};
+use tidemark_db_client::{PgPool, PoolConfig, metadata, migrate};
 use tidemark_shared_types::{Incompatibility, PublicConfig, check_compatible};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -205,11 +205,11 @@ impl From<tidemark_db_client::DbError> for TermError {
 async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -> Result<(), TermError> {
     let (config, public, pool, progress, health, summaries) =
         (ctx.config, ctx.public, ctx.pool, ctx.progress, ctx.health, ctx.summaries);
-    instance::ensure_instance_schema(writer.conn(), &config.schema).await?;
-    let stored = metadata::read_public_config(writer.conn(), &config.schema).await?;
-    check_stored(stored.as_ref().map(|s| &s.value), public).map_err(|e| TermError::Fatal(e.into()))?;
+    writer.ensure_instance_schema().await?;
+    let stored = writer.read_public_config().await?;
+    check_stored(stored.as_ref(), public).map_err(|e| TermError::Fatal(e.into()))?;
     // New instance: store; compatible: refresh versionInfo.
-    metadata::write_public_config(writer.conn(), public).await?;
+    writer.write_public_config(public).await?;
     if stored.is_none() {
         tracing::info!(target: "tidemark::run", schema = %config.schema, "public config stored");
     }

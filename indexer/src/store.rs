@@ -5,12 +5,20 @@
 //! lost its lock (e.g. its connection died with a database restart) cannot commit: its
 //! connection is gone, and a new one must win the lock first. Callers share the writer
 //! behind a mutex, which also makes it the one committer: cursor order is commit order.
+//!
+//! The connection is a plain `tokio-postgres` one (not diesel-async): events are written
+//! with binary `COPY`, which diesel-async does not offer and which PostgreSQL loads
+//! markedly faster than an `INSERT` of the same rows.
 
-use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use std::pin::pin;
+
+use tidemark_db_client::metadata::PUBLIC_CONFIG_KEY;
+use tidemark_db_client::migrate::MIGRATION_LOCK_KEY;
 use tidemark_db_client::{DbError, PgPool};
-use tidemark_shared_types::{BlockRef, SchemaName};
+use tidemark_shared_types::{BlockRef, PublicConfig, SchemaName};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, GenericClient, Row};
 
 use crate::epochs::Epoch;
 use crate::pipeline::decode::EventRow;
@@ -21,34 +29,32 @@ const WRITER_LOCK_CLASS: i32 = 0x7464_6d01;
 /// Advisory-lock class taken per transaction before cursors are drawn.
 const COMMIT_LOCK_CLASS: i32 = 0x7464_6d02;
 
+/// Columns of `events` in the order of [`EVENT_TYPES`] and of the rows written by `COPY`.
+pub const EVENT_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
+     log_index, address, contract, event, signature, topics, data, args";
+/// The PostgreSQL types of [`EVENT_COLUMNS`], for binary `COPY`.
+pub const EVENT_TYPES: [Type; 15] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT4,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT_ARRAY,
+    Type::TEXT,
+    Type::JSONB,
+];
+
 /// The lock-holding connection of the instance.
 pub struct Writer {
-    conn: AsyncPgConnection,
+    client: Client,
     schema: SchemaName,
-}
-
-#[derive(QueryableByName)]
-struct Locked {
-    #[diesel(sql_type = Bool)]
-    locked: bool,
-}
-
-#[derive(QueryableByName)]
-struct CheckpointRow {
-    #[diesel(sql_type = BigInt)]
-    block_number: i64,
-    #[diesel(sql_type = Text)]
-    block_hash: String,
-    #[diesel(sql_type = BigInt)]
-    block_timestamp: i64,
-}
-
-#[derive(QueryableByName)]
-struct HashRow {
-    #[diesel(sql_type = BigInt)]
-    number: i64,
-    #[diesel(sql_type = Text)]
-    hash: String,
 }
 
 /// A batch of one chain: its events and the checkpoint they lead to.
@@ -74,54 +80,116 @@ fn u(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// A stored number that must not be negative (block numbers, timestamps).
+fn stored_u64(row: &Row, column: usize) -> Result<u64, DbError> {
+    let v: i64 = row.try_get(column)?;
+    u64::try_from(v).map_err(|_| DbError::InvalidStoredValue {
+        key: "checkpoints",
+        message: format!("negative block number or timestamp {v}"),
+    })
+}
+
 impl Writer {
     /// Opens a connection and tries to take the writer lock once. `Ok(None)` when another
     /// process holds it.
     pub async fn try_acquire(pool: &PgPool, schema: &SchemaName) -> Result<Option<Self>, DbError> {
-        let mut conn = pool.connect_dedicated().await?;
+        let client = pool.connect_raw().await?;
         // Batches may be large: the pool's statement timeout is for readers.
-        conn.batch_execute("SET statement_timeout = '120s'").await?;
-        let row: Locked = diesel::sql_query(format!(
-            "SELECT pg_try_advisory_lock({WRITER_LOCK_CLASS}, hashtext($1)) AS locked"
-        ))
-        .bind::<Text, _>(schema.as_str())
-        .get_result(&mut conn)
-        .await?;
-        Ok(row.locked.then(|| Self { conn, schema: schema.clone() }))
+        client.batch_execute("SET statement_timeout = '120s'").await?;
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&WRITER_LOCK_CLASS, &schema.as_str()],
+            )
+            .await?;
+        let locked: bool = row.try_get(0)?;
+        Ok(locked.then(|| Self { client, schema: schema.clone() }))
     }
 
     /// Checks that the connection is alive and still holds the lock.
     pub async fn still_holds_lock(&mut self) -> Result<bool, DbError> {
-        let row: Locked = diesel::sql_query(format!(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
-                AND classid = {WRITER_LOCK_CLASS}::oid AND objid = hashtext($1)::oid AND objsubid = 2 AND granted) AS locked"
-        ))
-        .bind::<Text, _>(self.schema.as_str())
-        .get_result(&mut self.conn)
-        .await?;
-        Ok(row.locked)
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+                        AND classid = {WRITER_LOCK_CLASS}::oid AND objid = hashtext($1)::oid AND objsubid = 2 AND granted)"
+                ),
+                &[&self.schema.as_str()],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
     }
 
-    /// The connection, for start-up work that must also be fenced (config store).
-    pub fn conn(&mut self) -> &mut AsyncPgConnection {
-        &mut self.conn
+    /// Creates the instance schema and tables if missing (under the migration lock, like
+    /// every schema change).
+    pub async fn ensure_instance_schema(&mut self) -> Result<(), DbError> {
+        let tx = self.client.transaction().await?;
+        tx.execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"), &[]).await?;
+        tx.execute("SELECT tidemark.ensure_instance_schema_v1($1)", &[&self.schema.as_str()]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored public config of the instance, if any.
+    pub async fn read_public_config(&mut self) -> Result<Option<PublicConfig>, DbError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT value::text FROM tidemark.metadata WHERE instance_schema = $1 AND key = $2",
+                &[&self.schema.as_str(), &PUBLIC_CONFIG_KEY],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let text: String = row.try_get(0)?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| DbError::InvalidStoredValue { key: PUBLIC_CONFIG_KEY, message: e.to_string() })
+    }
+
+    /// Stores the public config (upsert; `updated_at` by the database clock).
+    pub async fn write_public_config(&mut self, config: &PublicConfig) -> Result<(), DbError> {
+        let value = serde_json::to_value(config)
+            .map_err(|e| DbError::InvalidStoredValue { key: PUBLIC_CONFIG_KEY, message: e.to_string() })?;
+        self.client
+            .execute(
+                "INSERT INTO tidemark.metadata (instance_schema, key, value, updated_at) VALUES ($1, $2, $3, now())
+                 ON CONFLICT (instance_schema, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                &[&self.schema.as_str(), &PUBLIC_CONFIG_KEY, &value],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the instance schema with all its data and deletes its metadata rows, in one
+    /// transaction (for a deliberate reindex).
+    pub async fn drop_instance(&mut self) -> Result<(), DbError> {
+        let tx = self.client.transaction().await?;
+        tx.execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema.quoted()), &[]).await?;
+        let metadata = tx.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
+        if metadata.try_get::<_, bool>(0)? {
+            tx.execute("DELETE FROM tidemark.metadata WHERE instance_schema = $1", &[&self.schema.as_str()])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The chain's checkpoint.
     pub async fn checkpoint(&mut self, chain_id: u64) -> Result<Option<BlockRef>, DbError> {
         let s = self.schema.quoted();
-        let row: Option<CheckpointRow> = diesel::sql_query(format!(
-            "SELECT block_number, block_hash, block_timestamp FROM {s}.checkpoints WHERE chain_id = $1"
-        ))
-        .bind::<BigInt, _>(u(chain_id))
-        .get_results(&mut self.conn)
-        .await?
-        .into_iter()
-        .next();
-        Ok(row.map(|r| BlockRef {
-            number: r.block_number as u64,
-            timestamp: r.block_timestamp as u64,
-            hash: r.block_hash,
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT block_number, block_hash, block_timestamp FROM {s}.checkpoints WHERE chain_id = $1"),
+                &[&u(chain_id)],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(BlockRef {
+            number: stored_u64(&row, 0)?,
+            hash: row.try_get(1)?,
+            timestamp: stored_u64(&row, 2)?,
         }))
     }
 
@@ -134,42 +202,41 @@ impl Writer {
         to: u64,
     ) -> Result<Vec<(u64, String)>, DbError> {
         let s = self.schema.quoted();
-        let rows: Vec<HashRow> = diesel::sql_query(format!(
-            "SELECT number, hash FROM {s}.blocks WHERE chain_id = $1 AND number BETWEEN $2 AND $3
-             UNION
-             SELECT DISTINCT block_number, block_hash FROM {s}.events
-              WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-             ORDER BY 1 DESC"
-        ))
-        .bind::<BigInt, _>(u(chain_id))
-        .bind::<BigInt, _>(u(from))
-        .bind::<BigInt, _>(u(to))
-        .get_results(&mut self.conn)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.number as u64, r.hash)).collect())
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT number, hash FROM {s}.blocks WHERE chain_id = $1 AND number BETWEEN $2 AND $3
+                     UNION
+                     SELECT DISTINCT block_number, block_hash FROM {s}.events
+                      WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+                     ORDER BY 1 DESC"
+                ),
+                &[&u(chain_id), &u(from), &u(to)],
+            )
+            .await?;
+        rows.iter().map(|r| Ok((stored_u64(r, 0)?, r.try_get(1)?))).collect()
     }
 
     /// The highest block below `below` that has stored events (for walking back past
     /// the window).
     pub async fn previous_event_block(&mut self, chain_id: u64, below: u64) -> Result<Option<u64>, DbError> {
-        #[derive(QueryableByName)]
-        struct N {
-            #[diesel(sql_type = Nullable<BigInt>)]
-            n: Option<i64>,
-        }
         let s = self.schema.quoted();
-        let row: N = diesel::sql_query(format!(
-            "SELECT max(block_number) AS n FROM {s}.events WHERE chain_id = $1 AND block_number < $2"
-        ))
-        .bind::<BigInt, _>(u(chain_id))
-        .bind::<BigInt, _>(u(below))
-        .get_result(&mut self.conn)
-        .await?;
-        Ok(row.n.map(|n| n as u64))
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT max(block_number) FROM {s}.events WHERE chain_id = $1 AND block_number < $2"
+                ),
+                &[&u(chain_id), &u(below)],
+            )
+            .await?;
+        let n: Option<i64> = row.try_get(0)?;
+        Ok(n.map(|n| n as u64))
     }
 
-    /// Commits a batch: events (bulk, through UNNEST of bound arrays), window headers and
-    /// the checkpoint, in one transaction.
+    /// Commits a batch: events (binary `COPY`), window headers and the checkpoint, in one
+    /// transaction.
     ///
     /// Invariant (DESIGN §9.2): data and checkpoint commit together or not at all.
     /// Invariant (§9.3): the commit lock is taken before cursors are drawn, so cursor
@@ -177,122 +244,119 @@ impl Writer {
     pub async fn commit(&mut self, batch: Batch<'_>) -> Result<(), DbError> {
         let s = self.schema.quoted();
         let chain = u(batch.chain_id);
-        let schema_name = self.schema.as_str().to_owned();
+        let schema_name = self.schema.as_str();
+        let tx = self.client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&COMMIT_LOCK_CLASS, &schema_name])
+            .await?;
         let ev = batch.events;
-        self.conn
-            .transaction::<_, DbError, _>(async |c| {
-                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({COMMIT_LOCK_CLASS}, hashtext($1))"))
-                    .bind::<Text, _>(&schema_name)
-                    .execute(c)
-                    .await?;
-                if !ev.is_empty() {
-                    diesel::sql_query(format!(
-                        // One block of `n` cursors drawn at once (under the commit lock, so
-                        // still in commit order), numbered in the batch's order.
-                        "WITH base AS (
-                             SELECT setval('{schema_name}.cursor_seq', nextval('{schema_name}.cursor_seq') + $15 - 1) - $15 AS b
-                         )
-                         INSERT INTO {s}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash,
-                                tx_index, log_index, address, contract, event, signature, topics, data, args)
-                         SELECT base.b + u.ord, $1, u.bn, u.bh, u.bt, u.th, u.ti, u.li, u.ad, u.co,
-                                u.ev, u.si, string_to_array(u.tp, ','), u.da, u.ar
-                           FROM base, UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::int[],
-                                       $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-                                       $14::jsonb[]) WITH ORDINALITY
-                                AS u(bn, bh, bt, th, ti, li, ad, co, ev, si, tp, da, ar, ord)"
-                    ))
-                    .bind::<BigInt, _>(chain)
-                    .bind::<Array<BigInt>, _>(ev.iter().map(|e| u(e.block_number)).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(ev.iter().map(|e| e.block_hash.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<BigInt>, _>(ev.iter().map(|e| u(e.block_timestamp)).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(ev.iter().map(|e| e.tx_hash.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<Integer>, _>(ev.iter().map(|e| e.tx_index as i32).collect::<Vec<_>>())
-                    .bind::<Array<Integer>, _>(ev.iter().map(|e| e.log_index as i32).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(ev.iter().map(|e| e.address.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(ev.iter().map(|e| e.contract.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(ev.iter().map(|e| e.event.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(ev.iter().map(|e| e.signature.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(ev.iter().map(|e| e.topics.join(",")).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<Jsonb>, _>(ev.iter().map(|e| &e.args).collect::<Vec<_>>())
-                    .bind::<BigInt, _>(ev.len() as i64)
-                    .execute(c)
-                    .await?;
-                }
-                if !batch.headers.is_empty() {
-                    let h = batch.headers;
-                    diesel::sql_query(format!(
-                        "INSERT INTO {s}.blocks (chain_id, number, hash, parent_hash, timestamp)
-                         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[])
-                         ON CONFLICT (chain_id, number) DO UPDATE
-                            SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash, timestamp = EXCLUDED.timestamp"
-                    ))
-                    .bind::<BigInt, _>(chain)
-                    .bind::<Array<BigInt>, _>(h.iter().map(|x| u(x.block.number)).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(h.iter().map(|x| x.block.hash.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<Text>, _>(h.iter().map(|x| x.parent_hash.as_str()).collect::<Vec<_>>())
-                    .bind::<Array<BigInt>, _>(h.iter().map(|x| u(x.block.timestamp)).collect::<Vec<_>>())
-                    .execute(c)
-                    .await?;
-                }
-                if let Some(below) = batch.prune_below {
-                    diesel::sql_query(format!("DELETE FROM {s}.blocks WHERE chain_id = $1 AND number < $2"))
-                        .bind::<BigInt, _>(chain)
-                        .bind::<BigInt, _>(u(below))
-                        .execute(c)
-                        .await?;
-                }
-                upsert_checkpoint(c, &s, chain, batch.checkpoint).await?;
-                if let Some(e) = batch.epoch {
-                    diesel::sql_query(format!(
-                        "INSERT INTO {s}.epochs (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
-                         VALUES ($1, $2, $3, $4, 'stored', $5, $6, now())
-                         ON CONFLICT (chain_id, epoch_id) DO UPDATE SET from_block = EXCLUDED.from_block,
-                             to_block = EXCLUDED.to_block, stage = 'stored', stages = EXCLUDED.stages,
-                             error = EXCLUDED.error, updated_at = now()"
-                    ))
-                    .bind::<BigInt, _>(chain)
-                    .bind::<BigInt, _>(e.id)
-                    .bind::<BigInt, _>(u(e.from))
-                    .bind::<BigInt, _>(u(e.to))
-                    .bind::<Jsonb, _>(e.stages_json())
-                    .bind::<Nullable<Text>, _>(e.error.clone())
-                    .execute(c)
-                    .await?;
-                }
-                if let Some((upto, at)) = batch.finalize_upto {
-                    finalize_epochs(c, &s, chain, upto, at).await?;
-                }
-                Ok(())
-            })
-            .await
+        if !ev.is_empty() {
+            // One block of `n` cursors drawn at once (under the commit lock, so still in
+            // commit order), numbered in the batch's order: base + 1 ..= base + n.
+            let n = i64::try_from(ev.len()).unwrap_or(i64::MAX);
+            let row = tx
+                .query_one(
+                    &format!(
+                        "SELECT setval('{schema_name}.cursor_seq', nextval('{schema_name}.cursor_seq') + $1 - 1) - $1"
+                    ),
+                    &[&n],
+                )
+                .await?;
+            let base: i64 = row.try_get(0)?;
+            let sink =
+                tx.copy_in(&format!("COPY {s}.events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
+            let mut rows = pin!(BinaryCopyInWriter::new(sink, &EVENT_TYPES));
+            for (cursor, e) in (base + 1..).zip(ev) {
+                let values: [&(dyn ToSql + Sync); 15] = [
+                    &cursor,
+                    &chain,
+                    &u(e.block_number),
+                    &e.block_hash,
+                    &u(e.block_timestamp),
+                    &e.tx_hash,
+                    &i32::try_from(e.tx_index).unwrap_or(i32::MAX),
+                    &i32::try_from(e.log_index).unwrap_or(i32::MAX),
+                    &e.address,
+                    &e.contract,
+                    &e.event,
+                    &e.signature,
+                    &e.topics,
+                    &e.data,
+                    &e.args,
+                ];
+                rows.as_mut().write(&values).await?;
+            }
+            rows.as_mut().finish().await?;
+        }
+        if !batch.headers.is_empty() {
+            let h = batch.headers;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {s}.blocks (chain_id, number, hash, parent_hash, timestamp)
+                     SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[])
+                     ON CONFLICT (chain_id, number) DO UPDATE
+                        SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash, timestamp = EXCLUDED.timestamp"
+                ),
+                &[
+                    &chain,
+                    &h.iter().map(|x| u(x.block.number)).collect::<Vec<_>>(),
+                    &h.iter().map(|x| x.block.hash.as_str()).collect::<Vec<_>>(),
+                    &h.iter().map(|x| x.parent_hash.as_str()).collect::<Vec<_>>(),
+                    &h.iter().map(|x| u(x.block.timestamp)).collect::<Vec<_>>(),
+                ],
+            )
+            .await?;
+        }
+        if let Some(below) = batch.prune_below {
+            tx.execute(
+                &format!("DELETE FROM {s}.blocks WHERE chain_id = $1 AND number < $2"),
+                &[&chain, &u(below)],
+            )
+            .await?;
+        }
+        upsert_checkpoint(&tx, &s, chain, batch.checkpoint).await?;
+        if let Some(e) = batch.epoch {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {s}.epochs (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
+                     VALUES ($1, $2, $3, $4, 'stored', $5, $6, now())
+                     ON CONFLICT (chain_id, epoch_id) DO UPDATE SET from_block = EXCLUDED.from_block,
+                         to_block = EXCLUDED.to_block, stage = 'stored', stages = EXCLUDED.stages,
+                         error = EXCLUDED.error, updated_at = now()"
+                ),
+                &[&chain, &e.id, &u(e.from), &u(e.to), &e.stages_json(), &e.error],
+            )
+            .await?;
+        }
+        if let Some((upto, at)) = batch.finalize_upto {
+            finalize_epochs(&tx, &s, chain, upto, at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Marks stored epochs ending at or below `upto` as finalized (outside a batch, e.g.
     /// while the head moves on without new blocks to commit).
     pub async fn finalize(&mut self, chain_id: u64, upto: u64) -> Result<(), DbError> {
         let s = self.schema.quoted();
-        finalize_epochs(&mut self.conn, &s, u(chain_id), upto, crate::epochs::now_secs()).await
+        finalize_epochs(&self.client, &s, u(chain_id), upto, crate::epochs::now_secs()).await
     }
 
     /// The first block of the lowest finished epoch that ends above `ancestor`: a rollback
     /// to `ancestor` must go back to just before it, so finished epochs never overlap.
     pub async fn epoch_boundary(&mut self, chain_id: u64, ancestor: u64) -> Result<Option<u64>, DbError> {
-        #[derive(QueryableByName)]
-        struct N {
-            #[diesel(sql_type = Nullable<BigInt>)]
-            n: Option<i64>,
-        }
         let s = self.schema.quoted();
-        let row: N = diesel::sql_query(format!(
-            "SELECT min(from_block) AS n FROM {s}.epochs
-              WHERE chain_id = $1 AND stage IN ('stored', 'finalized') AND to_block > $2"
-        ))
-        .bind::<BigInt, _>(u(chain_id))
-        .bind::<BigInt, _>(u(ancestor))
-        .get_result(&mut self.conn)
-        .await?;
-        Ok(row.n.map(|n| n as u64))
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT min(from_block) FROM {s}.epochs
+                      WHERE chain_id = $1 AND stage IN ('stored', 'finalized') AND to_block > $2"
+                ),
+                &[&u(chain_id), &u(ancestor)],
+            )
+            .await?;
+        let n: Option<i64> = row.try_get(0)?;
+        Ok(n.map(|n| n as u64))
     }
 
     /// Rolls a chain back to `ancestor` (or to nothing, before the start block) in one
@@ -304,15 +368,14 @@ impl Writer {
     pub async fn rollback(&mut self, chain_id: u64, ancestor: Option<&BlockRef>) -> Result<usize, DbError> {
         let s = self.schema.quoted();
         let chain = u(chain_id);
-        let schema_name = self.schema.as_str().to_owned();
+        let schema_name = self.schema.as_str();
         let above = ancestor.map_or(-1, |a| u(a.number));
-        self.conn
-            .transaction::<_, DbError, _>(async |c| {
-                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({COMMIT_LOCK_CLASS}, hashtext($1))"))
-                    .bind::<Text, _>(&schema_name)
-                    .execute(c)
-                    .await?;
-                let removed = diesel::sql_query(format!(
+        let tx = self.client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&COMMIT_LOCK_CLASS, &schema_name])
+            .await?;
+        let removed = tx
+            .execute(
+                &format!(
                     "WITH gone AS (
                         DELETE FROM {s}.events WHERE chain_id = $1 AND block_number > $2 RETURNING *
                      )
@@ -320,78 +383,61 @@ impl Writer {
                      SELECT nextval('{schema_name}.cursor_seq'), g.chain_id, g.block_number, g.block_hash, g.log_index,
                             g.cursor, to_jsonb(g)
                        FROM (SELECT * FROM gone ORDER BY cursor) g"
-                ))
-                .bind::<BigInt, _>(chain)
-                .bind::<BigInt, _>(above)
-                .execute(c)
-                .await?;
-                diesel::sql_query(format!("DELETE FROM {s}.blocks WHERE chain_id = $1 AND number > $2"))
-                    .bind::<BigInt, _>(chain)
-                    .bind::<BigInt, _>(above)
-                    .execute(c)
-                    .await?;
-                diesel::sql_query(format!(
-                    "UPDATE {s}.epochs SET stage = 'reorged', updated_at = now(),
-                            stages = stages || jsonb_build_array(jsonb_build_object('stage', 'reorged', 'at', $3::float8))
-                      WHERE chain_id = $1 AND to_block > $2 AND stage IN ('stored', 'finalized')"
-                ))
-                .bind::<BigInt, _>(chain)
-                .bind::<BigInt, _>(above)
-                .bind::<diesel::sql_types::Double, _>(crate::epochs::now_secs())
-                .execute(c)
-                .await?;
-                match ancestor {
-                    Some(a) => upsert_checkpoint(c, &s, chain, a).await?,
-                    None => {
-                        diesel::sql_query(format!("DELETE FROM {s}.checkpoints WHERE chain_id = $1"))
-                            .bind::<BigInt, _>(chain)
-                            .execute(c)
-                            .await?;
-                    }
-                }
-                Ok(removed)
-            })
-            .await
+                ),
+                &[&chain, &above],
+            )
+            .await?;
+        tx.execute(&format!("DELETE FROM {s}.blocks WHERE chain_id = $1 AND number > $2"), &[&chain, &above])
+            .await?;
+        tx.execute(
+            &format!(
+                "UPDATE {s}.epochs SET stage = 'reorged', updated_at = now(),
+                        stages = stages || jsonb_build_array(jsonb_build_object('stage', 'reorged', 'at', $3::float8))
+                  WHERE chain_id = $1 AND to_block > $2 AND stage IN ('stored', 'finalized')"
+            ),
+            &[&chain, &above, &crate::epochs::now_secs()],
+        )
+        .await?;
+        match ancestor {
+            Some(a) => upsert_checkpoint(&tx, &s, chain, a).await?,
+            None => {
+                tx.execute(&format!("DELETE FROM {s}.checkpoints WHERE chain_id = $1"), &[&chain]).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 }
 
 async fn finalize_epochs(
-    c: &mut AsyncPgConnection,
+    c: &impl GenericClient,
     s: &str,
     chain: i64,
     upto: u64,
     at: f64,
 ) -> Result<(), DbError> {
-    diesel::sql_query(format!(
-        "UPDATE {s}.epochs SET stage = 'finalized', updated_at = now(),
-                stages = stages || jsonb_build_array(jsonb_build_object('stage', 'finalized', 'at', $3::float8))
-          WHERE chain_id = $1 AND stage = 'stored' AND to_block <= $2"
-    ))
-    .bind::<BigInt, _>(chain)
-    .bind::<BigInt, _>(u(upto))
-    .bind::<diesel::sql_types::Double, _>(at)
-    .execute(c)
+    c.execute(
+        &format!(
+            "UPDATE {s}.epochs SET stage = 'finalized', updated_at = now(),
+                    stages = stages || jsonb_build_array(jsonb_build_object('stage', 'finalized', 'at', $3::float8))
+              WHERE chain_id = $1 AND stage = 'stored' AND to_block <= $2"
+        ),
+        &[&chain, &u(upto), &at],
+    )
     .await?;
     Ok(())
 }
 
-async fn upsert_checkpoint(
-    c: &mut AsyncPgConnection,
-    s: &str,
-    chain: i64,
-    b: &BlockRef,
-) -> Result<(), DbError> {
-    diesel::sql_query(format!(
-        "INSERT INTO {s}.checkpoints (chain_id, block_number, block_hash, block_timestamp, updated_at)
-         VALUES ($1, $2, $3, $4, now())
-         ON CONFLICT (chain_id) DO UPDATE SET block_number = EXCLUDED.block_number,
-             block_hash = EXCLUDED.block_hash, block_timestamp = EXCLUDED.block_timestamp, updated_at = now()"
-    ))
-    .bind::<BigInt, _>(chain)
-    .bind::<BigInt, _>(u(b.number))
-    .bind::<Text, _>(&b.hash)
-    .bind::<BigInt, _>(u(b.timestamp))
-    .execute(c)
+async fn upsert_checkpoint(c: &impl GenericClient, s: &str, chain: i64, b: &BlockRef) -> Result<(), DbError> {
+    c.execute(
+        &format!(
+            "INSERT INTO {s}.checkpoints (chain_id, block_number, block_hash, block_timestamp, updated_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (chain_id) DO UPDATE SET block_number = EXCLUDED.block_number,
+                 block_hash = EXCLUDED.block_hash, block_timestamp = EXCLUDED.block_timestamp, updated_at = now()"
+        ),
+        &[&chain, &u(b.number), &b.hash, &u(b.timestamp)],
+    )
     .await?;
     Ok(())
 }

@@ -19,12 +19,26 @@ pub struct ResolvedEvent {
     pub topic0: B256,
     /// The resolved type of each input, in order.
     pub types: Vec<DynSolType>,
+    /// The tuple of the non-indexed inputs' types: the layout of the log's data.
+    pub body: DynSolType,
+    /// The args key of each input, in order: its name, or `_{i}` when unnamed.
+    pub keys: Vec<String>,
 }
 
 impl ResolvedEvent {
-    pub(super) fn new(event: Event) -> Self {
-        let types = event.inputs.iter().filter_map(|p| p.resolve().ok()).collect();
-        Self { signature: event.full_signature(), topic0: event.selector(), types, event }
+    /// Resolves the input types of `event` once, for decoding every log of it.
+    pub(crate) fn new(event: Event) -> Self {
+        let types: Vec<DynSolType> = event.inputs.iter().filter_map(|p| p.resolve().ok()).collect();
+        let body = DynSolType::Tuple(
+            event.inputs.iter().zip(&types).filter(|(p, _)| !p.indexed).map(|(_, t)| t.clone()).collect(),
+        );
+        let keys = event
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| if p.name.is_empty() { format!("_{i}") } else { p.name.clone() })
+            .collect();
+        Self { signature: event.full_signature(), topic0: event.selector(), types, body, keys, event }
     }
 }
 

@@ -86,20 +86,19 @@ impl Decoder {
         };
         Ok(Some(EventRow {
             block_number: log.block_number.ok_or(DecodeError::MissingField("blockNumber"))?,
-            block_hash: format!("{:#x}", log.block_hash.ok_or(DecodeError::MissingField("blockHash"))?),
+            block_hash: hex::encode_prefixed(log.block_hash.ok_or(DecodeError::MissingField("blockHash"))?),
             block_timestamp: timestamp,
-            tx_hash: format!(
-                "{:#x}",
-                log.transaction_hash.ok_or(DecodeError::MissingField("transactionHash"))?
+            tx_hash: hex::encode_prefixed(
+                log.transaction_hash.ok_or(DecodeError::MissingField("transactionHash"))?,
             ),
             tx_index: log.transaction_index.ok_or(DecodeError::MissingField("transactionIndex"))?,
             log_index: log.log_index.ok_or(DecodeError::MissingField("logIndex"))?,
-            address: format!("{:#x}", log.address()),
+            address: hex::encode_prefixed(log.address()),
             contract: contract.clone(),
             event: ev.event.name.clone(),
             signature: ev.signature.clone(),
-            topics: log.topics().iter().map(|t| format!("{t:#x}")).collect(),
-            data: format!("0x{}", hex::encode(&log.data().data)),
+            topics: log.topics().iter().map(hex::encode_prefixed).collect(),
+            data: hex::encode_prefixed(&log.data().data),
             args,
         }))
     }
@@ -111,28 +110,25 @@ pub fn decode_args(ev: &ResolvedEvent, topics: &[B256], data: &[u8]) -> Option<V
     if ev.types.len() != inputs.len() {
         return None;
     }
-    let body_types: Vec<DynSolType> =
-        inputs.iter().zip(&ev.types).filter(|(p, _)| !p.indexed).map(|(_, t)| t.clone()).collect();
-    let body = match DynSolType::Tuple(body_types).abi_decode_sequence(data).ok()? {
+    let body = match ev.body.abi_decode_sequence(data).ok()? {
         DynSolValue::Tuple(values) => values,
         _ => return None,
     };
     let mut body = body.into_iter();
     let mut indexed_topics = topics.iter().skip(1);
     let mut out = Map::with_capacity(inputs.len());
-    for (i, (param, ty)) in inputs.iter().zip(&ev.types).enumerate() {
-        let key = if param.name.is_empty() { format!("_{i}") } else { param.name.clone() };
+    for ((param, ty), key) in inputs.iter().zip(&ev.types).zip(&ev.keys) {
         let value = if param.indexed {
             let topic = indexed_topics.next()?;
             if is_dynamic(ty) {
-                json!({ "topicHash": format!("{topic:#x}") })
+                json!({ "topicHash": hex::encode_prefixed(topic) })
             } else {
                 to_json(&ty.abi_decode(topic.as_slice()).ok()?)
             }
         } else {
             to_json(&body.next()?)
         };
-        out.insert(key, value);
+        out.insert(key.clone(), value);
     }
     if indexed_topics.next().is_some() {
         return None;
@@ -158,10 +154,10 @@ pub fn to_json(v: &DynSolValue) -> Value {
         DynSolValue::Bool(b) => Value::Bool(*b),
         DynSolValue::Int(i, _) => Value::String(i.to_string()),
         DynSolValue::Uint(u, _) => Value::String(u.to_string()),
-        DynSolValue::FixedBytes(word, size) => Value::String(format!("0x{}", hex::encode(&word[..*size]))),
-        DynSolValue::Address(a) => Value::String(format!("{a:#x}")),
-        DynSolValue::Function(f) => Value::String(format!("0x{}", hex::encode(f.as_slice()))),
-        DynSolValue::Bytes(b) => Value::String(format!("0x{}", hex::encode(b))),
+        DynSolValue::FixedBytes(word, size) => Value::String(hex::encode_prefixed(&word[..*size])),
+        DynSolValue::Address(a) => Value::String(hex::encode_prefixed(a)),
+        DynSolValue::Function(f) => Value::String(hex::encode_prefixed(f.as_slice())),
+        DynSolValue::Bytes(b) => Value::String(hex::encode_prefixed(b)),
         DynSolValue::String(s) => Value::String(s.clone()),
         DynSolValue::Array(items) | DynSolValue::FixedArray(items) | DynSolValue::Tuple(items) => {
             Value::Array(items.iter().map(to_json).collect())
@@ -177,9 +173,7 @@ mod tests {
     use super::*;
 
     fn resolved(sig: &str) -> ResolvedEvent {
-        let event = Event::parse(sig).expect("sig");
-        let types = event.inputs.iter().map(|p| alloy::dyn_abi::Specifier::resolve(p).expect("ty")).collect();
-        ResolvedEvent { signature: event.full_signature(), topic0: event.selector(), types, event }
+        ResolvedEvent::new(Event::parse(sig).expect("sig"))
     }
 
     #[test]
