@@ -71,6 +71,12 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         let mut conn = pool.get().await?;
         exec(&mut conn, "SET statement_timeout = 0".into()).await?;
         exec(&mut conn, format!("VACUUM ANALYZE {SCHEMA}.events")).await?;
+        // Flush the fill's dirty buffers now: otherwise the checkpointer writes them out
+        // during the measurement, on the same two cores (spread over minutes after a
+        // multi-GB fill), and the larger table is measured against a busier machine.
+        if let Err(e) = exec(&mut conn, "CHECKPOINT".into()).await {
+            eprintln!("CHECKPOINT failed ({e}); the measurement may overlap background writes");
+        }
         drop(conn);
         write_status(&pool, filled / PER_BLOCK).await?;
 
