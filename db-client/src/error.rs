@@ -21,7 +21,7 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     /// A statement on a plain `tokio-postgres` connection failed (the indexer's writer,
     /// which needs `COPY`).
-    #[error("query failed: {0}")]
+    #[error("query failed: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// Running the embedded migrations failed.
     #[error("migration failed: {0}")]
@@ -78,5 +78,14 @@ impl DbError {
 impl From<diesel::ConnectionError> for DbError {
     fn from(e: diesel::ConnectionError) -> Self {
         Self::Unavailable(e.to_string())
+    }
+}
+
+/// A `tokio-postgres` error with its cause: its own text is only the kind ("db error"),
+/// the server's message and detail are in the cause.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }

@@ -122,7 +122,7 @@ impl PgPool {
         )
         .await
         .map_err(|_| DbError::Unavailable(format!("connecting timed out after {timeout:?}")))?
-        .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        .map_err(|e| DbError::Unavailable(crate::error::describe(&e)))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(target: "tidemark_db_client::pool", error = %e, "raw connection ended");

@@ -80,11 +80,11 @@ fn u(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// A stored number that must not be negative (block numbers, timestamps).
-fn stored_u64(row: &Row, column: usize) -> Result<u64, DbError> {
+/// A stored number of `table` that must not be negative (block numbers, timestamps).
+fn stored_u64(row: &Row, column: usize, table: &'static str) -> Result<u64, DbError> {
     let v: i64 = row.try_get(column)?;
     u64::try_from(v).map_err(|_| DbError::InvalidStoredValue {
-        key: "checkpoints",
+        key: table,
         message: format!("negative block number or timestamp {v}"),
     })
 }
@@ -131,8 +131,14 @@ impl Writer {
         Ok(())
     }
 
-    /// The stored public config of the instance, if any.
+    /// The stored public config of the instance, if any (none while the metadata table
+    /// does not exist yet).
     pub async fn read_public_config(&mut self) -> Result<Option<PublicConfig>, DbError> {
+        let metadata =
+            self.client.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
+        if !metadata.try_get::<_, bool>(0)? {
+            return Ok(None);
+        }
         let row = self
             .client
             .query_opt(
@@ -187,9 +193,9 @@ impl Writer {
             .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(BlockRef {
-            number: stored_u64(&row, 0)?,
+            number: stored_u64(&row, 0, "checkpoints")?,
             hash: row.try_get(1)?,
-            timestamp: stored_u64(&row, 2)?,
+            timestamp: stored_u64(&row, 2, "checkpoints")?,
         }))
     }
 
@@ -215,7 +221,7 @@ impl Writer {
                 &[&u(chain_id), &u(from), &u(to)],
             )
             .await?;
-        rows.iter().map(|r| Ok((stored_u64(r, 0)?, r.try_get(1)?))).collect()
+        rows.iter().map(|r| Ok((stored_u64(r, 0, "blocks and events")?, r.try_get(1)?))).collect()
     }
 
     /// The highest block below `below` that has stored events (for walking back past

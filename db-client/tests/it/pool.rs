@@ -75,3 +75,26 @@ async fn an_empty_database_reads_as_uninitialized() {
     // No migrations have run: no tidemark schema at all.
     assert_eq!(read_public_config(&mut conn, &schema).await.expect("no error"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_connections_keep_the_settings_and_say_what_the_server_said() {
+    let db = tidemark_db_client::test_utils::TestDb::new().await;
+    let mut cfg = PoolConfig::new(db.url.clone());
+    cfg.statement_timeout = Duration::from_millis(200);
+    cfg.application_name = "tidemark-raw-test".into();
+    let client = PgPool::new(cfg).expect("pool").connect_raw().await.expect("connects");
+    let row = client.query_one("SELECT current_setting('application_name')", &[]).await.expect("row");
+    assert_eq!(row.get::<_, String>(0), "tidemark-raw-test");
+    // A server error carries the server's message, not only "db error".
+    let err = DbError::from(client.batch_execute("SELECT * FROM no_such_table").await.expect_err("missing"));
+    assert!(err.to_string().contains("no_such_table"), "{err}");
+    assert!(!err.is_unavailable(), "an SQL error is an answer: {err:?}");
+    let err = DbError::from(client.batch_execute("SELECT pg_sleep(5)").await.expect_err("cancelled"));
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    // Nothing listens: unavailable, and the message says why.
+    let mut cfg = PoolConfig::new(format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port()));
+    cfg.connect_timeout = Duration::from_secs(1);
+    let Err(err) = PgPool::new(cfg).expect("pool").connect_raw().await else { panic!("nothing listens there") };
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+}
