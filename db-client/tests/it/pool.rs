@@ -94,7 +94,9 @@ async fn raw_connections_keep_the_settings_and_say_what_the_server_said() {
     // Nothing listens: unavailable, and the message says why.
     let mut cfg = PoolConfig::new(format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port()));
     cfg.connect_timeout = Duration::from_secs(1);
-    let Err(err) = PgPool::new(cfg).expect("pool").connect_raw().await else { panic!("nothing listens there") };
+    let Err(err) = PgPool::new(cfg).expect("pool").connect_raw().await else {
+        panic!("nothing listens there")
+    };
     assert!(err.is_unavailable(), "{err:?}");
     assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
 }
