@@ -108,14 +108,19 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
             ),
         ];
         for &concurrency in &args.concurrency {
-            let mut row = Vec::new();
-            for (name, url) in &endpoints {
-                let mut loads = Vec::new();
-                for _ in 0..runs {
-                    loads.push(load(&client, url, concurrency, Duration::from_secs(args.seconds)).await?);
+            // Rounds of every endpoint in turn, not each endpoint's runs back to back: a
+            // drift in the machine's load then touches every endpoint alike, and the ratios
+            // to the bare handler compare measurements taken side by side.
+            let mut loads: Vec<Vec<Load>> = vec![Vec::new(); endpoints.len()];
+            for _ in 0..runs {
+                for ((_, url), l) in endpoints.iter().zip(&mut loads) {
+                    l.push(load(&client, url, concurrency, Duration::from_secs(args.seconds)).await?);
                 }
-                loads.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
-                let m = loads[loads.len() / 2];
+            }
+            let mut row = Vec::new();
+            for ((name, _), mut l) in endpoints.iter().zip(loads) {
+                l.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
+                let m = l[l.len() / 2];
                 eprintln!(
                     "{filled} rows, concurrency {concurrency}, {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
                     m.rps, m.p50_ms, m.p99_ms
