@@ -225,8 +225,8 @@ async fn copy_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The same rows committed through the indexer's writer (its INSERT statement, in
-/// batches of the indexer's largest range), without fetching or decoding: the indexer's
+/// The same rows committed through the indexer's writer (cursors, `COPY` and checkpoint
+/// per batch of the indexer's largest range), without fetching or decoding: the indexer's
 /// write path against the raw COPY.
 async fn writer_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
     let pool = PgPool::new(PoolConfig::new(url.to_owned()))?;

@@ -79,6 +79,13 @@ async fn read<T: DeserializeOwned>(
     Ok(Some(Stored { value, updated_at: row.updated_at, age_secs: row.age_secs }))
 }
 
+/// Upserts one metadata row: `$1` instance schema, `$2` key, `$3` jsonb value;
+/// `updated_at` is the database clock. For writers on connections of their own (the
+/// indexer's `COPY` connection).
+pub const UPSERT_SQL: &str = "INSERT INTO tidemark.metadata (instance_schema, key, value, updated_at) \
+     VALUES ($1, $2, $3, now()) \
+     ON CONFLICT (instance_schema, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()";
+
 async fn write<T: Serialize>(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
@@ -87,15 +94,12 @@ async fn write<T: Serialize>(
 ) -> Result<()> {
     let json = serde_json::to_value(value)
         .map_err(|e| DbError::InvalidStoredValue { key, message: e.to_string() })?;
-    diesel::sql_query(
-        "INSERT INTO tidemark.metadata (instance_schema, key, value, updated_at) VALUES ($1, $2, $3, now())
-         ON CONFLICT (instance_schema, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-    )
-    .bind::<Text, _>(schema.as_str())
-    .bind::<Text, _>(key)
-    .bind::<Jsonb, _>(json)
-    .execute(conn)
-    .await?;
+    diesel::sql_query(UPSERT_SQL)
+        .bind::<Text, _>(schema.as_str())
+        .bind::<Text, _>(key)
+        .bind::<Jsonb, _>(json)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@
 
 use std::pin::pin;
 
-use tidemark_db_client::metadata::PUBLIC_CONFIG_KEY;
+use tidemark_db_client::metadata::{self, PUBLIC_CONFIG_KEY};
 use tidemark_db_client::migrate::MIGRATION_LOCK_KEY;
 use tidemark_db_client::{DbError, PgPool};
 use tidemark_shared_types::{BlockRef, PublicConfig, SchemaName};
@@ -134,9 +134,9 @@ impl Writer {
     /// The stored public config of the instance, if any (none while the metadata table
     /// does not exist yet).
     pub async fn read_public_config(&mut self) -> Result<Option<PublicConfig>, DbError> {
-        let metadata =
+        let has_table =
             self.client.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
-        if !metadata.try_get::<_, bool>(0)? {
+        if !has_table.try_get::<_, bool>(0)? {
             return Ok(None);
         }
         let row = self
@@ -158,11 +158,7 @@ impl Writer {
         let value = serde_json::to_value(config)
             .map_err(|e| DbError::InvalidStoredValue { key: PUBLIC_CONFIG_KEY, message: e.to_string() })?;
         self.client
-            .execute(
-                "INSERT INTO tidemark.metadata (instance_schema, key, value, updated_at) VALUES ($1, $2, $3, now())
-                 ON CONFLICT (instance_schema, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-                &[&self.schema.as_str(), &PUBLIC_CONFIG_KEY, &value],
-            )
+            .execute(metadata::UPSERT_SQL, &[&self.schema.as_str(), &PUBLIC_CONFIG_KEY, &value])
             .await?;
         Ok(())
     }
@@ -172,8 +168,8 @@ impl Writer {
     pub async fn drop_instance(&mut self) -> Result<(), DbError> {
         let tx = self.client.transaction().await?;
         tx.execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema.quoted()), &[]).await?;
-        let metadata = tx.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
-        if metadata.try_get::<_, bool>(0)? {
+        let has_table = tx.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
+        if has_table.try_get::<_, bool>(0)? {
             tx.execute("DELETE FROM tidemark.metadata WHERE instance_schema = $1", &[&self.schema.as_str()])
                 .await?;
         }
