@@ -3,16 +3,60 @@
 
 use std::time::Duration;
 
+use deadpool::managed::{self, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult};
 use diesel::ConnectionError;
-use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolError as ConnError, PoolableConnection,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures::FutureExt;
 
 use crate::error::{DbError, Result};
 
 /// A pooled connection.
-pub type PooledConnection = Object<AsyncPgConnection>;
+pub type PooledConnection = Object<PoolManager>;
+
+/// A connection checked out again within this time of its previous checkout is handed out
+/// without a test query (HikariCP's "alive bypass window").
+pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// diesel-async's connection manager, with the test query on checkout (`SELECT 1`, one
+/// round trip) skipped for connections in steady use.
+///
+/// Invariant: a connection is handed out only if it is not broken — no transaction left
+/// open or failed, socket not closed (a server restart or `pg_terminate_backend` closes
+/// it, which the connection's task notices at once) — and, when it was last checked out
+/// [`VERIFY_AFTER_IDLE`] or longer ago, only after the test query succeeded. Under load
+/// every checkout then costs no round trip, while a connection that sat idle (and might
+/// have been cut without the socket noticing) is still tested before use.
+pub struct PoolManager {
+    inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for PoolManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolManager").finish_non_exhaustive()
+    }
+}
+
+impl managed::Manager for PoolManager {
+    type Type = AsyncPgConnection;
+    type Error = ConnError;
+
+    async fn create(&self) -> std::result::Result<AsyncPgConnection, ConnError> {
+        managed::Manager::create(&self.inner).await
+    }
+
+    async fn recycle(&self, conn: &mut AsyncPgConnection, metrics: &Metrics) -> RecycleResult<ConnError> {
+        if metrics.last_used() >= VERIFY_AFTER_IDLE {
+            return managed::Manager::recycle(&self.inner, conn, metrics).await;
+        }
+        if std::thread::panicking() || conn.is_broken() {
+            return Err(RecycleError::message("broken connection"));
+        }
+        Ok(())
+    }
+}
 
 /// Pool settings. Defaults: 8 connections, 5 s to connect, 5 s to check out, 5 s
 /// `statement_timeout`.
@@ -62,7 +106,7 @@ impl PoolConfig {
 /// are opened on demand.
 #[derive(Clone)]
 pub struct PgPool {
-    pool: Pool<AsyncPgConnection>,
+    pool: Pool<PoolManager>,
     config: PoolConfig,
 }
 
@@ -79,10 +123,9 @@ impl PgPool {
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.custom_setup =
             Box::new(move |url| connect(url.to_owned(), setup_config.clone()).boxed());
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-            &config.database_url,
-            manager_config,
-        );
+        let manager = PoolManager {
+            inner: AsyncDieselConnectionManager::new_with_config(&config.database_url, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.max_size)
             .wait_timeout(Some(config.checkout_timeout))

@@ -100,3 +100,44 @@ async fn raw_connections_keep_the_settings_and_say_what_the_server_said() {
     assert!(err.is_unavailable(), "{err:?}");
     assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
 }
+
+#[derive(diesel::QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+async fn backend_pid(conn: &mut tidemark_db_client::AsyncPgConnection) -> Result<i32, diesel::result::Error> {
+    let row: Pid =
+        diesel_async::RunQueryDsl::get_result(diesel::sql_query("SELECT pg_backend_pid() AS pid"), conn)
+            .await?;
+    Ok(row.pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_server_process_ended_is_replaced_at_checkout() {
+    let db = tidemark_db_client::test_utils::TestDb::new().await;
+    let mut cfg = PoolConfig::new(db.url.clone());
+    cfg.max_size = 1;
+    let pool = PgPool::new(cfg.clone()).expect("pool");
+    let admin = PgPool::new(cfg).expect("admin pool");
+    // Checked out again soon after its last use (no test query on checkout), and after
+    // an idle spell (test query on checkout): either way the caller gets a live connection.
+    for idle in
+        [Duration::from_millis(100), tidemark_db_client::VERIFY_AFTER_IDLE + Duration::from_millis(200)]
+    {
+        let before = backend_pid(&mut *pool.get().await.expect("conn")).await.expect("pid");
+        let mut a = admin.get().await.expect("admin conn");
+        diesel_async::RunQueryDsl::execute(
+            diesel::sql_query(format!("SELECT pg_terminate_backend({before})")),
+            &mut *a,
+        )
+        .await
+        .expect("terminate");
+        tokio::time::sleep(idle).await;
+        let after = backend_pid(&mut *pool.get().await.expect("conn after the backend ended"))
+            .await
+            .unwrap_or_else(|e| panic!("after {idle:?} idle the pool handed out a dead connection: {e}"));
+        assert_ne!(before, after, "a new server process serves the checkout");
+    }
+}
