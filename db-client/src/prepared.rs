@@ -7,10 +7,16 @@
 //! and PostgreSQL then reuses the plan. Only SQL text that takes a bounded number of
 //! shapes belongs here (never values spliced into the text), or the cache would grow
 //! without bound.
+//!
+//! A statement typed with its row's SQL types (`PreparedSql<(BigInt, Text, …)>`) loads
+//! into a `Queryable` row by position; untyped, into a `QueryableByName` row by column
+//! name (a lookup by name for every field of every row).
 
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use std::marker::PhantomData;
+
 use diesel::sql_types::{BigInt, Text, Untyped};
 
 /// One piece of a statement: SQL text or a bound value (rendered as `$n`).
@@ -22,16 +28,18 @@ enum Part {
 }
 
 /// A statement built from SQL text and bound values, cached as a prepared statement by
-/// the connection that runs it. Load it into a `QueryableByName` row type.
+/// the connection that runs it. `ST` is the SQL type of its rows: a tuple of the selected
+/// columns' types (load into a `Queryable`), or `Untyped` (load into a `QueryableByName`).
 #[derive(Debug, Clone)]
-pub(crate) struct PreparedSql {
+pub(crate) struct PreparedSql<ST = Untyped> {
     parts: Vec<Part>,
+    row: PhantomData<fn() -> ST>,
 }
 
-impl PreparedSql {
+impl<ST> PreparedSql<ST> {
     /// A statement starting with `sql`.
     pub(crate) fn new(sql: impl Into<String>) -> Self {
-        Self { parts: vec![Part::Sql(sql.into())] }
+        Self { parts: vec![Part::Sql(sql.into())], row: PhantomData }
     }
 
     /// Appends SQL text.
@@ -53,7 +61,7 @@ impl PreparedSql {
     }
 }
 
-impl QueryFragment<Pg> for PreparedSql {
+impl<ST> QueryFragment<Pg> for PreparedSql<ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         for part in &self.parts {
             match part {
@@ -66,11 +74,11 @@ impl QueryFragment<Pg> for PreparedSql {
     }
 }
 
-impl QueryId for PreparedSql {
+impl<ST> QueryId for PreparedSql<ST> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl Query for PreparedSql {
-    type SqlType = Untyped;
+impl<ST: 'static> Query for PreparedSql<ST> {
+    type SqlType = ST;
 }
