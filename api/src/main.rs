@@ -7,6 +7,9 @@ use clap::Parser;
 use tidemark_api::cli::Cli;
 use tidemark_api::server::Exit;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
