@@ -32,9 +32,14 @@ pub(crate) struct Args {
 }
 
 const SCHEMA: &str = "tidemark_bench";
+/// The name of the [`Target::RawPage`] measurement.
+const RAW_PAGE: &str = "raw PostgreSQL page (first-page SQL, no API)";
 /// Rows per block in the generated table, and per generation statement.
 const PER_BLOCK: u64 = 100;
 const CHUNK: u64 = 500_000;
+
+/// The API's default `--db-pool-size`: the raw page reference opens as many connections.
+const API_POOL: usize = 16;
 
 /// Latency figures of one endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +47,59 @@ struct Load {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU time of the serving process per request, in µs (HTTP targets only).
+    cpu_us: Option<f64>,
+}
+
+/// What one measurement loads.
+#[derive(Clone)]
+enum Target {
+    /// GET of `url`, served by process `pid`.
+    Http { url: String, pid: u32 },
+    /// The API's first-page statement run on PostgreSQL directly (prepared, binary rows
+    /// received and discarded) over as many connections as the API's pool: the page rate
+    /// PostgreSQL sustains on this machine, the bound of any events endpoint.
+    RawPage(Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>>),
+}
+
+impl Target {
+    /// Opens `connections` connections to `url` and prepares the first-page statement.
+    async fn raw_page(url: &str, connections: usize) -> anyhow::Result<Self> {
+        let sql = format!(
+            "SELECT {} FROM {SCHEMA}.events WHERE cursor > $1 ORDER BY cursor ASC LIMIT {}",
+            tidemark_db_client::events::SELECT_COLUMNS,
+            tidemark_db_client::events::DEFAULT_LIMIT + 1
+        );
+        let mut conns = Vec::new();
+        for _ in 0..connections {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            let statement = client.prepare(&sql).await?;
+            conns.push((client, statement));
+        }
+        Ok(Self::RawPage(Arc::new(conns)))
+    }
+
+    /// One request; true when it succeeded.
+    async fn request(&self, http: &reqwest::Client, worker: usize) -> bool {
+        match self {
+            Self::Http { url, .. } => match http.get(url).send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            },
+            Self::RawPage(conns) => {
+                let (client, statement) = &conns[worker % conns.len()];
+                client.query(statement, &[&i64::MIN]).await.is_ok_and(|rows| !rows.is_empty())
+            }
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Http { pid, .. } => Some(*pid),
+            Self::RawPage(_) => None,
+        }
+    }
 }
 
 pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result<()> {
@@ -97,24 +155,27 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         let base = format!("http://127.0.0.1:{port}");
         wait_ok(&client, &format!("{base}/status")).await?;
         let deep = filled.saturating_sub(150);
-        let endpoints: [(&'static str, String); 5] = [
-            ("bare axum handler", bare.clone()),
-            ("/status", format!("{base}/status")),
-            ("/v1/events first page", format!("{base}/v1/events?limit=100")),
-            ("/v1/events deep page", format!("{base}/v1/events?after={deep}&limit=100")),
-            (
-                "/v1/events contract+event (10 %)",
-                format!("{base}/v1/events?contract=Registry&event=Tagged&limit=100"),
-            ),
-        ];
+        let http = |url: String, pid: u32| Target::Http { url, pid };
+        let (bare_pid, api_pid) = (bare_proc.pid(), api.pid());
         for &concurrency in &args.concurrency {
+            let endpoints: [(&'static str, Target); 6] = [
+                ("bare axum handler", http(bare.clone(), bare_pid)),
+                ("/status", http(format!("{base}/status"), api_pid)),
+                (RAW_PAGE, Target::raw_page(&db.url, concurrency.min(API_POOL)).await?),
+                ("/v1/events first page", http(format!("{base}/v1/events?limit=100"), api_pid)),
+                ("/v1/events deep page", http(format!("{base}/v1/events?after={deep}&limit=100"), api_pid)),
+                (
+                    "/v1/events contract+event (10 %)",
+                    http(format!("{base}/v1/events?contract=Registry&event=Tagged&limit=100"), api_pid),
+                ),
+            ];
             // Rounds of every endpoint in turn, not each endpoint's runs back to back: a
             // drift in the machine's load then touches every endpoint alike, and the ratios
             // to the bare handler compare measurements taken side by side.
             let mut loads: Vec<Vec<Load>> = vec![Vec::new(); endpoints.len()];
             for _ in 0..runs {
-                for ((_, url), l) in endpoints.iter().zip(&mut loads) {
-                    l.push(load(&client, url, concurrency, Duration::from_secs(args.seconds)).await?);
+                for ((_, target), l) in endpoints.iter().zip(&mut loads) {
+                    l.push(load(&client, target, concurrency, Duration::from_secs(args.seconds)).await?);
                 }
             }
             let mut row = Vec::new();
@@ -134,17 +195,22 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     println!("\n## api: {} s per run, median of {runs} (by p99)", args.seconds);
     for ((concurrency, rows), row) in &results {
         println!("\n### {rows} events, concurrency {concurrency}\n");
-        println!("| endpoint | req/s | p50 ms | p99 ms | p99 / bare |");
-        println!("|---|---:|---:|---:|---:|");
+        println!("| endpoint | req/s | p50 ms | p99 ms | p99 / bare | server CPU µs/req |");
+        println!("|---|---:|---:|---:|---:|---:|");
         let bare_p99 = row.first().map_or(1.0, |(_, l)| l.p99_ms);
         for (name, l) in row {
             println!(
-                "| {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
                 l.rps,
                 l.p50_ms,
                 l.p99_ms,
-                l.p99_ms / bare_p99
+                l.p99_ms / bare_p99,
+                l.cpu_us.map_or("–".into(), |c| format!("{c:.0}"))
             );
+        }
+        let rps = |n: &str| row.iter().find(|(name, _)| *name == n).map(|(_, l)| l.rps);
+        if let (Some(raw), Some(api)) = (rps(RAW_PAGE), rps("/v1/events first page")) {
+            println!("\n/v1/events first page: {:.0} % of the raw PostgreSQL page rate", 100.0 * api / raw);
         }
     }
     bare_proc.stop();
@@ -268,27 +334,24 @@ async fn wait_ok(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     bail!("{url} did not answer 200 within 20 s")
 }
 
-/// `concurrency` workers request `url` in a loop for `duration` after a 1 s warm-up.
+/// `concurrency` workers request `target` in a loop for `duration` after a 1 s warm-up.
 async fn load(
     client: &reqwest::Client,
-    url: &str,
+    target: &Target,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<Load> {
     let stop = Arc::new(AtomicBool::new(false));
     let warm_until = Instant::now() + Duration::from_secs(1);
     let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, stop) = (client.clone(), url.to_owned(), stop.clone());
+    for worker in 0..concurrency {
+        let (client, target, stop) = (client.clone(), target.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let ok = match client.get(&url).send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
+                let ok = target.request(&client, worker).await;
                 if t >= warm_until {
                     if ok {
                         lat.push(t.elapsed().as_micros() as u32);
@@ -300,7 +363,10 @@ async fn load(
             (lat, errors)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(1) + duration).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu_before = target.pid().and_then(procs::cpu_seconds);
+    tokio::time::sleep(duration).await;
+    let cpu_after = target.pid().and_then(procs::cpu_seconds);
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     let mut errors = 0;
@@ -310,9 +376,17 @@ async fn load(
         errors += e;
     }
     if errors > 0 {
-        bail!("{url}: {errors} failed requests");
+        let what = match target {
+            Target::Http { url, .. } => url.as_str(),
+            Target::RawPage(_) => RAW_PAGE,
+        };
+        bail!("{what}: {errors} failed requests");
     }
     all.sort_unstable();
     let pct = |p: f64| all.get(((all.len() as f64 - 1.0) * p) as usize).map_or(0.0, |v| *v as f64 / 1000.0);
-    Ok(Load { rps: all.len() as f64 / duration.as_secs_f64(), p50_ms: pct(0.5), p99_ms: pct(0.99) })
+    let cpu_us = match (cpu_before, cpu_after) {
+        (Some(b), Some(a)) if !all.is_empty() => Some((a - b) * 1e6 / all.len() as f64),
+        _ => None,
+    };
+    Ok(Load { rps: all.len() as f64 / duration.as_secs_f64(), p50_ms: pct(0.5), p99_ms: pct(0.99), cpu_us })
 }

@@ -48,6 +48,17 @@ impl Drop for Proc {
     }
 }
 
+/// CPU time (user + system) that process `pid` has used so far, in seconds.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (`state`);
+    // `utime` and `stime` are fields 14 and 15, in USER_HZ ticks (100 per second on Linux).
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;

@@ -145,7 +145,7 @@ impl Finality {
 type RowSql = (BigInt, BigInt, BigInt, Text, BigInt, Text, Integer, Integer, Text, Text, Text, Text, Text);
 
 /// The columns of a page, in the order of [`Row`]'s fields (rows load by position).
-const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
+pub const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
      log_index, address, contract, event, signature, args::text";
 
 /// One stored event, loaded by position from [`SELECT_COLUMNS`].

@@ -126,7 +126,7 @@ async fn a_connection_whose_server_process_ended_is_replaced_at_checkout() {
     for idle in
         [Duration::from_millis(100), tidemark_db_client::VERIFY_AFTER_IDLE + Duration::from_millis(200)]
     {
-        let before = backend_pid(&mut *pool.get().await.expect("conn")).await.expect("pid");
+        let before = backend_pid(&mut pool.get().await.expect("conn")).await.expect("pid");
         let mut a = admin.get().await.expect("admin conn");
         diesel_async::RunQueryDsl::execute(
             diesel::sql_query(format!("SELECT pg_terminate_backend({before})")),
@@ -135,7 +135,7 @@ async fn a_connection_whose_server_process_ended_is_replaced_at_checkout() {
         .await
         .expect("terminate");
         tokio::time::sleep(idle).await;
-        let after = backend_pid(&mut *pool.get().await.expect("conn after the backend ended"))
+        let after = backend_pid(&mut pool.get().await.expect("conn after the backend ended"))
             .await
             .unwrap_or_else(|e| panic!("after {idle:?} idle the pool handed out a dead connection: {e}"));
         assert_ne!(before, after, "a new server process serves the checkout");
