@@ -38,7 +38,8 @@ const RAW_PAGE: &str = "raw PostgreSQL page (first-page SQL, no API)";
 const PER_BLOCK: u64 = 100;
 const CHUNK: u64 = 500_000;
 
-/// The API's default `--db-pool-size`: the raw page reference opens as many connections.
+/// The API's `--db-pool-size` in the bench (its default); the raw page reference opens as
+/// many connections.
 const API_POOL: usize = 16;
 
 /// Latency figures of one endpoint.
@@ -148,6 +149,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
                 ("DATABASE_URL", db.url.clone()),
                 ("TIDEMARK_SCHEMA", SCHEMA.into()),
                 ("TIDEMARK_API_LISTEN", format!("127.0.0.1:{port}")),
+                ("TIDEMARK_DB_POOL_SIZE", API_POOL.to_string()),
                 ("RUST_LOG", "warn".into()),
             ],
             &dir.join(format!("tidemark-bench-api-{}.log", std::process::id())),

@@ -23,12 +23,14 @@ pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// diesel-async's connection manager, with the test query on checkout (`SELECT 1`, one
 /// round trip) skipped for connections in steady use.
 ///
-/// Invariant: a connection is handed out only if it is not broken — no transaction left
-/// open or failed, socket not closed (a server restart or `pg_terminate_backend` closes
-/// it, which the connection's task notices at once) — and, when it was last checked out
-/// [`VERIFY_AFTER_IDLE`] or longer ago, only after the test query succeeded. Under load
-/// every checkout then costs no round trip, while a connection that sat idle (and might
-/// have been cut without the socket noticing) is still tested before use.
+/// Invariant: a connection is handed out only if it is not broken — no diesel-managed
+/// transaction left open or failed, socket not closed (a server restart or
+/// `pg_terminate_backend` closes it; the connection's task sees the close as soon as it
+/// runs) — and, when it was last checked out [`VERIFY_AFTER_IDLE`] or longer ago, only
+/// after the test query succeeded. Under load every checkout then costs no round trip,
+/// while a connection that sat idle (and might have been cut without the socket noticing)
+/// is still tested before use. A connection cut in the instant before its checkout fails
+/// the one call that gets it and is discarded when it comes back broken.
 pub struct PoolManager {
     inner: AsyncDieselConnectionManager<AsyncPgConnection>,
 }

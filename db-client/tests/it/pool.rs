@@ -129,7 +129,8 @@ async fn a_connection_whose_server_process_ended_is_replaced_at_checkout() {
         let before = backend_pid(&mut pool.get().await.expect("conn")).await.expect("pid");
         let mut a = admin.get().await.expect("admin conn");
         diesel_async::RunQueryDsl::execute(
-            diesel::sql_query(format!("SELECT pg_terminate_backend({before})")),
+            // Waits (up to 5 s) until the server process has exited.
+            diesel::sql_query(format!("SELECT pg_terminate_backend({before}, 5000)")),
             &mut *a,
         )
         .await
