@@ -2,6 +2,7 @@
 
 pub mod epochs;
 pub mod events;
+mod events_body;
 pub mod health;
 pub mod meta;
 pub mod status;
