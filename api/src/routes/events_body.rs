@@ -18,36 +18,30 @@ pub(crate) fn write(
     next_cursor: Option<Cursor>,
 ) -> serde_json::Result<()> {
     let mut ints = itoa::Buffer::new();
+    let mut number = |out: &mut Vec<u8>, key: &[u8], n: u64| {
+        out.extend_from_slice(key);
+        out.extend_from_slice(ints.format(n).as_bytes());
+    };
     out.extend_from_slice(b"{\"items\":[");
     for (n, item) in items.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
-        // Field order and names as EventItem's derived Serialize (camelCase).
-        out.extend_from_slice(b"{\"cursor\":\"");
-        out.extend_from_slice(ints.format(item.cursor.0).as_bytes());
-        out.extend_from_slice(b"\",\"chainId\":");
-        out.extend_from_slice(ints.format(item.chain_id).as_bytes());
-        out.extend_from_slice(b",\"blockNumber\":");
-        out.extend_from_slice(ints.format(item.block_number).as_bytes());
-        out.extend_from_slice(b",\"blockHash\":");
-        string(out, &item.block_hash)?;
-        out.extend_from_slice(b",\"blockTimestamp\":");
-        out.extend_from_slice(ints.format(item.block_timestamp).as_bytes());
-        out.extend_from_slice(b",\"transactionHash\":");
-        string(out, &item.transaction_hash)?;
-        out.extend_from_slice(b",\"transactionIndex\":");
-        out.extend_from_slice(ints.format(item.transaction_index).as_bytes());
-        out.extend_from_slice(b",\"logIndex\":");
-        out.extend_from_slice(ints.format(item.log_index).as_bytes());
-        out.extend_from_slice(b",\"address\":");
-        string(out, &item.address)?;
-        out.extend_from_slice(b",\"contract\":");
-        string(out, &item.contract)?;
-        out.extend_from_slice(b",\"event\":");
-        string(out, &item.event)?;
-        out.extend_from_slice(b",\"signature\":");
-        string(out, &item.signature)?;
+        // Field order and names as EventItem's derived Serialize (camelCase); the cursor
+        // is a decimal string.
+        out.extend_from_slice(b"{\"cursor\":");
+        cursor(out, item.cursor);
+        number(out, b",\"chainId\":", item.chain_id);
+        number(out, b",\"blockNumber\":", item.block_number);
+        string(out, b",\"blockHash\":", &item.block_hash)?;
+        number(out, b",\"blockTimestamp\":", item.block_timestamp);
+        string(out, b",\"transactionHash\":", &item.transaction_hash)?;
+        number(out, b",\"transactionIndex\":", item.transaction_index);
+        number(out, b",\"logIndex\":", item.log_index);
+        string(out, b",\"address\":", &item.address)?;
+        string(out, b",\"contract\":", &item.contract)?;
+        string(out, b",\"event\":", &item.event)?;
+        string(out, b",\"signature\":", &item.signature)?;
         out.extend_from_slice(b",\"args\":");
         out.extend_from_slice(item.args.get().as_bytes());
         out.extend_from_slice(if item.finalized {
@@ -58,20 +52,24 @@ pub(crate) fn write(
     }
     out.extend_from_slice(b"],\"nextCursor\":");
     match next_cursor {
-        Some(c) => {
-            out.push(b'"');
-            out.extend_from_slice(ints.format(c.0).as_bytes());
-            out.push(b'"');
-        }
+        Some(c) => cursor(out, c),
         None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
     Ok(())
 }
 
-/// A JSON string: copied between quotes when nothing in it needs escaping (no control
-/// character, `"` or `\`: serde_json's escape set), else escaped by serde_json.
-fn string(out: &mut Vec<u8>, s: &str) -> serde_json::Result<()> {
+/// A cursor as its decimal string.
+fn cursor(out: &mut Vec<u8>, c: Cursor) {
+    out.push(b'"');
+    out.extend_from_slice(itoa::Buffer::new().format(c.0).as_bytes());
+    out.push(b'"');
+}
+
+/// `key` then a JSON string: copied between quotes when nothing in it needs escaping (no
+/// control character, `"` or `\`: serde_json's escape set), else escaped by serde_json.
+fn string(out: &mut Vec<u8>, key: &[u8], s: &str) -> serde_json::Result<()> {
+    out.extend_from_slice(key);
     // A fold rather than `any`: no early exit, so the loop vectorizes.
     let escape = s.bytes().fold(false, |acc, b| acc | (b < 0x20) | (b == b'"') | (b == b'\\'));
     if escape {
