@@ -5,19 +5,18 @@
 //! every call. A read served on every request (an events page) is better prepared once
 //! per connection: diesel keys its statement cache by the SQL text and the bind types,
 //! and PostgreSQL then reuses the plan. Only SQL text that takes a bounded number of
-//! shapes belongs here (never values spliced into the text), or the cache would grow
-//! without bound.
+//! shapes belongs here (no value spliced into the text unless it comes from a fixed
+//! list), or the cache would grow without bound.
 //!
-//! A statement typed with its row's SQL types (`PreparedSql<(BigInt, Text, …)>`) loads
-//! into a `Queryable` row by position; untyped, into a `QueryableByName` row by column
-//! name (a lookup by name for every field of every row).
+//! A statement is typed with its row's SQL types (`PreparedSql<(BigInt, Text, …)>`) and
+//! loads into a `Queryable` row by position, with no lookup by column name per field.
+
+use std::marker::PhantomData;
 
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use std::marker::PhantomData;
-
-use diesel::sql_types::{BigInt, Text, Untyped};
+use diesel::sql_types::{BigInt, Text};
 
 /// One piece of a statement: SQL text or a bound value (rendered as `$n`).
 #[derive(Debug, Clone)]
@@ -28,10 +27,10 @@ enum Part {
 }
 
 /// A statement built from SQL text and bound values, cached as a prepared statement by
-/// the connection that runs it. `ST` is the SQL type of its rows: a tuple of the selected
-/// columns' types (load into a `Queryable`), or `Untyped` (load into a `QueryableByName`).
+/// the connection that runs it. `ST` is the SQL type of its rows: the tuple of the
+/// selected columns' types, in order.
 #[derive(Debug, Clone)]
-pub(crate) struct PreparedSql<ST = Untyped> {
+pub(crate) struct PreparedSql<ST> {
     parts: Vec<Part>,
     row: PhantomData<fn() -> ST>,
 }
