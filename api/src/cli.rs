@@ -37,10 +37,11 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..))]
     pub statement_timeout_ms: u64,
 
-    /// Largest number of open database connections.
-    #[arg(long, env = "TIDEMARK_DB_POOL_SIZE", default_value_t = 16,
+    /// Largest number of open database connections [default: twice this host's cores,
+    /// 4 to 16; see `tidemark_db_client::default_max_size`].
+    #[arg(long, env = "TIDEMARK_DB_POOL_SIZE",
         value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub db_pool_size: u64,
+    pub db_pool_size: Option<u64>,
 }
 
 /// How logs are written (to standard error).
@@ -58,7 +59,9 @@ impl Cli {
         let mut config = DbClientConfig::new(self.database_url.clone(), self.schema.clone());
         config.config_refresh = Duration::from_millis(self.config_refresh_ms);
         config.pool.statement_timeout = Duration::from_millis(self.statement_timeout_ms);
-        config.pool.max_size = usize::try_from(self.db_pool_size).unwrap_or(16);
+        if let Some(size) = self.db_pool_size.and_then(|n| usize::try_from(n).ok()) {
+            config.pool.max_size = size;
+        }
         config.pool.application_name = "tidemark-api".into();
         config
     }

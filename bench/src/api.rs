@@ -38,10 +38,6 @@ const RAW_PAGE: &str = "raw PostgreSQL page (first-page SQL, no API)";
 const PER_BLOCK: u64 = 100;
 const CHUNK: u64 = 500_000;
 
-/// The API's `--db-pool-size` in the bench (its default); the raw page reference opens as
-/// many connections.
-const API_POOL: usize = 16;
-
 /// Latency figures of one endpoint.
 #[derive(Debug, Clone, Copy)]
 struct Load {
@@ -149,12 +145,14 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
                 ("DATABASE_URL", db.url.clone()),
                 ("TIDEMARK_SCHEMA", SCHEMA.into()),
                 ("TIDEMARK_API_LISTEN", format!("127.0.0.1:{port}")),
-                ("TIDEMARK_DB_POOL_SIZE", API_POOL.to_string()),
                 ("RUST_LOG", "warn".into()),
             ],
             &dir.join(format!("tidemark-bench-api-{}.log", std::process::id())),
         )?;
         let base = format!("http://127.0.0.1:{port}");
+        // The API runs with its default pool size; the raw page reference opens as many
+        // connections.
+        let pool_size = tidemark_db_client::default_max_size();
         wait_ok(&client, &format!("{base}/status")).await?;
         let deep = filled.saturating_sub(150);
         let http = |url: String, pid: u32| Target::Http { url, pid };
@@ -163,7 +161,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
             let endpoints: [(&'static str, Target); 6] = [
                 ("bare axum handler", http(bare.clone(), bare_pid)),
                 ("/status", http(format!("{base}/status"), api_pid)),
-                (RAW_PAGE, Target::raw_page(&db.url, concurrency.min(API_POOL)).await?),
+                (RAW_PAGE, Target::raw_page(&db.url, concurrency.min(pool_size)).await?),
                 ("/v1/events first page", http(format!("{base}/v1/events?limit=100"), api_pid)),
                 ("/v1/events deep page", http(format!("{base}/v1/events?after={deep}&limit=100"), api_pid)),
                 (
@@ -194,7 +192,11 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         }
         api.stop();
     }
-    println!("\n## api: {} s per run, median of {runs} (by p99)", args.seconds);
+    println!(
+        "\n## api: {} s per run, median of {runs} (by p99); API pool and raw page: {} connections",
+        args.seconds,
+        tidemark_db_client::default_max_size()
+    );
     for ((concurrency, rows), row) in &results {
         println!("\n### {rows} events, concurrency {concurrency}\n");
         println!("| endpoint | req/s | p50 ms | p99 ms | p99 / bare | server CPU µs/req |");

@@ -38,4 +38,4 @@ pub use diesel_async::AsyncPgConnection;
 pub use epochs::{EpochPage, EpochQuery, EpochSummaries};
 pub use error::{DbError, Result};
 pub use events::{EventPage, EventQuery, Limit};
-pub use pool::{PgPool, PoolConfig, PoolManager, PooledConnection, VERIFY_AFTER_IDLE};
+pub use pool::{PgPool, PoolConfig, PoolManager, PooledConnection, VERIFY_AFTER_IDLE, default_max_size};
