@@ -95,6 +95,14 @@ impl IntoResponse for ApiError {
             Self::Database(DbError::InvalidQuery { field, message }) => {
                 (StatusCode::BAD_REQUEST, "invalid_parameter", message, Some(field.to_owned()), None)
             }
+            Self::Database(DbError::StatementTimeout(limit)) => {
+                tracing::warn!(target: "tidemark_api", limit_ms = limit.as_millis(), "query cancelled by the statement timeout");
+                let message = format!(
+                    "the query did not finish within {} ms; narrow it (fewer blocks, a contract, a smaller limit) or try again later",
+                    limit.as_millis()
+                );
+                (StatusCode::SERVICE_UNAVAILABLE, "query_timeout", message, None, None)
+            }
             Self::Database(e) if e.is_unavailable() => {
                 tracing::warn!(target: "tidemark_api", error = %e, "database unavailable");
                 let message = "the database is unavailable; try again later".to_owned();

@@ -16,7 +16,12 @@ pub enum DbError {
     /// Connecting or checking out a connection took longer than the configured timeout.
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
-    /// A query failed (including `statement_timeout` cancellations).
+    /// The server cancelled a read that ran past the pool's `statement_timeout`
+    /// ([`DbClient::events`](crate::DbClient::events) and
+    /// [`DbClient::epochs`](crate::DbClient::epochs) tell it apart from other failures).
+    #[error("query cancelled: it ran past the statement timeout of {0:?}")]
+    StatementTimeout(Duration),
+    /// A query failed.
     #[error("query failed: {0}")]
     Query(#[from] diesel::result::Error),
     /// A statement on a plain `tokio-postgres` connection failed (the indexer's writer,
@@ -75,6 +80,27 @@ impl DbError {
     }
 }
 
+impl DbError {
+    /// This error, or [`DbError::StatementTimeout`] when it is a server error that came
+    /// `elapsed` after the statement was sent, at or past a non-zero `statement_timeout`.
+    ///
+    /// diesel-async does not pass PostgreSQL's SQLSTATE on (a cancellation, 57014, arrives
+    /// as an `Unknown` database error with a message in the server's language), so the
+    /// time tells it apart: the server cannot cancel a statement for its timeout before
+    /// the timeout has passed on the client's clock too, which started earlier.
+    pub(crate) fn timed(self, elapsed: Duration, statement_timeout: Duration) -> Self {
+        match self {
+            Self::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::Unknown,
+                _,
+            )) if !statement_timeout.is_zero() && elapsed >= statement_timeout => {
+                Self::StatementTimeout(statement_timeout)
+            }
+            other => other,
+        }
+    }
+}
+
 impl From<diesel::ConnectionError> for DbError {
     fn from(e: diesel::ConnectionError) -> Self {
         Self::Unavailable(e.to_string())
@@ -87,5 +113,35 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match std::error::Error::source(e) {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::DbError;
+
+    fn server_error(kind: DatabaseErrorKind) -> DbError {
+        DbError::Query(Error::DatabaseError(kind, Box::new("canceling statement".to_owned())))
+    }
+
+    #[test]
+    fn only_a_server_error_at_or_past_the_timeout_is_a_statement_timeout() {
+        let limit = Duration::from_millis(300);
+        let timed = |e: DbError, elapsed_ms| e.timed(Duration::from_millis(elapsed_ms), limit);
+        assert!(
+            matches!(timed(server_error(DatabaseErrorKind::Unknown), 300), DbError::StatementTimeout(l) if l == limit)
+        );
+        assert!(matches!(timed(server_error(DatabaseErrorKind::Unknown), 299), DbError::Query(_)));
+        // A closed connection or a constraint error is what it is, however long it took.
+        assert!(matches!(timed(server_error(DatabaseErrorKind::ClosedConnection), 900), DbError::Query(_)));
+        assert!(matches!(timed(server_error(DatabaseErrorKind::UniqueViolation), 900), DbError::Query(_)));
+        assert!(matches!(timed(DbError::Timeout(limit), 900), DbError::Timeout(_)));
+        // No statement timeout set: nothing is cancelled for time.
+        let e = server_error(DatabaseErrorKind::Unknown).timed(Duration::from_secs(60), Duration::ZERO);
+        assert!(matches!(e, DbError::Query(_)));
     }
 }

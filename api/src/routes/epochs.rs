@@ -95,7 +95,7 @@ pub struct EpochsBody {
 #[utoipa::path(get, path = "/v1/epochs", tag = "epochs", params(EpochsParams), responses(
     (status = 200, description = "A page of epochs", body = EpochsBody),
     (status = 400, description = "Bad parameter", body = crate::error::ErrorBody),
-    (status = 503, description = "Database unavailable", body = crate::error::ErrorBody)))]
+    (status = 503, description = "Database unavailable, or the query ran past the statement timeout", body = crate::error::ErrorBody)))]
 pub async fn epochs(
     State(db): State<DbClient>,
     Query(params): Query<EpochsParams>,

@@ -159,7 +159,7 @@ pub struct EventsBody {
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsParams), responses(
     (status = 200, description = "A page of events", body = EventsBody),
     (status = 400, description = "Bad parameter", body = crate::error::ErrorBody),
-    (status = 503, description = "Database unavailable", body = crate::error::ErrorBody)))]
+    (status = 503, description = "Database unavailable, or the query ran past the statement timeout", body = crate::error::ErrorBody)))]
 pub async fn events(
     State(db): State<DbClient>,
     Query(params): Query<EventsParams>,

@@ -265,3 +265,47 @@ async fn items_are_exactly_the_event_item_of_each_stored_event() {
     let page = db.events(&EventQuery::default()).await.expect("page");
     assert_eq!(serde_json::to_value(&page.items).expect("serializes"), r.body["items"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_cancelled_by_the_statement_timeout_is_a_503_that_says_so() {
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    for e in varied_events(5) {
+        insert_event(&mut conn, &schema(), &e).await.expect("insert");
+    }
+    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
+    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 17, 17), (10, 3, 3)]))
+        .await
+        .expect("status");
+    drop(conn);
+    let mut config = fast_config(&test_db.url);
+    config.pool.statement_timeout = std::time::Duration::from_millis(300);
+    let api = TestApi::start(config).await;
+    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    assert_eq!(api.get("/v1/events").await.status, 200);
+
+    // Another session holds the tables: the API's reads wait until the server cancels them.
+    let (locker, connection) =
+        tokio_postgres::connect(&test_db.url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    locker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {SCHEMA}.events, {SCHEMA}.epochs IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await
+        .expect("lock");
+    for path in ["/v1/events", "/v1/epochs"] {
+        let r = api.get(path).await;
+        assert_eq!(r.status, 503, "{path}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "query_timeout", "{path}: {}", r.body);
+        assert!(r.body["error"]["message"].as_str().is_some_and(|m| m.contains("300 ms")), "{}", r.body);
+        assert_eq!(r.header("cache-control"), "no-store");
+    }
+    // The database itself was reachable all along: the instance stays healthy.
+    assert_eq!(api.get("/health").await.status, 200);
+
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    assert_eq!(api.get("/v1/events").await.status, 200);
+    assert_eq!(api.get("/v1/epochs").await.status, 200);
+}

@@ -6,7 +6,7 @@ mod health;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tidemark_shared_types::{IndexingStatus, PublicConfig, RealtimeProjection, SchemaName};
@@ -252,8 +252,10 @@ impl DbClient {
         let finality = Finality::new(config.as_deref(), status.as_deref());
         let shared = &self.inner.shared;
         let mut conn = shared.connection().await?;
-        let page =
-            query_events_counted(&mut conn, &shared.schema, query, &finality, Some(&shared.queries)).await;
+        let started = Instant::now();
+        let page = query_events_counted(&mut conn, &shared.schema, query, &finality, Some(&shared.queries))
+            .await
+            .map_err(|e| e.timed(started.elapsed(), shared.settings.pool.statement_timeout));
         match &page {
             Ok(_) => shared.answered(),
             Err(e) => shared.observe(e),
@@ -273,7 +275,10 @@ impl DbClient {
         query.validate()?;
         let shared = &self.inner.shared;
         let mut conn = shared.connection().await?;
-        let page = query_epochs_counted(&mut conn, &shared.schema, query, Some(&shared.queries)).await;
+        let started = Instant::now();
+        let page = query_epochs_counted(&mut conn, &shared.schema, query, Some(&shared.queries))
+            .await
+            .map_err(|e| e.timed(started.elapsed(), shared.settings.pool.statement_timeout));
         match &page {
             Ok(_) => shared.answered(),
             Err(e) => shared.observe(e),
