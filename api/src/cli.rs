@@ -37,11 +37,12 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..))]
     pub statement_timeout_ms: u64,
 
-    /// Largest number of open database connections [default: twice this host's cores,
-    /// 4 to 16; see `tidemark_db_client::default_max_size`].
+    /// Largest number of open database connections for requests (the default is twice
+    /// this host's cores, 4 to 16; the caches' refreshes use one more).
     #[arg(long, env = "TIDEMARK_DB_POOL_SIZE",
+        default_value_t = u64::try_from(tidemark_db_client::default_max_size()).unwrap_or(16),
         value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub db_pool_size: Option<u64>,
+    pub db_pool_size: u64,
 }
 
 /// How logs are written (to standard error).
@@ -59,9 +60,7 @@ impl Cli {
         let mut config = DbClientConfig::new(self.database_url.clone(), self.schema.clone());
         config.config_refresh = Duration::from_millis(self.config_refresh_ms);
         config.pool.statement_timeout = Duration::from_millis(self.statement_timeout_ms);
-        if let Some(size) = self.db_pool_size.and_then(|n| usize::try_from(n).ok()) {
-            config.pool.max_size = size;
-        }
+        config.pool.max_size = usize::try_from(self.db_pool_size).unwrap_or(config.pool.max_size);
         config.pool.application_name = "tidemark-api".into();
         config
     }

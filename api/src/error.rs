@@ -33,8 +33,8 @@ pub enum ApiError {
         /// Why, as health reason codes.
         reasons: Vec<Reason>,
     },
-    /// A database call failed (503 when unreachable, 400 naming the field for a query out
-    /// of range, 500 otherwise).
+    /// A database call failed (503 when unreachable or when the statement timeout
+    /// cancelled the query, 400 naming the field for a query out of range, 500 otherwise).
     #[error(transparent)]
     Database(#[from] DbError),
     /// A failure of the API itself (500); the cause is logged, not sent.
@@ -60,7 +60,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`,
-    /// `unavailable`, `database_unavailable`, `internal_error`.
+    /// `unavailable`, `database_unavailable`, `query_timeout`, `internal_error`.
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
@@ -95,10 +95,11 @@ impl IntoResponse for ApiError {
             Self::Database(DbError::InvalidQuery { field, message }) => {
                 (StatusCode::BAD_REQUEST, "invalid_parameter", message, Some(field.to_owned()), None)
             }
-            Self::Database(DbError::StatementTimeout(limit)) => {
-                tracing::warn!(target: "tidemark_api", limit_ms = limit.as_millis(), "query cancelled by the statement timeout");
+            Self::Database(DbError::StatementTimeout { limit, source }) => {
+                tracing::warn!(target: "tidemark_api", limit_ms = limit.as_millis(), error = %source,
+                    "query cancelled by the statement timeout");
                 let message = format!(
-                    "the query did not finish within {} ms; narrow it (fewer blocks, a contract, a smaller limit) or try again later",
+                    "the query did not finish within {} ms; narrow its filters or try again later",
                     limit.as_millis()
                 );
                 (StatusCode::SERVICE_UNAVAILABLE, "query_timeout", message, None, None)

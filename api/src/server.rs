@@ -136,7 +136,8 @@ pub async fn serve(cli: Cli) -> Exit {
         }
     };
     let addr = listener.local_addr().map_or_else(|_| cli.listen.to_string(), |a| a.to_string());
-    tracing::info!(target: TARGET, addr = %addr, schema = %db.schema(), "listening");
+    tracing::info!(target: TARGET, addr = %addr, schema = %db.schema(),
+        db_pool_size = db.settings().pool.max_size, "listening");
 
     let shutdown = CancellationToken::new();
     let mut server = tokio::spawn(run(listener, AppState::new(db.clone()), shutdown.clone()));

@@ -107,6 +107,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     instance::ensure_instance_schema(&mut *pool.get().await?, &schema).await?;
     metadata::write_public_config(&mut *pool.get().await?, &public_config()).await?;
 
+    let pool_size = api_pool_size()?;
     let api_bin = procs::release_binary("tidemark-api")?;
     let (bare_proc, bare) = spawn_bare()?;
     let client = reqwest::Client::builder()
@@ -145,14 +146,12 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
                 ("DATABASE_URL", db.url.clone()),
                 ("TIDEMARK_SCHEMA", SCHEMA.into()),
                 ("TIDEMARK_API_LISTEN", format!("127.0.0.1:{port}")),
+                ("TIDEMARK_DB_POOL_SIZE", pool_size.to_string()),
                 ("RUST_LOG", "warn".into()),
             ],
             &dir.join(format!("tidemark-bench-api-{}.log", std::process::id())),
         )?;
         let base = format!("http://127.0.0.1:{port}");
-        // The API runs with its default pool size; the raw page reference opens as many
-        // connections.
-        let pool_size = tidemark_db_client::default_max_size();
         wait_ok(&client, &format!("{base}/status")).await?;
         let deep = filled.saturating_sub(150);
         let http = |url: String, pid: u32| Target::Http { url, pid };
@@ -193,9 +192,8 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         api.stop();
     }
     println!(
-        "\n## api: {} s per run, median of {runs} (by p99); API pool and raw page: {} connections",
-        args.seconds,
-        tidemark_db_client::default_max_size()
+        "\n## api: {} s per run, median of {runs} (by p99); API pool and raw page: {pool_size} connections",
+        args.seconds
     );
     for ((concurrency, rows), row) in &results {
         println!("\n### {rows} events, concurrency {concurrency}\n");
@@ -279,6 +277,16 @@ async fn fill(pool: &PgPool, from: u64, to: u64) -> anyhow::Result<()> {
     .context("filling the events table")?;
     exec(&mut conn, format!("SELECT setval('{SCHEMA}.cursor_seq', {to})")).await?;
     Ok(())
+}
+
+/// The API's pool size in the bench: `TIDEMARK_DB_POOL_SIZE` when set (as the API would
+/// read it), else the API's default. Passed to the API explicitly, and the raw page
+/// reference opens as many connections.
+fn api_pool_size() -> anyhow::Result<usize> {
+    match std::env::var("TIDEMARK_DB_POOL_SIZE") {
+        Ok(v) => v.parse().with_context(|| format!("TIDEMARK_DB_POOL_SIZE={v} is not a number")),
+        Err(_) => Ok(tidemark_db_client::default_max_size()),
+    }
 }
 
 async fn exec(conn: &mut tidemark_db_client::AsyncPgConnection, sql: String) -> anyhow::Result<()> {

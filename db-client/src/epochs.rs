@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use diesel::QueryableByName;
 use diesel::pg::Pg;
@@ -230,15 +231,18 @@ pub async fn query_epochs(
     schema: &SchemaName,
     query: &EpochQuery,
 ) -> Result<EpochPage> {
-    query_epochs_counted(conn, schema, query, None).await
+    query_epochs_counted(conn, schema, query, None, Duration::ZERO).await
 }
 
-/// [`query_epochs`], adding the number of SQL statements run to `queries`.
+/// [`query_epochs`], adding the number of SQL statements run to `queries`; a failure at
+/// or past `statement_timeout` (the connection's, zero when unknown) is
+/// [`DbError::StatementTimeout`](crate::DbError::StatementTimeout).
 pub(crate) async fn query_epochs_counted(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
     query: &EpochQuery,
     queries: Option<&AtomicU64>,
+    statement_timeout: Duration,
 ) -> Result<EpochPage> {
     query.validate()?;
     // A chain id beyond the bigint range matches nothing.
@@ -282,13 +286,15 @@ pub(crate) async fn query_epochs_counted(
     q = q.bind::<BigInt, _>(i64::try_from(query.offset()).unwrap_or(i64::MAX));
 
     count(queries, 1);
+    let sent = Instant::now();
     let rows: Vec<PageRow> = match q.load(conn).await {
         Ok(rows) => rows,
         Err(e @ diesel::result::Error::DatabaseError(..)) => {
+            let e = DbError::from(e).timed(sent.elapsed(), statement_timeout);
             // A missing schema or table is "uninitialized": an empty page.
             count(queries, 1);
             if epochs_table_exists(conn, schema).await? {
-                return Err(e.into());
+                return Err(e);
             }
             return Ok(EpochPage::new(query, Vec::new(), 0));
         }

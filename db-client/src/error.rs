@@ -19,8 +19,13 @@ pub enum DbError {
     /// The server cancelled a read that ran past the pool's `statement_timeout`
     /// ([`DbClient::events`](crate::DbClient::events) and
     /// [`DbClient::epochs`](crate::DbClient::epochs) tell it apart from other failures).
-    #[error("query cancelled: it ran past the statement timeout of {0:?}")]
-    StatementTimeout(Duration),
+    #[error("query cancelled: it ran past the statement timeout of {limit:?} ({source})")]
+    StatementTimeout {
+        /// The connection's `statement_timeout`.
+        limit: Duration,
+        /// The server's error, as diesel reports it.
+        source: diesel::result::Error,
+    },
     /// A query failed.
     #[error("query failed: {0}")]
     Query(#[from] diesel::result::Error),
@@ -82,20 +87,20 @@ impl DbError {
 
 impl DbError {
     /// This error, or [`DbError::StatementTimeout`] when it is a server error that came
-    /// `elapsed` after the statement was sent, at or past a non-zero `statement_timeout`.
+    /// `elapsed` after the statement was sent, at or past `statement_timeout` (in whole
+    /// milliseconds, as the pool sets it; under 1 ms is no timeout, as for the server).
     ///
     /// diesel-async does not pass PostgreSQL's SQLSTATE on (a cancellation, 57014, arrives
     /// as an `Unknown` database error with a message in the server's language), so the
     /// time tells it apart: the server cannot cancel a statement for its timeout before
-    /// the timeout has passed on the client's clock too, which started earlier.
+    /// the timeout has passed on the client's clock too, which started earlier. Callers
+    /// time the statement alone, not the checkout or any follow-up query.
     pub(crate) fn timed(self, elapsed: Duration, statement_timeout: Duration) -> Self {
+        let limit = Duration::from_millis(u64::try_from(statement_timeout.as_millis()).unwrap_or(u64::MAX));
         match self {
-            Self::Query(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::Unknown,
-                _,
-            )) if !statement_timeout.is_zero() && elapsed >= statement_timeout => {
-                Self::StatementTimeout(statement_timeout)
-            }
+            Self::Query(
+                source @ diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, _),
+            ) if !limit.is_zero() && elapsed >= limit => Self::StatementTimeout { limit, source },
             other => other,
         }
     }
@@ -133,15 +138,18 @@ mod tests {
         let limit = Duration::from_millis(300);
         let timed = |e: DbError, elapsed_ms| e.timed(Duration::from_millis(elapsed_ms), limit);
         assert!(
-            matches!(timed(server_error(DatabaseErrorKind::Unknown), 300), DbError::StatementTimeout(l) if l == limit)
+            matches!(timed(server_error(DatabaseErrorKind::Unknown), 300), DbError::StatementTimeout { limit: l, .. } if l == limit)
         );
         assert!(matches!(timed(server_error(DatabaseErrorKind::Unknown), 299), DbError::Query(_)));
         // A closed connection or a constraint error is what it is, however long it took.
         assert!(matches!(timed(server_error(DatabaseErrorKind::ClosedConnection), 900), DbError::Query(_)));
         assert!(matches!(timed(server_error(DatabaseErrorKind::UniqueViolation), 900), DbError::Query(_)));
         assert!(matches!(timed(DbError::Timeout(limit), 900), DbError::Timeout(_)));
-        // No statement timeout set: nothing is cancelled for time.
-        let e = server_error(DatabaseErrorKind::Unknown).timed(Duration::from_secs(60), Duration::ZERO);
-        assert!(matches!(e, DbError::Query(_)));
+        // No statement timeout set (under 1 ms is none, as the pool sends whole
+        // milliseconds): nothing is cancelled for time.
+        for none in [Duration::ZERO, Duration::from_micros(900)] {
+            let e = server_error(DatabaseErrorKind::Unknown).timed(Duration::from_secs(60), none);
+            assert!(matches!(e, DbError::Query(_)));
+        }
     }
 }

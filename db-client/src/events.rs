@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use diesel::sql_types::{BigInt, Bool, Integer, Text};
 use diesel::{Queryable, QueryableByName};
@@ -266,7 +267,7 @@ pub async fn query_events_raw(
     query: &EventQuery,
     finality: &Finality,
 ) -> Result<EventPage<Box<RawValue>>> {
-    query_events_counted(conn, schema, query, finality, None).await
+    query_events_counted(conn, schema, query, finality, None, Duration::ZERO).await
 }
 
 /// Parses the arguments of a raw page.
@@ -300,13 +301,16 @@ pub(crate) fn parse_args(page: EventPage<Box<RawValue>>) -> Result<EventPage> {
     Ok(EventPage { items, next_cursor: page.next_cursor })
 }
 
-/// [`query_events_raw`], adding the number of SQL statements run to `queries`.
+/// [`query_events_raw`], adding the number of SQL statements run to `queries`; a failure
+/// at or past `statement_timeout` (the connection's, zero when unknown) is
+/// [`DbError::StatementTimeout`].
 pub(crate) async fn query_events_counted(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
     query: &EventQuery,
     finality: &Finality,
     queries: Option<&AtomicU64>,
+    statement_timeout: Duration,
 ) -> Result<EventPage<Box<RawValue>>> {
     let count = |n| {
         if let Some(q) = queries {
@@ -376,9 +380,11 @@ pub(crate) async fn query_events_counted(
     }
 
     count(1);
+    let sent = Instant::now();
     let rows: Vec<Row> = match q.load(conn).await {
         Ok(rows) => rows,
         Err(e @ diesel::result::Error::DatabaseError(..)) => {
+            let e = DbError::from(e).timed(sent.elapsed(), statement_timeout);
             // A missing schema or table is "uninitialized": an empty page.
             count(1);
             let table = format!("{}.events", schema.quoted());
@@ -387,7 +393,7 @@ pub(crate) async fn query_events_counted(
                 .get_result(conn)
                 .await?;
             if found.exists {
-                return Err(e.into());
+                return Err(e);
             }
             return Ok(EventPage::empty());
         }

@@ -309,3 +309,67 @@ async fn a_query_cancelled_by_the_statement_timeout_is_a_503_that_says_so() {
     assert_eq!(api.get("/v1/events").await.status, 200);
     assert_eq!(api.get("/v1/epochs").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_stays_current_while_slow_queries_hold_every_pooled_connection() {
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    for e in varied_events(5) {
+        insert_event(&mut conn, &schema(), &e).await.expect("insert");
+    }
+    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
+    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 17, 17), (10, 3, 3)]))
+        .await
+        .expect("status");
+    let mut config = fast_config(&test_db.url);
+    config.pool.max_size = 2;
+    config.pool.statement_timeout = std::time::Duration::from_secs(6);
+    let api = TestApi::start(config).await;
+    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+
+    // Two requests wait on a locked table, holding both of the pool's connections.
+    let (locker, connection) =
+        tokio_postgres::connect(&test_db.url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    locker
+        .batch_execute(&format!("BEGIN; LOCK TABLE {SCHEMA}.events IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .expect("lock");
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            // A client each: two connections to the API, whatever its pooling does.
+            let url = format!("{}/v1/events", api.base);
+            tokio::spawn(
+                async move { reqwest::Client::new().get(url).send().await.map(|r| r.status().as_u16()) },
+            )
+        })
+        .collect();
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
+    // Watched from outside the locking transaction, whose view of pg_stat_activity is
+    // the snapshot of its first read.
+    let (observer, connection) =
+        tokio_postgres::connect(&test_db.url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    eventually("both requests waiting on the lock", 5, || async {
+        observer.query_one(waiting, &[]).await.is_ok_and(|r| r.get::<_, i64>(0) == 2)
+    })
+    .await;
+
+    // The indexer writes a new snapshot: the status cache still re-reads it at once.
+    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 40, 40), (10, 3, 3)]))
+        .await
+        .expect("status");
+    let indexed = || async {
+        let status = api.db.indexing_status().await.expect("status");
+        status.omnichain_snapshot.chains.get(&1).and_then(|c| c.latest_indexed_block()).map(|b| b.number)
+    };
+    eventually("the new status served", 3, || async { indexed().await == Some(40) }).await;
+    assert_eq!(api.get("/status").await.status, 200);
+    assert!(slow.iter().all(|t| !t.is_finished()), "the slow requests were still waiting");
+
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    for t in slow {
+        assert_eq!(t.await.expect("task").expect("response"), 200);
+    }
+}

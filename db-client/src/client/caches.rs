@@ -41,9 +41,17 @@ impl std::fmt::Display for IncompatibleConfigTransition {
 }
 
 /// State shared by the client and its background tasks.
+///
+/// Invariant: the caches' re-reads never wait for a connection held by a request. They
+/// run over `refresh_pool`, a pool of one connection of their own, so that slow event or
+/// epoch queries filling `pool` (up to its `statement_timeout` each) cannot age the
+/// cached status and config.
 pub(crate) struct Shared {
     pub(crate) schema: SchemaName,
+    /// Connections for requests (events, epochs) and for applications' own queries.
     pub(crate) pool: PgPool,
+    /// The caches' one connection.
+    refresh_pool: PgPool,
     pub(crate) settings: DbClientConfig,
     /// SQL statements sent to the database so far.
     pub(crate) queries: AtomicU64,
@@ -53,10 +61,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(schema: SchemaName, pool: PgPool, settings: DbClientConfig) -> Self {
+    pub(crate) fn new(
+        schema: SchemaName,
+        pool: PgPool,
+        refresh_pool: PgPool,
+        settings: DbClientConfig,
+    ) -> Self {
         Self {
             schema,
             pool,
+            refresh_pool,
             settings,
             queries: AtomicU64::new(0),
             last_answer: Mutex::new(None),
@@ -64,8 +78,17 @@ impl Shared {
         }
     }
 
+    /// A connection for a request.
     pub(crate) async fn connection(&self) -> Result<PooledConnection> {
-        let conn = self.pool.get().await;
+        self.observed(self.pool.get().await)
+    }
+
+    /// The caches' own connection (see [`Shared`]'s invariant).
+    pub(crate) async fn refresh_connection(&self) -> Result<PooledConnection> {
+        self.observed(self.refresh_pool.get().await)
+    }
+
+    fn observed(&self, conn: Result<PooledConnection>) -> Result<PooledConnection> {
         if let Err(e) = &conn {
             self.observe(e);
         }
@@ -126,7 +149,7 @@ pub(crate) type EpochCache = Swr<EpochSummaries, DbError>;
 /// Re-reads the public config and raises an [`IncompatibleConfigTransition`] when it is
 /// incompatible with the last one seen (`previous`).
 pub(crate) async fn fetch_config(shared: &Shared, previous: Option<Arc<ConfigState>>) -> Result<ConfigState> {
-    let mut conn = shared.connection().await?;
+    let mut conn = shared.refresh_connection().await?;
     shared.count(2);
     let read = metadata::read_public_config(&mut conn, &shared.schema).await;
     match &read {
@@ -179,7 +202,7 @@ pub(crate) async fn fetch_status(
     config: &ConfigCache,
     previous: Option<Arc<StatusState>>,
 ) -> Result<StatusState> {
-    let mut conn = shared.connection().await?;
+    let mut conn = shared.refresh_connection().await?;
     shared.count(2);
     let read = metadata::read_indexing_status(&mut conn, &shared.schema).await;
     match &read {
@@ -211,7 +234,7 @@ pub(crate) async fn fetch_status(
 /// Re-reads the per-chain epoch summary (no chains while the instance has no epochs
 /// table yet).
 pub(crate) async fn fetch_epoch_summaries(shared: &Shared) -> Result<EpochSummaries> {
-    let mut conn = shared.connection().await?;
+    let mut conn = shared.refresh_connection().await?;
     let read = query_epoch_summaries_counted(&mut conn, &shared.schema, Some(&shared.queries)).await;
     match &read {
         Ok(_) => shared.answered(),

@@ -6,7 +6,7 @@ mod health;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tidemark_shared_types::{IndexingStatus, PublicConfig, RealtimeProjection, SchemaName};
@@ -23,7 +23,7 @@ pub use self::health::{Health, Reason};
 use crate::epochs::{EpochPage, EpochQuery, EpochSummaries, query_epochs_counted};
 use crate::error::{DbError, Result};
 use crate::events::{EventPage, EventQuery, Finality, parse_args, query_events_counted};
-use crate::pool::PgPool;
+use crate::pool::{PgPool, PoolConfig};
 use crate::swr::{Lookup, Swr, SwrOptions};
 
 /// A reader of one Tidemark instance: the public config and the status snapshot,
@@ -84,7 +84,8 @@ impl DbClient {
         tokio::runtime::Handle::try_current()
             .map_err(|_| DbError::Config("DbClient::new must be called inside a Tokio runtime".into()))?;
         let pool = PgPool::new(config.pool.clone())?;
-        let shared = Arc::new(Shared::new(schema, pool, config.clone()));
+        let refresh_pool = PgPool::new(PoolConfig { max_size: 1, ..config.pool.clone() })?;
+        let shared = Arc::new(Shared::new(schema, pool, refresh_pool, config.clone()));
         let cancel = CancellationToken::new();
 
         let config_cache: ConfigCache = {
@@ -252,10 +253,10 @@ impl DbClient {
         let finality = Finality::new(config.as_deref(), status.as_deref());
         let shared = &self.inner.shared;
         let mut conn = shared.connection().await?;
-        let started = Instant::now();
-        let page = query_events_counted(&mut conn, &shared.schema, query, &finality, Some(&shared.queries))
-            .await
-            .map_err(|e| e.timed(started.elapsed(), shared.settings.pool.statement_timeout));
+        let timeout = shared.settings.pool.statement_timeout;
+        let page =
+            query_events_counted(&mut conn, &shared.schema, query, &finality, Some(&shared.queries), timeout)
+                .await;
         match &page {
             Ok(_) => shared.answered(),
             Err(e) => shared.observe(e),
@@ -275,10 +276,9 @@ impl DbClient {
         query.validate()?;
         let shared = &self.inner.shared;
         let mut conn = shared.connection().await?;
-        let started = Instant::now();
-        let page = query_epochs_counted(&mut conn, &shared.schema, query, Some(&shared.queries))
-            .await
-            .map_err(|e| e.timed(started.elapsed(), shared.settings.pool.statement_timeout));
+        let timeout = shared.settings.pool.statement_timeout;
+        let page =
+            query_epochs_counted(&mut conn, &shared.schema, query, Some(&shared.queries), timeout).await;
         match &page {
             Ok(_) => shared.answered(),
             Err(e) => shared.observe(e),
