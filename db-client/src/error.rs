@@ -83,9 +83,7 @@ impl DbError {
             _ => false,
         }
     }
-}
 
-impl DbError {
     /// This error, or [`DbError::StatementTimeout`] when it is a server error that came
     /// `elapsed` after the statement was sent, at or past `statement_timeout` (in whole
     /// milliseconds, as the pool sets it; under 1 ms is no timeout, as for the server).

@@ -3,13 +3,13 @@
 use std::collections::HashSet;
 
 use serde_json::Value;
-use tidemark_db_client::EventQuery;
 use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
     TestEvent, block, following_status, insert_event, insert_synthetic_events, migrated_instance,
     public_config, varied_events, word,
 };
+use tidemark_db_client::{DbClientConfig, EventQuery, PgPool, PoolConfig};
 use tidemark_shared_types::{Cursor, EventItem};
 
 use crate::support::{SCHEMA, TestApi, eventually, fast_config, schema};
@@ -189,6 +189,14 @@ async fn bad_parameters_are_400s_naming_the_field() {
 /// block 17 (final up to block 5, depth 12) and chain 10 block 3 (nothing final); the API
 /// serving them, healthy; the events' cursors.
 async fn serve_with_finality(events: &[TestEvent]) -> (TestDb, TestApi, Vec<Cursor>) {
+    serve_with_finality_using(events, |_| {}).await
+}
+
+/// [`serve_with_finality`] with the API's client settings changed by `tweak`.
+async fn serve_with_finality_using(
+    events: &[TestEvent],
+    tweak: impl FnOnce(&mut DbClientConfig),
+) -> (TestDb, TestApi, Vec<Cursor>) {
     let test_db = TestDb::new().await;
     let pool = migrated_instance(&test_db.url, &schema()).await;
     let mut conn = pool.get().await.expect("conn");
@@ -200,9 +208,23 @@ async fn serve_with_finality(events: &[TestEvent]) -> (TestDb, TestApi, Vec<Curs
     write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 17, 17), (10, 3, 3)]))
         .await
         .expect("status");
-    let api = TestApi::start(fast_config(&test_db.url)).await;
+    let mut config = fast_config(&test_db.url);
+    tweak(&mut config);
+    let api = TestApi::start(config).await;
     eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
     (test_db, api, stored)
+}
+
+/// A session of its own that holds `tables` in ACCESS EXCLUSIVE mode until it runs
+/// `COMMIT`: every read of them waits meanwhile.
+async fn lock_tables(url: &str, tables: &str) -> tokio_postgres::Client {
+    let (locker, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    locker
+        .batch_execute(&format!("BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"))
+        .await
+        .expect("lock");
+    locker
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,33 +290,14 @@ async fn items_are_exactly_the_event_item_of_each_stored_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_cancelled_by_the_statement_timeout_is_a_503_that_says_so() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    for e in varied_events(5) {
-        insert_event(&mut conn, &schema(), &e).await.expect("insert");
-    }
-    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 17, 17), (10, 3, 3)]))
-        .await
-        .expect("status");
-    drop(conn);
-    let mut config = fast_config(&test_db.url);
-    config.pool.statement_timeout = std::time::Duration::from_millis(300);
-    let api = TestApi::start(config).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    let (test_db, api, _) = serve_with_finality_using(&varied_events(5), |c| {
+        c.pool.statement_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
     assert_eq!(api.get("/v1/events").await.status, 200);
 
     // Another session holds the tables: the API's reads wait until the server cancels them.
-    let (locker, connection) =
-        tokio_postgres::connect(&test_db.url, tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
-    locker
-        .batch_execute(&format!(
-            "BEGIN; LOCK TABLE {SCHEMA}.events, {SCHEMA}.epochs IN ACCESS EXCLUSIVE MODE"
-        ))
-        .await
-        .expect("lock");
+    let locker = lock_tables(&test_db.url, &format!("{SCHEMA}.events, {SCHEMA}.epochs")).await;
     for path in ["/v1/events", "/v1/epochs"] {
         let r = api.get(path).await;
         assert_eq!(r.status, 503, "{path}: {}", r.body);
@@ -312,30 +315,14 @@ async fn a_query_cancelled_by_the_statement_timeout_is_a_503_that_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_stays_current_while_slow_queries_hold_every_pooled_connection() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    for e in varied_events(5) {
-        insert_event(&mut conn, &schema(), &e).await.expect("insert");
-    }
-    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 17, 17), (10, 3, 3)]))
-        .await
-        .expect("status");
-    let mut config = fast_config(&test_db.url);
-    config.pool.max_size = 2;
-    config.pool.statement_timeout = std::time::Duration::from_secs(6);
-    let api = TestApi::start(config).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    let (test_db, api, _) = serve_with_finality_using(&varied_events(5), |c| {
+        c.pool.max_size = 2;
+        c.pool.statement_timeout = std::time::Duration::from_secs(6);
+    })
+    .await;
 
     // Two requests wait on a locked table, holding both of the pool's connections.
-    let (locker, connection) =
-        tokio_postgres::connect(&test_db.url, tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
-    locker
-        .batch_execute(&format!("BEGIN; LOCK TABLE {SCHEMA}.events IN ACCESS EXCLUSIVE MODE"))
-        .await
-        .expect("lock");
+    let locker = lock_tables(&test_db.url, &format!("{SCHEMA}.events")).await;
     let slow: Vec<_> = (0..2)
         .map(|_| {
             // A client each: two connections to the API, whatever its pooling does.
@@ -357,6 +344,8 @@ async fn the_status_stays_current_while_slow_queries_hold_every_pooled_connectio
     .await;
 
     // The indexer writes a new snapshot: the status cache still re-reads it at once.
+    let pool = PgPool::new(PoolConfig::new(test_db.url.clone())).expect("pool");
+    let mut conn = pool.get().await.expect("conn");
     write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 40, 40), (10, 3, 3)]))
         .await
         .expect("status");
