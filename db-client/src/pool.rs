@@ -67,7 +67,7 @@ impl managed::Manager for PoolManager {
 /// pages per second: it moves the queue from the pool (first come, first served) into the
 /// operating system's scheduler of PostgreSQL's backends, which lengthens the slowest
 /// requests. With PostgreSQL on the same two-core machine and 32 concurrent first-page
-/// requests, 4 connections instead of 16 cut the API's p99 by 1–2 ms (about a tenth) for
+/// requests, 4 connections instead of 16 cut the API's p99 by 1–2 ms (a tenth to a fifth) for
 /// up to 8 % fewer pages per second (`bench/RESULTS.md`). Where the database runs on a
 /// larger host, set the size to about twice its cores.
 pub fn default_max_size() -> usize {

@@ -215,11 +215,17 @@ async fn serve_with_finality_using(
     (test_db, api, stored)
 }
 
-/// A session of its own that holds `tables` in ACCESS EXCLUSIVE mode until it runs
-/// `COMMIT`: every read of them waits meanwhile.
-async fn lock_tables(url: &str, tables: &str) -> tokio_postgres::Client {
-    let (locker, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+/// A database session of the test's own.
+async fn session(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
+    client
+}
+
+/// A session that holds `tables` in ACCESS EXCLUSIVE mode until it runs `COMMIT`: every
+/// read of them waits meanwhile.
+async fn lock_tables(url: &str, tables: &str) -> tokio_postgres::Client {
+    let locker = session(url).await;
     locker
         .batch_execute(&format!("BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"))
         .await
@@ -335,9 +341,7 @@ async fn the_status_stays_current_while_slow_queries_hold_every_pooled_connectio
     let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()";
     // Watched from outside the locking transaction, whose view of pg_stat_activity is
     // the snapshot of its first read.
-    let (observer, connection) =
-        tokio_postgres::connect(&test_db.url, tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
+    let observer = session(&test_db.url).await;
     eventually("both requests waiting on the lock", 5, || async {
         observer.query_one(waiting, &[]).await.is_ok_and(|r| r.get::<_, i64>(0) == 2)
     })
