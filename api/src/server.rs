@@ -11,6 +11,7 @@ use tidemark_db_client::{DbClient, IncompatibleConfigTransition};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::cli::Cli;
@@ -48,17 +49,24 @@ impl Exit {
     }
 }
 
-/// The router with its fallbacks (JSON 404/405) and layers: metrics per matched route,
-/// request tracing, CORS (read-only, any origin).
+/// The router with its fallbacks (JSON 404/405) and layers: request tracing, then CORS
+/// (read-only, any origin), then metrics per matched route.
+///
+/// The three are applied as one layer: `Router::layer` wraps every route in a boxed
+/// service per call, and the router clones a route's whole stack of boxed services for
+/// each request, so one boxing level instead of three saves allocations on every
+/// request (they stay inside the router, where the matched route is known).
 pub fn app(state: AppState) -> Router {
-    routes::router()
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), telemetry::track))
+    let layers = ServiceBuilder::new()
         .layer(trace_layer())
         .layer(
             CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::HEAD]).allow_headers(Any),
         )
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), telemetry::track));
+    routes::router()
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(layers)
         .with_state(state)
 }
 

@@ -3,13 +3,15 @@
 //! Each [`Metrics`] owns its recorder, so several apps in one process (tests) never
 //! share counters and no global recorder is installed.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use tidemark_db_client::DbClient;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
@@ -24,6 +26,17 @@ const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 pub struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    routes: Arc<Mutex<HashMap<String, RouteHandles>>>,
+}
+
+/// The request metrics of one matched route, registered on first use. Building a metric
+/// key per request (label strings, sorting, hashing, the registry's lookup) cost about a
+/// tenth of a `/status` request's instructions; a route's handles are few (bounded
+/// methods and status codes), so they are looked up by scanning.
+#[derive(Default)]
+struct RouteHandles {
+    requests: Vec<(&'static str, u16, Counter)>,
+    latency: Vec<(&'static str, Histogram)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -47,7 +60,7 @@ impl Metrics {
             Err(_) => PrometheusBuilder::new().build_recorder(),
         };
         let handle = recorder.handle();
-        let metrics = Self { recorder: Arc::new(recorder), handle };
+        let metrics = Self { recorder: Arc::new(recorder), handle, routes: Arc::default() };
         metrics.with(|| {
             metrics::describe_counter!(
                 "http_requests_total",
@@ -71,14 +84,38 @@ impl Metrics {
     /// Records one request.
     pub fn record_request(&self, method: &Method, route: &str, status: u16, elapsed: Duration) {
         let method = known_method(method);
-        let route = route.to_owned();
-        self.with(|| {
-            metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(),
-                "status" => status.to_string())
-            .increment(1);
-            metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-                .record(elapsed.as_secs_f64());
-        });
+        let (counter, histogram) = {
+            let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+            let handles = match routes.get_mut(route) {
+                Some(h) => h,
+                None => routes.entry(route.to_owned()).or_default(),
+            };
+            let counter = match handles.requests.iter().find(|(m, s, _)| *m == method && *s == status) {
+                Some((_, _, c)) => c.clone(),
+                None => {
+                    let c = self.with(|| {
+                        metrics::counter!("http_requests_total", "method" => method,
+                            "route" => route.to_owned(), "status" => status.to_string())
+                    });
+                    handles.requests.push((method, status, c.clone()));
+                    c
+                }
+            };
+            let histogram = match handles.latency.iter().find(|(m, _)| *m == method) {
+                Some((_, h)) => h.clone(),
+                None => {
+                    let h = self.with(|| {
+                        metrics::histogram!("http_request_duration_seconds", "method" => method,
+                            "route" => route.to_owned())
+                    });
+                    handles.latency.push((method, h.clone()));
+                    h
+                }
+            };
+            (counter, histogram)
+        };
+        counter.increment(1);
+        histogram.record(elapsed.as_secs_f64());
     }
 
     /// Renders the Prometheus text, with the database client's figures.
@@ -112,17 +149,14 @@ fn known_method(method: &Method) -> &'static str {
     }
 }
 
-fn route_of(req: &Request) -> &str {
-    req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str)
-}
-
 /// Middleware counting requests and their latency per matched route.
 pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let route = route_of(&req).to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(req).await;
-    metrics.record_request(&method, &route, response.status().as_u16(), started.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    metrics.record_request(&method, route, response.status().as_u16(), started.elapsed());
     response
 }
 

@@ -32,8 +32,10 @@ pub(crate) struct Args {
 }
 
 const SCHEMA: &str = "tidemark_bench";
-/// The name of the [`Target::RawPage`] measurement.
+/// The name of the unfiltered [`Target::RawPage`] measurement.
 const RAW_PAGE: &str = "raw PostgreSQL page (first-page SQL, no API)";
+/// The name of the filtered [`Target::RawPage`] measurement.
+const RAW_FILTERED: &str = "raw PostgreSQL contract+event page (no API)";
 /// Rows per block in the generated table, and per generation statement.
 const PER_BLOCK: u64 = 100;
 const CHUNK: u64 = 500_000;
@@ -53,20 +55,29 @@ struct Load {
 enum Target {
     /// GET of `url`, served by process `pid`.
     Http { url: String, pid: u32 },
-    /// The API's first-page statement run on PostgreSQL directly (prepared, binary rows
-    /// received and discarded) over as many connections as the API's pool: the page rate
-    /// PostgreSQL sustains on this machine, the bound of any events endpoint.
-    RawPage(Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>>),
+    /// The API's first-page statement (or, `filtered`, its `contract=Registry&event=Tagged`
+    /// statement, with the same bound values) run on PostgreSQL directly (prepared, binary
+    /// rows received and discarded) over as many connections as the API's pool: the page
+    /// rate PostgreSQL sustains on this machine, the bound of the matching events endpoint.
+    RawPage { conns: Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>>, filtered: bool },
 }
 
 impl Target {
-    /// Opens `connections` connections to `url` and prepares the first-page statement.
-    async fn raw_page(url: &str, connections: usize) -> anyhow::Result<Self> {
-        let sql = format!(
-            "SELECT {} FROM {SCHEMA}.events WHERE cursor > $1 ORDER BY cursor ASC LIMIT {}",
-            tidemark_db_client::events::SELECT_COLUMNS,
-            tidemark_db_client::events::DEFAULT_LIMIT + 1
-        );
+    /// Opens `connections` connections to `url` and prepares the first-page statement
+    /// (`filtered`: the contract+event one).
+    async fn raw_page(url: &str, connections: usize, filtered: bool) -> anyhow::Result<Self> {
+        let columns = tidemark_db_client::events::SELECT_COLUMNS;
+        let sql = if filtered {
+            format!(
+                "SELECT {columns} FROM {SCHEMA}.events WHERE cursor > $1 AND contract = $2 AND event = $3 \
+                 ORDER BY cursor ASC LIMIT $4"
+            )
+        } else {
+            format!(
+                "SELECT {columns} FROM {SCHEMA}.events WHERE cursor > $1 ORDER BY cursor ASC LIMIT {}",
+                tidemark_db_client::events::DEFAULT_LIMIT + 1
+            )
+        };
         let mut conns = Vec::new();
         for _ in 0..connections {
             let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
@@ -74,7 +85,7 @@ impl Target {
             let statement = client.prepare(&sql).await?;
             conns.push((client, statement));
         }
-        Ok(Self::RawPage(Arc::new(conns)))
+        Ok(Self::RawPage { conns: Arc::new(conns), filtered })
     }
 
     /// One request; true when it succeeded.
@@ -84,9 +95,15 @@ impl Target {
                 Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                 Err(_) => false,
             },
-            Self::RawPage(conns) => {
+            Self::RawPage { conns, filtered } => {
                 let (client, statement) = &conns[worker % conns.len()];
-                client.query(statement, &[&i64::MIN]).await.is_ok_and(|rows| !rows.is_empty())
+                let rows = if *filtered {
+                    let limit = i64::from(tidemark_db_client::events::DEFAULT_LIMIT) + 1;
+                    client.query(statement, &[&i64::MIN, &"Registry", &"Tagged", &limit]).await
+                } else {
+                    client.query(statement, &[&i64::MIN]).await
+                };
+                rows.is_ok_and(|rows| !rows.is_empty())
             }
         }
     }
@@ -94,7 +111,7 @@ impl Target {
     fn pid(&self) -> Option<u32> {
         match self {
             Self::Http { pid, .. } => Some(*pid),
-            Self::RawPage(_) => None,
+            Self::RawPage { .. } => None,
         }
     }
 }
@@ -157,10 +174,12 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         let http = |url: String, pid: u32| Target::Http { url, pid };
         let (bare_pid, api_pid) = (bare_proc.pid(), api.pid());
         for &concurrency in &args.concurrency {
-            let endpoints: [(&'static str, Target); 6] = [
+            let raw = |filtered| Target::raw_page(&db.url, concurrency.min(pool_size), filtered);
+            let endpoints: [(&'static str, Target); 7] = [
                 ("bare axum handler", http(bare.clone(), bare_pid)),
                 ("/status", http(format!("{base}/status"), api_pid)),
-                (RAW_PAGE, Target::raw_page(&db.url, concurrency.min(pool_size)).await?),
+                (RAW_PAGE, raw(false).await?),
+                (RAW_FILTERED, raw(true).await?),
                 ("/v1/events first page", http(format!("{base}/v1/events?limit=100"), api_pid)),
                 ("/v1/events deep page", http(format!("{base}/v1/events?after={deep}&limit=100"), api_pid)),
                 (
@@ -213,6 +232,12 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         let rps = |n: &str| row.iter().find(|(name, _)| *name == n).map(|(_, l)| l.rps);
         if let (Some(raw), Some(api)) = (rps(RAW_PAGE), rps("/v1/events first page")) {
             println!("\n/v1/events first page: {:.0} % of the raw PostgreSQL page rate", 100.0 * api / raw);
+        }
+        if let (Some(raw), Some(api)) = (rps(RAW_FILTERED), rps("/v1/events contract+event (10 %)")) {
+            println!(
+                "/v1/events contract+event: {:.0} % of the raw PostgreSQL rate of that page",
+                100.0 * api / raw
+            );
         }
     }
     bare_proc.stop();
@@ -390,7 +415,8 @@ async fn load(
     if errors > 0 {
         let what = match target {
             Target::Http { url, .. } => url.as_str(),
-            Target::RawPage(_) => RAW_PAGE,
+            Target::RawPage { filtered: false, .. } => RAW_PAGE,
+            Target::RawPage { filtered: true, .. } => RAW_FILTERED,
         };
         bail!("{what}: {errors} failed requests");
     }

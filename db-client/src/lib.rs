@@ -33,7 +33,7 @@ pub mod swr;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 
-pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition, Reason};
+pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition, Reason, StatusParts};
 pub use diesel_async::AsyncPgConnection;
 pub use epochs::{EpochPage, EpochQuery, EpochSummaries};
 pub use error::{DbError, Result};

@@ -317,6 +317,16 @@ impl IndexingStatus {
     pub fn chain_ids(&self) -> Vec<u64> {
         self.omnichain_snapshot.chains.keys().copied().collect()
     }
+
+    /// True when the snapshot describes exactly the chains of `config`: the same as
+    /// `self.chain_ids() == config.chain_ids()`, without allocating (readers check it
+    /// on every cached read).
+    pub fn has_chains_of(&self, config: &crate::PublicConfig) -> bool {
+        let chains = &self.omnichain_snapshot.chains;
+        chains.len() == config.chains.len()
+            && config.chains.iter().all(|c| chains.contains_key(&c.chain_id))
+            && chains.keys().all(|id| config.chains.iter().any(|c| c.chain_id == *id))
+    }
 }
 
 /// A broken status invariant.

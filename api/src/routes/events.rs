@@ -2,7 +2,6 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -11,7 +10,7 @@ use tidemark_db_client::{DbClient, EventQuery, Limit};
 use tidemark_shared_types::{Cursor, EventItem};
 use utoipa::{IntoParams, ToSchema};
 
-use super::cache_control;
+use super::{cache_control, json_content};
 use crate::error::ApiError;
 use crate::extract::{Query, QueryParams};
 use crate::state::AppState;
@@ -174,5 +173,5 @@ pub async fn events(
     let mut bytes = Vec::with_capacity(BYTES_PER_ITEM * (page.items.len() + 1));
     super::events_body::write(&mut bytes, &page.items, page.next_cursor)
         .map_err(|e| ApiError::Internal(format!("serializing an events page: {e}")))?;
-    Ok((cache_control(cache), [(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    Ok((cache_control(cache), json_content(), bytes).into_response())
 }

@@ -8,6 +8,9 @@ pub mod meta;
 pub mod status;
 
 use axum::Router;
+// Header values are built with `HeaderValue::from_static`: a `&str` value is checked and
+// copied into a new allocation on every response.
+use axum::http::HeaderValue;
 use axum::http::header::{self, HeaderName};
 
 use crate::error::ApiError;
@@ -24,8 +27,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A `Cache-Control` header.
-pub(crate) fn cache_control(value: &'static str) -> [(HeaderName, &'static str); 1] {
-    [(header::CACHE_CONTROL, value)]
+pub(crate) fn cache_control(value: &'static str) -> [(HeaderName, HeaderValue); 1] {
+    [(header::CACHE_CONTROL, HeaderValue::from_static(value))]
+}
+
+/// `Content-Type: application/json`, for bodies written without [`axum::Json`].
+pub(crate) fn json_content() -> [(HeaderName, HeaderValue); 1] {
+    [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))]
 }
 
 /// Unknown paths: a JSON 404.

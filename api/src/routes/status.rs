@@ -8,7 +8,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::header::{self, HeaderName};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ use tidemark_db_client::{DbClient, EpochSummaries, Reason};
 use tidemark_shared_types::{IndexingStatus, PublicConfig, RealtimeProjection};
 use utoipa::{IntoParams, ToSchema};
 
-use super::cache_control;
+use super::{cache_control, json_content};
 use crate::error::ApiError;
 use crate::extract::{Query, QueryParams};
 use crate::state::AppState;
@@ -75,42 +74,32 @@ pub struct StatusBody {
     (status = 200, description = "Status and config", body = StatusBody),
     (status = 503, description = "Nothing to serve yet", body = StatusBody)))]
 pub async fn status(State(db): State<DbClient>, State(cache): State<StatusBodyCache>) -> Response {
-    let served = async {
-        let config = db.public_config().await?;
-        let status = db.indexing_status().await?;
-        Ok::<_, Reason>((config, status))
-    };
-    match served.await {
-        Ok((config, status)) => {
+    match db.status_parts().await {
+        Ok(parts) => {
             let parts = BodyParts {
                 now: unix_now(),
-                config,
-                status,
-                epochs: db.epoch_summary().await,
-                warnings: db.health().await.warnings,
+                config: parts.config,
+                status: parts.status,
+                epochs: parts.epochs,
+                warnings: parts.health.warnings,
             };
             match cache.body(parts) {
                 Ok(body) => (cache_control("public, max-age=1"), json_content(), body).into_response(),
                 Err(e) => ApiError::Internal(format!("serializing the status: {e}")).into_response(),
             }
         }
-        Err(_) => {
-            let reasons = db.health().await.reasons;
+        Err(health) => {
             let body = StatusBody {
                 response_code: "error",
                 realtime_projection: None,
                 config: None,
                 warnings: None,
                 epochs: None,
-                reasons: Some(reasons),
+                reasons: Some(health.reasons),
             };
             (StatusCode::SERVICE_UNAVAILABLE, cache_control("no-store"), Json(body)).into_response()
         }
     }
-}
-
-fn json_content() -> [(HeaderName, &'static str); 1] {
-    [(header::CONTENT_TYPE, "application/json")]
 }
 
 /// What a successful `/status` body is made of. Two sets of parts with the same second,

@@ -202,6 +202,10 @@ impl DbClient {
     /// than [`DbClientConfig::status_stale_after`] (30 s) by the database clock.
     /// Never waits for the database.
     pub async fn health(&self) -> Health {
+        self.health_of(&self.view())
+    }
+
+    fn health_of(&self, view: &std::result::Result<View, Reason>) -> Health {
         let mut reasons = Vec::new();
         let mut warnings = Vec::new();
         let reachable = self
@@ -212,19 +216,39 @@ impl DbClient {
         if !reachable {
             reasons.push(Reason::DatabaseUnreachable);
         }
-        match self.view() {
+        match view {
             Ok(view) => {
                 if view.age >= self.inner.shared.settings.status_stale_after {
                     warnings.push(Reason::StatusStale);
                 }
             }
             Err(reason) => {
-                if !reasons.contains(&reason) {
-                    reasons.push(reason);
+                if !reasons.contains(reason) {
+                    reasons.push(*reason);
                 }
             }
         }
         Health::from_parts(reasons, warnings)
+    }
+
+    /// Everything a status page serves, read from the caches in one pass (one read of
+    /// each cache, so the parts describe the same moment): the config, the status, the
+    /// epoch summary and the health. Fails with the [`Health`] (whose `reasons` say why)
+    /// when no compatible config and status are cached. Never waits for the database.
+    pub async fn status_parts(&self) -> std::result::Result<StatusParts, Health> {
+        let config = self.inner.config.get();
+        let status = self.inner.status.get();
+        let view = self.view_of(&config, &status);
+        let health = self.health_of(&view);
+        match view {
+            Ok(view) => Ok(StatusParts {
+                config: view.config,
+                status: view.status,
+                epochs: self.inner.epochs.get().value,
+                health,
+            }),
+            Err(_) => Err(health),
+        }
     }
 
     /// `health().healthy`.
@@ -332,28 +356,53 @@ impl DbClient {
 
     /// The cached config and status, when both are present and compatible.
     fn view(&self) -> std::result::Result<View, Reason> {
-        let config = self.config_now(&self.inner.config.get())?;
-        let lookup = self.inner.status.get();
+        self.view_of(&self.inner.config.get(), &self.inner.status.get())
+    }
+
+    fn view_of(
+        &self,
+        config: &Lookup<ConfigState, DbError>,
+        lookup: &Lookup<StatusState, DbError>,
+    ) -> std::result::Result<View, Reason> {
+        let config = self.config_now(config)?;
         match lookup.value.as_deref() {
-            None => Err(missing(&lookup, Reason::NoStatus)),
+            None => Err(missing(lookup, Reason::NoStatus)),
             Some(StatusState::Missing) => Err(Reason::NoStatus),
             Some(StatusState::Rejected { .. }) => Err(Reason::Incompatible),
             Some(StatusState::Present { status, age_secs }) => {
-                if status.chain_ids() != config.chain_ids() {
+                if !status.has_chains_of(&config) {
                     return Err(Reason::Incompatible);
                 }
                 let since_read = lookup.age.unwrap_or_default();
                 let age = Duration::try_from_secs_f64(age_secs.max(0.0)).unwrap_or(Duration::MAX);
-                Ok(View { status: status.clone(), age: age.saturating_add(since_read) })
+                Ok(View { config, status: status.clone(), age: age.saturating_add(since_read) })
             }
         }
     }
 }
 
-/// The cached status with its current age by the database clock.
+/// The cached config and status (compatible) with the status's current age by the
+/// database clock.
 struct View {
+    config: Arc<PublicConfig>,
     status: Arc<IndexingStatus>,
     age: Duration,
+}
+
+/// What [`DbClient::status_parts`] read: a compatible config and status, the epoch
+/// summary (`None` until first read) and the health of the same read (its `warnings`,
+/// such as `status-stale`, apply to this status).
+#[derive(Debug, Clone)]
+pub struct StatusParts {
+    /// The cached public config.
+    pub config: Arc<PublicConfig>,
+    /// The cached status snapshot, whose chains are the config's.
+    pub status: Arc<IndexingStatus>,
+    /// The cached per-chain epoch summary.
+    pub epochs: Option<Arc<EpochSummaries>>,
+    /// The reader's health at this read (`reasons` may name `database-unreachable`
+    /// while the cached values are still served).
+    pub health: Health,
 }
 
 /// The reason for a cache that holds no value: the database could not be read yet, or

@@ -131,6 +131,33 @@ fn check_derivation(chains: &BTreeMap<u64, ChainSnapshot>, snapshot_time: u64) -
 }
 
 proptest! {
+    /// The allocation-free check readers run on every cached read agrees with comparing
+    /// the sorted id lists, whatever the config's chain ids: the status's own, in any
+    /// order, with some left out, others added, or repeated.
+    #[test]
+    fn has_chains_of_is_comparing_the_chain_ids(
+        (chains, time) in with_snapshot_time(arb_chains()),
+        config in crate::generators::arb_config(),
+        picks in proptest::collection::vec((any::<bool>(), any::<Index>(), 1u64..4), 0..6),
+    ) {
+        let status = IndexingStatus::derive(chains, time).expect("valid");
+        let ids = status.chain_ids();
+        let mut config = config;
+        let template = config.chains[0].clone();
+        // Either the status's own ids (half the cases) or a mix drawn by `picks`.
+        let config_ids: Vec<u64> = if picks.first().is_some_and(|p| p.0) {
+            ids.iter().rev().copied().collect()
+        } else {
+            picks.iter().map(|(own, at, other)| if *own { *at.get(&ids) } else { *other }).collect()
+        };
+        config.chains = config_ids
+            .iter()
+            .map(|&chain_id| tidemark_shared_types::PublicChainConfig { chain_id, ..template.clone() })
+            .collect();
+        prop_assert_eq!(status.has_chains_of(&config), ids == config.chain_ids(),
+            "status {:?}, config {:?}", ids, config_ids);
+    }
+
     #[test]
     fn derived_snapshots_follow_the_design((chains, time) in with_snapshot_time(arb_chains())) {
         check_derivation(&chains, time)?;
