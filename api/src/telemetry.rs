@@ -35,8 +35,20 @@ pub struct Metrics {
 /// methods and status codes), so they are looked up by scanning.
 #[derive(Default)]
 struct RouteHandles {
-    requests: Vec<(&'static str, u16, Counter)>,
+    /// By method and status.
+    requests: Vec<((&'static str, u16), Counter)>,
+    /// By method.
     latency: Vec<(&'static str, Histogram)>,
+}
+
+/// The handle registered under `key`, registering it with `register` on first use.
+fn registered<K: PartialEq, H: Clone>(handles: &mut Vec<(K, H)>, key: K, register: impl FnOnce() -> H) -> H {
+    if let Some((_, h)) = handles.iter().find(|(k, _)| *k == key) {
+        return h.clone();
+    }
+    let h = register();
+    handles.push((key, h.clone()));
+    h
 }
 
 impl std::fmt::Debug for Metrics {
@@ -90,28 +102,18 @@ impl Metrics {
                 Some(h) => h,
                 None => routes.entry(route.to_owned()).or_default(),
             };
-            let counter = match handles.requests.iter().find(|(m, s, _)| *m == method && *s == status) {
-                Some((_, _, c)) => c.clone(),
-                None => {
-                    let c = self.with(|| {
-                        metrics::counter!("http_requests_total", "method" => method,
-                            "route" => route.to_owned(), "status" => status.to_string())
-                    });
-                    handles.requests.push((method, status, c.clone()));
-                    c
-                }
-            };
-            let histogram = match handles.latency.iter().find(|(m, _)| *m == method) {
-                Some((_, h)) => h.clone(),
-                None => {
-                    let h = self.with(|| {
-                        metrics::histogram!("http_request_duration_seconds", "method" => method,
-                            "route" => route.to_owned())
-                    });
-                    handles.latency.push((method, h.clone()));
-                    h
-                }
-            };
+            let counter = registered(&mut handles.requests, (method, status), || {
+                self.with(|| {
+                    metrics::counter!("http_requests_total", "method" => method,
+                        "route" => route.to_owned(), "status" => status.to_string())
+                })
+            });
+            let histogram = registered(&mut handles.latency, method, || {
+                self.with(|| {
+                    metrics::histogram!("http_request_duration_seconds", "method" => method,
+                        "route" => route.to_owned())
+                })
+            });
             (counter, histogram)
         };
         counter.increment(1);

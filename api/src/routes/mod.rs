@@ -8,8 +8,6 @@ pub mod meta;
 pub mod status;
 
 use axum::Router;
-// Header values are built with `HeaderValue::from_static`: a `&str` value is checked and
-// copied into a new allocation on every response.
 use axum::http::HeaderValue;
 use axum::http::header::{self, HeaderName};
 
@@ -26,7 +24,8 @@ pub fn router() -> Router<AppState> {
         .merge(meta::router())
 }
 
-/// A `Cache-Control` header.
+/// A `Cache-Control` header. Values are built with `HeaderValue::from_static`: a `&str`
+/// value would be checked and copied into a new allocation on every response.
 pub(crate) fn cache_control(value: &'static str) -> [(HeaderName, HeaderValue); 1] {
     [(header::CACHE_CONTROL, HeaderValue::from_static(value))]
 }
