@@ -38,7 +38,7 @@ pub async fn repair(
                 } else {
                     match p
                         .retry("reorg boundary", || async {
-                            p.rpc.require_header(first - 1).await.map_err(|e| p.rpc_err(e))
+                            p.rpc.header(first - 1).await.map_err(|e| p.rpc_err(e))
                         })
                         .await?
                     {
@@ -57,6 +57,7 @@ pub async fn repair(
         .increment(removed as u64);
     tracing::warn!(target: "tidemark::reorg", chain_id = id, from = cp.number, ancestor = ancestor.as_ref().map(|a| a.number), depth, removed, "reorg repaired");
     p.progress.update(id, |s| s.latest_indexed = ancestor.clone());
+    p.rpc.set_floor(ancestor.as_ref().map_or(0, |a| a.number));
     Ok(Step::Done(ancestor))
 }
 
@@ -81,10 +82,10 @@ async fn find_ancestor(
                 Step::Done(h) => h,
                 Step::Shutdown => return Ok(Step::Shutdown),
             };
-            if let Some(h) = canonical
-                && h.block.hash == hash
-            {
-                return Ok(Step::Done(Some(h.block)));
+            // Only hashes the nodes returned decide: a node without the block answers
+            // `null`, which `header` asks again instead of taking as a difference.
+            if canonical.block.hash == hash {
+                return Ok(Step::Done(Some(canonical.block)));
             }
         }
         if lo == start_n {

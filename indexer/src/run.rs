@@ -253,7 +253,6 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
         tasks.spawn(async move {
             pipeline.run().await.map_err(|e| match e {
                 PipelineError::Db(db) => TermError::Retry(db.into()),
-                PipelineError::WrongChain { .. } => TermError::Fatal(e.into()),
                 other => TermError::Retry(other.into()),
             })
         });

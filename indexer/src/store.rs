@@ -195,6 +195,25 @@ impl Writer {
         }))
     }
 
+    /// The chain's start block as the stored status snapshot has it (the block the index
+    /// was built on), when a snapshot with that chain exists.
+    pub async fn stored_start_block(&mut self, chain_id: u64) -> Result<Option<BlockRef>, DbError> {
+        let (schema, chain) = (self.schema.as_str().to_owned(), chain_id.to_string());
+        let row = self
+            .client
+            .query_opt(
+                "SELECT value -> 'omnichainSnapshot' -> 'chains' -> $2 -> 'config' -> 'startBlock'
+                   FROM tidemark.metadata WHERE instance_schema = $1 AND key = 'indexing_status'",
+                &[&schema, &chain],
+            )
+            .await?;
+        let Some(value) = row.map(|r| r.try_get::<_, Option<serde_json::Value>>(0)).transpose()?.flatten() else {
+            return Ok(None);
+        };
+        // A snapshot this build cannot read is no anchor: the endpoints' chain id still is.
+        Ok(serde_json::from_value(value).ok())
+    }
+
     /// Stored hashes for `chain_id` at heights `[from, to]`, from the window and, below
     /// it, from the events themselves (descending by number).
     pub async fn stored_hashes(

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use alloy::rpc::types::Log;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use tidemark_shared_types::BlockRef;
@@ -11,7 +12,7 @@ use tidemark_shared_types::epoch::EpochStage;
 use super::decode::EventRow;
 use super::{ChainPipeline, PipelineError, Step, fetch};
 use crate::epochs::Epoch;
-use crate::rpc::{Header, RpcError};
+use crate::rpc::{BadAnswer, Header, RpcError};
 use crate::store::Batch;
 
 impl ChainPipeline {
@@ -100,6 +101,37 @@ impl ChainPipeline {
         }
     }
 
+    /// Checks a bulk range's logs against the chain's own data before they can be committed:
+    /// every block with logs against its header's hash (a node on another branch, or one
+    /// that rewrites hashes, is asked again), and the end block, when no log came back for
+    /// it, against its bloom (a node that did not have it yet answered short). Returns the
+    /// headers fetched, by number.
+    async fn confirm_range(&self, logs: &mut Vec<Log>, end: &Header) -> Result<HashMap<u64, Header>, PipelineError> {
+        let to = end.block.number;
+        let mut numbers: Vec<u64> = logs.iter().filter_map(|l| l.block_number).filter(|n| *n != to).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        let headers = fetch::headers_of(&self.rpc, numbers, self.chain.max_concurrency * 2)
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        let mut known: HashMap<u64, Header> = headers.into_iter().map(|h| (h.block.number, h)).collect();
+        known.insert(to, end.clone());
+        for log in logs.iter() {
+            let (Some(n), Some(h)) = (log.block_number, log.block_hash) else { continue };
+            if known.get(&n).is_some_and(|k| k.block.hash != format!("{h:#x}")) {
+                let message = format!("a log of block {n} carries hash {h:#x}, not its header's; refetching");
+                self.rpc.note_unattributed(BadAnswer::HashMismatch, &message);
+                return Err(self.rpc_err(RpcError::BadAnswer { kind: BadAnswer::HashMismatch, message }));
+            }
+        }
+        if let Some(end) = known.get(&to) {
+            fetch::complete(&self.rpc, &self.filter, &self.interest, &[end], logs, 1)
+                .await
+                .map_err(|e| self.rpc_err(e))?;
+        }
+        Ok(known)
+    }
+
     /// One range (one epoch): end header first (so a lagging node cannot answer empty for
     /// blocks it does not have), then logs, checked against the end block's hash.
     async fn fetch_range(&self, epoch: Epoch) -> Result<Step<(Vec<EventRow>, Header, Epoch)>, PipelineError> {
@@ -108,23 +140,14 @@ impl ChainPipeline {
         let lock = || epoch.lock().unwrap_or_else(|e| e.into_inner());
         let step = self
             .retry("fetch range", || async {
-                let result = async {
-                    let end = self.rpc.require_header(to).await.map_err(|e| self.rpc_err(e))?;
-                    let logs = fetch::logs_in_range(&self.rpc, &self.filter, from, to, &self.size)
+                let result: Result<_, PipelineError> = async {
+                    let end = self.rpc.header(to).await.map_err(|e| self.rpc_err(e))?;
+                    let end_hash = HashMap::from([(to, end.block.hash.clone())]);
+                    let mut logs = fetch::logs_in_range(&self.rpc, &self.filter, from, to, &self.size, &end_hash)
                         .await
                         .map_err(|e| self.rpc_err(e))?;
-                    let end_hash = Some(end.block.hash.as_str());
-                    let mismatch = logs.iter().any(|l| {
-                        l.block_number == Some(to)
-                            && l.block_hash.map(|h| format!("{h:#x}")).as_deref() != end_hash
-                    });
-                    if mismatch {
-                        return Err(self.rpc_err(RpcError::Transient {
-                            message: format!("logs of block {to} disagree with its header; refetching"),
-                        }));
-                    }
+                    let known = self.confirm_range(&mut logs, &end).await?;
                     self.epochs.advance(&mut lock(), EpochStage::Fetched);
-                    let known = HashMap::from([(to, end.clone())]);
                     let rows = self.decode(&logs, &known).await?;
                     self.epochs.advance(&mut lock(), EpochStage::Decoded);
                     Ok((rows, end))

@@ -14,7 +14,7 @@ use alloy::rpc::types::{Filter, Log};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::config::ChainConfig;
-use crate::rpc::{ChainRpc, Header, RpcError};
+use crate::rpc::{BadAnswer, ChainRpc, Header, Interest, RpcError};
 
 /// Logs per range the adaptive size aims below.
 pub const TARGET_EVENTS_PER_RANGE: u64 = 10_000;
@@ -78,20 +78,28 @@ pub fn base_filter(chain: &ChainConfig) -> Filter {
     Filter::new().address(chain.addresses()).event_signature(chain.topic0s())
 }
 
+/// The addresses and topics the chain's filter asks for.
+pub fn interest(chain: &ChainConfig) -> Interest {
+    Interest::new(chain.addresses(), chain.topic0s())
+}
+
 /// All matching logs in `[from, to]`, split into as many requests as the provider needs.
+/// Every log of a block in `hashes` must carry that block's hash (else the answer is
+/// rejected and asked again).
 pub async fn logs_in_range(
     rpc: &ChainRpc,
     filter: &Filter,
     from: u64,
     to: u64,
     size: &RangeSize,
+    hashes: &HashMap<u64, String>,
 ) -> Result<Vec<Log>, RpcError> {
     let mut out = Vec::new();
     let mut a = from;
     while a <= to {
         let s = size.get();
         let b = to.min(a.saturating_add(s - 1));
-        match rpc.logs(&filter.clone().from_block(a).to_block(b)).await {
+        match rpc.logs(filter, a, b, hashes).await {
             Ok(logs) => {
                 size.settle(b - a + 1, logs.len() as u64);
                 out.extend(logs);
@@ -120,11 +128,59 @@ pub async fn headers(
     to: u64,
     concurrency: usize,
 ) -> Result<Vec<Header>, RpcError> {
-    futures::stream::iter(from..=to)
-        .map(|n| rpc.require_header(n))
+    headers_of(rpc, from..=to, concurrency).await
+}
+
+/// Headers of `numbers`, fetched `concurrency` at a time, in the order given.
+pub async fn headers_of(
+    rpc: &ChainRpc,
+    numbers: impl IntoIterator<Item = u64>,
+    concurrency: usize,
+) -> Result<Vec<Header>, RpcError> {
+    futures::stream::iter(numbers).map(|n| rpc.header(n)).buffered(concurrency.max(1)).try_collect().await
+}
+
+/// Makes sure no block of `headers` lost its logs to a lagging or lying node: a block
+/// whose bloom may hold a matching log but for which `logs` has none is asked for by
+/// hash, and, when that answer is empty too, through its receipts (one per transaction),
+/// so that only the chain's own data can say "no events here". Bloom false positives
+/// cost one or two requests and are then accepted. Logs found this way are added to
+/// `logs` (the range answer was incomplete: counted as such).
+pub async fn complete(
+    rpc: &ChainRpc,
+    filter: &Filter,
+    interest: &Interest,
+    headers: &[&Header],
+    logs: &mut Vec<Log>,
+    concurrency: usize,
+) -> Result<(), RpcError> {
+    let with_logs: std::collections::HashSet<u64> = logs.iter().filter_map(|l| l.block_number).collect();
+    let suspects: Vec<Header> = headers
+        .iter()
+        .filter(|h| !with_logs.contains(&h.block.number) && interest.may_match(&h.logs_bloom))
+        .map(|h| (*h).clone())
+        .collect();
+    let found: Vec<Vec<Log>> = futures::stream::iter(suspects)
+        .map(|h| confirm_block(rpc, filter, interest, h))
         .buffered(concurrency.max(1))
         .try_collect()
-        .await
+        .await?;
+    for block in found.into_iter().filter(|l| !l.is_empty()) {
+        let n = block.first().and_then(|l| l.block_number).unwrap_or_default();
+        rpc.note_unattributed(BadAnswer::Incomplete, &format!("logs of block {n} were missing from a range answer"));
+        logs.extend(block);
+    }
+    Ok(())
+}
+
+/// The matching logs of one block, by its hash and, when that answer is empty, from its
+/// receipts.
+async fn confirm_block(rpc: &ChainRpc, filter: &Filter, interest: &Interest, h: Header) -> Result<Vec<Log>, RpcError> {
+    let by_hash = rpc.block_logs(filter, &h).await?;
+    if !by_hash.is_empty() {
+        return Ok(by_hash);
+    }
+    Ok(rpc.receipt_logs(&h, interest).await?.unwrap_or_default())
 }
 
 /// Block timestamps for logs that lack `blockTimestamp`, by block number.
@@ -143,7 +199,7 @@ pub async fn missing_timestamps(
     need.sort_unstable();
     need.dedup();
     let fetched: Vec<Header> = futures::stream::iter(need)
-        .map(|n| rpc.require_header(n))
+        .map(|n| rpc.header(n))
         .buffered(concurrency.max(1))
         .try_collect()
         .await?;

@@ -47,20 +47,35 @@ impl ChainPipeline {
             if let (Some(end), Some(c)) = (end_n, &cp)
                 && c.number >= end
             {
-                self.progress.update(id, |s| {
+                let newly = self.progress.update(id, |s| {
                     s.end = Some(c.clone());
-                    s.phase = Phase::Completed;
+                    std::mem::replace(&mut s.phase, Phase::Completed) != Phase::Completed
                 });
-                tracing::info!(target: "tidemark::pipeline", chain_id = id, end, "bounded range completed");
-                return self.finalize_until_shutdown(end).await;
+                if newly == Some(true) {
+                    tracing::info!(target: "tidemark::pipeline", chain_id = id, end, "bounded range completed");
+                }
+                // Until the end block is final, a reorg can still replace it: keep checking.
+                match self.watch_unfinalized_end(c, end).await? {
+                    Step::Done(None) => return self.finalize_until_shutdown(end).await,
+                    Step::Done(Some(new_cp)) => {
+                        self.progress.update(id, |s| {
+                            s.end = None;
+                            s.phase = Phase::Following;
+                        });
+                        cp = new_cp;
+                        continue;
+                    }
+                    Step::Shutdown => return Ok(()),
+                }
             }
             let step = self
                 .retry("follow", || async {
                     let head = self.rpc.block_number().await.map_err(|e| self.rpc_err(e))?;
                     // Is the checkpoint still canonical?
                     if let Some(c) = &cp {
+                        // A node without the block answers `null`: asked again, never a reorg.
                         let canonical = self.rpc.header(c.number).await.map_err(|e| self.rpc_err(e))?;
-                        if canonical.as_ref().map(|h| &h.block.hash) != Some(&c.hash) {
+                        if canonical.block.hash != c.hash {
                             return Ok(FollowStep::Reorg);
                         }
                     }
@@ -194,17 +209,17 @@ impl ChainPipeline {
             }
             parent = Some(h.block.hash.clone());
         }
-        let logs = fetch::logs_in_range(&self.rpc, &self.filter, next, to, &self.size)
+        let hashes: HashMap<u64, String> = headers.iter().map(|h| (h.block.number, h.block.hash.clone())).collect();
+        let mut logs = fetch::logs_in_range(&self.rpc, &self.filter, next, to, &self.size, &hashes)
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        // Near the head, nodes behind a load balancer answer short: every block whose bloom
+        // may hold a match and that came back empty is confirmed by hash.
+        let refs: Vec<&Header> = headers.iter().collect();
+        fetch::complete(&self.rpc, &self.filter, &self.interest, &refs, &mut logs, self.chain.max_concurrency)
             .await
             .map_err(|e| self.rpc_err(e))?;
         let by_number: HashMap<u64, Header> = headers.iter().map(|h| (h.block.number, h.clone())).collect();
-        let consistent = logs.iter().all(|l| {
-            l.block_number.and_then(|n| by_number.get(&n)).map(|h| h.block.hash.clone())
-                == l.block_hash.map(|x| format!("{x:#x}"))
-        });
-        if !consistent {
-            return Ok(FollowStep::Unlinked);
-        }
         if let Some(e) = epoch().as_mut() {
             self.epochs.advance(e, EpochStage::Fetched);
         }
@@ -213,6 +228,46 @@ impl ChainPipeline {
             self.epochs.advance(e, EpochStage::Decoded);
         }
         Ok(FollowStep::Batch { rows, headers, head })
+    }
+
+    /// A completed bounded range whose end block `cp` is not final yet: checks every poll
+    /// interval that it is still canonical. `Done(None)` once it is final; `Done(Some(new
+    /// checkpoint))` after a reorg replaced it (repaired: the follower indexes the new
+    /// branch up to the end again).
+    async fn watch_unfinalized_end(&self, cp: &BlockRef, end: u64) -> Result<Step<Option<Option<BlockRef>>>, PipelineError> {
+        let start_n = self.chain.start_block();
+        loop {
+            let step = self
+                .retry("end block", || async {
+                    let head = self.rpc.block_number().await.map_err(|e| self.rpc_err(e))?;
+                    if head.saturating_sub(self.chain.finality_depth) >= end {
+                        return Ok(None);
+                    }
+                    let canonical = self.rpc.header(cp.number).await.map_err(|e| self.rpc_err(e))?;
+                    Ok(Some((canonical.block.hash == cp.hash, head)))
+                })
+                .await?;
+            match step {
+                Step::Shutdown => return Ok(Step::Shutdown),
+                Step::Done(None) => return Ok(Step::Done(None)),
+                Step::Done(Some((false, _))) => {
+                    return Ok(match crate::reorg::repair(self, cp, start_n).await? {
+                        Step::Done(new_cp) => Step::Done(Some(new_cp)),
+                        Step::Shutdown => Step::Shutdown,
+                    });
+                }
+                Step::Done(Some((true, head))) => {
+                    if self.epochs.enabled() {
+                        let upto = head.saturating_sub(self.chain.finality_depth).min(end);
+                        self.writer.lock().await.finalize(self.id(), upto).await?;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(Step::Shutdown),
+                _ = tokio::time::sleep(self.chain.poll_interval) => {}
+            }
+        }
     }
 
     /// A completed bounded range: keep finalizing its epochs as the head moves on, then

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ChainConfig;
 use crate::epochs::ChainEpochs;
-use crate::rpc::{ChainRpc, Header, RpcError};
+use crate::rpc::{ChainRpc, Header, Interest, RpcError};
 use crate::status::{Phase, Progress};
 use crate::store::Writer;
 use decode::{DecodeError, Decoder, EventRow};
@@ -52,15 +52,12 @@ pub enum PipelineError {
         /// Cause.
         source: DecodeError,
     },
-    /// The endpoint serves another chain than configured.
-    #[error("chain {configured}: the RPC endpoint reports chain id {reported}")]
-    WrongChain {
-        /// Configured id.
-        configured: u64,
-        /// Reported id.
-        reported: u64,
-    },
 }
+
+/// Bulk backfill stops this many blocks (or the finality depth, when larger) below the
+/// highest head seen; the follower, which checks every block's header and bloom, indexes
+/// the rest.
+pub const TIP_MARGIN: u64 = 64;
 
 /// A chain's pipeline.
 pub struct ChainPipeline {
@@ -72,6 +69,7 @@ pub struct ChainPipeline {
     pub(crate) epochs: Arc<ChainEpochs>,
     decoder: Decoder,
     filter: Filter,
+    interest: Interest,
     size: RangeSize,
 }
 
@@ -95,8 +93,9 @@ impl ChainPipeline {
     ) -> Self {
         let decoder = Decoder::new(&chain);
         let filter = fetch::base_filter(&chain);
+        let interest = fetch::interest(&chain);
         let size = RangeSize::new(chain.max_block_range);
-        Self { chain, rpc, writer, progress, shutdown, epochs, decoder, filter, size }
+        Self { chain, rpc, writer, progress, shutdown, epochs, decoder, filter, interest, size }
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -143,29 +142,36 @@ impl ChainPipeline {
     /// Runs until shutdown (`Ok`) or a failure that needs a new writer term (`Err`).
     pub async fn run(self) -> Result<(), PipelineError> {
         let id = self.id();
-        let reported = match self
-            .retry("chain id", || async { self.rpc.remote_chain_id().await.map_err(|e| self.rpc_err(e)) })
+        // The block every endpoint must agree on: the start block as first indexed (from
+        // the stored status), so a failover endpoint on another chain is set aside instead
+        // of being taken as evidence of a reorg.
+        let stored_anchor = self.writer.lock().await.stored_start_block(id).await?;
+        if let Some(anchor) = stored_anchor.clone() {
+            self.rpc.set_anchor(anchor);
+        }
+        if let Step::Shutdown = self
+            .retry("endpoint check", || async { self.rpc.ensure_usable().await.map_err(|e| self.rpc_err(e)) })
             .await?
         {
-            Step::Done(v) => v,
-            Step::Shutdown => return Ok(()),
-        };
-        if reported != id {
-            return Err(PipelineError::WrongChain { configured: id, reported });
+            return Ok(());
         }
         let start_n = self.chain.start_block();
         let end_n = self.chain.end_block();
         // Wait until the chain has reached the start block, then resolve it.
         let start = match self
-            .retry("start block", || async {
-                self.rpc.require_header(start_n).await.map_err(|e| self.rpc_err(e))
-            })
+            .retry("start block", || async { self.rpc.header(start_n).await.map_err(|e| self.rpc_err(e)) })
             .await?
         {
             Step::Done(h) => h.block,
             Step::Shutdown => return Ok(()),
         };
+        if stored_anchor.is_none() {
+            self.rpc.set_anchor(start.clone());
+        }
         let checkpoint = self.writer.lock().await.checkpoint(id).await?;
+        if let Some(c) = &checkpoint {
+            self.rpc.set_floor(c.number);
+        }
         let head = match self
             .retry("head", || async { self.rpc.block_number().await.map_err(|e| self.rpc_err(e)) })
             .await?
@@ -175,9 +181,7 @@ impl ChainPipeline {
         };
         let backfill_end_n = end_n.map_or(head, |e| e.min(head));
         let backfill_end = match self
-            .retry("backfill end", || async {
-                self.rpc.require_header(backfill_end_n).await.map_err(|e| self.rpc_err(e))
-            })
+            .retry("backfill end", || async { self.rpc.header(backfill_end_n).await.map_err(|e| self.rpc_err(e)) })
             .await?
         {
             Step::Done(h) => h.block,
@@ -207,7 +211,7 @@ impl ChainPipeline {
                 Step::Done(h) => h,
                 Step::Shutdown => return Ok(()),
             };
-            if canonical.as_ref().map(|h| &h.block.hash) != Some(&c.hash) {
+            if canonical.block.hash != c.hash {
                 cp = match crate::reorg::repair(&self, &c, start_n).await? {
                     Step::Done(ancestor) => ancestor,
                     Step::Shutdown => return Ok(()),
@@ -223,7 +227,9 @@ impl ChainPipeline {
                 Step::Done(h) => h,
                 Step::Shutdown => return Ok(()),
             };
-            let safe = head.saturating_sub(self.chain.finality_depth).min(backfill_end_n);
+            // Bulk ranges are checked against their end block only, so they stay clear of
+            // the tip, where lagging nodes answer short; the follower checks every block.
+            let safe = head.saturating_sub(self.chain.finality_depth.max(TIP_MARGIN)).min(backfill_end_n);
             let next = cp.as_ref().map_or(start_n, |c| c.number + 1);
             if next > safe
                 || safe - next < follow::FOLLOW_BATCH.min(self.chain.max_block_range) && cp.is_some()
@@ -273,6 +279,7 @@ impl ChainPipeline {
 
     fn committed(&self, rows: &[EventRow], cp: &BlockRef, known: Option<&BlockRef>) {
         let id = self.id();
+        self.rpc.set_floor(cp.number);
         metrics::counter!("tidemark_events_indexed_total", "chain_id" => id.to_string())
             .increment(rows.len() as u64);
         metrics::gauge!("tidemark_latest_indexed_block", "chain_id" => id.to_string()).set(cp.number as f64);

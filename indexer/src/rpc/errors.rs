@@ -29,12 +29,21 @@ pub enum RpcError {
         /// Redacted message.
         message: String,
     },
+    /// The node answered, but the answer failed a consistency check (a lagging or lying
+    /// backend): asked again, never committed.
+    #[error("rpc answer rejected ({kind}): {message}")]
+    BadAnswer {
+        /// What was wrong.
+        kind: super::answer::BadAnswer,
+        /// Redacted description.
+        message: String,
+    },
 }
 
 impl RpcError {
     /// Whether a retry of the same request may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Transient { .. })
+        matches!(self, Self::Transient { .. } | Self::BadAnswer { .. })
     }
 
     /// Short label for metrics.
@@ -43,6 +52,7 @@ impl RpcError {
             Self::RangeTooLarge { .. } => "range",
             Self::Transient { .. } => "transient",
             Self::Fatal { .. } => "fatal",
+            Self::BadAnswer { kind, .. } => kind.label(),
         }
     }
 }
@@ -160,6 +170,9 @@ pub fn classify_message(code: i64, message: &str, data: &str) -> RpcError {
         || lower.contains("timed out")
         || lower.contains("header not found")
         || lower.contains("unknown block")
+        || lower.contains("block not found")
+        || lower.contains("could not find block")
+        || lower.contains("resource not found")
         || lower.contains("internal error")
         || lower.contains("try again")
         || code == -32603;
@@ -254,6 +267,10 @@ mod tests {
             (-32005, "rate limit exceeded"),
             (-32603, "internal error"),
             (-32000, "header not found"),
+            (-32000, "unknown block"),
+            (-32001, "resource not found"),
+            (-32000, "block not found"),
+            (-32000, "Could not find block with hash 0xabc"),
         ] {
             assert!(classify_message(code, m, "").is_retryable(), "{m}");
         }
