@@ -88,7 +88,7 @@ impl IntoResponse for ApiError {
                 None,
             ),
             Self::Unavailable { reasons } => {
-                let list: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+                let list: Vec<String> = reasons.iter().map(|r| r.code().into_owned()).collect();
                 let message = format!("the instance cannot be served now: {}", list.join(", "));
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message, None, Some(reasons))
             }

@@ -324,6 +324,7 @@ async fn write_status(pool: &PgPool, head: u64) -> anyhow::Result<()> {
     let chains = BTreeMap::from([(
         31337,
         ChainSnapshot::Following {
+            stalled: None,
             config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
             latest_indexed_block: block(head),
             latest_known_block: block(head),

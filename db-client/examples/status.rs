@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
 
     let health = db.health().await;
     let codes =
-        |list: &[tidemark_db_client::Reason]| list.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+        |list: &[tidemark_db_client::Reason]| list.iter().map(|r| r.code()).collect::<Vec<_>>().join(", ");
     println!(
         "healthy: {} (reasons: [{}], warnings: [{}])",
         health.healthy,

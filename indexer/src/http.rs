@@ -15,6 +15,7 @@ use tidemark_db_client::epochs::EpochSummaries;
 use tidemark_shared_types::{PublicConfig, RealtimeProjection};
 use tokio_util::sync::CancellationToken;
 
+use crate::rpc::Standing;
 use crate::status::{Progress, unix_now};
 
 /// This process's role for the instance.
@@ -118,17 +119,27 @@ async fn health(State(s): State<HttpState>) -> Response {
     if !s.health.db_reachable() {
         reasons.push("database-unreachable".to_owned());
     }
+    let mut warnings = Vec::new();
     for (id, st) in s.progress.states() {
         if !st.rpc_healthy {
             reasons.push(format!("rpc-unreachable:{id}"));
+        }
+        if st.stalled().is_some() {
+            warnings.push(format!("chain-stalled:{id}"));
+        }
+        // An endpoint set aside: another chain, or without the blocks the index has.
+        for (label, standing) in &st.endpoints {
+            if matches!(standing, Standing::WrongChain(_) | Standing::Behind(_)) {
+                warnings.push(format!("rpc-endpoint-{}:{id}:{label}", standing.label()));
+            }
         }
     }
     let role = s.health.role();
     let code = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = if reasons.is_empty() {
-        json!({"status": "ok", "role": role, "warnings": []})
+        json!({"status": "ok", "role": role, "warnings": warnings})
     } else {
-        json!({"status": "unhealthy", "role": role, "reasons": reasons, "warnings": []})
+        json!({"status": "unhealthy", "role": role, "reasons": reasons, "warnings": warnings})
     };
     (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }

@@ -47,6 +47,9 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
     pool_config.max_size = 4;
     let pool = PgPool::new(pool_config).context("building the database pool")?;
     let progress = Progress::new(config.chains.iter().map(|c| (c.chain_id, c.end_block())));
+    for chain in &config.chains {
+        progress.set_poll_interval(chain.chain_id, chain.poll_interval);
+    }
     let health = Arc::new(Health::default());
     let tracker = TaskTracker::new();
 

@@ -3,14 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tidemark_db_client::{PgPool, metadata};
-use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, SchemaName};
+use tidemark_shared_types::{
+    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, SchemaName, Stalled,
+};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::Health;
+use crate::rpc::Standing;
 
 /// Phase of one chain's pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +51,18 @@ pub struct ChainState {
     pub events_indexed: u64,
     /// Blocks committed by this process.
     pub blocks_indexed: u64,
+    /// Each RPC endpoint's label and standing, as last seen.
+    pub endpoints: Vec<(String, Standing)>,
+    /// Highest head the pipeline has seen.
+    pub head_seen: Option<u64>,
+    /// When the pipeline last made progress (a commit, or finding itself at the head).
+    pub progress_at: Instant,
+    /// The same, in unix seconds.
+    pub progress_unix: u64,
+    /// The last error the pipeline retried, redacted.
+    pub last_error: Option<String>,
+    /// No progress for this long while the head is ahead: stalled.
+    pub stall_after: Duration,
 }
 
 impl ChainState {
@@ -63,7 +78,32 @@ impl ChainState {
             rpc_healthy: true,
             events_indexed: 0,
             blocks_indexed: 0,
+            endpoints: Vec::new(),
+            head_seen: None,
+            progress_at: Instant::now(),
+            progress_unix: unix_now(),
+            last_error: None,
+            stall_after: Duration::from_secs(30),
         }
+    }
+
+    /// Records progress: a commit, or the pipeline at the head.
+    pub fn progressed(&mut self) {
+        self.progress_at = Instant::now();
+        self.progress_unix = unix_now();
+        self.last_error = None;
+    }
+
+    /// Stalled: no progress for `stall_after` while the head seen is ahead of what is
+    /// indexed (a completed chain never is).
+    pub fn stalled(&self) -> Option<Stalled> {
+        let behind = match (&self.head_seen, &self.latest_indexed) {
+            (Some(head), Some(indexed)) => *head > indexed.number,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        (self.phase != Phase::Completed && behind && self.progress_at.elapsed() >= self.stall_after)
+            .then(|| Stalled { since: self.progress_unix, last_error: self.last_error.clone() })
     }
 
     /// The chain's snapshot, or `None` while its start block is unknown.
@@ -74,21 +114,26 @@ impl ChainState {
             // An end beyond the head has no hash yet: left-bounded until it exists.
             None => ChainIndexingConfig::LeftBounded { start_block: start },
         };
-        let Some(latest) = self.latest_indexed.clone() else { return Some(ChainSnapshot::Queued { config }) };
+        let Some(latest) = self.latest_indexed.clone() else {
+            return Some(ChainSnapshot::Queued { stalled: self.stalled(), config });
+        };
         Some(match self.phase {
             Phase::Queued | Phase::Backfill => match &self.backfill_end {
                 Some(end) if end.number >= latest.number => ChainSnapshot::Backfill {
+                    stalled: self.stalled(),
                     config,
                     latest_indexed_block: latest,
                     backfill_end_block: end.clone(),
                 },
                 _ => ChainSnapshot::Following {
+                    stalled: self.stalled(),
                     config,
                     latest_known_block: self.known_at_least(&latest),
                     latest_indexed_block: latest,
                 },
             },
             Phase::Following => ChainSnapshot::Following {
+                stalled: self.stalled(),
                 config,
                 latest_known_block: self.known_at_least(&latest),
                 latest_indexed_block: latest,
@@ -119,6 +164,12 @@ impl Progress {
                 chains.into_iter().map(|(id, end)| (id, ChainState::new(end))).collect(),
             )),
         }
+    }
+
+    /// Sets how long a chain may go without progress, while behind, before it is
+    /// reported stalled: `2 × poll_interval + 30 s`.
+    pub fn set_poll_interval(&self, chain_id: u64, poll_interval: Duration) {
+        self.update(chain_id, |s| s.stall_after = 2 * poll_interval + Duration::from_secs(30));
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, ChainState>> {

@@ -207,7 +207,8 @@ impl Writer {
                 &[&schema, &chain],
             )
             .await?;
-        let Some(value) = row.map(|r| r.try_get::<_, Option<serde_json::Value>>(0)).transpose()?.flatten() else {
+        let Some(value) = row.map(|r| r.try_get::<_, Option<serde_json::Value>>(0)).transpose()?.flatten()
+        else {
             return Ok(None);
         };
         // A snapshot this build cannot read is no anchor: the endpoints' chain id still is.

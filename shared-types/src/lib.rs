@@ -22,5 +22,5 @@ pub use projection::RealtimeProjection;
 pub use schema::{InvalidSchemaName, SchemaName};
 pub use status::{
     BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, OmnichainSnapshot, OmnichainStatus,
-    StatusError,
+    Stalled, StatusError,
 };

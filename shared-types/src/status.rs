@@ -55,6 +55,17 @@ impl ChainIndexingConfig {
     }
 }
 
+/// A chain whose pipeline made no progress for `2 × poll interval + 30 s` while the chain
+/// head was ahead of it (an additive field of the chain's snapshot; absent otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stalled {
+    /// Unix seconds of the chain's last progress (a commit, or being at the head).
+    pub since: u64,
+    /// The last error the pipeline saw, with every RPC URL and secret redacted.
+    pub last_error: Option<String>,
+}
+
 /// The status of one chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "chainStatus", rename_all = "kebab-case", rename_all_fields = "camelCase")]
@@ -64,6 +75,9 @@ pub enum ChainSnapshot {
     Queued {
         /// Range indexed.
         config: ChainIndexingConfig,
+        /// Set while the chain is stalled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stalled: Option<Stalled>,
     },
     /// Catching up to `backfill_end_block`, fixed for the process.
     #[serde(rename = "chain-backfill")]
@@ -74,6 +88,9 @@ pub enum ChainSnapshot {
         latest_indexed_block: BlockRef,
         /// min(endBlock, chain head at start).
         backfill_end_block: BlockRef,
+        /// Set while the chain is stalled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stalled: Option<Stalled>,
     },
     /// Following the head.
     #[serde(rename = "chain-following")]
@@ -84,6 +101,9 @@ pub enum ChainSnapshot {
         latest_indexed_block: BlockRef,
         /// Highest block seen at the head.
         latest_known_block: BlockRef,
+        /// Set while the chain is stalled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stalled: Option<Stalled>,
     },
     /// A bounded range, fully indexed.
     #[serde(rename = "chain-completed")]
@@ -99,10 +119,20 @@ impl ChainSnapshot {
     /// The chain's range.
     pub fn config(&self) -> &ChainIndexingConfig {
         match self {
-            Self::Queued { config }
+            Self::Queued { config, .. }
             | Self::Backfill { config, .. }
             | Self::Following { config, .. }
             | Self::Completed { config, .. } => config,
+        }
+    }
+
+    /// Whether (and since when) the chain is stalled.
+    pub fn stalled(&self) -> Option<&Stalled> {
+        match self {
+            Self::Queued { stalled, .. }
+            | Self::Backfill { stalled, .. }
+            | Self::Following { stalled, .. } => stalled.as_ref(),
+            Self::Completed { .. } => None,
         }
     }
 

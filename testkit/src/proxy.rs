@@ -9,6 +9,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::faults::{self, Faults, Injected, InjectedCounts};
 
 struct Shared {
     upstream: String,
@@ -19,6 +23,8 @@ struct Shared {
     /// Widest `eth_getLogs` range served; wider ones get a "too many results" error.
     max_logs_range: Mutex<Option<u64>>,
     rejected_ranges: Mutex<u64>,
+    faults: Mutex<Faults>,
+    injected: Injected,
 }
 
 /// A proxy on `127.0.0.1:<free port>` forwarding JSON-RPC POSTs to an upstream node. It
@@ -92,6 +98,16 @@ async fn forward(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32005, "message": message}});
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
+    let faults = *lock(&s.faults);
+    if faults != Faults::default()
+        && let Ok(request) = serde_json::from_slice::<Value>(&body)
+        && request.is_object()
+    {
+        let up = |v: Value| -> BoxFuture<'_, Option<Value>> { Box::pin(post_json(&s, v)) };
+        if let Some(response) = faults::answer(faults, &s.injected, &request, &up).await {
+            return (StatusCode::OK, axum::Json(response)).into_response();
+        }
+    }
     let upstream =
         s.client.post(&s.upstream).header(header::CONTENT_TYPE, "application/json").body(body).send().await;
     match upstream {
@@ -104,6 +120,12 @@ async fn forward(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         }
         Err(_) => StatusCode::BAD_GATEWAY.into_response(),
     }
+}
+
+/// One JSON-RPC request to the upstream node; its whole response object.
+async fn post_json(s: &Shared, request: Value) -> Option<Value> {
+    let r = s.client.post(&s.upstream).json(&request).send().await.ok()?;
+    r.json().await.ok()
 }
 
 impl RpcProxy {
@@ -124,6 +146,8 @@ impl RpcProxy {
             down: AtomicBool::new(false),
             max_logs_range: Mutex::new(None),
             rejected_ranges: Mutex::new(0),
+            faults: Mutex::new(Faults::default()),
+            injected: Injected::default(),
         });
         let app = axum::Router::new().fallback(axum::routing::post(forward)).with_state(shared.clone());
         let task = tokio::spawn(async move {
@@ -162,6 +186,17 @@ impl RpcProxy {
     /// How many `eth_getLogs` requests were rejected as too wide.
     pub fn rejected_ranges(&self) -> u64 {
         *lock(&self.shared.rejected_ranges)
+    }
+
+    /// Answers a fraction of requests as a lagging or lying node would ([`Faults`]);
+    /// `Faults::default()` forwards everything again.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.shared.faults) = faults;
+    }
+
+    /// How many answers each fault mode altered so far.
+    pub fn injected(&self) -> InjectedCounts {
+        self.shared.injected.counts()
     }
 
     /// How many requests called `method` so far.

@@ -1,12 +1,13 @@
 //! Health verdicts of a [`DbClient`](crate::DbClient).
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Why a reader is unhealthy, or what it warns about. Serialized as kebab-case codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// Why a reader is unhealthy, or what it warns about. Serialized as kebab-case codes
+/// (`chain-stalled:<chainId>` for [`Reason::ChainStalled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// The database has not answered recently (10 s by default).
     DatabaseUnreachable,
@@ -20,24 +21,53 @@ pub enum Reason {
     /// Warning: no new status snapshot for 30 s by the database clock (the indexer is
     /// probably down); stored data can still be served.
     StatusStale,
+    /// Warning: the indexer reports this chain stalled — no progress while its head moved
+    /// (`stalled` in the chain's status snapshot).
+    ChainStalled(u64),
 }
 
 impl Reason {
-    /// The code as served, e.g. `database-unreachable`.
-    pub fn as_str(self) -> &'static str {
-        match self {
+    /// The code as served, e.g. `database-unreachable` or `chain-stalled:1`.
+    pub fn code(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Self::DatabaseUnreachable => "database-unreachable",
             Self::Uninitialized => "uninitialized",
             Self::NoStatus => "no-status",
             Self::Incompatible => "incompatible",
             Self::StatusStale => "status-stale",
-        }
+            Self::ChainStalled(id) => return Cow::Owned(format!("chain-stalled:{id}")),
+        })
+    }
+
+    /// Parses a code as [`Reason::code`] writes it.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "database-unreachable" => Self::DatabaseUnreachable,
+            "uninitialized" => Self::Uninitialized,
+            "no-status" => Self::NoStatus,
+            "incompatible" => Self::Incompatible,
+            "status-stale" => Self::StatusStale,
+            other => Self::ChainStalled(other.strip_prefix("chain-stalled:")?.parse().ok()?),
+        })
     }
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.code())
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = Cow::<str>::deserialize(d)?;
+        Self::from_code(&code).ok_or_else(|| serde::de::Error::custom(format!("unknown reason {code:?}")))
     }
 }
 
@@ -71,8 +101,13 @@ mod tests {
             Reason::NoStatus,
             Reason::Incompatible,
             Reason::StatusStale,
+            Reason::ChainStalled(8453),
         ] {
-            assert_eq!(serde_json::to_value(r).ok(), Some(serde_json::Value::from(r.as_str())));
+            let json = serde_json::to_value(r).ok();
+            assert_eq!(json, Some(serde_json::Value::from(r.code().into_owned())));
+            assert_eq!(json.and_then(|j| serde_json::from_value::<Reason>(j).ok()), Some(r));
         }
+        assert_eq!(Reason::ChainStalled(1).code(), "chain-stalled:1");
+        assert_eq!(Reason::from_code("chain-stalled:x"), None);
     }
 }

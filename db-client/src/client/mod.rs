@@ -221,6 +221,14 @@ impl DbClient {
                 if view.age >= self.inner.shared.settings.status_stale_after {
                     warnings.push(Reason::StatusStale);
                 }
+                warnings.extend(
+                    view.status
+                        .omnichain_snapshot
+                        .chains
+                        .iter()
+                        .filter(|(_, chain)| chain.stalled().is_some())
+                        .map(|(id, _)| Reason::ChainStalled(*id)),
+                );
             }
             Err(reason) => {
                 if !reasons.contains(reason) {

@@ -106,7 +106,11 @@ impl ChainPipeline {
     /// that rewrites hashes, is asked again), and the end block, when no log came back for
     /// it, against its bloom (a node that did not have it yet answered short). Returns the
     /// headers fetched, by number.
-    async fn confirm_range(&self, logs: &mut Vec<Log>, end: &Header) -> Result<HashMap<u64, Header>, PipelineError> {
+    async fn confirm_range(
+        &self,
+        logs: &mut Vec<Log>,
+        end: &Header,
+    ) -> Result<HashMap<u64, Header>, PipelineError> {
         let to = end.block.number;
         let mut numbers: Vec<u64> = logs.iter().filter_map(|l| l.block_number).filter(|n| *n != to).collect();
         numbers.sort_unstable();
@@ -143,9 +147,10 @@ impl ChainPipeline {
                 let result: Result<_, PipelineError> = async {
                     let end = self.rpc.header(to).await.map_err(|e| self.rpc_err(e))?;
                     let end_hash = HashMap::from([(to, end.block.hash.clone())]);
-                    let mut logs = fetch::logs_in_range(&self.rpc, &self.filter, from, to, &self.size, &end_hash)
-                        .await
-                        .map_err(|e| self.rpc_err(e))?;
+                    let mut logs =
+                        fetch::logs_in_range(&self.rpc, &self.filter, from, to, &self.size, &end_hash)
+                            .await
+                            .map_err(|e| self.rpc_err(e))?;
                     let known = self.confirm_range(&mut logs, &end).await?;
                     self.epochs.advance(&mut lock(), EpochStage::Fetched);
                     let rows = self.decode(&logs, &known).await?;

@@ -167,7 +167,10 @@ pub async fn complete(
         .await?;
     for block in found.into_iter().filter(|l| !l.is_empty()) {
         let n = block.first().and_then(|l| l.block_number).unwrap_or_default();
-        rpc.note_unattributed(BadAnswer::Incomplete, &format!("logs of block {n} were missing from a range answer"));
+        rpc.note_unattributed(
+            BadAnswer::Incomplete,
+            &format!("logs of block {n} were missing from a range answer"),
+        );
         logs.extend(block);
     }
     Ok(())
@@ -175,7 +178,12 @@ pub async fn complete(
 
 /// The matching logs of one block, by its hash and, when that answer is empty, from its
 /// receipts.
-async fn confirm_block(rpc: &ChainRpc, filter: &Filter, interest: &Interest, h: Header) -> Result<Vec<Log>, RpcError> {
+async fn confirm_block(
+    rpc: &ChainRpc,
+    filter: &Filter,
+    interest: &Interest,
+    h: Header,
+) -> Result<Vec<Log>, RpcError> {
     let by_hash = rpc.block_logs(filter, &h).await?;
     if !by_hash.is_empty() {
         return Ok(by_hash);
@@ -198,11 +206,8 @@ pub async fn missing_timestamps(
         .collect();
     need.sort_unstable();
     need.dedup();
-    let fetched: Vec<Header> = futures::stream::iter(need)
-        .map(|n| rpc.header(n))
-        .buffered(concurrency.max(1))
-        .try_collect()
-        .await?;
+    let fetched: Vec<Header> =
+        futures::stream::iter(need).map(|n| rpc.header(n)).buffered(concurrency.max(1)).try_collect().await?;
     let mut out: HashMap<u64, u64> = known.iter().map(|(n, h)| (*n, h.block.timestamp)).collect();
     out.extend(fetched.into_iter().map(|h| (h.block.number, h.block.timestamp)));
     Ok(out)

@@ -118,6 +118,7 @@ impl ChainPipeline {
                 FollowStep::Idle(head) => {
                     // Nothing new: the head is the checkpoint (or the bounded end is reached).
                     self.progress.update(id, |s| {
+                        s.progressed();
                         s.latest_known = s.latest_indexed.clone();
                         if s.latest_indexed.is_some() && s.phase != Phase::Completed {
                             s.phase = Phase::Following;
@@ -209,16 +210,24 @@ impl ChainPipeline {
             }
             parent = Some(h.block.hash.clone());
         }
-        let hashes: HashMap<u64, String> = headers.iter().map(|h| (h.block.number, h.block.hash.clone())).collect();
+        let hashes: HashMap<u64, String> =
+            headers.iter().map(|h| (h.block.number, h.block.hash.clone())).collect();
         let mut logs = fetch::logs_in_range(&self.rpc, &self.filter, next, to, &self.size, &hashes)
             .await
             .map_err(|e| self.rpc_err(e))?;
         // Near the head, nodes behind a load balancer answer short: every block whose bloom
         // may hold a match and that came back empty is confirmed by hash.
         let refs: Vec<&Header> = headers.iter().collect();
-        fetch::complete(&self.rpc, &self.filter, &self.interest, &refs, &mut logs, self.chain.max_concurrency)
-            .await
-            .map_err(|e| self.rpc_err(e))?;
+        fetch::complete(
+            &self.rpc,
+            &self.filter,
+            &self.interest,
+            &refs,
+            &mut logs,
+            self.chain.max_concurrency,
+        )
+        .await
+        .map_err(|e| self.rpc_err(e))?;
         let by_number: HashMap<u64, Header> = headers.iter().map(|h| (h.block.number, h.clone())).collect();
         if let Some(e) = epoch().as_mut() {
             self.epochs.advance(e, EpochStage::Fetched);
@@ -234,7 +243,11 @@ impl ChainPipeline {
     /// interval that it is still canonical. `Done(None)` once it is final; `Done(Some(new
     /// checkpoint))` after a reorg replaced it (repaired: the follower indexes the new
     /// branch up to the end again).
-    async fn watch_unfinalized_end(&self, cp: &BlockRef, end: u64) -> Result<Step<Option<Option<BlockRef>>>, PipelineError> {
+    async fn watch_unfinalized_end(
+        &self,
+        cp: &BlockRef,
+        end: u64,
+    ) -> Result<Step<Option<Option<BlockRef>>>, PipelineError> {
         let start_n = self.chain.start_block();
         loop {
             let step = self

@@ -118,11 +118,18 @@ impl ChainPipeline {
             };
             match result {
                 Ok(v) => {
-                    self.progress.update(self.id(), |s| s.rpc_healthy = true);
+                    self.progress.update(self.id(), |s| {
+                        s.rpc_healthy = true;
+                        self.observe(s);
+                    });
                     return Ok(Step::Done(v));
                 }
                 Err(PipelineError::Rpc { source, .. }) if source.is_retryable() => {
-                    self.progress.update(self.id(), |s| s.rpc_healthy = false);
+                    self.progress.update(self.id(), |s| {
+                        s.rpc_healthy = false;
+                        s.last_error = Some(source.to_string());
+                        self.observe(s);
+                    });
                     tracing::warn!(target: "tidemark::pipeline", chain_id = self.id(), step = what, error = %source, retry_in_ms = delay.as_millis() as u64, "rpc unavailable; backing off");
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return Ok(Step::Shutdown),
@@ -132,6 +139,15 @@ impl ChainPipeline {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Copies what the RPC client knows (endpoint standings, highest head) into `s`.
+    fn observe(&self, s: &mut crate::status::ChainState) {
+        s.endpoints = self.rpc.standings();
+        let head = self.rpc.max_head();
+        if head > 0 {
+            s.head_seen = Some(head);
         }
     }
 
@@ -181,7 +197,9 @@ impl ChainPipeline {
         };
         let backfill_end_n = end_n.map_or(head, |e| e.min(head));
         let backfill_end = match self
-            .retry("backfill end", || async { self.rpc.header(backfill_end_n).await.map_err(|e| self.rpc_err(e)) })
+            .retry("backfill end", || async {
+                self.rpc.header(backfill_end_n).await.map_err(|e| self.rpc_err(e))
+            })
             .await?
         {
             Step::Done(h) => h.block,
@@ -289,6 +307,7 @@ impl ChainPipeline {
             s.blocks_indexed += cp.number.saturating_sub(prev);
             s.events_indexed += rows.len() as u64;
             s.latest_indexed = Some(cp.clone());
+            s.progressed();
             if let Some(k) = known {
                 s.latest_known = Some(k.clone());
             }

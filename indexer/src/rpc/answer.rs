@@ -104,7 +104,10 @@ pub fn check_block(logs: &[Log], number: u64, hash: &B256) -> Result<(), Rejecti
             return Err((BadAnswer::OutOfRange, format!("log of block {n} in an answer for block {number}")));
         }
         if h != hash {
-            return Err((BadAnswer::HashMismatch, format!("log of block {n} carries hash {h:#x}, asked for {hash:#x}")));
+            return Err((
+                BadAnswer::HashMismatch,
+                format!("log of block {n} carries hash {h:#x}, asked for {hash:#x}"),
+            ));
         }
         Ok(())
     })
@@ -120,7 +123,10 @@ pub fn check_hashes(logs: &[Log], hashes: &std::collections::HashMap<u64, String
         if let Some(expected) = hashes.get(&n)
             && format!("{h:#x}") != *expected
         {
-            return Err((BadAnswer::HashMismatch, format!("log of block {n} carries hash {h:#x}, the header {expected}")));
+            return Err((
+                BadAnswer::HashMismatch,
+                format!("log of block {n} carries hash {h:#x}, the header {expected}"),
+            ));
         }
     }
     Ok(())

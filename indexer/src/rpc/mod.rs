@@ -63,7 +63,11 @@ struct RawHeader {
 impl From<RawHeader> for Header {
     fn from(h: RawHeader) -> Self {
         Self {
-            block: BlockRef { number: h.number.to(), timestamp: h.timestamp.to(), hash: format!("{:#x}", h.hash) },
+            block: BlockRef {
+                number: h.number.to(),
+                timestamp: h.timestamp.to(),
+                hash: format!("{:#x}", h.hash),
+            },
             parent_hash: format!("{:#x}", h.parent_hash),
             logs_bloom: h.logs_bloom,
             tx_count: h.transactions.len(),
@@ -188,7 +192,10 @@ impl ChainRpc {
                 let head = p.get_block_number().await.map_err(|e| self.classify(&e))?;
                 let floor = self.inner.floor.load(Ordering::Relaxed);
                 if head < floor {
-                    return Err(bad(BadAnswer::NotYet, format!("head {head} is below the indexed block {floor}")));
+                    return Err(bad(
+                        BadAnswer::NotYet,
+                        format!("head {head} is below the indexed block {floor}"),
+                    ));
                 }
                 Ok(head)
             })
@@ -209,9 +216,13 @@ impl ChainRpc {
             .request("eth_getBlockByNumber", (BlockNumberOrTag::Number(number), false))
             .await
             .map_err(|e| self.classify(&e))?;
-        let h = raw.ok_or_else(|| bad(BadAnswer::NotYet, format!("block {number} is not known to the node yet")))?;
+        let h = raw
+            .ok_or_else(|| bad(BadAnswer::NotYet, format!("block {number} is not known to the node yet")))?;
         if h.number.to::<u64>() != number {
-            return Err(bad(BadAnswer::OutOfRange, format!("asked for block {number}, got block {}", h.number)));
+            return Err(bad(
+                BadAnswer::OutOfRange,
+                format!("asked for block {number}, got block {}", h.number),
+            ));
         }
         Ok(h.into())
     }
@@ -252,11 +263,9 @@ impl ChainRpc {
     /// `eth_getLogs` by the block hash of `header`: a node without the block answers with
     /// an error, never with an empty list.
     pub async fn block_logs(&self, filter: &Filter, header: &Header) -> Result<Vec<Log>, RpcError> {
-        let hash: B256 = header
-            .block
-            .hash
-            .parse()
-            .map_err(|_| RpcError::Fatal { message: format!("stored hash {} is not a block hash", header.block.hash) })?;
+        let hash: B256 = header.block.hash.parse().map_err(|_| RpcError::Fatal {
+            message: format!("stored hash {} is not a block hash", header.block.hash),
+        })?;
         let number = header.block.number;
         let filter = filter.clone().at_block_hash(hash);
         self.call("eth_getLogs", |p| {
@@ -273,12 +282,14 @@ impl ChainRpc {
     /// The logs of `header`'s block that `interest` asks for, from the block's receipts,
     /// which must be one per transaction. `None` when the node does not offer
     /// `eth_getBlockReceipts`.
-    pub async fn receipt_logs(&self, header: &Header, interest: &Interest) -> Result<Option<Vec<Log>>, RpcError> {
-        let hash: B256 = header
-            .block
-            .hash
-            .parse()
-            .map_err(|_| RpcError::Fatal { message: format!("stored hash {} is not a block hash", header.block.hash) })?;
+    pub async fn receipt_logs(
+        &self,
+        header: &Header,
+        interest: &Interest,
+    ) -> Result<Option<Vec<Log>>, RpcError> {
+        let hash: B256 = header.block.hash.parse().map_err(|_| RpcError::Fatal {
+            message: format!("stored hash {} is not a block hash", header.block.hash),
+        })?;
         let number = header.block.number;
         let result = self
             .call("eth_getBlockReceipts", |p| async move {
@@ -287,12 +298,17 @@ impl ChainRpc {
                     .request("eth_getBlockReceipts", (BlockId::hash(hash),))
                     .await
                     .map_err(|e| self.classify(&e))?;
-                let receipts = receipts
-                    .ok_or_else(|| bad(BadAnswer::NotYet, format!("receipts of block {number} not known yet")))?;
+                let receipts = receipts.ok_or_else(|| {
+                    bad(BadAnswer::NotYet, format!("receipts of block {number} not known yet"))
+                })?;
                 if receipts.len() != header.tx_count {
                     return Err(bad(
                         BadAnswer::Incomplete,
-                        format!("{} receipts for the {} transactions of block {number}", receipts.len(), header.tx_count),
+                        format!(
+                            "{} receipts for the {} transactions of block {number}",
+                            receipts.len(),
+                            header.tx_count
+                        ),
                     ));
                 }
                 let logs: Vec<Log> =
@@ -415,7 +431,8 @@ impl ChainRpc {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            metrics::counter!("tidemark_rpc_errors_total", "method" => method, "kind" => err.kind()).increment(1);
+            metrics::counter!("tidemark_rpc_errors_total", "method" => method, "kind" => err.kind())
+                .increment(1);
             if !err.is_retryable() {
                 return Err(err);
             }
@@ -423,7 +440,12 @@ impl ChainRpc {
                 self.failed(idx, method, attempt, &err);
                 if n > 1 {
                     // Fail over: the next caller starts on the next endpoint too.
-                    let _ = self.inner.active.compare_exchange(idx, (idx + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ = self.inner.active.compare_exchange(
+                        idx,
+                        (idx + 1) % n,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                 }
             }
             last = Some(err);

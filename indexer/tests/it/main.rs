@@ -8,6 +8,7 @@ mod config_changes;
 mod crash;
 mod epochs;
 mod events;
+mod lying_rpc;
 mod multichain;
 mod provider;
 mod reorg;

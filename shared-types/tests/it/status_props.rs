@@ -297,7 +297,12 @@ fn break_chain(chain: ChainSnapshot) -> (ChainSnapshot, &'static str) {
         ChainSnapshot::Backfill { config, backfill_end_block, .. } => {
             let beyond = block(backfill_end_block.number + 1, backfill_end_block.timestamp + 1);
             (
-                ChainSnapshot::Backfill { config, latest_indexed_block: beyond, backfill_end_block },
+                ChainSnapshot::Backfill {
+                    stalled: None,
+                    config,
+                    latest_indexed_block: beyond,
+                    backfill_end_block,
+                },
                 "chain-backfill: latestIndexedBlock is beyond backfillEndBlock",
             )
         }
@@ -305,6 +310,7 @@ fn break_chain(chain: ChainSnapshot) -> (ChainSnapshot, &'static str) {
             let start = block(latest_indexed_block.number + 1, latest_indexed_block.timestamp + 1);
             (
                 ChainSnapshot::Following {
+                    stalled: None,
                     config: ChainIndexingConfig::LeftBounded { start_block: start },
                     latest_indexed_block,
                     latest_known_block,
@@ -329,8 +335,9 @@ fn break_chain(chain: ChainSnapshot) -> (ChainSnapshot, &'static str) {
 fn cursor_examples() {
     let lb = |n, t| ChainIndexingConfig::LeftBounded { start_block: block(n, t) };
     let bd = |n, t, e, et| ChainIndexingConfig::Bounded { start_block: block(n, t), end_block: block(e, et) };
-    let queued = |n, t| ChainSnapshot::Queued { config: lb(n, t) };
+    let queued = |n, t| ChainSnapshot::Queued { stalled: None, config: lb(n, t) };
     let backfill = |l, lt| ChainSnapshot::Backfill {
+        stalled: None,
         config: lb(0, 100),
         latest_indexed_block: block(l, lt),
         backfill_end_block: block(1_000, 10_000),
