@@ -13,6 +13,7 @@ mod bad_input;
 mod common;
 mod crash;
 mod incompatible;
+mod lying_rpc;
 mod outages;
 mod reorg_storm;
 mod secrets;
