@@ -235,3 +235,36 @@ async fn dropping_the_client_stops_its_background_tasks() {
     assert_eq!(db.queries_executed(), before);
     assert_eq!(db.public_config().await.expect_err("uninitialized"), Reason::Uninitialized);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_the_indexer_reports_stalled_is_a_warning_naming_it() {
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 31337])).await.expect("config");
+    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 40, 41), (31337, 40, 41)]))
+        .await
+        .expect("status");
+    let db = DbClient::new(fast(&test_db.url)).expect("client");
+    eventually("healthy", || db.is_healthy()).await;
+    assert!(db.health().await.warnings.is_empty());
+
+    // The indexer marks chain 31337 stalled: a warning, still healthy, data still served.
+    let mut status = following_status(&[(1, 40, 41), (31337, 40, 45)]);
+    let stalled = tidemark_shared_types::Stalled { since: 1_795_420_000, last_error: Some("rpc timed out".into()) };
+    if let Some(tidemark_shared_types::ChainSnapshot::Following { stalled: s, .. }) =
+        status.omnichain_snapshot.chains.get_mut(&31337)
+    {
+        *s = Some(stalled);
+    }
+    write_indexing_status(&mut conn, &schema(), &status).await.expect("status");
+    eventually("chain-stalled", || async { db.health().await.warnings == [Reason::ChainStalled(31337)] }).await;
+    let health = db.health().await;
+    assert!(health.healthy, "{health:?}");
+    assert_eq!(serde_json::to_value(&health.warnings).ok(), Some(serde_json::json!(["chain-stalled:31337"])));
+    // Progress again: the warning goes.
+    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 41, 41), (31337, 45, 45)]))
+        .await
+        .expect("status");
+    eventually("not stalled", || async { db.health().await.warnings.is_empty() }).await;
+}

@@ -203,3 +203,42 @@ async fn a_reorg_while_the_indexer_is_down_is_repaired_on_restart() {
     fresh.matches(&db.events().await.expect("events")).unwrap_or_else(|e| panic!("replay: {e}"));
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }
+
+/// A bounded range that completes near the head keeps watching its end block until it is
+/// final: a reorg that replaces it after completion is repaired, and the range is indexed
+/// again up to its end on the new branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_range_completed_near_the_head_follows_a_reorg_until_final() {
+    let stack = Stack::new().await;
+    let demo = &stack.demo;
+    crate::common::traffic(demo, 6, 2).await;
+    let end = demo.block_number().await.expect("head") + 3;
+    let mut cfg = stack.config();
+    cfg.chains[0].finality_depth = Some(FINALITY);
+    cfg.chains[0].poll_interval_ms = Some(100);
+    for c in &mut cfg.chains[0].contracts {
+        c.end_block = Some(end);
+    }
+    let mut db = stack.instance().await;
+    let mut indexer = stack.spawn(&cfg);
+    crate::common::traffic(demo, 3, 2).await;
+    assert_eq!(demo.block_number().await.expect("head"), end);
+    stack.wait_synced(&mut db).await;
+    let completed = db.checkpoint(stack.chain_id).await.expect("checkpoint").expect("a checkpoint");
+    assert_eq!(completed.block_number as u64, end);
+
+    // The end block and the one before are replaced, with events in the new branch.
+    demo.reorg_with(2, &[(demo.burst_call(3), 1)]).await.expect("anvil_reorg");
+    stack.wait_synced(&mut db).await;
+    stack.assert_matches_chain(&mut db).await;
+    let removed = db.journal().await.expect("journal").iter().filter(|e| e.kind == "removed").count();
+    assert!(removed > 0, "the orphaned end of the range was removed");
+    assert!(indexer.proc.stderr().contains("reorg repaired"));
+
+    // Past finality nothing more happens: the chain moves on, the range stays at its end.
+    demo.mine(FINALITY + 2).await.expect("anvil_mine");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cp = db.checkpoint(stack.chain_id).await.expect("checkpoint").expect("a checkpoint");
+    assert_eq!(cp.block_number as u64, end);
+    assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
+}

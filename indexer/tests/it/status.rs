@@ -230,3 +230,51 @@ async fn a_bounded_range_beyond_the_head_follows_until_its_end_block() {
     assert!(stored.iter().all(|e| e.block_number as u64 <= end), "nothing beyond the end block");
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }
+
+/// The health rule: no progress for `2 × poll_interval + 30 s` while the head moved
+/// is `stalled: {since, lastError}` in the chain's snapshot and `chain-stalled:<id>` among
+/// the indexer's `/health` warnings; progress clears both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_without_progress_while_the_head_moves_is_reported_stalled() {
+    let stack = Stack::new().await;
+    traffic(&stack.demo, 5, 2).await;
+    let proxy = tidemark_testkit::RpcProxy::start(stack.anvil.url()).await;
+    let mut cfg = stack.config();
+    cfg.chains[0].rpc_url = Some(proxy.url().to_owned());
+    cfg.chains[0].poll_interval_ms = Some(100);
+    cfg.chains[0].request_timeout_ms = Some(500);
+    let mut indexer = stack.spawn(&cfg);
+    let mut db = stack.instance().await;
+    stack.wait_synced(&mut db).await;
+    assert!(indexer.proc.is_running());
+
+    // Logs stop answering (slower than the request timeout) while the head moves on.
+    proxy.delay("eth_getLogs", Duration::from_secs(30));
+    traffic(&stack.demo, 3, 2).await;
+    let warned = |body: &Value| {
+        body["warnings"].as_array().is_some_and(|w| w.iter().any(|w| w == "chain-stalled:31337"))
+    };
+    eventually(Duration::from_secs(90), "/health warns chain-stalled:31337", async || {
+        let (_, body) = indexer.get_json("/health").await?;
+        warned(&body).then_some(())
+    })
+    .await;
+    let stalled = eventually(SOON, "the stored snapshot says stalled", async || {
+        let row = db.metadata("indexing_status").await.ok()??;
+        let stalled = row.value["omnichainSnapshot"]["chains"]["31337"]["stalled"].clone();
+        stalled.is_object().then_some(stalled)
+    })
+    .await;
+    assert!(stalled["since"].as_u64().is_some(), "{stalled}");
+    let last_error = stalled["lastError"].as_str().expect("lastError");
+    assert!(!last_error.contains(proxy.url().trim_start_matches("http://")), "redacted: {last_error}");
+
+    proxy.clear_delays();
+    stack.wait_synced(&mut db).await;
+    eventually(SOON, "the warning is gone", async || {
+        let (_, body) = indexer.get_json("/health").await?;
+        (!warned(&body)).then_some(())
+    })
+    .await;
+    assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
+}
