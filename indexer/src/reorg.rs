@@ -14,7 +14,12 @@ use crate::pipeline::{ChainPipeline, PipelineError, Step};
 const WALK_CHUNK: u64 = 64;
 
 /// Repairs a reorg below `cp`; returns the new checkpoint (`None`: nothing canonical
-/// remains, indexing restarts at the start block).
+/// remains, indexing restarts at the start block; `cp` itself: refused, see below).
+///
+/// Invariant (9): rows are deleted only on hashes a node returned, and never when the node
+/// shares no indexed block with the index beyond the finality depth: that is another
+/// chain, and the repair is refused (counted as a `wrong-chain` answer, logged, `cp`
+/// returned unchanged).
 pub async fn repair(
     p: &ChainPipeline,
     cp: &BlockRef,
@@ -26,6 +31,22 @@ pub async fn repair(
         Step::Shutdown => return Ok(Step::Shutdown),
     };
     let depth = cp.number - ancestor.as_ref().map_or(start_n.saturating_sub(1), |a| a.number);
+    if ancestor.is_none() && depth > p.chain.finality_depth {
+        // No block the index holds is on the chain the node serves, and the difference is
+        // deeper than finality: a node of another chain (a fork sharing the genesis, a fresh
+        // node behind failover), not a reorg. Nothing is deleted; the endpoints are checked
+        // again and the follower asks again after a pause.
+        let message = format!(
+            "the node shares none of the indexed blocks up to {} (deeper than the finality depth {}): another chain, not a reorg; nothing deleted",
+            cp.number, p.chain.finality_depth
+        );
+        p.rpc.set_aside_active(&message);
+        tokio::select! {
+            _ = p.shutdown.cancelled() => return Ok(Step::Shutdown),
+            _ = tokio::time::sleep(p.chain.poll_interval.max(std::time::Duration::from_secs(1))) => {}
+        }
+        return Ok(Step::Done(Some(cp.clone())));
+    }
     if depth > p.chain.finality_depth {
         tracing::error!(target: "tidemark::reorg", chain_id = id, depth, finality_depth = p.chain.finality_depth, "reorg deeper than the finality depth; repaired from stored event hashes");
     }

@@ -251,14 +251,16 @@ async fn a_chain_the_indexer_reports_stalled_is_a_warning_naming_it() {
 
     // The indexer marks chain 31337 stalled: a warning, still healthy, data still served.
     let mut status = following_status(&[(1, 40, 41), (31337, 40, 45)]);
-    let stalled = tidemark_shared_types::Stalled { since: 1_795_420_000, last_error: Some("rpc timed out".into()) };
+    let stalled =
+        tidemark_shared_types::Stalled { since: 1_795_420_000, last_error: Some("rpc timed out".into()) };
     if let Some(tidemark_shared_types::ChainSnapshot::Following { stalled: s, .. }) =
         status.omnichain_snapshot.chains.get_mut(&31337)
     {
         *s = Some(stalled);
     }
     write_indexing_status(&mut conn, &schema(), &status).await.expect("status");
-    eventually("chain-stalled", || async { db.health().await.warnings == [Reason::ChainStalled(31337)] }).await;
+    eventually("chain-stalled", || async { db.health().await.warnings == [Reason::ChainStalled(31337)] })
+        .await;
     let health = db.health().await;
     assert!(health.healthy, "{health:?}");
     assert_eq!(serde_json::to_value(&health.warnings).ok(), Some(serde_json::json!(["chain-stalled:31337"])));

@@ -234,6 +234,12 @@ impl ChainPipeline {
                     Step::Done(ancestor) => ancestor,
                     Step::Shutdown => return Ok(()),
                 };
+                if cp.as_ref() == Some(&c) {
+                    // Repair refused (the node serves another chain): no bulk ranges on top
+                    // of it; the follower checks every step against the checkpoint.
+                    self.epochs.drop_leftovers();
+                    return self.follow(cp, start_n, end_n).await;
+                }
             }
         }
         // Bulk backfill while the finalized part of the chain is far ahead.

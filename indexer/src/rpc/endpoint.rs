@@ -10,7 +10,7 @@ use alloy::providers::RootProvider;
 
 /// How long a usable endpoint is trusted before it is checked again.
 const RECHECK_USABLE: Duration = Duration::from_secs(60);
-/// How long an endpoint on another chain, or behind the index, is left alone.
+/// How long an endpoint on another chain is left alone.
 const RECHECK_UNUSABLE: Duration = Duration::from_secs(10);
 /// At most one log line per endpoint and kind of rejected answer in this time.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -109,15 +109,16 @@ impl Endpoint {
         self.state().standing.clone()
     }
 
-    /// Whether the endpoint is due for a check before its next use. Unreachable endpoints
-    /// are checked on every use: the check is the request that would have been made.
+    /// Whether the endpoint is due for a check before its next use. Unreachable endpoints,
+    /// and those behind the index, are checked on every use: the check is about the
+    /// request that would have been made (and a load balancer's next node may be current).
     pub(super) fn needs_check(&self) -> bool {
         let s = self.state();
         let age = s.checked_at.map(|t| t.elapsed());
         match &s.standing {
-            Standing::Unchecked | Standing::Unreachable(_) => true,
+            Standing::Unchecked | Standing::Unreachable(_) | Standing::Behind(_) => true,
             Standing::Usable => age.is_none_or(|a| a >= RECHECK_USABLE),
-            Standing::WrongChain(_) | Standing::Behind(_) => age.is_none_or(|a| a >= RECHECK_UNUSABLE),
+            Standing::WrongChain(_) => age.is_none_or(|a| a >= RECHECK_UNUSABLE),
         }
     }
 

@@ -103,10 +103,6 @@ struct Inner {
     unattributed: endpoint::Limiter,
 }
 
-/// An endpoint whose head is this far below the indexed block is set aside as behind (a
-/// node a few blocks behind is only asked again, answer by answer).
-const BEHIND_MARGIN: u64 = 128;
-
 /// Attempts per call before the error is returned to the caller (who backs off further).
 const ATTEMPTS: u32 = 4;
 
@@ -153,6 +149,23 @@ impl ChainRpc {
     /// every endpoint is checked again before its next use.
     pub fn set_anchor(&self, anchor: BlockRef) {
         *self.inner.anchor.lock().unwrap_or_else(|e| e.into_inner()) = Some(anchor);
+        self.recheck_endpoints();
+    }
+
+    /// Sets the endpoint in use aside as serving another chain (its answers disagree with
+    /// every indexed block), counted as a `wrong-chain` answer and logged.
+    pub fn set_aside_active(&self, why: &str) {
+        let idx = self.inner.active.load(Ordering::Relaxed) % self.inner.endpoints.len();
+        let endpoint = &self.inner.endpoints[idx];
+        let chain_id = self.inner.chain_id;
+        metrics::counter!("tidemark_rpc_bad_answers_total", "chain_id" => chain_id.to_string(), "endpoint" => endpoint.label.clone(), "kind" => BadAnswer::WrongChain.label())
+            .increment(1);
+        tracing::error!(target: "tidemark::rpc", chain_id, endpoint = %endpoint.label, error = why, "rpc answer rejected; endpoint set aside");
+        self.set_standing(endpoint, Standing::WrongChain(why.to_owned()));
+    }
+
+    /// Has every endpoint checked again before its next use.
+    pub fn recheck_endpoints(&self) {
         for e in &self.inner.endpoints {
             e.invalidate();
         }
@@ -378,13 +391,19 @@ impl ChainRpc {
             }
             let head = p.get_block_number().await.map_err(|e| self.classify(&e))?;
             let floor = self.inner.floor.load(Ordering::Relaxed);
-            if head.saturating_add(BEHIND_MARGIN) < floor {
+            if head < floor {
                 return Ok(Standing::Behind(format!("its head {head} is below the indexed block {floor}")));
             }
             Ok(Standing::Usable)
         }
         .await;
-        let standing = outcome.unwrap_or_else(|e: RpcError| Standing::Unreachable(e.to_string()));
+        let standing = outcome.unwrap_or_else(|e: RpcError| {
+            metrics::counter!("tidemark_rpc_errors_total", "method" => "endpoint-check", "kind" => e.kind()).increment(1);
+            if let Some(count) = endpoint.note_rejection("unreachable") {
+                tracing::warn!(target: "tidemark::rpc", chain_id = self.inner.chain_id, endpoint = %endpoint.label, count, error = %e, "endpoint check failed");
+            }
+            Standing::Unreachable(e.to_string())
+        });
         self.set_standing(endpoint, standing);
     }
 

@@ -102,12 +102,28 @@ async fn empty_answers_are_confirmed_against_the_block_bloom() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_failover_node_of_another_chain_deletes_nothing() {
+    failover_to_another_chain(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_node_of_a_fork_ahead_of_the_index_deletes_nothing() {
+    failover_to_another_chain(true).await;
+}
+
+/// A is the chain, behind a proxy that fails; B is a new anvil (`ahead`: mined past A's
+/// head, so its hashes at the indexed heights differ from A's).
+async fn failover_to_another_chain(ahead: bool) {
     let stack = Stack::new().await;
     traffic(&stack.demo, 10, 3).await;
     // A: the real chain, behind a proxy that can fail. B: a new anvil (same chain id, its
     // own genesis) that mines a block a second.
     let proxy = RpcProxy::start(stack.anvil.url()).await;
     let fresh = Anvil::spawn_with(&["--block-time", "1"]).await;
+    if ahead {
+        // The same genesis and chain id as A, but its own blocks, further than A's head.
+        let mine = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "anvil_mine", "params": ["0x64"]});
+        reqwest::Client::new().post(fresh.url()).json(&mine).send().await.expect("anvil_mine");
+    }
     let mut cfg = stack.config();
     cfg.chains[0].rpc_url = None;
     cfg.chains[0].rpc_urls = Some(vec![proxy.url().to_owned(), fresh.url().to_owned()]);
@@ -120,12 +136,16 @@ async fn a_fresh_failover_node_of_another_chain_deletes_nothing() {
 
     proxy.set_down(true);
     traffic(&stack.demo, 5, 2).await;
-    eventually(SOON, "/health names the failover endpoint as on another chain", async || {
+    eventually(SOON, "/health names the failover endpoint as behind or on another chain", async || {
         let (_, body) = indexer.get_json("/health").await?;
         let warnings = body["warnings"].as_array()?;
         warnings
             .iter()
-            .any(|w| w.as_str().is_some_and(|w| w.starts_with("rpc-endpoint-wrong-chain:")))
+            .any(|w| {
+                w.as_str().is_some_and(|w| {
+                    w.starts_with("rpc-endpoint-wrong-chain:") || w.starts_with("rpc-endpoint-behind:")
+                })
+            })
             .then_some(())
     })
     .await;

@@ -140,7 +140,12 @@ async fn a_fresh_failover_node_of_another_chain() {
             traffic(&stack.demo, 1, 2).await;
             if let Some((_, body)) = get_json(&format!("{}/health", indexer.http)).await {
                 warned |= body["warnings"].as_array().is_some_and(|w| {
-                    w.iter().any(|w| w.as_str().is_some_and(|w| w.starts_with("rpc-endpoint-wrong-chain:")))
+                    w.iter().any(|w| {
+                        w.as_str().is_some_and(|w| {
+                            w.starts_with("rpc-endpoint-wrong-chain:")
+                                || w.starts_with("rpc-endpoint-behind:")
+                        })
+                    })
                 });
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -151,7 +156,7 @@ async fn a_fresh_failover_node_of_another_chain() {
             format!("{} s with only the fresh node answering", outage.as_secs()),
             format!(
                 "{before} events before, {after} during; {removed} removed entries; /health {}",
-                if warned { "names rpc[1] as on another chain" } else { "SAYS NOTHING of rpc[1]" }
+                if warned { "names rpc[1] as behind or on another chain" } else { "SAYS NOTHING of rpc[1]" }
             ),
             after == before && removed == 0 && warned && indexer.proc.is_running(),
             "",
