@@ -106,8 +106,22 @@ pub fn app(state: HttpState) -> Router {
 }
 
 /// Serves until `shutdown`.
+///
+/// Also runs the metrics exporter's upkeep every 5 s, so histograms stay bounded whether
+/// or not anything scrapes `/metrics`.
 pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
-    prometheus();
+    let handle = prometheus();
+    let upkeep_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = upkeep_stop.cancelled() => break,
+                _ = tick.tick() => handle.run_upkeep(),
+            }
+        }
+    });
     let result = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
     if let Err(e) = result {
         tracing::error!(target: "tidemark::http", error = %e, "HTTP server failed");

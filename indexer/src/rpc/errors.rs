@@ -92,6 +92,21 @@ impl Redactor {
                 // Keys in the path (`/v2/<key>`).
                 needles.push((path.to_owned(), "<redacted>".into()));
             }
+            // Each part on its own too: providers quote them separately (a path segment, a
+            // query value, a hostname that carries the account's key).
+            for segment in path.split('/').filter(|p| looks_secret(p, 6)) {
+                needles.push((segment.to_owned(), "<redacted>".into()));
+            }
+            for (_, value) in u.query_pairs() {
+                if looks_secret(&value, 4) {
+                    needles.push((value.into_owned(), "<redacted>".into()));
+                }
+            }
+            if let Some(host) = u.host_str() {
+                for label in host.split('.').filter(|l| looks_secret(l, 8)) {
+                    needles.push((label.to_owned(), "<redacted>".into()));
+                }
+            }
         }
         // Longest first, so a URL is replaced whole before its parts.
         needles.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
@@ -109,6 +124,13 @@ impl Redactor {
         }
         out
     }
+}
+
+/// Whether a URL part looks like it may carry a key: 16 characters or more, or at least
+/// `min` characters with two digits or more (`v3`, `rpc`, `mainnet` do not).
+fn looks_secret(part: &str, min: usize) -> bool {
+    let digits = part.chars().filter(char::is_ascii_digit).count();
+    part.len() >= 16 || part.len() >= min && digits >= 2
 }
 
 /// Maps an alloy transport error to an [`RpcError`].
@@ -299,5 +321,21 @@ mod tests {
             "error sending request for url (https://mainnet.example.io/v3/abcdef0123456789?apikey=s3cr3t)",
         );
         assert_eq!(out, "error sending request for url (rpc[0])");
+    }
+
+    #[test]
+    fn parts_of_urls_quoted_separately_are_redacted() {
+        let urls = [url::Url::parse(
+            "https://a1b2c3d4e5f6.rpc.example.io/ext/bc/C/rpc/9f8e7d6c5b4a39281706?project=abcd1234&network=main",
+        )
+        .expect("url")];
+        let r = Redactor::new(&urls);
+        let out = r.redact(
+            "host a1b2c3d4e5f6.rpc.example.io refused key 9f8e7d6c5b4a39281706 for project abcd1234 on mainnet",
+        );
+        for secret in ["a1b2c3d4e5f6", "9f8e7d6c5b4a39281706", "abcd1234"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("mainnet") && out.contains("rpc.example.io"), "ordinary words stay: {out}");
     }
 }
