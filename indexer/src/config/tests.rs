@@ -118,3 +118,34 @@ fn abi_files_resolve_named_events() {
     assert_eq!(err.path, "chains[0].contracts[0].events[0]");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_address_belongs_to_one_contract_per_chain() {
+    let second = r#"
+[[chains.contracts]]
+name = "Other"
+addresses = ["0x00000000000000000000000000000000000000aa", "0x5fbdb2315678afecb367f032d93f642f64180aa3"]
+start_block = 5
+events = ["event Ping(uint256 n)"]
+"#;
+    let err = parse(&format!("{EXAMPLE}{second}")).expect_err("duplicate address");
+    assert_eq!(err.path, "chains[0].contracts[1].addresses[1]", "{err}");
+    assert!(err.message.contains("0x5fbdb2315678afecb367f032d93f642f64180aa3"), "{err}");
+    assert!(err.message.contains("\"Token\""), "{err}");
+    // The same address on another chain is fine, and so is a repeat within one contract.
+    let other_chain = r#"
+[[chains]]
+chain_id = 1
+rpc_url = "${RPC_URL}"
+[[chains.contracts]]
+name = "Other"
+addresses = ["0x5fbdb2315678afecb367f032d93f642f64180aa3"]
+events = ["event Ping(uint256 n)"]
+"#;
+    parse(&format!("{EXAMPLE}{other_chain}")).expect("another chain");
+    let twice = EXAMPLE.replace(
+        r#"addresses = ["0x5FbDB2315678afecb367f032d93F642f64180aa3"]"#,
+        r#"addresses = ["0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x5fbdb2315678afecb367f032d93f642f64180aa3"]"#,
+    );
+    parse(&twice).expect("a repeat within one contract");
+}
