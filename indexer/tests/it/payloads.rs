@@ -194,6 +194,19 @@ async fn hostile_payloads_are_stored_and_served_without_stalling_any_chain() {
     let second: Vec<Value> = api_events(&base, "chainId=31338").await;
     assert!(!second.is_empty() && second.iter().all(|i| i.get("decodeError").is_none()));
     stop.cancel();
+
+    // Counted per chain, contract and event (a range decoded again may count twice).
+    let (_, metrics) = indexer.get_text("/metrics").await.expect("/metrics");
+    let counted = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("tidemark_decode_errors_total{")
+                && ["chain=\"31337\"", "contract=\"Payloads\"", "event=\"Note\""]
+                    .iter()
+                    .all(|p| l.contains(p))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(counted.is_some_and(|n| n >= 2.0), "{metrics}");
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }
 
