@@ -70,9 +70,17 @@ pub struct EventItemSchema {
     pub event: String,
     /// Canonical full event signature.
     pub signature: String,
-    /// Decoded arguments keyed by parameter name.
-    #[schema(value_type = Object)]
+    /// Decoded arguments keyed by parameter name (DESIGN §3): integers as decimal
+    /// strings, bytes and addresses as 0x hex, tuples and arrays as arrays, an indexed
+    /// dynamic value as `{"topicHash": "0x…"}`, a string that is not valid UTF-8 or holds
+    /// NUL as `{"hex": "0x…"}`. `null` when the log does not fit its ABI (see
+    /// `decodeError`).
+    #[schema(value_type = Option<Object>)]
     pub args: serde_json::Value,
+    /// Why the log could not be decoded against its event's ABI (then `args` is `null`;
+    /// the raw log is kept). Absent when the log decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_error: Option<String>,
     /// True when the block is at least `finalityDepth` behind the chain's latest known block.
     pub finalized: bool,
 }

@@ -11,10 +11,9 @@ use futures::{StreamExt, TryStreamExt};
 use tidemark_db_client::{PgPool, PoolConfig, instance, migrate};
 use tidemark_indexer::config::IndexerConfig;
 use tidemark_indexer::pipeline::decode::{Decoder, EventRow};
-use tidemark_indexer::store::{Batch, EVENT_COLUMNS, EVENT_TYPES, Writer};
+use tidemark_indexer::store::{Batch, EVENT_COLUMNS, EVENT_TYPES, Writer, write_event};
 use tidemark_shared_types::{BlockRef, SchemaName};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::ToSql;
 
 use crate::chain::{self, Dataset};
 use crate::procs::{self, BenchDb};
@@ -200,24 +199,7 @@ async fn copy_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
     let writer = BinaryCopyInWriter::new(sink, &EVENT_TYPES);
     let mut writer = std::pin::pin!(writer);
     for (i, r) in rows.iter().enumerate() {
-        let values: [&(dyn ToSql + Sync); 15] = [
-            &(i as i64 + 1),
-            &31337i64,
-            &(r.block_number as i64),
-            &r.block_hash,
-            &(r.block_timestamp as i64),
-            &r.tx_hash,
-            &(r.tx_index as i32),
-            &(r.log_index as i32),
-            &r.address,
-            &r.contract,
-            &r.event,
-            &r.signature,
-            &r.topics,
-            &r.data,
-            &r.args,
-        ];
-        writer.as_mut().write(&values).await?;
+        write_event(writer.as_mut(), i as i64 + 1, 31337, r).await?;
     }
     writer.as_mut().finish().await?;
     drop(client);

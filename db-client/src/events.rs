@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Bool, Integer, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use diesel::{Queryable, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -144,11 +144,26 @@ impl Finality {
 }
 
 /// The SQL types of [`Row`], in the order of [`SELECT_COLUMNS`].
-type RowSql = (BigInt, BigInt, BigInt, Text, BigInt, Text, Integer, Integer, Text, Text, Text, Text, Text);
+type RowSql = (
+    BigInt,
+    BigInt,
+    BigInt,
+    Text,
+    BigInt,
+    Text,
+    Integer,
+    Integer,
+    Text,
+    Text,
+    Text,
+    Text,
+    Nullable<Text>,
+    Nullable<Text>,
+);
 
 /// The columns of a page, in the order of [`Row`]'s fields (rows load by position).
 pub const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
-     log_index, address, contract, event, signature, args::text";
+     log_index, address, contract, event, signature, args::text, decode_error";
 
 /// One stored event, loaded by position from [`SELECT_COLUMNS`].
 #[derive(Queryable)]
@@ -165,8 +180,11 @@ struct Row {
     contract: String,
     event: String,
     signature: String,
-    /// `args` as stored JSON text (`args::text`): passed through, not parsed here.
-    args: String,
+    /// `args` as stored JSON text (`args::text`): passed through, not parsed here; NULL
+    /// when the log did not decode.
+    args: Option<String>,
+    /// Why the log did not decode.
+    decode_error: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -186,9 +204,11 @@ impl Row {
     fn into_item(self, finality: &Finality) -> Result<EventItem<Box<RawValue>>> {
         let chain_id = unsigned(self.chain_id, "chain_id")?;
         let block_number = unsigned(self.block_number, "block_number")?;
-        let args = RawValue::from_string(self.args).map_err(|e| DbError::InvalidStoredValue {
-            key: "events",
-            message: format!("column args of cursor {} is not JSON: {e}", self.cursor),
+        let args = RawValue::from_string(self.args.unwrap_or_else(|| "null".to_owned())).map_err(|e| {
+            DbError::InvalidStoredValue {
+                key: "events",
+                message: format!("column args of cursor {} is not JSON: {e}", self.cursor),
+            }
         })?;
         Ok(EventItem {
             cursor: Cursor(self.cursor),
@@ -204,6 +224,7 @@ impl Row {
             event: self.event,
             signature: self.signature,
             args,
+            decode_error: self.decode_error,
             finalized: finality.is_final(chain_id, block_number),
         })
     }
@@ -294,6 +315,7 @@ pub(crate) fn parse_args(page: EventPage<Box<RawValue>>) -> Result<EventPage> {
                 event: i.event,
                 signature: i.signature,
                 args,
+                decode_error: i.decode_error,
                 finalized: i.finalized,
             })
         })

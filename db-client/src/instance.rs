@@ -9,16 +9,20 @@ use tidemark_shared_types::SchemaName;
 use crate::error::{DbError, Result};
 use crate::migrate::MIGRATION_LOCK_KEY;
 
-/// Creates the instance schema and its tables if missing (layout version 1). Idempotent
-/// and safe to run concurrently (serialized by a transaction-level advisory lock).
+/// The statement that creates the instance schema at the layout of
+/// [`SCHEMA_VERSION`](tidemark_shared_types::config::SCHEMA_VERSION), or upgrades an
+/// instance of an earlier layout in place (`$1` = the schema name). Run it under the
+/// migration lock, as [`ensure_instance_schema`] does.
+pub const ENSURE_INSTANCE_SCHEMA_SQL: &str = "SELECT tidemark.ensure_instance_schema_v2($1)";
+
+/// Creates the instance schema and its tables if missing, or upgrades them to the current
+/// layout (version 2: `events.decode_error`). Idempotent and safe to run concurrently
+/// (serialized by a transaction-level advisory lock).
 pub async fn ensure_instance_schema(conn: &mut AsyncPgConnection, schema: &SchemaName) -> Result<()> {
     let schema = schema.as_str().to_owned();
     conn.transaction::<_, DbError, _>(async |c| {
         diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")).execute(c).await?;
-        diesel::sql_query("SELECT tidemark.ensure_instance_schema_v1($1)")
-            .bind::<Text, _>(&schema)
-            .execute(c)
-            .await?;
+        diesel::sql_query(ENSURE_INSTANCE_SCHEMA_SQL).bind::<Text, _>(&schema).execute(c).await?;
         Ok(())
     })
     .await

@@ -10,8 +10,9 @@
 //! with binary `COPY`, which diesel-async does not offer and which PostgreSQL loads
 //! markedly faster than an `INSERT` of the same rows.
 
-use std::pin::pin;
+use std::pin::{Pin, pin};
 
+use tidemark_db_client::instance;
 use tidemark_db_client::metadata::{self, PUBLIC_CONFIG_KEY};
 use tidemark_db_client::migrate::MIGRATION_LOCK_KEY;
 use tidemark_db_client::{DbError, PgPool};
@@ -31,9 +32,9 @@ const COMMIT_LOCK_CLASS: i32 = 0x7464_6d02;
 
 /// Columns of `events` in the order of [`EVENT_TYPES`] and of the rows written by `COPY`.
 pub const EVENT_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
-     log_index, address, contract, event, signature, topics, data, args";
+     log_index, address, contract, event, signature, topics, data, args, decode_error";
 /// The PostgreSQL types of [`EVENT_COLUMNS`], for binary `COPY`.
-pub const EVENT_TYPES: [Type; 15] = [
+pub const EVENT_TYPES: [Type; 16] = [
     Type::INT8,
     Type::INT8,
     Type::INT8,
@@ -49,6 +50,7 @@ pub const EVENT_TYPES: [Type; 15] = [
     Type::TEXT_ARRAY,
     Type::TEXT,
     Type::JSONB,
+    Type::TEXT,
 ];
 
 /// The lock-holding connection of the instance.
@@ -89,6 +91,40 @@ fn stored_u64(row: &Row, column: usize, table: &'static str) -> Result<u64, DbEr
     })
 }
 
+/// Writes one event row of [`EVENT_COLUMNS`] to a binary `COPY`.
+pub async fn write_event(
+    rows: Pin<&mut BinaryCopyInWriter>,
+    cursor: i64,
+    chain_id: i64,
+    e: &EventRow,
+) -> Result<(), tokio_postgres::Error> {
+    let values: [&(dyn ToSql + Sync); 16] = [
+        &cursor,
+        &chain_id,
+        &u(e.block_number),
+        &e.block_hash,
+        &u(e.block_timestamp),
+        &e.tx_hash,
+        &i32::try_from(e.tx_index).unwrap_or(i32::MAX),
+        &i32::try_from(e.log_index).unwrap_or(i32::MAX),
+        &e.address,
+        &e.contract,
+        &e.event,
+        &e.signature,
+        &e.topics,
+        &e.data,
+        &e.args,
+        &e.decode_error,
+    ];
+    rows.write(&values).await
+}
+
+/// True for errors about a value (SQLSTATE class 22, e.g. `\u0000` in `jsonb`) or a size
+/// limit (class 54): the same rows would fail again.
+fn is_value_error(e: &DbError) -> bool {
+    matches!(e, DbError::Postgres(pg) if pg.code().is_some_and(|c| matches!(&c.code()[..2], "22" | "54")))
+}
+
 impl Writer {
     /// Opens a connection and tries to take the writer lock once. `Ok(None)` when another
     /// process holds it.
@@ -121,12 +157,12 @@ impl Writer {
         Ok(row.try_get(0)?)
     }
 
-    /// Creates the instance schema and tables if missing (under the migration lock, like
-    /// every schema change).
+    /// Creates the instance schema and tables if missing, or upgrades an earlier layout
+    /// (under the migration lock, like every schema change).
     pub async fn ensure_instance_schema(&mut self) -> Result<(), DbError> {
         let tx = self.client.transaction().await?;
         tx.execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"), &[]).await?;
-        tx.execute("SELECT tidemark.ensure_instance_schema_v1($1)", &[&self.schema.as_str()]).await?;
+        tx.execute(instance::ENSURE_INSTANCE_SCHEMA_SQL, &[&self.schema.as_str()]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -263,7 +299,42 @@ impl Writer {
     /// Invariant (DESIGN §9.2): data and checkpoint commit together or not at all.
     /// Invariant (§9.3): the commit lock is taken before cursors are drawn, so cursor
     /// order is commit order across every chain of the instance.
+    /// Invariant (§9.8): when PostgreSQL rejects a value of the batch (something decoding
+    /// did not foresee), the batch is committed again with the args of each rejected row
+    /// replaced by a `decode_error`, so one log can never stall the chain.
     pub async fn commit(&mut self, batch: Batch<'_>) -> Result<(), DbError> {
+        match self.commit_once(&batch).await {
+            Err(e) if is_value_error(&e) && batch.events.iter().any(|r| r.args.is_some()) => {
+                tracing::warn!(target: "tidemark::store", chain_id = batch.chain_id, error = %e, "batch rejected by the database; storing the rejected args raw");
+                let events = self.storable(batch.events).await?;
+                self.commit_once(&Batch { events: &events, ..batch }).await
+            }
+            other => other,
+        }
+    }
+
+    /// `events` with the args that PostgreSQL rejects on their own replaced by a
+    /// `decode_error` (one round trip per decoded row: only after a rejected batch).
+    async fn storable(&mut self, events: &[EventRow]) -> Result<Vec<EventRow>, DbError> {
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let mut e = e.clone();
+            if let Some(args) = &e.args
+                && let Err(err) = self.client.query_one("SELECT $1::jsonb IS NOT NULL", &[args]).await
+            {
+                let err = DbError::from(err);
+                if !is_value_error(&err) {
+                    return Err(err);
+                }
+                e.args = None;
+                e.decode_error = Some(format!("args not storable: {err}").replace('\0', "\u{fffd}"));
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    async fn commit_once(&mut self, batch: &Batch<'_>) -> Result<(), DbError> {
         let s = self.schema.quoted();
         let chain = u(batch.chain_id);
         let schema_name = self.schema.as_str();
@@ -288,24 +359,7 @@ impl Writer {
                 tx.copy_in(&format!("COPY {s}.events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
             let mut rows = pin!(BinaryCopyInWriter::new(sink, &EVENT_TYPES));
             for (cursor, e) in (base + 1..).zip(ev) {
-                let values: [&(dyn ToSql + Sync); 15] = [
-                    &cursor,
-                    &chain,
-                    &u(e.block_number),
-                    &e.block_hash,
-                    &u(e.block_timestamp),
-                    &e.tx_hash,
-                    &i32::try_from(e.tx_index).unwrap_or(i32::MAX),
-                    &i32::try_from(e.log_index).unwrap_or(i32::MAX),
-                    &e.address,
-                    &e.contract,
-                    &e.event,
-                    &e.signature,
-                    &e.topics,
-                    &e.data,
-                    &e.args,
-                ];
-                rows.as_mut().write(&values).await?;
+                write_event(rows.as_mut(), cursor, chain, e).await?;
             }
             rows.as_mut().finish().await?;
         }

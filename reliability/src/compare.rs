@@ -188,6 +188,7 @@ mod tests {
             topics: l.topics.clone(),
             data: l.data.clone(),
             args: serde_json::json!({}),
+            decode_error: None,
         }
     }
 

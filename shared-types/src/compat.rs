@@ -2,7 +2,9 @@
 //!
 //! Two configs are compatible iff namespace, instance schema, the set of chain ids and,
 //! per chain, the finality depth and every contract's name, addresses, start/end blocks
-//! and events are equal. `versionInfo` may change freely.
+//! and events are equal. `versionInfo` may change freely. Events are compared in their
+//! canonical form ([`crate::signature`]): two spellings of one event (component names,
+//! `tuple(…)` or `(…)`, spaces, `uint`) are the same event.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::{PublicChainConfig, PublicConfig, PublicContractConfig};
+use crate::signature::canonical_or_same;
 
 /// One differing field: its path and both values.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,10 +81,20 @@ pub fn check_compatible(stored: &PublicConfig, current: &PublicConfig) -> Result
             diff(format!("{q}.addresses"), json!(sc.addresses), json!(cc.addresses));
             diff(format!("{q}.startBlock"), json!(sc.start_block), json!(cc.start_block));
             diff(format!("{q}.endBlock"), json!(sc.end_block), json!(cc.end_block));
-            diff(format!("{q}.events"), json!(sc.events), json!(cc.events));
+            if canonical_events(&sc.events) != canonical_events(&cc.events) {
+                diff(format!("{q}.events"), json!(sc.events), json!(cc.events));
+            }
         }
     }
     if diffs.is_empty() { Ok(()) } else { Err(Incompatibility { diffs }) }
+}
+
+/// The canonical forms of `events`, sorted and deduplicated.
+fn canonical_events(events: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = events.iter().map(|e| canonical_or_same(e)).collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// True when the two configs index the same set of chain ids.
@@ -144,6 +157,33 @@ mod tests {
         assert_eq!(err.diffs[2].current, json!(5));
         let msg = err.to_string();
         assert!(msg.contains("startBlock: stored 0 vs current 5"), "{msg}");
+    }
+
+    #[test]
+    fn events_compare_in_canonical_form() {
+        let with_tuple = |event: &str| {
+            let mut c = config();
+            c.chains[0].contracts[0].events.push(event.to_owned());
+            c
+        };
+        // What an earlier build stored for an ABI-file tuple event, and what this one writes.
+        let stored = with_tuple("event Updated(uint64 indexed id, tuple(address who, uint128 amount) info)");
+        for current in [
+            "event Updated(uint64 indexed id, tuple(address, uint128) info)",
+            "event Updated(uint64 indexed id, (address a, uint128 b) info)",
+            "Updated(uint64  indexed id,(address,uint128) info)",
+        ] {
+            assert_eq!(check_compatible(&stored, &with_tuple(current)), Ok(()), "{current}");
+        }
+        // Types, indexed flags and top-level names still matter.
+        for current in [
+            "event Updated(uint64 indexed id, tuple(address, uint256) info)",
+            "event Updated(uint64 id, tuple(address, uint128) info)",
+            "event Updated(uint64 indexed id, tuple(address, uint128) data)",
+        ] {
+            let err = check_compatible(&stored, &with_tuple(current)).expect_err(current);
+            assert_eq!(err.diffs[0].field, "chains[31337].contracts[Token].events");
+        }
     }
 
     #[test]

@@ -88,8 +88,11 @@ pub struct EventItem<A = Value> {
     pub event: String,
     /// Canonical full event signature.
     pub signature: String,
-    /// Decoded arguments (DESIGN §3).
+    /// Decoded arguments (DESIGN §3); JSON `null` when the log does not fit its ABI.
     pub args: A,
+    /// Why the log could not be decoded (then `args` is null); absent when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_error: Option<String>,
     /// True when the block is at least `finalityDepth` behind the chain's latest known block.
     pub finalized: bool,
 }

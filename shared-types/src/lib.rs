@@ -12,6 +12,7 @@ pub mod epoch;
 pub mod event;
 pub mod projection;
 pub mod schema;
+pub mod signature;
 pub mod status;
 
 pub use compat::{FieldDiff, Incompatibility, check_compatible};
@@ -20,6 +21,7 @@ pub use epoch::{EpochItem, EpochStage, EpochStageEntry, EpochSummary};
 pub use event::{Cursor, EventItem, InvalidCursor, JournalKind};
 pub use projection::RealtimeProjection;
 pub use schema::{InvalidSchemaName, SchemaName};
+pub use signature::{SignatureError, canonical_event};
 pub use status::{
     BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, OmnichainSnapshot, OmnichainStatus,
     Stalled, StatusError,

@@ -58,9 +58,12 @@ pub struct StoredEvent {
     /// Data.
     #[diesel(sql_type = Text)]
     pub data: String,
-    /// Decoded arguments.
+    /// Decoded arguments; JSON `null` when the log did not decode.
     #[diesel(sql_type = Jsonb)]
     pub args: Value,
+    /// Why the log did not decode (always `None` on a layout-1 instance).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub decode_error: Option<String>,
 }
 
 impl StoredEvent {
@@ -282,8 +285,9 @@ impl InstanceDb {
         let s = self.schema.quoted();
         Ok(diesel::sql_query(format!(
             "SELECT cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, log_index,
-                    address, contract, event, signature, topics, data, args
-               FROM {s}.events WHERE {tail}"
+                    address, contract, event, signature, topics, data, coalesce(args, 'null') AS args,
+                    to_jsonb(e) ->> 'decode_error' AS decode_error
+               FROM {s}.events e WHERE {tail}"
         ))
         .load(&mut self.conn)
         .await?)

@@ -44,6 +44,9 @@ pub(crate) fn write(
         string(out, b",\"signature\":", &item.signature)?;
         out.extend_from_slice(b",\"args\":");
         out.extend_from_slice(item.args.get().as_bytes());
+        if let Some(e) = &item.decode_error {
+            string(out, b",\"decodeError\":", e)?;
+        }
         out.extend_from_slice(if item.finalized {
             b",\"finalized\":true}"
         } else {
@@ -95,16 +98,22 @@ mod tests {
         let text = prop_oneof![any::<String>(), "0x[0-9a-f]{0,64}", "[ -~]{0,20}"];
         let args = prop_oneof![
             Just(serde_json::json!({})),
+            Just(serde_json::Value::Null),
+            "0x[0-9a-f]{0,64}".prop_map(|h| serde_json::json!({"text": {"hex": h}})),
             any::<String>().prop_map(|s| serde_json::json!({"from": s, "value": "7"})),
             any::<i64>().prop_map(|n| serde_json::json!([n, null, true, {"a\"b": "c\\d\u{1}"}])),
         ];
         (
             (any::<i64>(), any::<u64>(), any::<u64>(), text.clone(), any::<u64>(), text.clone()),
             (any::<u64>(), any::<u64>(), text.clone(), text.clone(), text.clone(), text),
-            (args, any::<bool>()),
+            (args, any::<bool>(), proptest::option::of(text_error())),
         )
             .prop_map(
-                |((cursor, chain_id, block_number, block_hash, block_timestamp, tx), rest, (args, fin))| {
+                |(
+                    (cursor, chain_id, block_number, block_hash, block_timestamp, tx),
+                    rest,
+                    (args, fin, error),
+                )| {
                     let (transaction_index, log_index, address, contract, event, signature) = rest;
                     EventItem {
                         cursor: Cursor(cursor),
@@ -120,10 +129,16 @@ mod tests {
                         event,
                         signature,
                         args: RawValue::from_string(args.to_string()).expect("serde_json output is JSON"),
+                        decode_error: error,
                         finalized: fin,
                     }
                 },
             )
+    }
+
+    /// Decode errors: any text, and the messages the indexer writes.
+    fn text_error() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), "data \\([0-9]+ bytes\\) does not decode as \\(string\\): [ -~]{0,40}"]
     }
 
     proptest! {

@@ -276,6 +276,7 @@ async fn items_are_exactly_the_event_item_of_each_stored_event() {
                 event: e.event.clone(),
                 signature: e.signature.clone(),
                 args: e.args.clone(),
+                decode_error: None,
                 finalized: e.chain_id == 1 && e.block_number <= 5,
             };
             serde_json::to_value(item).expect("serializes")

@@ -74,6 +74,7 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
         event: String::new(),
         signature: String::new(),
         args: serde_json::json!({}),
+        decode_error: Some("data (0 bytes) does not decode as (uint256): buffer overrun".into()),
         finalized: false,
     };
     let served: BTreeSet<String> =

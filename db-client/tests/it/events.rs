@@ -177,3 +177,38 @@ async fn a_missing_instance_reads_as_an_empty_page() {
     let page = db.events(&EventQuery::default()).await.expect("no error");
     assert!(page.items.is_empty() && page.next_cursor.is_none());
 }
+
+/// A log that did not decode: `args` null and its `decode_error`, in both page forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecoded_events_have_null_args_and_their_error() {
+    use diesel_async::RunQueryDsl;
+
+    let test_db = TestDb::new().await;
+    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let mut conn = pool.get().await.expect("conn");
+    let decoded =
+        insert_event(&mut conn, &schema(), &TestEvent::transfer(1, 1, 0, 1, 2)).await.expect("insert");
+    let undecoded =
+        insert_event(&mut conn, &schema(), &TestEvent::transfer(1, 2, 0, 1, 2)).await.expect("insert");
+    diesel::sql_query(format!(
+        "UPDATE {SCHEMA}.events SET args = NULL, decode_error = 'log has 2 topics; the event has 3' WHERE cursor = {}",
+        undecoded.0
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("update");
+    let db = DbClient::new(fast(&test_db.url)).expect("client");
+    let page = db.events(&EventQuery::default()).await.expect("page");
+    assert_eq!(page.items.len(), 2);
+    assert_eq!((page.items[0].cursor, page.items[0].decode_error.as_deref()), (decoded, None));
+    assert_eq!(page.items[1].args, serde_json::Value::Null);
+    assert_eq!(page.items[1].decode_error.as_deref(), Some("log has 2 topics; the event has 3"));
+    let json = serde_json::to_value(&page.items[1]).expect("json");
+    assert_eq!(json["decodeError"], "log has 2 topics; the event has 3");
+    let raw = db.events_raw(&EventQuery::default()).await.expect("raw page");
+    assert_eq!(raw.items[1].args.get(), "null");
+    assert!(
+        serde_json::to_value(&page.items[0]).expect("json").get("decodeError").is_none(),
+        "absent when null"
+    );
+}

@@ -45,21 +45,19 @@ pub const TOKEN_EVENT_NAMES: [&str; 2] = ["Approval", "Transfer"];
 /// Registry's event names (with [`REGISTRY_ABI`]).
 pub const REGISTRY_EVENT_NAMES: [&str; 4] = ["Burst", "Registered", "Tagged", "Updated"];
 
-/// Token's events in alloy's `full_signature()` form: the canonical signatures the public
-/// config shows. Valid as `events` of an indexer config too.
+/// Token's events in canonical form: the signatures the public config shows. Valid as `events` of an indexer config too.
 pub const TOKEN_EVENTS: [&str; 2] = [
     "event Approval(address indexed owner, address indexed spender, uint256 value)",
     "event Transfer(address indexed from, address indexed to, uint256 value)",
 ];
 
-/// Registry's events in alloy's `full_signature()` form, as the public config shows them
-/// when the events come from [`REGISTRY_ABI`]. The `Updated` entry names its tuple's
-/// components, which alloy's signature parser does not accept: a config lists Registry's
-/// events through the ABI, or writes that one as
-/// `event Updated(uint64 indexed id, (address,uint128,bool,string) info)`.
+/// Registry's events in canonical form, as the public config shows them (whether they come
+/// from [`REGISTRY_ABI`] or from signatures): a tuple is `tuple(T1, T2)` without component
+/// names. Valid as `events` of an indexer config too, as is
+/// `event Updated(uint64 indexed id, (address who, uint128 amount, bool active, string note) info)`.
 pub const REGISTRY_EVENTS: [&str; 4] = [
     "event Burst(uint256 indexed seq, uint256 value)",
     "event Registered(string indexed name, address indexed owner, uint256[] ids, string label)",
     "event Tagged(bytes32 indexed key, string[] tags, bytes data)",
-    "event Updated(uint64 indexed id, tuple(address who, uint128 amount, bool active, string note) info)",
+    "event Updated(uint64 indexed id, tuple(address, uint128, bool, string) info)",
 ];

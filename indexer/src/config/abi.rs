@@ -1,10 +1,17 @@
 //! Event definitions: human-readable signatures or an ABI file plus event names.
+//!
+//! Signatures are accepted in every form users copy (Solidity and viem inline tuples with
+//! component names, ethers' `tuple(…)`, unnamed components, `uint`, any spacing, with or
+//! without `event`): [`canonical_event`] turns them into one canonical form, which alloy's
+//! parser reads. Every event, from a signature or an ABI file, is stored under that
+//! canonical form, so both ways of declaring one event give the same public config.
 
 use std::path::Path;
 
 use alloy::dyn_abi::{DynSolType, Specifier};
 use alloy::json_abi::{Event, JsonAbi};
 use alloy::primitives::B256;
+use tidemark_shared_types::canonical_event;
 
 use super::ConfigError;
 
@@ -13,7 +20,8 @@ use super::ConfigError;
 pub struct ResolvedEvent {
     /// The ABI item.
     pub event: Event,
-    /// Canonical full signature (`event Transfer(address indexed from, …)`).
+    /// Canonical full signature (`event Transfer(address indexed from, …)`; tuples as
+    /// `tuple(T1, T2)` without component names, see [`canonical_event`]).
     pub signature: String,
     /// keccak of the canonical signature.
     pub topic0: B256,
@@ -38,7 +46,9 @@ impl ResolvedEvent {
             .enumerate()
             .map(|(i, p)| if p.name.is_empty() { format!("_{i}") } else { p.name.clone() })
             .collect();
-        Self { signature: event.full_signature(), topic0: event.selector(), types, body, keys, event }
+        let full = event.full_signature();
+        let signature = canonical_event(&full).unwrap_or(full);
+        Self { signature, topic0: event.selector(), types, body, keys, event }
     }
 }
 
@@ -58,8 +68,7 @@ pub(super) fn events_from_signatures(sigs: &[String], q: &str) -> Result<Vec<Eve
         .enumerate()
         .map(|(i, s)| {
             let path = format!("{q}.events[{i}]");
-            let text = s.trim();
-            let text = if text.starts_with("event ") { text.to_owned() } else { format!("event {text}") };
+            let text = canonical_event(s).map_err(|e| ConfigError::new(&path, format!("{s:?}: {e}")))?;
             let event = Event::parse(&text).map_err(|e| ConfigError::new(&path, format!("{s:?}: {e}")))?;
             check_resolvable(&event, &path)?;
             Ok(event)

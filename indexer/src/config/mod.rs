@@ -8,6 +8,7 @@
 mod abi;
 mod env;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -357,6 +358,8 @@ fn validate_chain(c: RawChain, p: &str, base: &Path) -> Result<ChainConfig, Conf
         return Err(ConfigError::new(format!("{p}.contracts"), "at least one contract is required"));
     }
     let mut contracts: Vec<ContractConfig> = Vec::new();
+    // Each log is decoded with the ABI and range of the one contract at its address.
+    let mut owners: HashMap<Address, String> = HashMap::new();
     for (j, k) in c.contracts.into_iter().enumerate() {
         let q = format!("{p}.contracts[{j}]");
         if contracts.iter().any(|x| x.name == k.name) {
@@ -365,7 +368,23 @@ fn validate_chain(c: RawChain, p: &str, base: &Path) -> Result<ChainConfig, Conf
                 format!("contract name {:?} is used twice", k.name),
             ));
         }
-        contracts.push(validate_contract(k, &q, base)?);
+        let listed = k.addresses.clone();
+        let contract = validate_contract(k, &q, base)?;
+        for (i, a) in listed.iter().enumerate() {
+            let Ok(a) = a.parse::<Address>() else { continue };
+            match owners.get(&a) {
+                Some(other) if *other != contract.name => {
+                    return Err(ConfigError::new(
+                        format!("{q}.addresses[{i}]"),
+                        format!("{a:#x} is already an address of contract {other:?} on this chain"),
+                    ));
+                }
+                _ => {
+                    owners.insert(a, contract.name.clone());
+                }
+            }
+        }
+        contracts.push(contract);
     }
     contracts.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(ChainConfig {

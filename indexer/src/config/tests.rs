@@ -39,7 +39,7 @@ fn the_example_gives_the_documented_public_config() {
         "chains": [{"chainId": 31337, "finalityDepth": 12,
           "contracts": [{"name": "Token", "addresses": ["0x5fbdb2315678afecb367f032d93f642f64180aa3"], "startBlock": 0, "endBlock": null,
             "events": ["event Transfer(address indexed from, address indexed to, uint256 value)"]}]}],
-        "versionInfo": {"tidemark": env!("CARGO_PKG_VERSION"), "schemaVersion": 1}});
+        "versionInfo": {"tidemark": env!("CARGO_PKG_VERSION"), "schemaVersion": 2}});
     assert_eq!(public, expected);
     // Secrets never reach the public view or the debug output.
     let text = format!("{public} {cfg:?}");
@@ -117,4 +117,94 @@ fn abi_files_resolve_named_events() {
         IndexerConfig::parse(&text.replace("[\"Transfer\"]", "[\"Nope\"]"), &dir, &env).expect_err("missing");
     assert_eq!(err.path, "chains[0].contracts[0].events[0]");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_address_belongs_to_one_contract_per_chain() {
+    let second = r#"
+[[chains.contracts]]
+name = "Other"
+addresses = ["0x00000000000000000000000000000000000000aa", "0x5fbdb2315678afecb367f032d93f642f64180aa3"]
+start_block = 5
+events = ["event Ping(uint256 n)"]
+"#;
+    let err = parse(&format!("{EXAMPLE}{second}")).expect_err("duplicate address");
+    assert_eq!(err.path, "chains[0].contracts[1].addresses[1]", "{err}");
+    assert!(err.message.contains("0x5fbdb2315678afecb367f032d93f642f64180aa3"), "{err}");
+    assert!(err.message.contains("\"Token\""), "{err}");
+    // The same address on another chain is fine, and so is a repeat within one contract.
+    let other_chain = r#"
+[[chains]]
+chain_id = 1
+rpc_url = "${RPC_URL}"
+[[chains.contracts]]
+name = "Other"
+addresses = ["0x5fbdb2315678afecb367f032d93f642f64180aa3"]
+events = ["event Ping(uint256 n)"]
+"#;
+    parse(&format!("{EXAMPLE}{other_chain}")).expect("another chain");
+    let twice = EXAMPLE.replace(
+        r#"addresses = ["0x5FbDB2315678afecb367f032d93F642f64180aa3"]"#,
+        r#"addresses = ["0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x5fbdb2315678afecb367f032d93f642f64180aa3"]"#,
+    );
+    parse(&twice).expect("a repeat within one contract");
+}
+
+/// A config with one contract listing `events`.
+fn with_events(events: &str) -> String {
+    EXAMPLE.replace(
+        r#"events = ["event Transfer(address indexed from, address indexed to, uint value)"]"#,
+        &format!("events = {events}"),
+    )
+}
+
+fn public_events(cfg: &IndexerConfig) -> Vec<String> {
+    cfg.public().chains[0].contracts[0].events.clone()
+}
+
+#[test]
+fn every_signature_form_gives_the_canonical_event_of_the_abi() {
+    let canonical = "event Foo(tuple(uint64, address) indexed key, tuple(uint64, address)[] ps, uint256 n)";
+    let forms = [
+        "event Foo((uint64 a, address b) indexed key, (uint64 a, address b)[] ps, uint n)",
+        "Foo(tuple(uint64 a, address b) indexed key, tuple(uint64 a, address b)[] ps, uint256 n)",
+        "event Foo((uint64,address) indexed key, (uint64,address)[] ps, uint n);",
+        "  event  Foo( (uint64  a ,address b)  indexed  key , ( uint64 , address ) [ ] ps ,uint n ) ",
+        canonical,
+    ];
+    let dir = std::env::temp_dir().join(format!("tidemark-sig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let component = |name: &str, ty: &str| format!(r#"{{"name":"{name}","type":"{ty}"}}"#);
+    let components = format!("[{},{}]", component("a", "uint64"), component("b", "address"));
+    std::fs::write(
+        dir.join("Foo.json"),
+        format!(
+            r#"[{{"type":"event","name":"Foo","anonymous":false,"inputs":[
+              {{"name":"key","type":"tuple","indexed":true,"components":{components}}},
+              {{"name":"ps","type":"tuple[]","indexed":false,"components":{components}}},
+              {{"name":"n","type":"uint256","indexed":false}}]}}]"#
+        ),
+    )
+    .expect("write");
+    let from_abi = with_events(r#"["Foo"]"#).replace("events = ", "abi = \"Foo.json\"\nevents = ");
+    let from_abi = IndexerConfig::parse(&from_abi, &dir, &env).expect("abi config");
+    assert_eq!(public_events(&from_abi), [canonical]);
+    let topic0 = from_abi.chains[0].contracts[0].events[0].topic0;
+    for form in forms {
+        let cfg = parse(&with_events(&format!("[{form:?}]"))).unwrap_or_else(|e| panic!("{form}: {e}"));
+        assert_eq!(cfg.public(), from_abi.public(), "{form}");
+        assert_eq!(cfg.chains[0].contracts[0].events[0].topic0, topic0, "{form}");
+    }
+    // The canonical form parses back with alloy's own parser, to the same event.
+    let again = Event::parse(canonical).expect("alloy reads the canonical form");
+    assert_eq!(again.selector(), topic0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_signatures_name_the_event_key() {
+    for bad in ["event Foo(uint a", "event Foo((uint a indexed) p)", "event Foo(Info info)"] {
+        let err = parse(&with_events(&format!("[{bad:?}]"))).expect_err(bad);
+        assert_eq!(err.path, "chains[0].contracts[0].events[0]", "{err}");
+    }
 }

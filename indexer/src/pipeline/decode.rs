@@ -2,8 +2,14 @@
 //!
 //! Args: an object keyed by parameter name (`_0`, `_1`… when unnamed); integers as
 //! decimal strings, bytes and addresses as 0x hex, arrays and tuples as JSON arrays; an
-//! indexed dynamic value (string, bytes, array, tuple) as `{"topicHash": "0x…"}`. Each log
-//! is decoded with the ABI of the contract that emitted it.
+//! indexed dynamic value (string, bytes, array, tuple) as `{"topicHash": "0x…"}`; a
+//! `string` that is not valid UTF-8 or contains NUL (which `jsonb` rejects) as
+//! `{"hex": "0x…"}`, its raw bytes, at any depth. Each log is decoded with the ABI of the
+//! contract that emitted it, and only inside that contract's own block range.
+//!
+//! Invariant (DESIGN §9.8): nothing a log contains stops it from being stored. A log of a
+//! configured (address, topic0) that does not fit its ABI becomes a row with `args` null
+//! and a `decode_error`; the raw `topics` and `data` are always kept.
 
 use std::collections::HashMap;
 
@@ -41,11 +47,14 @@ pub struct EventRow {
     pub topics: Vec<String>,
     /// 0x data.
     pub data: String,
-    /// Decoded args.
-    pub args: Value,
+    /// Decoded args; `None` when the log does not fit its ABI.
+    pub args: Option<Value>,
+    /// Why `args` is `None`.
+    pub decode_error: Option<String>,
 }
 
-/// Why a log could not be turned into a row.
+/// Why a log could not be turned into a row at all: the node's answer is malformed (not
+/// the log's content), so the caller fetches it again.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The node returned a log without a field that canonical logs carry.
@@ -53,39 +62,119 @@ pub enum DecodeError {
     MissingField(&'static str),
 }
 
-/// Lookup from (address, topic0) to the contract and event that decode it.
+/// Why a log's arguments do not decode against its event's ABI (stored as `decode_error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    /// The log carries another number of topics than topic0 plus the indexed parameters.
+    #[error("log has {found} topics; the event has {expected} (topic0 and its indexed parameters)")]
+    TopicCount {
+        /// Topics the log carries.
+        found: usize,
+        /// Topics the event expects.
+        expected: usize,
+    },
+    /// An indexed static parameter does not decode from its topic.
+    #[error("indexed parameter {key}: {message}")]
+    Topic {
+        /// Args key of the parameter.
+        key: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The data does not decode as the non-indexed parameters.
+    #[error("data ({len} bytes) does not decode as {types}: {message}")]
+    Data {
+        /// Length of the data.
+        len: usize,
+        /// The expected tuple type.
+        types: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// A parameter type did not resolve (a configuration that validation let through).
+    #[error("parameter types do not resolve")]
+    Unresolved,
+}
+
+/// One event of one contract, ready to decode.
+struct Candidate {
+    contract: String,
+    start_block: u64,
+    end_block: Option<u64>,
+    event: ResolvedEvent,
+    /// The data layout with every `string` read as `bytes`, so that no byte is lost.
+    wire: DynSolType,
+}
+
+/// Lookup from (address, topic0) to the contract and events that decode it.
 pub struct Decoder {
-    by_key: HashMap<(Address, B256), (String, ResolvedEvent)>,
+    chain: String,
+    by_key: HashMap<(Address, B256), Vec<Candidate>>,
 }
 
 impl Decoder {
     /// Builds the lookup for a chain's contracts.
     pub fn new(chain: &ChainConfig) -> Self {
-        let mut by_key = HashMap::new();
+        let mut by_key: HashMap<(Address, B256), Vec<Candidate>> = HashMap::new();
         for c in &chain.contracts {
             for a in &c.addresses {
                 for e in &c.events {
-                    by_key.insert((*a, e.topic0), (c.name.clone(), e.clone()));
+                    by_key.entry((*a, e.topic0)).or_default().push(Candidate {
+                        contract: c.name.clone(),
+                        start_block: c.start_block,
+                        end_block: c.end_block,
+                        wire: strings_as_bytes(&e.body),
+                        event: e.clone(),
+                    });
                 }
             }
         }
-        Self { by_key }
+        Self { chain: chain.chain_id.to_string(), by_key }
     }
 
-    /// Decodes `log`. `Ok(None)` when the log is not one of ours (e.g. the filter matched
-    /// another contract's event with the same topic0 at one of our addresses — cannot
-    /// happen with our filter, but a provider may be lax) or does not decode against the
-    /// ABI (logged by the caller's metrics; stored events always decode).
+    /// Turns `log` into a row. `Ok(None)` when the log is not one of ours: no configured
+    /// (address, topic0), or a block outside the emitting contract's own range (the
+    /// chain's filter spans every contract's range). A log that is ours always gives a
+    /// row; when its args do not decode, the row has `args` null and a `decode_error`
+    /// (counted in `tidemark_decode_errors_total`). Several events of one contract may
+    /// share a topic0 (they differ in `indexed`): the first that decodes wins.
     pub fn decode(&self, log: &Log, timestamp: u64) -> Result<Option<EventRow>, DecodeError> {
         let Some(topic0) = log.topics().first() else { return Ok(None) };
-        let Some((contract, ev)) = self.by_key.get(&(log.address(), *topic0)) else { return Ok(None) };
-        let Some(args) = decode_args(ev, log.topics(), &log.data().data) else {
-            metrics::counter!("tidemark_undecodable_logs_total").increment(1);
-            tracing::warn!(target: "tidemark::decode", contract, event = %ev.event.name, "log does not match its ABI; skipped");
-            return Ok(None);
+        let Some(candidates) = self.by_key.get(&(log.address(), *topic0)) else { return Ok(None) };
+        let block_number = log.block_number.ok_or(DecodeError::MissingField("blockNumber"))?;
+        let mut in_range = candidates
+            .iter()
+            .filter(|c| c.start_block <= block_number && c.end_block.is_none_or(|e| block_number <= e))
+            .peekable();
+        let Some(&first) = in_range.peek() else { return Ok(None) };
+        let data = &log.data().data;
+        let mut failure = None;
+        let mut decoded = None;
+        for c in in_range {
+            match decode_with(&c.event, &c.wire, log.topics(), data) {
+                Ok(args) => {
+                    decoded = Some((c, args));
+                    break;
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        let (c, args, decode_error) = match (decoded, failure) {
+            (Some((c, args)), _) => (c, Some(args), None),
+            (None, e) => {
+                let message = e.map_or_else(|| "no event decodes".to_owned(), |e| e.to_string());
+                metrics::counter!("tidemark_decode_errors_total", "chain" => self.chain.clone(),
+                    "contract" => first.contract.clone(), "event" => first.event.event.name.clone())
+                .increment(1);
+                tracing::debug!(target: "tidemark::decode", contract = first.contract, event = %first.event.event.name, error = %message, "log does not fit its ABI; stored raw");
+                // Text columns reject NUL; the message never should hold one, but be sure.
+                (first, None, Some(message.replace('\0', "\u{fffd}")))
+            }
         };
         Ok(Some(EventRow {
-            block_number: log.block_number.ok_or(DecodeError::MissingField("blockNumber"))?,
+            block_number,
             block_hash: hex::encode_prefixed(log.block_hash.ok_or(DecodeError::MissingField("blockHash"))?),
             block_timestamp: timestamp,
             tx_hash: hex::encode_prefixed(
@@ -94,46 +183,90 @@ impl Decoder {
             tx_index: log.transaction_index.ok_or(DecodeError::MissingField("transactionIndex"))?,
             log_index: log.log_index.ok_or(DecodeError::MissingField("logIndex"))?,
             address: hex::encode_prefixed(log.address()),
-            contract: contract.clone(),
-            event: ev.event.name.clone(),
-            signature: ev.signature.clone(),
+            contract: c.contract.clone(),
+            event: c.event.event.name.clone(),
+            signature: c.event.signature.clone(),
             topics: log.topics().iter().map(hex::encode_prefixed).collect(),
-            data: hex::encode_prefixed(&log.data().data),
+            data: hex::encode_prefixed(data),
             args,
+            decode_error,
         }))
     }
 }
 
-/// Decodes an event's arguments into the args object; `None` when they do not match.
-pub fn decode_args(ev: &ResolvedEvent, topics: &[B256], data: &[u8]) -> Option<Value> {
+/// Decodes an event's arguments into the args object.
+pub fn decode_args(ev: &ResolvedEvent, topics: &[B256], data: &[u8]) -> Result<Value, ArgsError> {
+    decode_with(ev, &strings_as_bytes(&ev.body), topics, data)
+}
+
+/// [`decode_args`] with the data layout `wire` precomputed by [`strings_as_bytes`].
+fn decode_with(
+    ev: &ResolvedEvent,
+    wire: &DynSolType,
+    topics: &[B256],
+    data: &[u8],
+) -> Result<Value, ArgsError> {
     let inputs = &ev.event.inputs;
     if ev.types.len() != inputs.len() {
-        return None;
+        return Err(ArgsError::Unresolved);
     }
-    let body = match ev.body.abi_decode_sequence(data).ok()? {
+    let expected = 1 + inputs.iter().filter(|p| p.indexed).count();
+    if topics.len() != expected {
+        return Err(ArgsError::TopicCount { found: topics.len(), expected });
+    }
+    let data_error =
+        |message: String| ArgsError::Data { len: data.len(), types: tuple_name(&ev.body), message };
+    let body = match wire.abi_decode_sequence(data).map_err(|e| data_error(e.to_string()))? {
         DynSolValue::Tuple(values) => values,
-        _ => return None,
+        other => return Err(data_error(format!("decoded as {other:?}, not a tuple"))),
     };
     let mut body = body.into_iter();
     let mut indexed_topics = topics.iter().skip(1);
     let mut out = Map::with_capacity(inputs.len());
     for ((param, ty), key) in inputs.iter().zip(&ev.types).zip(&ev.keys) {
         let value = if param.indexed {
-            let topic = indexed_topics.next()?;
+            let topic =
+                indexed_topics.next().ok_or(ArgsError::TopicCount { found: topics.len(), expected })?;
             if is_dynamic(ty) {
                 json!({ "topicHash": hex::encode_prefixed(topic) })
             } else {
-                to_json(&ty.abi_decode(topic.as_slice()).ok()?)
+                let v = ty
+                    .abi_decode(topic.as_slice())
+                    .map_err(|e| ArgsError::Topic { key: key.clone(), message: e.to_string() })?;
+                to_json(ty, &v)
             }
         } else {
-            to_json(&body.next()?)
+            let v = body.next().ok_or_else(|| data_error("fewer values than parameters".into()))?;
+            to_json(ty, &v)
         };
         out.insert(key.clone(), value);
     }
-    if indexed_topics.next().is_some() {
-        return None;
+    Ok(Value::Object(out))
+}
+
+/// `ty` with every `string` replaced by `bytes`: the same ABI encoding, read without the
+/// lossy UTF-8 conversion alloy applies to strings.
+pub fn strings_as_bytes(ty: &DynSolType) -> DynSolType {
+    match ty {
+        DynSolType::String => DynSolType::Bytes,
+        DynSolType::Array(inner) => DynSolType::Array(Box::new(strings_as_bytes(inner))),
+        DynSolType::FixedArray(inner, n) => DynSolType::FixedArray(Box::new(strings_as_bytes(inner)), *n),
+        DynSolType::Tuple(items) => DynSolType::Tuple(items.iter().map(strings_as_bytes).collect()),
+        other => other.clone(),
     }
-    Some(Value::Object(out))
+}
+
+/// `(t1,t2)` for a tuple type (alloy writes a one-element tuple as `(t1,)`).
+fn tuple_name(ty: &DynSolType) -> String {
+    match ty {
+        DynSolType::Tuple(items) => {
+            format!(
+                "({})",
+                items.iter().map(|t| t.sol_type_name().into_owned()).collect::<Vec<_>>().join(",")
+            )
+        }
+        other => other.sol_type_name().into_owned(),
+    }
 }
 
 /// Types whose indexed value is stored as a keccak hash in the topic.
@@ -148,88 +281,41 @@ fn is_dynamic(ty: &DynSolType) -> bool {
     )
 }
 
-/// A decoded value as JSON (DESIGN §3).
-pub fn to_json(v: &DynSolValue) -> Value {
-    match v {
-        DynSolValue::Bool(b) => Value::Bool(*b),
-        DynSolValue::Int(i, _) => Value::String(i.to_string()),
-        DynSolValue::Uint(u, _) => Value::String(u.to_string()),
-        DynSolValue::FixedBytes(word, size) => Value::String(hex::encode_prefixed(&word[..*size])),
-        DynSolValue::Address(a) => Value::String(hex::encode_prefixed(a)),
-        DynSolValue::Function(f) => Value::String(hex::encode_prefixed(f.as_slice())),
-        DynSolValue::Bytes(b) => Value::String(hex::encode_prefixed(b)),
-        DynSolValue::String(s) => Value::String(s.clone()),
-        DynSolValue::Array(items) | DynSolValue::FixedArray(items) | DynSolValue::Tuple(items) => {
-            Value::Array(items.iter().map(to_json).collect())
+/// The JSON of a `string`'s raw bytes: the text when it is valid UTF-8 without NUL, else
+/// `{"hex": "0x…"}`.
+fn string_json(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains('\0') => Value::String(s.to_owned()),
+        _ => json!({ "hex": hex::encode_prefixed(bytes) }),
+    }
+}
+
+/// A decoded value of declared type `ty` as JSON (DESIGN §3). `ty` tells strings (read
+/// as bytes, see [`strings_as_bytes`]) from bytes.
+pub fn to_json(ty: &DynSolType, v: &DynSolValue) -> Value {
+    match (ty, v) {
+        (DynSolType::String, DynSolValue::Bytes(b)) => string_json(b),
+        (DynSolType::String, DynSolValue::String(s)) => string_json(s.as_bytes()),
+        (DynSolType::Array(inner) | DynSolType::FixedArray(inner, _), DynSolValue::Array(items))
+        | (DynSolType::Array(inner) | DynSolType::FixedArray(inner, _), DynSolValue::FixedArray(items)) => {
+            Value::Array(items.iter().map(|i| to_json(inner, i)).collect())
+        }
+        (DynSolType::Tuple(tys), DynSolValue::Tuple(items)) if tys.len() == items.len() => {
+            Value::Array(tys.iter().zip(items).map(|(t, i)| to_json(t, i)).collect())
+        }
+        (_, DynSolValue::Bool(b)) => Value::Bool(*b),
+        (_, DynSolValue::Int(i, _)) => Value::String(i.to_string()),
+        (_, DynSolValue::Uint(u, _)) => Value::String(u.to_string()),
+        (_, DynSolValue::FixedBytes(word, size)) => Value::String(hex::encode_prefixed(&word[..*size])),
+        (_, DynSolValue::Address(a)) => Value::String(hex::encode_prefixed(a)),
+        (_, DynSolValue::Function(f)) => Value::String(hex::encode_prefixed(f.as_slice())),
+        (_, DynSolValue::Bytes(b)) => Value::String(hex::encode_prefixed(b)),
+        (_, DynSolValue::String(s)) => string_json(s.as_bytes()),
+        (_, DynSolValue::Array(items) | DynSolValue::FixedArray(items) | DynSolValue::Tuple(items)) => {
+            Value::Array(items.iter().map(|i| to_json(&DynSolType::Bytes, i)).collect())
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use alloy::json_abi::Event;
-    use alloy::primitives::{U256, keccak256};
-
-    use super::*;
-
-    fn resolved(sig: &str) -> ResolvedEvent {
-        ResolvedEvent::new(Event::parse(sig).expect("sig"))
-    }
-
-    #[test]
-    fn static_indexed_dynamic_indexed_and_body_values() {
-        let ev = resolved(
-            "event Registered(string indexed name, address indexed owner, uint256[] ids, string label)",
-        );
-        let owner = Address::repeat_byte(0xab);
-        let name_hash = keccak256("alice");
-        let topics = [ev.topic0, name_hash, owner.into_word()];
-        let body = DynSolValue::Tuple(vec![
-            DynSolValue::Array(vec![
-                DynSolValue::Uint(U256::from(1), 256),
-                DynSolValue::Uint(U256::MAX, 256),
-            ]),
-            DynSolValue::String("first".into()),
-        ]);
-        let data = body.abi_encode_params();
-        let args = decode_args(&ev, &topics, &data).expect("decodes");
-        assert_eq!(
-            args,
-            json!({"name": {"topicHash": format!("{name_hash:#x}")}, "owner": format!("{owner:#x}"),
-                   "ids": ["1", U256::MAX.to_string()], "label": "first"})
-        );
-    }
-
-    #[test]
-    fn unnamed_params_tuples_and_bytes() {
-        let ev = resolved("event Tagged(bytes32 indexed, (address,uint128,bool,string), bytes)");
-        let key = B256::repeat_byte(7);
-        let body = DynSolValue::Tuple(vec![
-            DynSolValue::Tuple(vec![
-                DynSolValue::Address(Address::ZERO),
-                DynSolValue::Uint(U256::from(5), 128),
-                DynSolValue::Bool(true),
-                DynSolValue::String("n".into()),
-            ]),
-            DynSolValue::Bytes(vec![1, 2]),
-        ]);
-        let args = decode_args(&ev, &[ev.topic0, key], &body.abi_encode_params()).expect("decodes");
-        assert_eq!(
-            args,
-            json!({"_0": format!("{key:#x}"), "_1": [format!("{:#x}", Address::ZERO), "5", true, "n"], "_2": "0x0102"})
-        );
-    }
-
-    #[test]
-    fn mismatched_logs_do_not_decode() {
-        let ev = resolved("event Transfer(address indexed from, address indexed to, uint256 value)");
-        // Missing a topic.
-        assert!(decode_args(&ev, &[ev.topic0, B256::ZERO], &[0u8; 32]).is_none());
-        // Truncated data.
-        assert!(decode_args(&ev, &[ev.topic0, B256::ZERO, B256::ZERO], &[0u8; 3]).is_none());
-        // Negative ints are decimal strings with a sign.
-        let ev = resolved("event X(int8 v)");
-        let data = DynSolValue::Int(alloy::primitives::I256::try_from(-3).expect("i"), 8).abi_encode_params();
-        assert_eq!(decode_args(&ev, &[ev.topic0], &data).expect("decodes"), json!({"v": "-3"}));
-    }
-}
+mod tests;

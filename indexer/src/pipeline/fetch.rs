@@ -101,7 +101,7 @@ pub async fn logs_in_range(
         let b = to.min(a.saturating_add(s - 1));
         match rpc.logs(filter, a, b, hashes).await {
             Ok(logs) => {
-                size.settle(b - a + 1, logs.len() as u64);
+                size.settle(b - a + 1, weight(&logs));
                 out.extend(logs);
                 a = b + 1;
             }
@@ -119,6 +119,12 @@ pub async fn logs_in_range(
         }
     }
     Ok(out)
+}
+
+/// What a range's logs weigh against [`TARGET_EVENTS_PER_RANGE`]: one per log plus one
+/// per KiB of data, so ranges of large logs shrink too (memory stays bounded by bytes).
+fn weight(logs: &[Log]) -> u64 {
+    logs.iter().map(|l| 1 + l.data().data.len() as u64 / 1024).sum()
 }
 
 /// Headers of `[from, to]`, fetched `concurrency` at a time, ascending.

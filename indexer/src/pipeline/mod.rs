@@ -27,7 +27,7 @@ use crate::epochs::ChainEpochs;
 use crate::rpc::{ChainRpc, Header, Interest, RpcError};
 use crate::status::{Phase, Progress};
 use crate::store::Writer;
-use decode::{DecodeError, Decoder, EventRow};
+use decode::{Decoder, EventRow};
 use fetch::RangeSize;
 
 /// Why a pipeline stopped.
@@ -43,14 +43,6 @@ pub enum PipelineError {
         chain_id: u64,
         /// Cause.
         source: RpcError,
-    },
-    /// The node returned malformed logs.
-    #[error("chain {chain_id}: {source}")]
-    Decode {
-        /// Chain.
-        chain_id: u64,
-        /// Cause.
-        source: DecodeError,
     },
 }
 
@@ -274,6 +266,10 @@ impl ChainPipeline {
         self.follow(cp, start_n, end_n).await
     }
 
+    /// Decodes a range's logs into rows, in block and log order. Every log of a
+    /// configured (address, topic0) inside its contract's range becomes a row, decoded or
+    /// not (DESIGN §9.8); a log the node returned malformed (e.g. pending, without a block
+    /// hash) makes the step fail as a transient RPC error, so the range is fetched again.
     async fn decode(
         &self,
         logs: &[Log],
@@ -294,8 +290,15 @@ impl ChainPipeline {
             match self.decoder.decode(log, t) {
                 Ok(Some(row)) => rows.push(row),
                 Ok(None) => {}
-                Err(source) => return Err(PipelineError::Decode { chain_id: self.id(), source }),
+                Err(e) => return Err(self.rpc_err(RpcError::Transient { message: e.to_string() })),
             }
+        }
+        let undecoded: Vec<&EventRow> = rows.iter().filter(|r| r.decode_error.is_some()).collect();
+        if let Some(first) = undecoded.first() {
+            tracing::warn!(target: "tidemark::decode", chain_id = self.id(), count = undecoded.len(),
+                contract = first.contract, event = first.event, block = first.block_number,
+                error = first.decode_error.as_deref().unwrap_or_default(),
+                "logs do not fit their ABI; stored raw with decode_error");
         }
         rows.sort_by_key(|r| (r.block_number, r.log_index));
         Ok(rows)
