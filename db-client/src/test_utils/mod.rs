@@ -12,7 +12,9 @@ pub mod proxy;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
+
+use crate::tls::establish;
 
 /// The server tests use.
 pub fn server_url() -> String {
@@ -43,6 +45,18 @@ pub fn with_authority(url: &str, authority: &str) -> String {
     let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let userinfo_end = rest[..host_end].rfind('@').map_or(0, |i| i + 1);
     format!("{}{}{authority}{}", &url[..after_scheme], &rest[..userinfo_end], &rest[host_end..])
+}
+
+/// `url` with the query parameter `key` set to `value` (replacing any earlier value), e.g.
+/// `sslmode=require`.
+pub fn with_param(url: &str, key: &str, value: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let prefix = format!("{key}=");
+    let mut params: Vec<&str> =
+        query.split('&').filter(|p| !p.is_empty() && !p.starts_with(&prefix)).collect();
+    let pair = format!("{key}={value}");
+    params.push(&pair);
+    format!("{base}?{}", params.join("&"))
 }
 
 /// The `host:port` of `url` (port 5432 when none is given).
@@ -85,7 +99,7 @@ impl TestDb {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos())
         );
-        let mut conn = tokio::time::timeout(std::time::Duration::from_secs(10), AsyncPgConnection::establish(&admin_url))
+        let mut conn = tokio::time::timeout(std::time::Duration::from_secs(10), establish(&admin_url))
             .await
             .unwrap_or_else(|_| panic!("PostgreSQL did not answer within 10 s at DATABASE_URL (tests need a real server; run deploy/test.sh)"))
             .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at DATABASE_URL: {e} (tests need a real server; run deploy/test.sh)"));
@@ -106,7 +120,7 @@ impl Drop for TestDb {
         let handle = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&admin_url).await {
+                if let Ok(mut conn) = establish(&admin_url).await {
                     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .execute(&mut conn)
                         .await;
@@ -119,7 +133,16 @@ impl Drop for TestDb {
 
 #[cfg(test)]
 mod tests {
-    use super::{authority, with_authority, with_database};
+    use super::{authority, with_authority, with_database, with_param};
+
+    #[test]
+    fn sets_one_parameter() {
+        assert_eq!(with_param("postgres://h/db", "sslmode", "require"), "postgres://h/db?sslmode=require");
+        assert_eq!(
+            with_param("postgres://h/db?sslmode=disable&x=1", "sslmode", "require"),
+            "postgres://h/db?x=1&sslmode=require"
+        );
+    }
 
     #[test]
     fn replaces_only_the_database_name() {
