@@ -180,8 +180,8 @@ impl PrivatePg {
     /// # Panics
     /// When the statement fails.
     pub async fn create_database(&self, name: &str) -> String {
-        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-        let mut conn = AsyncPgConnection::establish(&self.url("postgres"))
+        use diesel_async::RunQueryDsl;
+        let mut conn = tidemark_db_client::tls::establish(&self.url("postgres"))
             .await
             .expect("connecting to the private cluster");
         diesel::sql_query(format!("CREATE DATABASE \"{name}\""))

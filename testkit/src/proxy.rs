@@ -118,7 +118,10 @@ impl RpcProxy {
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("RPC proxy address: {e}"));
         let shared = Arc::new(Shared {
             upstream: upstream.to_owned(),
-            client: reqwest::Client::new(),
+            client: {
+                tidemark_db_client::tls::install_crypto_provider();
+                reqwest::Client::new()
+            },
             delays: Mutex::new(HashMap::new()),
             counts: Mutex::new(HashMap::new()),
             down: AtomicBool::new(false),
