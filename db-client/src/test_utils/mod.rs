@@ -5,10 +5,17 @@
 //!
 //! [`fixtures`] writes what an indexer would (configs, snapshots, events) so that
 //! readers can be tested without one; [`proxy`] puts a TCP proxy that a test can switch
-//! off and on between a client and the server.
+//! off and on between a client and the server; [`cluster`] starts a private PostgreSQL
+//! that a test may stop or configure; [`ca`] makes a certificate authority and server
+//! certificates for TLS tests.
 
+pub mod ca;
+pub mod cluster;
 pub mod fixtures;
 pub mod proxy;
+
+pub use ca::TestCa;
+pub use cluster::{PgOptions, PrivatePg};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
