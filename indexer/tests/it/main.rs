@@ -13,4 +13,5 @@ mod provider;
 mod reorg;
 mod secrets;
 mod status;
+mod tls;
 mod writer;
