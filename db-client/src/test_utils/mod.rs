@@ -82,6 +82,24 @@ pub fn authority(url: &str) -> String {
     }
 }
 
+/// `(all, encrypted)`: the sessions on `url`'s database whose `application_name` is
+/// `application`, and how many of them use TLS (`pg_stat_ssl`).
+///
+/// # Panics
+/// When the database cannot be queried.
+pub async fn encrypted_sessions(url: &str, application: &str) -> (i64, i64) {
+    let client = crate::tls::connect(url).await.unwrap_or_else(|e| panic!("session: {e}"));
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = current_database() AND a.application_name = $1",
+            &[&application],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("pg_stat_ssl: {e}"));
+    (row.get(0), row.get(1))
+}
+
 /// A database created for one test and dropped (forcibly) when the value is dropped.
 #[derive(Debug)]
 pub struct TestDb {

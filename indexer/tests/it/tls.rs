@@ -4,24 +4,10 @@
 
 use std::time::Duration;
 
-use tidemark_db_client::test_utils::with_param;
+use tidemark_db_client::test_utils::{encrypted_sessions, with_param};
 use tidemark_testkit::{RpcProxy, TestCa, eventually};
 
 use crate::common::{Indexer, SOON, Stack, indexer_process, traffic};
-
-/// `(all, encrypted)` sessions the indexer holds on its database.
-async fn indexer_sessions(stack: &Stack) -> (i64, i64) {
-    let client = tidemark_db_client::tls::connect(&stack.db.url).await.expect("session");
-    let row = client
-        .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
-             WHERE a.datname = current_database() AND a.application_name = 'tidemark-indexer'",
-            &[],
-        )
-        .await
-        .expect("pg_stat_ssl");
-    (row.get(0), row.get(1))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexes_through_an_https_provider_into_postgres_over_tls() {
@@ -42,7 +28,7 @@ async fn indexes_through_an_https_provider_into_postgres_over_tls() {
     stack.wait_synced(&mut db).await;
     stack.assert_matches_chain(&mut db).await;
     assert!(proxy.count("eth_getLogs") > 0, "the logs came through the https proxy");
-    let (all, encrypted) = indexer_sessions(&stack).await;
+    let (all, encrypted) = encrypted_sessions(&stack.db.url, "tidemark-indexer").await;
     assert!(all > 0 && encrypted == all, "{encrypted} of the indexer's {all} sessions use TLS");
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }
