@@ -34,6 +34,24 @@ async fn indexes_through_an_https_provider_into_postgres_over_tls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_database_tls_settings_exit_with_code_2_without_the_password() {
+    let stack = Stack::new().await;
+    let mut cfg = stack.config();
+    let url = stack.db.url.replace("postgres@", "postgres:hunter2-secret@");
+    let missing = stack.dir.path().join("missing-root.pem");
+    cfg.database_url = with_param(
+        &with_param(&url, "sslmode", "verify-full"),
+        "sslrootcert",
+        &missing.display().to_string(),
+    );
+    let (code, proc) = stack.run_command(&cfg, &[]).await;
+    let logs = proc.logs();
+    assert_eq!(code, 2, "{logs}");
+    assert!(logs.contains("database_url") && logs.contains("missing-root.pem"), "{logs}");
+    assert!(!logs.contains("hunter2"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_provider_signed_by_an_unknown_ca_is_not_trusted() {
     let stack = Stack::new().await;
     let ca = TestCa::new();
