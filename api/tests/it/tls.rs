@@ -13,9 +13,7 @@ use crate::support::{ApiProcess, eventually, schema, spawn_raw};
 async fn the_binary_serves_health_and_events_over_tls_sessions() {
     let test_db = TestDb::new().await;
     let pool = healthy_instance(&test_db).await;
-    insert_synthetic_events(&mut *pool.get().await.expect("conn"), &schema(), 31337, 5)
-        .await
-        .expect("events");
+    insert_synthetic_events(&mut pool.get().await.expect("conn"), &schema(), 31337, 5).await.expect("events");
     let api = ApiProcess::spawn(&with_param(&test_db.url, "sslmode", "require"), &[]).await;
     eventually("/health is 200", 20, async || api.get("/health").await.status == 200).await;
     let events = api.get("/v1/events?limit=10").await;
