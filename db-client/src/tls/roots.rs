@@ -49,26 +49,41 @@ fn add_pem_file(store: &mut RootCertStore, path: &Path) -> Result<(), TlsError> 
 /// store; this merges both, so a private CA can be added without losing the public ones.
 /// A file named by `SSL_CERT_FILE` that cannot be read is an error.
 pub fn system_roots() -> Result<RootCertStore, TlsError> {
+    let file = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
+        .map(|d| std::env::split_paths(&d).filter(|p| !p.as_os_str().is_empty()).collect())
+        .unwrap_or_default();
+    roots_with(file.as_deref(), &dirs)
+}
+
+/// The platform's roots plus the certificates of `file` and of the files in `dirs`.
+fn roots_with(file: Option<&Path>, dirs: &[PathBuf]) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let env_file = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-    if native.certs.is_empty()
-        && let (Some(path), Some(first)) = (&env_file, native.errors.first())
-    {
-        return Err(TlsError::RootCert { path: path.clone(), message: first.to_string() });
+    if let Some(file) = file {
+        add_pem_file(&mut store, file)?;
     }
-    for e in &native.errors {
-        tracing::warn!(target: "tidemark_db_client::tls", error = %e, "some trusted certificates could not be loaded");
+    for dir in dirs {
+        let loaded = rustls_native_certs::load_certs_from_paths(None, Some(dir));
+        warn_about(&loaded.errors);
+        store.add_parsable_certificates(loaded.certs);
     }
-    store.add_parsable_certificates(native.certs);
-    let env_set = env_file.is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
-    if env_set && let Some(bundle) = PLATFORM_BUNDLES.iter().map(Path::new).find(|p| p.is_file()) {
+    if file.is_none() && dirs.is_empty() {
+        let native = rustls_native_certs::load_native_certs();
+        warn_about(&native.errors);
+        store.add_parsable_certificates(native.certs);
+    } else if let Some(bundle) = PLATFORM_BUNDLES.iter().map(Path::new).find(|p| p.is_file()) {
         // The platform's bundle is best effort: a private CA alone may be all there is.
         if let Err(e) = add_pem_file(&mut store, bundle) {
             tracing::warn!(target: "tidemark_db_client::tls", error = %e, "platform certificates not loaded");
         }
     }
     Ok(store)
+}
+
+fn warn_about(errors: &[rustls_native_certs::Error]) {
+    for e in errors {
+        tracing::warn!(target: "tidemark_db_client::tls", error = %e, "some trusted certificates could not be loaded");
+    }
 }
 
 /// `~/.postgresql/root.crt`, libpq's default `sslrootcert`, when it exists.
@@ -82,6 +97,21 @@ pub(super) fn libpq_default_root() -> Option<PathBuf> {
 mod tests {
     use super::pem_roots;
     use crate::tls::TlsError;
+
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` add to the platform's roots, not replace them.
+    #[cfg(feature = "test-utils")]
+    #[test]
+    fn a_private_ca_adds_to_the_platform_roots() {
+        let ca = crate::test_utils::TestCa::new();
+        let alone = pem_roots(&ca.ca_path()).expect("the CA").len();
+        assert_eq!(alone, 1);
+        let platform = super::PLATFORM_BUNDLES.iter().map(std::path::Path::new).find(|p| p.is_file());
+        let platform = platform.map_or(0, |p| pem_roots(p).expect("the platform bundle").len());
+        let merged = super::roots_with(Some(&ca.ca_path()), &[]).expect("roots");
+        assert_eq!(merged.len(), platform + 1);
+        let dir = super::roots_with(None, &[ca.dir().to_owned()]).expect("roots");
+        assert!(dir.len() > platform, "the directory's CA is added");
+    }
 
     #[test]
     fn a_file_without_certificates_is_an_error_naming_it() {

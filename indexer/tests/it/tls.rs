@@ -34,6 +34,26 @@ async fn indexes_through_an_https_provider_into_postgres_over_tls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ca_in_ssl_cert_dir_is_trusted_too() {
+    let stack = Stack::new().await;
+    let ca = TestCa::new();
+    let proxy = RpcProxy::start_tls(stack.anvil.url(), &ca).await;
+    // A directory holding the CA certificate alone (not the server's certificate).
+    let certs = stack.dir.path().join("certs");
+    std::fs::create_dir(&certs).expect("certs directory");
+    std::fs::copy(ca.ca_path(), certs.join("test-ca.pem")).expect("copy the CA");
+    let mut cfg = stack.config();
+    cfg.chains[0].rpc_url = Some(proxy.url().to_owned());
+    let path = stack.write_config(&cfg);
+    let proc = indexer_process(&path, &[]).env("SSL_CERT_DIR", &certs).log_dir(stack.dir.path()).spawn();
+    let mut indexer = Indexer { proc, http: cfg.http_url() };
+    let mut db = stack.instance().await;
+    stack.wait_synced(&mut db).await;
+    assert!(proxy.count("eth_getLogs") > 0, "the logs came through the https proxy");
+    assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_database_tls_settings_exit_with_code_2_without_the_password() {
     let stack = Stack::new().await;
     let mut cfg = stack.config();
