@@ -80,7 +80,7 @@ impl Target {
         };
         let mut conns = Vec::new();
         for _ in 0..connections {
-            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            let (client, connection) = tidemark_db_client::tls::PgConnector::new(url)?.connect().await?;
             tokio::spawn(connection);
             let statement = client.prepare(&sql).await?;
             conns.push((client, statement));
@@ -127,6 +127,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     let pool_size = api_pool_size()?;
     let api_bin = procs::release_binary("tidemark-api")?;
     let (bare_proc, bare) = spawn_bare()?;
+    tidemark_db_client::tls::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.iter().copied().max().unwrap_or(1))
         .build()?;

@@ -167,6 +167,7 @@ events = ["event Burst(uint256 indexed seq, uint256 value)"]
 
 /// `eth_getLogs` over the dataset with the indexer's ranges and concurrency.
 async fn fetch_all(url: &str, data: &Dataset, range: u64, concurrency: usize) -> anyhow::Result<Vec<Log>> {
+    tidemark_db_client::tls::install_crypto_provider();
     let provider: RootProvider = RootProvider::new_http(url.parse()?);
     let ranges: Vec<(u64, u64)> = (data.first_block..=data.last_block)
         .step_by(range as usize)
@@ -191,7 +192,7 @@ async fn copy_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
     let schema = SchemaName::new("bench_raw")?;
     instance::ensure_instance_schema(&mut *pool.get().await?, &schema).await?;
     let (client, conn) =
-        tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("tokio-postgres")?;
+        tidemark_db_client::tls::PgConnector::new(url)?.connect().await.context("tokio-postgres")?;
     let task = tokio::spawn(conn);
     let sink = client
         .copy_in(&format!("COPY bench_raw.events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)"))
@@ -260,7 +261,7 @@ async fn tidemark_backfill(
         &[("RUST_LOG", "warn".into())],
         &dir.join("indexer.log"),
     )?;
-    let (client, conn) = tokio_postgres::connect(db_url, tokio_postgres::NoTls).await?;
+    let (client, conn) = tidemark_db_client::tls::PgConnector::new(db_url)?.connect().await?;
     let task = tokio::spawn(conn);
     let mut samples = Vec::new();
     let query = format!("SELECT block_number FROM {schema}.checkpoints WHERE chain_id = 31337");

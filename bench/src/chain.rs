@@ -34,6 +34,7 @@ pub(crate) async fn generate(
     events_per_tx: u64,
 ) -> anyhow::Result<Dataset> {
     let started = Instant::now();
+    tidemark_db_client::tls::install_crypto_provider();
     let provider: RootProvider = RootProvider::new_http(url.parse()?);
     let bytecode = include_str!("../../deploy/demo/out/Registry.bin").trim();
     let code = Bytes::from(alloy::primitives::hex::decode(bytecode).context("Registry.bin is hex")?);

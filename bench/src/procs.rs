@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
 /// A child killed on drop.
 pub(crate) struct Proc {
@@ -85,6 +85,7 @@ pub(crate) async fn anvil(args: &[&str]) -> anyhow::Result<(Proc, String)> {
         })?;
     let proc = Proc { child, name: "anvil" };
     let url = format!("http://127.0.0.1:{port}");
+    tidemark_db_client::tls::install_crypto_provider();
     let client = reqwest::Client::new();
     for _ in 0..100 {
         let ok = client
@@ -152,7 +153,8 @@ pub(crate) struct BenchDb {
 impl BenchDb {
     pub(crate) async fn create(server: &str, tag: &str) -> anyhow::Result<Self> {
         let name = format!("tidemark_bench_{tag}_{}", std::process::id());
-        let mut conn = AsyncPgConnection::establish(server).await.context("connecting to PostgreSQL")?;
+        let mut conn =
+            tidemark_db_client::tls::establish(server).await.context("connecting to PostgreSQL")?;
         diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
             .execute(&mut conn)
             .await?;
@@ -164,7 +166,7 @@ impl BenchDb {
     }
 
     pub(crate) async fn drop_now(self) -> anyhow::Result<()> {
-        let mut conn = AsyncPgConnection::establish(&self.admin).await?;
+        let mut conn = tidemark_db_client::tls::establish(&self.admin).await?;
         diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
             .execute(&mut conn)
             .await?;

@@ -14,7 +14,9 @@
 //! - [`pool`]: a diesel-async + deadpool pool with connect, checkout and statement timeouts;
 //! - [`migrate`]: embedded migrations, run under an advisory lock (writers only);
 //! - [`instance`]: creation and removal of the per-instance schema (indexer only);
-//! - [`metadata`]: reading and writing the public config and the status snapshot.
+//! - [`metadata`]: reading and writing the public config and the status snapshot;
+//! - [`tls`]: connection strings with libpq's `sslmode` / `sslrootcert` over rustls, and
+//!   the rustls setup for HTTPS clients.
 //!
 //! Readers built on this crate (the API, third-party apps) never run DDL: a missing
 //! schema, table or row reads as "uninitialized", never as an error. This crate never
@@ -32,6 +34,7 @@ mod prepared;
 pub mod swr;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
+pub mod tls;
 
 pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition, Reason, StatusParts};
 pub use diesel_async::AsyncPgConnection;

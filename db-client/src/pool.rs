@@ -8,10 +8,11 @@ use diesel::ConnectionError;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolError as ConnError, PoolableConnection,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures::FutureExt;
 
 use crate::error::{DbError, Result};
+use crate::tls::PgConnector;
 
 /// A pooled connection.
 pub type PooledConnection = Object<PoolManager>;
@@ -125,6 +126,7 @@ impl PoolConfig {
 pub struct PgPool {
     pool: Pool<PoolManager>,
     config: PoolConfig,
+    connector: PgConnector,
 }
 
 impl std::fmt::Debug for PgPool {
@@ -134,12 +136,15 @@ impl std::fmt::Debug for PgPool {
 }
 
 impl PgPool {
-    /// Builds the pool (lazy: does not connect).
+    /// Builds the pool (lazy: does not connect). The URL's TLS parameters (`sslmode`,
+    /// `sslrootcert`; see [`crate::tls`]) are read and root certificates loaded here: a
+    /// bad parameter or an unreadable certificate file is a [`DbError::Config`].
     pub fn new(config: PoolConfig) -> Result<Self> {
-        let setup_config = config.clone();
+        let connector = PgConnector::new(&config.database_url).map_err(|e| DbError::Config(e.to_string()))?;
+        let (setup_config, setup_connector) = (config.clone(), connector.clone());
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.custom_setup =
-            Box::new(move |url| connect(url.to_owned(), setup_config.clone()).boxed());
+            Box::new(move |_url| connect(setup_connector.clone(), setup_config.clone()).boxed());
         let manager = PoolManager {
             inner: AsyncDieselConnectionManager::new_with_config(&config.database_url, manager_config),
         };
@@ -151,7 +156,7 @@ impl PgPool {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| DbError::Config(e.to_string()))?;
-        Ok(Self { pool, config })
+        Ok(Self { pool, config, connector })
     }
 
     /// Checks out a connection, waiting at most the checkout timeout.
@@ -166,7 +171,7 @@ impl PgPool {
     /// Opens a connection outside the pool with the same timeouts and settings (for
     /// session-scoped work such as advisory locks and LISTEN).
     pub async fn connect_dedicated(&self) -> Result<AsyncPgConnection> {
-        Ok(connect(self.config.database_url.clone(), self.config.clone()).await?)
+        Ok(connect(self.connector.clone(), self.config.clone()).await?)
     }
 
     /// Opens a plain `tokio-postgres` connection outside the pool, with the same connect
@@ -176,18 +181,10 @@ impl PgPool {
     pub async fn connect_raw(&self) -> Result<tokio_postgres::Client> {
         let config = &self.config;
         let timeout = config.connect_timeout;
-        let (client, connection) = tokio::time::timeout(
-            timeout,
-            tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls),
-        )
-        .await
-        .map_err(|_| DbError::Unavailable(format!("connecting timed out after {timeout:?}")))?
-        .map_err(|e| DbError::Unavailable(crate::error::describe(&e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(target: "tidemark_db_client::pool", error = %e, "raw connection ended");
-            }
-        });
+        let client = tokio::time::timeout(timeout, self.connector.connect_spawned())
+            .await
+            .map_err(|_| DbError::Unavailable(format!("connecting timed out after {timeout:?}")))?
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
         client.batch_execute(&session_settings(config)).await?;
         Ok(client)
     }
@@ -199,11 +196,12 @@ impl PgPool {
 }
 
 /// Opens one connection within `connect_timeout` and applies the session settings.
-async fn connect(url: String, config: PoolConfig) -> Result<AsyncPgConnection, ConnectionError> {
+async fn connect(connector: PgConnector, config: PoolConfig) -> Result<AsyncPgConnection, ConnectionError> {
     let timeout = config.connect_timeout;
-    let mut conn = tokio::time::timeout(timeout, AsyncPgConnection::establish(&url))
+    let mut conn = tokio::time::timeout(timeout, connector.establish())
         .await
-        .map_err(|_| ConnectionError::BadConnection(format!("connecting timed out after {timeout:?}")))??;
+        .map_err(|_| ConnectionError::BadConnection(format!("connecting timed out after {timeout:?}")))?
+        .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
     conn.batch_execute(&session_settings(&config))
         .await
         .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;

@@ -116,11 +116,23 @@ tidemark_start_private_postgres() {
 
     _tidemark_as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
         >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; tidemark_die "initdb failed"; }
+    # TLS like the development machines' server (a self-signed certificate for localhost and
+    # 127.0.0.1), so that sslmode=require works against it; plain TCP when openssl is missing.
+    local ssl_opts=""
+    if command -v openssl >/dev/null &&
+        _tidemark_as_pg openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost \
+            -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+            -keyout "$dir/data/server.key" -out "$dir/data/server.crt" >/dev/null 2>&1; then
+        _tidemark_as_pg chmod 600 "$dir/data/server.key"
+        ssl_opts=" -c ssl=on"
+    else
+        tidemark_log "openssl not found: the private PostgreSQL serves no TLS"
+    fi
 
     for attempt in 1 2 3; do
         port=$(tidemark_free_port)
         if _tidemark_as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200$ssl_opts" \
             start >/dev/null; then
             export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
             tidemark_pg_answers "$DATABASE_URL" || tidemark_die "private PostgreSQL started but does not answer"

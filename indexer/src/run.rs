@@ -45,7 +45,10 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
     let mut pool_config = PoolConfig::new(config.database_url.clone());
     pool_config.application_name = "tidemark-indexer".into();
     pool_config.max_size = 4;
-    let pool = PgPool::new(pool_config).context("building the database pool")?;
+    // Building the pool only reads the URL's TLS settings and certificate files: its
+    // errors are configuration errors (exit 2).
+    let pool = PgPool::new(pool_config)
+        .map_err(|e| crate::config::ConfigError::new("database_url", e.to_string()))?;
     let progress = Progress::new(config.chains.iter().map(|c| (c.chain_id, c.end_block())));
     for chain in &config.chains {
         progress.set_poll_interval(chain.chain_id, chain.poll_interval);

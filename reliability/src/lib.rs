@@ -24,9 +24,8 @@ pub mod audit;
 pub mod bins;
 pub mod compare;
 pub mod fuzz;
-mod pg;
 mod scale;
 pub mod summary;
 
-pub use pg::PrivatePg;
 pub use scale::{Scale, seed};
+pub use tidemark_db_client::test_utils::PrivatePg;

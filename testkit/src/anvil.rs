@@ -58,6 +58,7 @@ impl Anvil {
     /// When anvil is missing or does not come up.
     pub async fn spawn_with(args: &[&str]) -> Self {
         let bin = anvil_binary();
+        tidemark_db_client::tls::install_crypto_provider();
         let client = reqwest::Client::new();
         let mut last_err = String::new();
         for _ in 0..3 {

@@ -34,6 +34,7 @@ pub struct LogRow {
 
 fn provider(rpc_url: &str) -> Result<RootProvider> {
     let url = rpc_url.parse().map_err(|_| Error::Invalid(format!("not a URL: {rpc_url}")))?;
+    tidemark_db_client::tls::install_crypto_provider();
     Ok(RootProvider::new_http(url))
 }
 

@@ -6,7 +6,7 @@
 
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use serde_json::Value;
 use tidemark_shared_types::SchemaName;
 
@@ -232,7 +232,7 @@ impl InstanceDb {
     /// Connects to `database_url` for instance `schema`.
     pub async fn connect(database_url: &str, schema: &str) -> Result<Self> {
         let schema = SchemaName::new(schema).map_err(|e| Error::Invalid(e.to_string()))?;
-        let conn = AsyncPgConnection::establish(database_url).await?;
+        let conn = tidemark_db_client::tls::establish(database_url).await?;
         Ok(Self { conn, schema })
     }
 

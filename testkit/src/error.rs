@@ -8,7 +8,7 @@ pub enum Error {
     Db(#[from] diesel::result::Error),
     /// The database connection could not be opened.
     #[error("cannot connect to the database: {0}")]
-    Connect(#[from] diesel::ConnectionError),
+    Connect(#[from] tidemark_db_client::tls::TlsError),
     /// A JSON-RPC request failed.
     #[error("rpc {method}: {message}")]
     Rpc {

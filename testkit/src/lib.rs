@@ -7,7 +7,8 @@
 //! - [`InstanceDb`]: the rows an indexer stored (events, checkpoints, journal, metadata)
 //!   and [`JournalReplay`], a consumer of the journal;
 //! - [`canonical_logs`]: what the chain says, via `eth_getLogs`, in the same shape;
-//! - [`RpcProxy`]: a JSON-RPC proxy that can slow down or refuse requests;
+//! - [`RpcProxy`]: a JSON-RPC proxy that can slow down or refuse requests, over HTTP or
+//!   HTTPS ([`tls`]: a private CA, [`TestCa`]);
 //! - [`eventually`]: polling with a deadline instead of sleeping.
 //!
 //! Missing tools are failures, never skips: a test that cannot start anvil or reach
@@ -24,6 +25,7 @@ mod faults;
 mod journal;
 mod process;
 mod proxy;
+pub mod tls;
 mod wait;
 
 pub use anvil::Anvil;
@@ -37,4 +39,5 @@ pub use process::{Process, ProcessBuilder, free_port};
 pub use proxy::RpcProxy;
 pub use tempfile::{TempDir, tempdir};
 pub use tidemark_db_client::test_utils::TestDb;
+pub use tls::TestCa;
 pub use wait::{POLL, eventually};

@@ -134,13 +134,21 @@ impl RpcProxy {
     /// # Panics
     /// When no port can be bound.
     pub async fn start(upstream: &str) -> Self {
+        Self::start_serving(upstream, None).await
+    }
+
+    /// Starts a proxy serving plain HTTP, or HTTPS with `tls` (see `crate::tls`).
+    pub(crate) async fn start_serving(upstream: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("cannot bind the RPC proxy: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("RPC proxy address: {e}"));
         let shared = Arc::new(Shared {
             upstream: upstream.to_owned(),
-            client: reqwest::Client::new(),
+            client: {
+                tidemark_db_client::tls::install_crypto_provider();
+                reqwest::Client::new()
+            },
             delays: Mutex::new(HashMap::new()),
             counts: Mutex::new(HashMap::new()),
             down: AtomicBool::new(false),
@@ -150,10 +158,16 @@ impl RpcProxy {
             injected: Injected::default(),
         });
         let app = axum::Router::new().fallback(axum::routing::post(forward)).with_state(shared.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            match tls {
+                Some(config) => crate::tls::serve_https(listener, app, config).await,
+                None => {
+                    let _ = axum::serve(listener, app).await;
+                }
+            }
         });
-        Self { url: format!("http://{addr}"), shared, task }
+        Self { url: format!("{scheme}://{addr}"), shared, task }
     }
 
     /// The proxy's URL.

@@ -217,9 +217,7 @@ async fn serve_with_finality_using(
 
 /// A database session of the test's own.
 async fn session(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
-    tokio::spawn(connection);
-    client
+    tidemark_db_client::tls::connect(url).await.expect("connect")
 }
 
 /// A session that holds `tables` in ACCESS EXCLUSIVE mode until it runs `COMMIT`: every
@@ -330,6 +328,7 @@ async fn the_status_stays_current_while_slow_queries_hold_every_pooled_connectio
 
     // Two requests wait on a locked table, holding both of the pool's connections.
     let locker = lock_tables(&test_db.url, &format!("{SCHEMA}.events")).await;
+    tidemark_db_client::tls::install_crypto_provider();
     let slow: Vec<_> = (0..2)
         .map(|_| {
             // A client each: two connections to the API, whatever its pooling does.

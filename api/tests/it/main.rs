@@ -16,3 +16,4 @@ mod lifecycle;
 mod process;
 mod support;
 mod surface;
+mod tls;

@@ -17,7 +17,8 @@ fn closed_url() -> String {
     format!("postgres://postgres@127.0.0.1:{port}/postgres")
 }
 
-async fn healthy_instance(test_db: &TestDb) -> tidemark_db_client::PgPool {
+/// A migrated instance with a config and a following status stored.
+pub(crate) async fn healthy_instance(test_db: &TestDb) -> tidemark_db_client::PgPool {
     let pool = migrated_instance(&test_db.url, &schema()).await;
     let mut conn = pool.get().await.expect("conn");
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");

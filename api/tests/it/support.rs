@@ -75,6 +75,7 @@ pub(crate) struct TestApi {
 impl TestApi {
     pub(crate) async fn start(config: DbClientConfig) -> Self {
         let db = DbClient::new(config).expect("client");
+        tidemark_db_client::tls::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let shutdown = CancellationToken::new();
@@ -130,6 +131,7 @@ impl ApiProcess {
             status = child.wait() => panic!("the API exited with {status:?}: {}", log_text(&log)),
             () = tokio::time::sleep(Duration::from_secs(20)) => panic!("the API did not listen within 20 s"),
         };
+        tidemark_db_client::tls::install_crypto_provider();
         Self { base: format!("http://{addr}"), child, log, http: reqwest::Client::new() }
     }
 

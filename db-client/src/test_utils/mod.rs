@@ -5,14 +5,23 @@
 //!
 //! [`fixtures`] writes what an indexer would (configs, snapshots, events) so that
 //! readers can be tested without one; [`proxy`] puts a TCP proxy that a test can switch
-//! off and on between a client and the server.
+//! off and on between a client and the server; [`cluster`] starts a private PostgreSQL
+//! that a test may stop or configure; [`ca`] makes a certificate authority and server
+//! certificates for TLS tests.
 
+pub mod ca;
+pub mod cluster;
 pub mod fixtures;
 pub mod proxy;
 
+pub use ca::TestCa;
+pub use cluster::{PgOptions, PrivatePg};
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
+
+use crate::tls::establish;
 
 /// The server tests use.
 pub fn server_url() -> String {
@@ -45,6 +54,18 @@ pub fn with_authority(url: &str, authority: &str) -> String {
     format!("{}{}{authority}{}", &url[..after_scheme], &rest[..userinfo_end], &rest[host_end..])
 }
 
+/// `url` with the query parameter `key` set to `value` (replacing any earlier value), e.g.
+/// `sslmode=require`.
+pub fn with_param(url: &str, key: &str, value: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let prefix = format!("{key}=");
+    let mut params: Vec<&str> =
+        query.split('&').filter(|p| !p.is_empty() && !p.starts_with(&prefix)).collect();
+    let pair = format!("{key}={value}");
+    params.push(&pair);
+    format!("{base}?{}", params.join("&"))
+}
+
 /// The `host:port` of `url` (port 5432 when none is given).
 pub fn authority(url: &str) -> String {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
@@ -59,6 +80,24 @@ pub fn authority(url: &str) -> String {
     } else {
         format!("{host}:5432")
     }
+}
+
+/// `(all, encrypted)`: the sessions on `url`'s database whose `application_name` is
+/// `application`, and how many of them use TLS (`pg_stat_ssl`).
+///
+/// # Panics
+/// When the database cannot be queried.
+pub async fn encrypted_sessions(url: &str, application: &str) -> (i64, i64) {
+    let client = crate::tls::connect(url).await.unwrap_or_else(|e| panic!("session: {e}"));
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = current_database() AND a.application_name = $1",
+            &[&application],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("pg_stat_ssl: {e}"));
+    (row.get(0), row.get(1))
 }
 
 /// A database created for one test and dropped (forcibly) when the value is dropped.
@@ -85,7 +124,7 @@ impl TestDb {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos())
         );
-        let mut conn = tokio::time::timeout(std::time::Duration::from_secs(10), AsyncPgConnection::establish(&admin_url))
+        let mut conn = tokio::time::timeout(std::time::Duration::from_secs(10), establish(&admin_url))
             .await
             .unwrap_or_else(|_| panic!("PostgreSQL did not answer within 10 s at DATABASE_URL (tests need a real server; run deploy/test.sh)"))
             .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at DATABASE_URL: {e} (tests need a real server; run deploy/test.sh)"));
@@ -106,7 +145,7 @@ impl Drop for TestDb {
         let handle = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&admin_url).await {
+                if let Ok(mut conn) = establish(&admin_url).await {
                     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .execute(&mut conn)
                         .await;
@@ -119,7 +158,16 @@ impl Drop for TestDb {
 
 #[cfg(test)]
 mod tests {
-    use super::{authority, with_authority, with_database};
+    use super::{authority, with_authority, with_database, with_param};
+
+    #[test]
+    fn sets_one_parameter() {
+        assert_eq!(with_param("postgres://h/db", "sslmode", "require"), "postgres://h/db?sslmode=require");
+        assert_eq!(
+            with_param("postgres://h/db?sslmode=disable&x=1", "sslmode", "require"),
+            "postgres://h/db?x=1&sslmode=require"
+        );
+    }
 
     #[test]
     fn replaces_only_the_database_name() {

@@ -6,6 +6,7 @@ mod events;
 mod metadata;
 mod migrations;
 mod pool;
+mod tls;
 
 use std::future::Future;
 use std::time::Duration;

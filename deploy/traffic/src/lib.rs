@@ -153,7 +153,16 @@ pub struct Demo {
 /// A provider for `rpc_url`.
 pub fn provider(rpc_url: &str) -> Result<RootProvider> {
     let url = rpc_url.parse().map_err(|_| TrafficError::InvalidUrl(redact(rpc_url)))?;
+    install_crypto_provider();
     Ok(RootProvider::new_http(url))
+}
+
+/// Installs rustls' `ring` provider for the process unless one is installed: the
+/// workspace builds reqwest without a provider of its own (see `tidemark_db_client::tls`).
+fn install_crypto_provider() {
+    // An error means a provider is installed already, which serves as well.
+    #[allow(deprecated)] // ring lacks post-quantum key exchange; aws-lc-rs is too slow to build.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// `url` without its query string and credentials, for messages.

@@ -152,6 +152,7 @@ async fn the_local_stack_works_end_to_end() {
         .spawn()
         .expect("deploy/up.sh starts");
     let mut stack = Stack { up, api: format!("http://127.0.0.1:{api_port}") };
+    tidemark_db_client::tls::install_crypto_provider();
     let client = reqwest::Client::new();
     let up_log = || std::fs::read_to_string(dir.join("up.log")).unwrap_or_default();
 

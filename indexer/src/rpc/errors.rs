@@ -156,13 +156,31 @@ pub fn classify(err: &TransportError, redactor: &Redactor) -> RpcError {
             }
         }
         AlloyRpcError::Transport(_) | AlloyRpcError::NullResp => {
-            RpcError::Transient { message: redactor.redact(&err.to_string()) }
+            RpcError::Transient { message: redactor.redact(&with_causes(err)) }
         }
         AlloyRpcError::DeserError { .. } => {
             RpcError::Transient { message: redactor.redact(&truncate(&err.to_string())) }
         }
         _ => RpcError::Fatal { message: redactor.redact(&err.to_string()) },
     }
+}
+
+/// `err` followed by each cause whose text it does not already contain (`a: b: c`):
+/// reqwest's own text ("error sending request") does not say why a request failed — a
+/// refused connection, a certificate the platform does not trust, a name that does not
+/// resolve.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn truncate(s: &str) -> String {
@@ -247,6 +265,17 @@ fn suggested_range(text: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_errors_carry_their_causes() {
+        let tls = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        let err: TransportError = TransportErrorKind::custom(tls);
+        let RpcError::Transient { message } = classify(&err, &Redactor::new(&[])) else {
+            panic!("transient")
+        };
+        assert!(message.contains("invalid peer certificate: UnknownIssuer"), "{message}");
+        assert_eq!(message.matches("UnknownIssuer").count(), 1, "each cause once: {message}");
+    }
 
     fn range(code: i64, msg: &str) -> Option<Option<(u64, u64)>> {
         match classify_message(code, msg, "") {

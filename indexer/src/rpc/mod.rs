@@ -111,13 +111,26 @@ fn bad(kind: BadAnswer, message: impl Into<String>) -> RpcError {
 }
 
 impl ChainRpc {
-    /// Builds clients for `urls` (no network access yet).
+    /// Builds clients for `urls` (no network access yet). `https://` endpoints are
+    /// verified against the platform's roots plus `SSL_CERT_FILE` / `SSL_CERT_DIR`
+    /// ([`tidemark_db_client::tls::https_client_config`], loaded once here).
     pub fn new(chain_id: u64, urls: &[url::Url], timeout: Duration) -> Result<Self, RpcError> {
+        tidemark_db_client::tls::install_crypto_provider();
+        let tls = match urls.iter().any(|u| u.scheme() == "https") {
+            true => Some(tidemark_db_client::tls::https_client_config().map_err(|e| RpcError::Fatal {
+                message: format!("cannot set up TLS for https RPC endpoints: {e}"),
+            })?),
+            false => None,
+        };
         let mut endpoints = Vec::with_capacity(urls.len());
         for (i, url) in urls.iter().enumerate() {
-            let client = reqwest::Client::builder()
+            let mut builder = reqwest::Client::builder()
                 .timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .connect_timeout(timeout.min(Duration::from_secs(5)));
+            if let Some(tls) = &tls {
+                builder = builder.tls_backend_preconfigured(tls.clone());
+            }
+            let client = builder
                 .build()
                 .map_err(|e| RpcError::Fatal { message: format!("cannot build HTTP client: {e}") })?;
             let is_local = url.host_str().is_some_and(|h| h == "127.0.0.1" || h == "localhost");

@@ -138,6 +138,7 @@ pub(crate) struct Indexer {
 impl Indexer {
     /// `GET path` on the indexer's HTTP server: status code and body text.
     pub(crate) async fn get_text(&self, path: &str) -> Option<(u16, String)> {
+        tidemark_db_client::tls::install_crypto_provider();
         let r = reqwest::Client::new()
             .get(format!("{}{path}", self.http))
             .timeout(Duration::from_secs(5))

@@ -17,4 +17,5 @@ mod reorg;
 mod secrets;
 mod signatures;
 mod status;
+mod tls;
 mod writer;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tidemark_testkit::{JournalReplay, eventually};
 
 use crate::common::{SCHEMA, SOON, Stack, traffic};
@@ -63,7 +63,7 @@ async fn a_standby_takes_over_within_5_s_when_the_writer_is_killed() {
         second.proc.stderr().contains("standing by").then_some(())
     })
     .await;
-    let mut admin = AsyncPgConnection::establish(&stack.db.url).await.expect("connect");
+    let mut admin = tidemark_db_client::tls::establish(&stack.db.url).await.expect("connect");
     assert_eq!(lock_holders(&mut admin).await.len(), 1, "one lock holder");
 
     traffic(&stack.demo, 6, 3).await;
@@ -92,7 +92,7 @@ async fn a_writer_that_lost_its_lock_cannot_commit_and_retakes_it() {
     consumer.apply(&db.journal().await.expect("journal")).expect("replay");
 
     // Cut the writer's connection, and take its lock before the indexer can.
-    let mut admin = AsyncPgConnection::establish(&stack.db.url).await.expect("connect");
+    let mut admin = tidemark_db_client::tls::establish(&stack.db.url).await.expect("connect");
     let holders = lock_holders(&mut admin).await;
     assert_eq!(holders.len(), 1, "one writer backend: {holders:?}");
     let terminated: Flag = diesel::sql_query("SELECT pg_terminate_backend($1::int) AS flag")
@@ -101,7 +101,7 @@ async fn a_writer_that_lost_its_lock_cannot_commit_and_retakes_it() {
         .await
         .expect("pg_terminate_backend");
     assert!(terminated.flag);
-    let mut thief = AsyncPgConnection::establish(&stack.db.url).await.expect("connect");
+    let mut thief = tidemark_db_client::tls::establish(&stack.db.url).await.expect("connect");
     eventually(Duration::from_secs(5), "the test takes the writer lock", async || {
         let row: Flag = diesel::sql_query(format!(
             "SELECT pg_try_advisory_lock({WRITER_LOCK_CLASS}, hashtext($1)) AS flag"

@@ -64,6 +64,7 @@ async fn random_and_malformed_requests_get_no_5xx_and_no_panic() {
                 }
             })
             .collect();
+        tidemark_db_client::tls::install_crypto_provider();
         let client =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         let started = Instant::now();

@@ -231,6 +231,7 @@ pub(crate) fn indexer_process(path: &std::path::Path, args: &[&str]) -> ProcessB
 
 /// `GET url`: status and JSON body (`Value::Null` when the body is not JSON).
 pub(crate) async fn get_json(url: &str) -> Option<(u16, Value)> {
+    tidemark_db_client::tls::install_crypto_provider();
     let r = reqwest::Client::new().get(url).timeout(Duration::from_secs(5)).send().await.ok()?;
     let status = r.status().as_u16();
     let text = r.text().await.ok()?;

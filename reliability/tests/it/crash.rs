@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tidemark_reliability::{audit, compare, summary};
@@ -60,7 +59,7 @@ async fn kill_9_at_crash_points_loses_and_duplicates_nothing() {
         cfg.chains[0].max_concurrency = Some(2);
         cfg.chains[0].finality_depth = Some(finality);
         let mut db = stack.instance().await;
-        let mut admin = AsyncPgConnection::establish(&stack.db_url).await.expect("connect");
+        let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
         let mut audited = false;
 
         let mut traffic_task: Option<Traffic> = None;

@@ -49,6 +49,7 @@ async fn an_rpc_key_appears_nowhere() {
         rec.step("every endpoint of both services");
         let mut responses = String::new();
         let mut asked = 0;
+        tidemark_db_client::tls::install_crypto_provider();
         for service in [Service::Api, Service::Indexer] {
             let base = if service == Service::Api { &api.http } else { &indexer.http };
             let extra = ["/nope", "/v1/events?limit=1000", "/v1/events?limit=x", "/v1/epochs?size=100", "/v1/realtime?maxWorstCaseDistance=0"];

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tidemark_reliability::{audit, compare, summary};
@@ -34,7 +34,7 @@ impl Sampler {
             let mut conn: Option<AsyncPgConnection> = None;
             while !s.load(Ordering::Relaxed) {
                 if conn.is_none() {
-                    conn = AsyncPgConnection::establish(&url).await.ok();
+                    conn = tidemark_db_client::tls::establish(&url).await.ok();
                 }
                 if let Some(c) = conn.as_mut() {
                     match audit::lock_holders(c, &schema).await {
@@ -76,7 +76,7 @@ async fn database_restarts_with_a_standby_never_make_two_writers() {
             let mut db = stack.instance().await;
             stack.wait_synced(&mut db, SOON).await;
         }
-        let mut admin = AsyncPgConnection::establish(&stack.db_url).await.expect("connect");
+        let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
         audit::install(&mut admin, &stack.schema).await.expect("installing the writer audit");
         drop(admin);
         let mut b = stack.spawn_indexer(&cfg.clone().with_fresh_http_port());
@@ -133,7 +133,7 @@ async fn database_restarts_with_a_standby_never_make_two_writers() {
         stack.wait_synced(&mut db, SOON).await;
         let c = stack.compare(&mut db).await;
         let replay = compare::replay_journal(&mut db).await;
-        let mut admin = AsyncPgConnection::establish(&stack.db_url).await.expect("connect");
+        let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
         let (audited, unfenced) = audit::counts(&mut admin).await.expect("audit");
         let running = a.proc.is_running() && b.proc.is_running();
         rec.record(

@@ -1,6 +1,7 @@
-//! A private PostgreSQL cluster that a test may stop and start (the shared server must
-//! never be stopped): `initdb` into a temporary directory, `pg_ctl start` on a free
-//! loopback port, `pg_ctl stop -m fast`, and `start` again on the same port.
+//! A private PostgreSQL cluster that a test may stop and start, or configure as the
+//! shared server must not be (TLS certificates, `ssl = off`): `initdb` into a temporary
+//! directory, `pg_ctl start` on a free loopback port, `pg_ctl stop -m fast`, and `start`
+//! again on the same port.
 //!
 //! The server binaries come from `PG_BIN` or the newest `/usr/lib/postgresql/<v>/bin`.
 //! As root, `initdb` and `pg_ctl` run as user `postgres` (through `runuser`), which owns
@@ -18,6 +19,42 @@ pub struct PrivatePg {
     dir: PathBuf,
     port: u16,
     running: bool,
+    settings: Vec<(String, String)>,
+}
+
+/// Server settings and files of a [`PrivatePg`] beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    settings: Vec<(String, String)>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl PgOptions {
+    /// No extra settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a server parameter (`-c name=value`).
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Writes `contents` to `name` in the data directory before the server starts, owned
+    /// by the server's user with mode 0600 (as PostgreSQL demands of a key file); a
+    /// setting may name it relative to the data directory (`ssl_key_file=server.key`).
+    pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Self {
+        self.files.push((name.to_owned(), contents.into()));
+        self
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot bind a free port on 127.0.0.1: {e}"))
 }
 
 fn pg_bin() -> PathBuf {
@@ -55,6 +92,14 @@ impl PrivatePg {
     /// # Panics
     /// When the binaries are missing or the cluster cannot start.
     pub async fn start() -> Self {
+        Self::start_with(PgOptions::new()).await
+    }
+
+    /// Creates and starts a cluster with `options`.
+    ///
+    /// # Panics
+    /// When the binaries are missing or the cluster cannot start.
+    pub async fn start_with(options: PgOptions) -> Self {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("tidemark-rel-pg-")
@@ -69,7 +114,8 @@ impl PrivatePg {
                 .is_ok_and(|s| s.success());
             assert!(ok, "chown postgres {} failed (is there a `postgres` user?)", dir.display());
         }
-        let mut pg = Self { bin, dir, port: tidemark_testkit::free_port(), running: false };
+        let settings = options.settings;
+        let mut pg = Self { bin, dir, port: free_port(), running: false, settings };
         let initdb = pg.bin.join("initdb");
         let data = pg.data();
         let out = pg
@@ -88,15 +134,42 @@ impl PrivatePg {
             )
             .await;
         assert!(out.0, "initdb failed:\n{}", out.1);
+        for (name, contents) in &options.files {
+            pg.write_private_file(&pg.data().join(name), contents);
+        }
         let mut last = String::new();
         for _ in 0..3 {
             match pg.try_start().await {
                 Ok(()) => return pg,
                 Err(e) => last = e,
             }
-            pg.port = tidemark_testkit::free_port();
+            pg.port = free_port();
         }
         panic!("the private PostgreSQL did not start: {last}")
+    }
+
+    fn write_private_file(&self, path: &Path, contents: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+        if is_root() {
+            let ok = std::process::Command::new("chown")
+                .arg("postgres:")
+                .arg(path)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown postgres {} failed", path.display());
+        }
+    }
+
+    /// `pg_ctl -D <data> -w -t 60 <args>`.
+    async fn pg_ctl(&self, args: &[&std::ffi::OsStr]) -> (bool, String) {
+        let data = self.data();
+        let mut all: Vec<&std::ffi::OsStr> =
+            vec!["-D".as_ref(), data.as_os_str(), "-w".as_ref(), "-t".as_ref(), "60".as_ref()];
+        all.extend_from_slice(args);
+        self.run(&self.bin.join("pg_ctl"), &all).await
     }
 
     fn data(&self) -> PathBuf {
@@ -122,31 +195,18 @@ impl PrivatePg {
     }
 
     async fn try_start(&mut self) -> Result<(), String> {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=200",
             self.port,
             self.dir.display()
         );
+        for (name, value) in &self.settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
         let log = self.dir.join("server.log");
-        let data = self.data();
-        let pg_ctl = self.bin.join("pg_ctl");
         let (ok, text) = self
-            .run(
-                &pg_ctl,
-                &[
-                    "-D".as_ref(),
-                    data.as_os_str(),
-                    "-l".as_ref(),
-                    log.as_os_str(),
-                    "-w".as_ref(),
-                    "-t".as_ref(),
-                    "60".as_ref(),
-                    "-o".as_ref(),
-                    options.as_ref(),
-                    "start".as_ref(),
-                ],
-            )
+            .pg_ctl(&["-l".as_ref(), log.as_os_str(), "-o".as_ref(), options.as_ref(), "start".as_ref()])
             .await;
         if !ok {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -180,10 +240,9 @@ impl PrivatePg {
     /// # Panics
     /// When the statement fails.
     pub async fn create_database(&self, name: &str) -> String {
-        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-        let mut conn = AsyncPgConnection::establish(&self.url("postgres"))
-            .await
-            .expect("connecting to the private cluster");
+        use diesel_async::RunQueryDsl;
+        let mut conn =
+            crate::tls::establish(&self.url("postgres")).await.expect("connecting to the private cluster");
         diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
             .execute(&mut conn)
             .await
@@ -204,23 +263,7 @@ impl PrivatePg {
     /// # Panics
     /// When pg_ctl fails.
     pub async fn stop_mode(&mut self, mode: &str) {
-        let data = self.data();
-        let pg_ctl = self.bin.join("pg_ctl");
-        let (ok, text) = self
-            .run(
-                &pg_ctl,
-                &[
-                    "-D".as_ref(),
-                    data.as_os_str(),
-                    "-m".as_ref(),
-                    mode.as_ref(),
-                    "-w".as_ref(),
-                    "-t".as_ref(),
-                    "60".as_ref(),
-                    "stop".as_ref(),
-                ],
-            )
-            .await;
+        let (ok, text) = self.pg_ctl(&["-m".as_ref(), mode.as_ref(), "stop".as_ref()]).await;
         assert!(ok, "pg_ctl stop -m {mode} failed: {text}");
         self.running = false;
     }
