@@ -43,9 +43,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Targets capped at `info` whatever `RUST_LOG` says: their debug spans carry the full
-/// RPC URL, key included (alloy's `ReqwestTransport{url=…}`), and RPC URLs are private.
-const URL_LOGGING_TARGETS: [&str; 1] = ["alloy_transport_http=info"];
+/// Targets capped at `info` whatever `RUST_LOG` says: their debug and trace output carries
+/// the full RPC URL or its host, key included (alloy's `ReqwestTransport{url=…}`, reqwest's
+/// and hyper's connection logs), and RPC URLs are private.
+const URL_LOGGING_TARGETS: [&str; 5] =
+    ["alloy_transport_http=info", "reqwest=info", "hyper=info", "hyper_util=info", "h2=info"];
 
 /// Installs the tracing subscriber (`RUST_LOG` filters; default `info`).
 pub fn init_logging(format: LogFormat) {

@@ -22,6 +22,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Longest error text stored with a failed epoch (provider messages can be long).
+pub const MAX_ERROR_CHARS: usize = 500;
+
+/// `text` cut to [`MAX_ERROR_CHARS`] characters, with `…` where it was cut.
+fn cut_error(mut text: String) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(MAX_ERROR_CHARS) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text};
 use diesel_async::RunQueryDsl;
@@ -136,8 +148,11 @@ impl ChainEpochs {
     }
 
     /// Records a failure in the current stage; the epoch keeps its history and is retried.
+    ///
+    /// The message is served publicly (`/v1/epochs`): it is cut to
+    /// [`MAX_ERROR_CHARS`] characters (RPC URLs are already redacted from it).
     pub fn fail(&self, epoch: &mut Epoch, message: &str) {
-        epoch.error = Some(format!("{}: {message}", epoch.stage().as_str()));
+        epoch.error = Some(cut_error(format!("{}: {message}", epoch.stage().as_str())));
         self.record(epoch);
     }
 
@@ -401,5 +416,19 @@ impl Recorder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_provider_errors_are_cut_on_a_character_boundary() {
+        assert_eq!(cut_error("fetched: short".into()), "fetched: short");
+        let long = "é".repeat(MAX_ERROR_CHARS + 100);
+        let cut = cut_error(long);
+        assert_eq!(cut.chars().count(), MAX_ERROR_CHARS + 1);
+        assert!(cut.ends_with('…'));
     }
 }

@@ -4,29 +4,56 @@ use super::ConfigError;
 
 /// Replaces `${NAME}` in every string of `value`; a missing variable is an error naming
 /// the variable and the key path. `$${` escapes a literal `${`.
+///
+/// Returns the key paths whose values came (in part) from the environment, so that an
+/// error about such a value can name the key without showing the value.
 pub(super) fn substitute(
     value: &mut toml::Value,
     path: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut substituted = Vec::new();
+    walk(value, path, lookup, &mut substituted)?;
+    Ok(substituted)
+}
+
+fn walk(
+    value: &mut toml::Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    substituted: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     match value {
         toml::Value::String(s) => {
-            *s = expand(s, path, lookup)?;
+            let expanded = expand(s, path, lookup)?;
+            if expanded != *s {
+                substituted.push(path.to_owned());
+            }
+            *s = expanded;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute(item, &format!("{path}[{i}]"), lookup)?;
+                walk(item, &format!("{path}[{i}]"), lookup, substituted)?;
             }
         }
         toml::Value::Table(table) => {
             for (k, v) in table.iter_mut() {
                 let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                substitute(v, &p, lookup)?;
+                walk(v, &p, lookup, substituted)?;
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// A type error about a value that came from the environment, without the value: serde's
+/// message quotes it (`invalid type: string "…", expected u64`), and it may be a secret.
+pub(super) fn hide_value(message: &str) -> String {
+    match message.find("expected ") {
+        Some(i) => format!("the value from the environment does not fit (not shown): {}", &message[i..]),
+        None => "the value from the environment does not fit (not shown)".to_owned(),
+    }
 }
 
 fn expand(s: &str, path: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {

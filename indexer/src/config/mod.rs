@@ -245,10 +245,14 @@ impl IndexerConfig {
                 e.span().map(|s| line_of(text, s.start)).map(|l| format!("line {l}")).unwrap_or_default();
             ConfigError::new(if span.is_empty() { "toml".into() } else { span }, e.message().to_owned())
         })?;
-        env::substitute(&mut value, "", lookup)?;
+        let from_env = env::substitute(&mut value, "", lookup)?;
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            ConfigError::new(if path == "." { "(root)".into() } else { path }, e.into_inner().to_string())
+            let mut message = e.into_inner().to_string();
+            if from_env.contains(&path) {
+                message = env::hide_value(&message);
+            }
+            ConfigError::new(if path == "." { "(root)".into() } else { path }, message)
         })?;
         validate(raw, base)
     }
@@ -303,6 +307,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
     let mut chains = Vec::with_capacity(raw.chains.len());
     for (i, c) in raw.chains.into_iter().enumerate() {
         let p = format!("chains[{i}]");
+        // Chain ids are bigint in SQL: one above 2^63 − 1 would be clamped, never stored as is.
+        if i64::try_from(c.chain_id).is_err() {
+            return Err(ConfigError::new(
+                format!("{p}.chain_id"),
+                format!("chain id {} is above the largest supported ({})", c.chain_id, i64::MAX),
+            ));
+        }
         if chains.iter().any(|x: &ChainConfig| x.chain_id == c.chain_id) {
             return Err(ConfigError::new(
                 format!("{p}.chain_id"),

@@ -55,6 +55,26 @@ fn a_missing_variable_names_it_and_the_key() {
 }
 
 #[test]
+fn a_value_from_the_environment_that_does_not_fit_is_named_by_key_not_shown() {
+    // A secret put in the wrong variable: the error names the key and hides the value.
+    let text = EXAMPLE.replace("finality_depth = 12", "finality_depth = \"${DATABASE_URL}\"");
+    let err = parse(&text).expect_err("error");
+    assert_eq!(err.path, "chains[0].finality_depth", "{err}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+    assert!(err.message.contains("expected"), "{err}");
+}
+
+#[test]
+fn chain_ids_beyond_a_signed_64_bit_integer_are_rejected() {
+    let text = EXAMPLE.replace("chain_id = 31337", &format!("chain_id = {}", u64::MAX));
+    // TOML integers are signed 64-bit: the parser refuses it, naming the line.
+    let err = parse(&text).expect_err("error");
+    assert!(err.path.starts_with("line ") && err.message.contains("too large"), "{err}");
+    let text = EXAMPLE.replace("chain_id = 31337", &format!("chain_id = {}", i64::MAX));
+    assert!(parse(&text).is_ok());
+}
+
+#[test]
 fn type_errors_name_the_key_path() {
     let text = EXAMPLE.replace("start_block = 0", "start_block = \"zero\"");
     let err = parse(&text).expect_err("error");
