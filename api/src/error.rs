@@ -4,11 +4,13 @@
 //! 503 with its reasons; anything else is a 500 whose cause is logged, never sent.
 
 use axum::Json;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tidemark_db_client::{DbError, Reason};
 use utoipa::ToSchema;
+
+use crate::settings::RETRY_AFTER_SECS;
 
 /// An error response.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,13 @@ pub enum ApiError {
     /// cancelled the query, 400 naming the field for a query out of range, 500 otherwise).
     #[error(transparent)]
     Database(#[from] DbError),
+    /// The limited routes are handling as many requests as they may (503 with
+    /// `Retry-After`): shed at once, never queued.
+    #[error("the server is overloaded")]
+    Overloaded,
+    /// The request ran past the request timeout (503 with `Retry-After`).
+    #[error("the request timed out")]
+    RequestTimeout,
     /// A failure of the API itself (500); the cause is logged, not sent.
     #[error("{0}")]
     Internal(String),
@@ -60,7 +69,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`,
-    /// `unavailable`, `database_unavailable`, `query_timeout`, `internal_error`.
+    /// `unavailable`, `database_unavailable`, `query_timeout`, `overloaded`,
+    /// `request_timeout`, `internal_error`.
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
@@ -113,6 +123,15 @@ impl IntoResponse for ApiError {
                 tracing::error!(target: "tidemark_api", error = %e, "database query failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_owned(), None, None)
             }
+            Self::Overloaded => {
+                let message = "too many requests in progress; retry after the Retry-After delay".to_owned();
+                return busy(ErrorDetail { code: "overloaded", message, field: None, reasons: None });
+            }
+            Self::RequestTimeout => {
+                let message =
+                    "the request did not finish in time; narrow its filters or try again later".to_owned();
+                return busy(ErrorDetail { code: "request_timeout", message, field: None, reasons: None });
+            }
             Self::Internal(cause) => {
                 tracing::error!(target: "tidemark_api", %cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_owned(), None, None)
@@ -121,4 +140,12 @@ impl IntoResponse for ApiError {
         let body = ErrorBody { error: ErrorDetail { code, message, field, reasons } };
         (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
     }
+}
+
+/// A 503 telling the client when to retry.
+fn busy(error: ErrorDetail) -> Response {
+    let retry = HeaderValue::from(RETRY_AFTER_SECS);
+    let headers =
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store")), (header::RETRY_AFTER, retry)];
+    (StatusCode::SERVICE_UNAVAILABLE, headers, Json(ErrorBody { error })).into_response()
 }

@@ -10,16 +10,22 @@
 //! - [`server::serve`] is the whole program behind `main`: settings, signals, exit codes
 //!   (0 clean shutdown, 1 runtime failure, 2 invalid configuration or arguments, 3
 //!   incompatible config transition);
+//! - [`budget`] and [`listen`] keep it answering under load and abuse: a request budget
+//!   with load shedding for the public routes, connection caps and timeouts
+//!   ([`settings::HttpSettings`]);
 //! - [`routes`] holds one module per route group; [`error::ApiError`] and the
 //!   [`extract::Query`] extractor make every failure a JSON error.
 
+pub mod budget;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod listen;
 pub mod logging;
 pub mod openapi;
 pub mod routes;
 pub mod server;
+pub mod settings;
 pub mod state;
 pub mod telemetry;
 

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use tidemark_api::cli::Cli;
 use tidemark_api::server::Exit;
 
@@ -11,7 +10,7 @@ use tidemark_api::server::Exit;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => {
             // Usage errors exit 2; --help and --version exit 0.

@@ -4,22 +4,25 @@
 use std::io;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use axum::Router;
-use axum::http::Method;
 use axum::middleware;
 use tidemark_db_client::{DbClient, IncompatibleConfigTransition};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
-use tower_http::cors::{Any, CorsLayer};
 
 use crate::cli::Cli;
-use crate::routes;
 use crate::state::AppState;
 use crate::telemetry::{self, trace_layer};
+use crate::{budget, listen, routes};
 
 const TARGET: &str = "tidemark_api";
+
+/// Scrapes of `/metrics` handled at once (its own budget, apart from the public routes).
+const METRICS_CONCURRENCY: usize = 4;
 
 /// How long shutdown waits for open requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -49,21 +52,35 @@ impl Exit {
     }
 }
 
-/// The router with its fallbacks (JSON 404/405) and layers: request tracing, then CORS
-/// (read-only, any origin), then metrics per matched route.
+/// The router: the public routes within the request budget ([`crate::budget`]), the
+/// probes outside it, CORS on both (not on `/metrics`, which has a budget of its own),
+/// the JSON 404/405 fallbacks, and around everything request tracing and metrics per
+/// matched route.
 ///
-/// The three are applied as one layer: `Router::layer` wraps every route in a boxed
-/// service per call, and the router clones a route's whole stack of boxed services for
-/// each request, so one boxing level instead of three saves allocations on every
+/// A route that must not be cut short or shed — a long-lived stream such as a future
+/// `/v1/stream` — goes next to [`routes::probes`]: it then still counts against the
+/// connection cap, but not against the request timeout or the concurrency limit.
+///
+/// Tracing and metrics are applied as one layer: `Router::layer` wraps every route in a
+/// boxed service per call, and the router clones a route's whole stack of boxed services
+/// for each request, so one boxing level instead of two saves allocations on every
 /// request (they stay inside the router, where the matched route is known).
 pub fn app(state: AppState) -> Router {
+    let http = state.http.clone();
+    let limited = Semaphore::new(http.max_concurrent_requests);
+    let public = routes::public().method_not_allowed_fallback(routes::method_not_allowed);
+    let mut public = budget::apply(public, &http, Arc::new(limited))
+        .merge(routes::probes().method_not_allowed_fallback(routes::method_not_allowed));
+    if let Some(cors) = budget::cors(&http.cors_origins) {
+        public = public.layer(cors);
+    }
+    let metrics = routes::meta::metrics_router().method_not_allowed_fallback(routes::method_not_allowed);
+    let metrics = budget::apply(metrics, &http, Arc::new(Semaphore::new(METRICS_CONCURRENCY)));
     let layers = ServiceBuilder::new()
         .layer(trace_layer())
-        .layer(
-            CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::HEAD]).allow_headers(Any),
-        )
         .layer(middleware::from_fn_with_state(state.metrics.clone(), telemetry::track));
-    routes::router()
+    public
+        .merge(metrics)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(layers)
@@ -71,7 +88,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves [`app`] on `listener` until `shutdown` is cancelled, then lets open requests
-/// finish.
+/// finish. Connections are limited as `state.http` says
+/// ([`crate::settings::HttpSettings`]).
 pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> io::Result<()> {
     let metrics = state.metrics.clone();
     let upkeep_stop = shutdown.clone();
@@ -84,7 +102,8 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
             }
         }
     });
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    let http = state.http.clone();
+    listen::serve(listener, app(state), &http, shutdown).await
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -128,7 +147,25 @@ async fn incompatible(
 /// The program: builds the client, listens at once (even with the database down), serves
 /// until SIGINT/SIGTERM or an incompatible config transition, and says how it ended.
 pub async fn serve(cli: Cli) -> Exit {
-    let db = match DbClient::new(cli.db_client_config()) {
+    if cli.database_url_on_command_line {
+        tracing::warn!(target: TARGET,
+            "the database URL was given with --database-url: a command line is visible to every user \
+             of this host; use DATABASE_URL or --database-url-file instead");
+    }
+    let url = match cli.database_url() {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::error!(target: TARGET, error = %e, "invalid configuration");
+            return Exit::InvalidConfig;
+        }
+    };
+    match listen::raise_open_file_limit() {
+        Ok((before, after)) => tracing::info!(target: TARGET, soft_before = before.soft, soft = after.soft,
+            hard = after.hard, "open-file limit"),
+        Err(e) => tracing::warn!(target: TARGET, error = %e, "cannot raise the open-file limit"),
+    }
+    let http = cli.http_settings();
+    let db = match DbClient::new(cli.db_client_config(url)) {
         Ok(db) => db,
         Err(e) => {
             tracing::error!(target: TARGET, error = %e, "invalid configuration");
@@ -145,10 +182,11 @@ pub async fn serve(cli: Cli) -> Exit {
     };
     let addr = listener.local_addr().map_or_else(|_| cli.listen.to_string(), |a| a.to_string());
     tracing::info!(target: TARGET, addr = %addr, schema = %db.schema(),
-        db_pool_size = db.settings().pool.max_size, "listening");
+        db_pool_size = db.settings().pool.max_size, max_connections = http.max_connections,
+        max_concurrent_requests = http.max_concurrent_requests, "listening");
 
     let shutdown = CancellationToken::new();
-    let mut server = tokio::spawn(run(listener, AppState::new(db.clone()), shutdown.clone()));
+    let mut server = tokio::spawn(run(listener, AppState::with_http(db.clone(), http), shutdown.clone()));
     let exit = tokio::select! {
         result = &mut server => return finished(result),
         () = shutdown_signal() => {

@@ -1,13 +1,16 @@
 //! Shared state of the handlers, split into sub-states with [`FromRef`].
 
+use std::sync::Arc;
+
 use axum::extract::FromRef;
 use tidemark_db_client::DbClient;
 
 use crate::routes::status::StatusBodyCache;
+use crate::settings::HttpSettings;
 use crate::telemetry::Metrics;
 
-/// What every handler may use: the database client, the metrics registry and the
-/// `/status` body cache.
+/// What every handler may use: the database client, the metrics registry, the
+/// `/status` body cache and the HTTP limits.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The read side of the instance.
@@ -16,12 +19,19 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The last serialized `/status` body.
     pub status_body: StatusBodyCache,
+    /// Limits, the response-size cap and CORS.
+    pub http: Arc<HttpSettings>,
 }
 
 impl AppState {
-    /// State around `db` with a fresh metrics registry.
+    /// State around `db` with a fresh metrics registry and the default limits.
     pub fn new(db: DbClient) -> Self {
-        Self { db, metrics: Metrics::new(), status_body: StatusBodyCache::default() }
+        Self::with_http(db, HttpSettings::default())
+    }
+
+    /// State around `db` with a fresh metrics registry and the limits `http`.
+    pub fn with_http(db: DbClient, http: HttpSettings) -> Self {
+        Self { db, metrics: Metrics::new(), status_body: StatusBodyCache::default(), http: Arc::new(http) }
     }
 }
 
@@ -40,5 +50,11 @@ impl FromRef<AppState> for Metrics {
 impl FromRef<AppState> for StatusBodyCache {
     fn from_ref(state: &AppState) -> Self {
         state.status_body.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<HttpSettings> {
+    fn from_ref(state: &AppState) -> Self {
+        state.http.clone()
     }
 }

@@ -87,6 +87,38 @@ pub struct EventQuery {
     pub limit: Limit,
 }
 
+impl EventQuery {
+    /// Checks that an index of the instance's `events` table serves this filter shape,
+    /// so that no accepted query reads the whole table. Each of `chain_id`, `contract`,
+    /// `address`, `tx_hash` and `topic1..3` leads an index; `event` is only served after
+    /// `contract` (index `(contract, event, cursor)`) and a block range only after
+    /// `chain_id` (index `(chain_id, block_number)`). So either no filter is set (the
+    /// cursor's primary key serves the page), or at least one of those leading filters.
+    ///
+    /// Errors are [`DbError::InvalidQuery`] naming the missing companion parameter as the
+    /// API spells it: `contract` for `event` alone, `chainId` for a block range alone.
+    pub fn check_indexed(&self) -> Result<()> {
+        let leading = self.chain_id.is_some()
+            || [&self.contract, &self.address, &self.tx_hash, &self.topic1, &self.topic2, &self.topic3]
+                .iter()
+                .any(|f| f.is_some());
+        if leading {
+            return Ok(());
+        }
+        if self.event.is_some() {
+            let message =
+                "event needs contract (or another indexed filter: chainId, address, txHash, topic1..3)";
+            return Err(DbError::InvalidQuery { field: "contract", message: message.into() });
+        }
+        if self.from_block.is_some() || self.to_block.is_some() {
+            let message = "fromBlock and toBlock need chainId (or another indexed filter: contract, address, \
+                           txHash, topic1..3)";
+            return Err(DbError::InvalidQuery { field: "chainId", message: message.into() });
+        }
+        Ok(())
+    }
+}
+
 /// One page of events in cursor order; `A` holds each event's arguments (see
 /// [`EventItem`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -334,6 +366,7 @@ pub(crate) async fn query_events_counted(
     queries: Option<&AtomicU64>,
     statement_timeout: Duration,
 ) -> Result<EventPage<Box<RawValue>>> {
+    query.check_indexed()?;
     let count = |n| {
         if let Some(q) = queries {
             q.fetch_add(n, Ordering::Relaxed);

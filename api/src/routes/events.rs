@@ -1,5 +1,7 @@
 //! `GET /v1/events`: indexed events, filtered, in cursor order, keyset-paginated.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{cache_control, json_content};
 use crate::error::ApiError;
 use crate::extract::{Query, QueryParams};
+use crate::settings::HttpSettings;
 use crate::state::AppState;
 
 /// Typical serialized size of an event item (hashes, names, signature, small args).
@@ -107,7 +110,8 @@ fn bigint(field: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
 }
 
 impl EventsParams {
-    /// Validates the parameters into a db-client query.
+    /// Validates the parameters into a db-client query whose filters an index serves
+    /// ([`EventQuery::check_indexed`]).
     pub fn into_query(self) -> Result<EventQuery, ApiError> {
         let from_block = bigint("fromBlock", self.from_block)?;
         let to_block = bigint("toBlock", self.to_block)?;
@@ -124,7 +128,7 @@ impl EventsParams {
             None => Limit::default(),
             Some(n) => Limit::new(n).map_err(|e| ApiError::invalid("limit", e.to_string()))?,
         };
-        Ok(EventQuery {
+        let query = EventQuery {
             chain_id: bigint("chainId", self.chain_id)?,
             contract: name("contract", self.contract)?,
             event: name("event", self.event)?,
@@ -137,7 +141,10 @@ impl EventsParams {
             to_block,
             after,
             limit,
-        })
+        };
+        // A shape no index serves is a 400 naming the missing companion parameter.
+        query.check_indexed()?;
+        Ok(query)
     }
 }
 
@@ -161,17 +168,21 @@ pub struct EventsBody {
     (status = 503, description = "Database unavailable, or the query ran past the statement timeout", body = crate::error::ErrorBody)))]
 pub async fn events(
     State(db): State<DbClient>,
+    State(http): State<Arc<HttpSettings>>,
     Query(params): Query<EventsParams>,
 ) -> Result<Response, ApiError> {
     let query = params.into_query()?;
     // The arguments stay the stored JSON text: copied into the body, never parsed.
     let page = db.events_raw(&query).await?;
-    let settled = page.next_cursor.is_some() && page.items.iter().all(|i| i.finalized);
-    let cache = if settled { "public, max-age=60" } else { "public, max-age=1" };
     // Sized up front: growing from a small buffer copies a 100-event page several times.
-    // Written directly, the same bytes as serializing `EventsBody` (see `events_body`).
-    let mut bytes = Vec::with_capacity(BYTES_PER_ITEM * (page.items.len() + 1));
-    super::events_body::write(&mut bytes, &page.items, page.next_cursor)
-        .map_err(|e| ApiError::Internal(format!("serializing an events page: {e}")))?;
+    // Written directly, the same bytes as serializing `EventsBody` (see `events_body`),
+    // and no larger than the response cap: a page of large events ends early.
+    let capacity = (BYTES_PER_ITEM * (page.items.len() + 1)).min(http.max_response_bytes);
+    let mut bytes = Vec::with_capacity(capacity);
+    let (written, next) =
+        super::events_body::write(&mut bytes, &page.items, page.next_cursor, http.max_response_bytes)
+            .map_err(|e| ApiError::Internal(format!("serializing an events page: {e}")))?;
+    let settled = next.is_some() && page.items[..written].iter().all(|i| i.finalized);
+    let cache = if settled { "public, max-age=60" } else { "public, max-age=1" };
     Ok((cache_control(cache), json_content(), bytes).into_response())
 }

@@ -11,12 +11,22 @@
 use serde_json::value::RawValue;
 use tidemark_shared_types::{Cursor, EventItem};
 
-/// Appends the JSON of `{"items": items, "nextCursor": next_cursor}` to `out`.
+/// Room kept for the end of the body: `],"nextCursor":"<cursor>"}`.
+const TAIL_BYTES: usize = 48;
+
+/// Appends the JSON of `{"items": items, "nextCursor": next_cursor}` to `out`, but stops
+/// before the item that would take the body past `max_bytes` (the first item is always
+/// written): the page then ends at the last item written, whose cursor becomes
+/// `nextCursor`. Returns how many items were written and the `nextCursor` written.
 pub(crate) fn write(
     out: &mut Vec<u8>,
     items: &[EventItem<Box<RawValue>>],
     next_cursor: Option<Cursor>,
-) -> serde_json::Result<()> {
+    max_bytes: usize,
+) -> serde_json::Result<(usize, Option<Cursor>)> {
+    let start = out.len();
+    let mut written = items.len();
+    let mut next_cursor = next_cursor;
     let mut ints = itoa::Buffer::new();
     let mut number = |out: &mut Vec<u8>, key: &[u8], n: u64| {
         out.extend_from_slice(key);
@@ -24,6 +34,7 @@ pub(crate) fn write(
     };
     out.extend_from_slice(b"{\"items\":[");
     for (n, item) in items.iter().enumerate() {
+        let before = out.len();
         if n > 0 {
             out.push(b',');
         }
@@ -52,6 +63,12 @@ pub(crate) fn write(
         } else {
             b",\"finalized\":false}"
         });
+        if n > 0 && out.len() - start + TAIL_BYTES > max_bytes {
+            out.truncate(before);
+            written = n;
+            next_cursor = Some(items[n - 1].cursor);
+            break;
+        }
     }
     out.extend_from_slice(b"],\"nextCursor\":");
     match next_cursor {
@@ -59,7 +76,7 @@ pub(crate) fn write(
         None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
-    Ok(())
+    Ok((written, next_cursor))
 }
 
 /// A cursor as its decimal string.
@@ -150,9 +167,26 @@ mod tests {
         ) {
             let next_cursor = next.map(Cursor);
             let mut ours = Vec::new();
-            write(&mut ours, &items, next_cursor).expect("writes");
+            let (n, next) = write(&mut ours, &items, next_cursor, usize::MAX).expect("writes");
+            prop_assert_eq!((n, next), (items.len(), next_cursor));
             let theirs = serde_json::to_vec(&EventsBody { items, next_cursor }).expect("serializes");
             prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+        }
+
+        #[test]
+        fn a_capped_page_ends_early_and_continues_from_its_last_item(
+            items in proptest::collection::vec(item(), 1..8),
+            max in 0usize..4000,
+        ) {
+            let mut ours = Vec::new();
+            let (n, next) = write(&mut ours, &items, None, max).expect("writes");
+            prop_assert!(n >= 1 && n <= items.len());
+            let page = items[..n].to_vec();
+            let want_next = if n < items.len() { Some(items[n - 1].cursor) } else { None };
+            prop_assert_eq!(next, want_next);
+            let theirs = serde_json::to_vec(&EventsBody { items: page, next_cursor: next }).expect("serializes");
+            prop_assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+            prop_assert!(n == 1 || ours.len() <= max, "{} bytes over the cap {max}", ours.len());
         }
     }
 }

@@ -10,9 +10,14 @@ use utoipa::OpenApi;
 use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
-/// Routes of this group.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics)).route("/openapi.json", get(openapi))
+/// `/metrics`: for the operator's scraper, never offered to browsers (no CORS).
+pub fn metrics_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// `/openapi.json`: public.
+pub fn openapi_router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(openapi))
 }
 
 /// Prometheus metrics: requests and latency per matched route, database statements,

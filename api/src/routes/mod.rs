@@ -14,14 +14,20 @@ use axum::http::header::{self, HeaderName};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Every route of the API (without the fallbacks and layers added by [`crate::app`]).
-pub fn router() -> Router<AppState> {
+/// The public read routes that run within the request budget (timeout and concurrency
+/// limit, [`crate::budget`]): everything a browser may read except the probes.
+pub fn public() -> Router<AppState> {
     Router::new()
-        .merge(health::router())
         .merge(status::router())
         .merge(events::router())
         .merge(epochs::router())
-        .merge(meta::router())
+        .merge(meta::openapi_router())
+}
+
+/// The probes, `/live` and `/health`: outside the request budget, so that they answer
+/// while the other routes are saturated (they never wait for the database).
+pub fn probes() -> Router<AppState> {
+    health::router()
 }
 
 /// A `Cache-Control` header. Values are built with `HeaderValue::from_static`: a `&str`

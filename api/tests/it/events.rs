@@ -64,14 +64,27 @@ async fn every_filter_works() {
         (String::new(), EventQuery::default()),
         ("chainId=10".into(), EventQuery { chain_id: Some(10), ..Default::default() }),
         ("contract=Registry".into(), EventQuery { contract: Some("Registry".into()), ..Default::default() }),
-        ("event=Transfer".into(), EventQuery { event: Some("Transfer".into()), ..Default::default() }),
+        (
+            "contract=Token&event=Transfer".into(),
+            EventQuery {
+                contract: Some("Token".into()),
+                event: Some("Transfer".into()),
+                ..Default::default()
+            },
+        ),
         (format!("address={registry}"), EventQuery { address: Some(registry.clone()), ..Default::default() }),
         (format!("txHash={tx}"), EventQuery { tx_hash: Some(tx.clone()), ..Default::default() }),
         (format!("topic1={}", word(3)), EventQuery { topic1: Some(word(3)), ..Default::default() }),
         (format!("topic2={}", word(6)), EventQuery { topic2: Some(word(6)), ..Default::default() }),
         (format!("topic3={}", word(1)), EventQuery { topic3: Some(word(1)), ..Default::default() }),
-        ("fromBlock=20".into(), EventQuery { from_block: Some(20), ..Default::default() }),
-        ("toBlock=5".into(), EventQuery { to_block: Some(5), ..Default::default() }),
+        (
+            "chainId=1&fromBlock=20".into(),
+            EventQuery { chain_id: Some(1), from_block: Some(20), ..Default::default() },
+        ),
+        (
+            "chainId=10&toBlock=5".into(),
+            EventQuery { chain_id: Some(10), to_block: Some(5), ..Default::default() },
+        ),
         (
             format!("chainId=1&event=Transfer&fromBlock=3&toBlock=25&topic1={}", word(2)),
             EventQuery {
@@ -168,6 +181,12 @@ async fn bad_parameters_are_400s_naming_the_field() {
         ("chainid=1", "chainid"),
         ("limit=5&limit=6", "limit"),
         ("contract=a%00b", "contract"),
+        // Shapes no index serves: the missing companion parameter is named.
+        ("event=Transfer", "contract"),
+        ("event=Transfer&fromBlock=3", "contract"),
+        ("fromBlock=20", "chainId"),
+        ("toBlock=5", "chainId"),
+        ("fromBlock=1&toBlock=5&limit=3", "chainId"),
     ];
     for (qs, field) in cases {
         let r = api.get(&format!("/v1/events?{qs}")).await;
@@ -243,7 +262,7 @@ async fn finalized_flags_and_cache_headers_follow_finality() {
     }
     assert_eq!(r.header("cache-control"), "public, max-age=1");
     // A full page of final events with more to come cannot change: cacheable longer.
-    let r = api.get("/v1/events?toBlock=5&limit=2").await;
+    let r = api.get("/v1/events?chainId=1&toBlock=5&limit=2").await;
     assert!(r.body["nextCursor"].is_string());
     assert_eq!(r.header("cache-control"), "public, max-age=60");
 }

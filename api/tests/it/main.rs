@@ -5,6 +5,7 @@
 //! - `events`: `/v1/events` filters, pagination, validation, finality;
 //! - `epochs`: `/v1/epochs` pagination, filters, validation, and `/status`'s `epochs`;
 //! - `fuzz`: random requests never get a 5xx or a panic;
+//! - `limits`: load shedding, timeouts, slow and idle connections, caps, CORS, the URL file;
 //! - `process`: the binary's exit codes, signals and config transitions;
 //! - `surface`: JSON 404/405, OpenAPI, metrics, CORS, no dependency on the indexer;
 //! - `support`: the helpers (an in-process API, the binary as a child process).
@@ -13,6 +14,7 @@ mod epochs;
 mod events;
 mod fuzz;
 mod lifecycle;
+mod limits;
 mod process;
 mod support;
 mod surface;

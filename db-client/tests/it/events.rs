@@ -66,7 +66,10 @@ async fn every_filter_matches_the_model() {
     add(&|q| q.chain_id = Some(10));
     add(&|q| q.chain_id = Some(2));
     add(&|q| q.contract = Some("Registry".into()));
-    add(&|q| q.event = Some("Transfer".into()));
+    add(&|q| {
+        q.contract = Some("Token".into());
+        q.event = Some("Transfer".into());
+    });
     add(&|q| {
         q.contract = Some("Registry".into());
         q.event = Some("Registered".into());
@@ -77,8 +80,14 @@ async fn every_filter_matches_the_model() {
     add(&|q| q.topic2 = Some(word(4)));
     add(&|q| q.topic2 = Some(word(0)));
     add(&|q| q.topic3 = Some(word(1)));
-    add(&|q| q.from_block = Some(30));
-    add(&|q| q.to_block = Some(12));
+    add(&|q| {
+        q.chain_id = Some(1);
+        q.from_block = Some(30);
+    });
+    add(&|q| {
+        q.chain_id = Some(10);
+        q.to_block = Some(12);
+    });
     add(&|q| {
         q.from_block = Some(10);
         q.to_block = Some(20);
@@ -87,8 +96,14 @@ async fn every_filter_matches_the_model() {
         q.topic1 = Some(word(2));
     });
     add(&|q| q.after = Some(cursors[100]));
-    add(&|q| q.from_block = Some(u64::MAX));
-    add(&|q| q.to_block = Some(u64::MAX));
+    add(&|q| {
+        q.chain_id = Some(1);
+        q.from_block = Some(u64::MAX);
+    });
+    add(&|q| {
+        q.chain_id = Some(1);
+        q.to_block = Some(u64::MAX);
+    });
     add(&|q| q.chain_id = Some(u64::MAX));
     add(&|q| q.contract = Some("Tok\0en".into()));
     // 7 is bound as a parameter; 10 is one of the page sizes written into the SQL text of

@@ -5,6 +5,7 @@ mod epochs;
 mod events;
 mod metadata;
 mod migrations;
+mod plans;
 mod pool;
 mod tls;
 
