@@ -12,6 +12,7 @@
 mod bad_input;
 mod common;
 mod crash;
+mod deposed;
 mod incompatible;
 mod lying_rpc;
 mod outages;
