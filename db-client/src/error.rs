@@ -13,7 +13,8 @@ pub enum DbError {
     /// No connection could be made or checked out (server down, refused, auth failed).
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// Connecting or checking out a connection took longer than the configured timeout.
+    /// Connecting, checking out a connection or waiting for a query's answer took longer
+    /// than the configured time limit (the database may be hung or cut off).
     #[error("database did not answer within {0:?}")]
     Timeout(Duration),
     /// The server cancelled a read that ran past the pool's `statement_timeout`

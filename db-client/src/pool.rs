@@ -12,7 +12,7 @@ use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use futures::FutureExt;
 
 use crate::error::{DbError, Result};
-use crate::tls::PgConnector;
+use crate::tls::{PgConnector, SocketTimeouts};
 
 /// A pooled connection.
 pub type PooledConnection = Object<PoolManager>;
@@ -77,7 +77,8 @@ pub fn default_max_size() -> usize {
 }
 
 /// Pool settings. Defaults: [`default_max_size`] connections, 5 s to connect, 5 s to check
-/// out, 5 s `statement_timeout`.
+/// out, 5 s `statement_timeout`, 7 s for any answer, TCP keepalives after 5 s of silence
+/// and a 10 s `TCP_USER_TIMEOUT`.
 #[derive(Clone)]
 pub struct PoolConfig {
     /// `postgres://…` URL. Never logged.
@@ -90,6 +91,14 @@ pub struct PoolConfig {
     pub checkout_timeout: Duration,
     /// `statement_timeout` set on every connection (0 disables it).
     pub statement_timeout: Duration,
+    /// Client-side limit on waiting for one query's (or cache refresh's) answer, for a
+    /// server that hangs without closing the socket (see [`within`]). Keep it above
+    /// `statement_timeout`, so that the server's own cancellation normally comes first.
+    pub query_timeout: Duration,
+    /// Silence on a connection before TCP keepalive probes start.
+    pub keepalives_idle: Duration,
+    /// `TCP_USER_TIMEOUT` (Linux): data unacknowledged this long closes the connection.
+    pub tcp_user_timeout: Duration,
     /// `application_name` reported to PostgreSQL.
     pub application_name: String,
 }
@@ -102,6 +111,9 @@ impl std::fmt::Debug for PoolConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("checkout_timeout", &self.checkout_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("query_timeout", &self.query_timeout)
+            .field("keepalives_idle", &self.keepalives_idle)
+            .field("tcp_user_timeout", &self.tcp_user_timeout)
             .finish()
     }
 }
@@ -115,6 +127,9 @@ impl PoolConfig {
             connect_timeout: Duration::from_secs(5),
             checkout_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(7),
+            keepalives_idle: Duration::from_secs(5),
+            tcp_user_timeout: Duration::from_secs(10),
             application_name: "tidemark".into(),
         }
     }
@@ -140,7 +155,13 @@ impl PgPool {
     /// `sslrootcert`; see [`crate::tls`]) are read and root certificates loaded here: a
     /// bad parameter or an unreadable certificate file is a [`DbError::Config`].
     pub fn new(config: PoolConfig) -> Result<Self> {
-        let connector = PgConnector::new(&config.database_url).map_err(|e| DbError::Config(e.to_string()))?;
+        let connector = PgConnector::new(&config.database_url)
+            .map_err(|e| DbError::Config(e.to_string()))?
+            .with_socket_timeouts(SocketTimeouts {
+                connect: config.connect_timeout,
+                keepalives_idle: config.keepalives_idle,
+                tcp_user_timeout: config.tcp_user_timeout,
+            });
         let (setup_config, setup_connector) = (config.clone(), connector.clone());
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.custom_setup =
@@ -168,6 +189,12 @@ impl PgPool {
         })
     }
 
+    /// Checks out a connection and runs `f` on it within [`PoolConfig::query_timeout`]
+    /// (see [`within`]).
+    pub async fn run<T>(&self, f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T>) -> Result<T> {
+        within(self.config.query_timeout, self.get().await?, f).await
+    }
+
     /// Opens a connection outside the pool with the same timeouts and settings (for
     /// session-scoped work such as advisory locks and LISTEN).
     pub async fn connect_dedicated(&self) -> Result<AsyncPgConnection> {
@@ -181,11 +208,14 @@ impl PgPool {
     pub async fn connect_raw(&self) -> Result<tokio_postgres::Client> {
         let config = &self.config;
         let timeout = config.connect_timeout;
-        let client = tokio::time::timeout(timeout, self.connector.connect_spawned())
-            .await
-            .map_err(|_| DbError::Unavailable(format!("connecting timed out after {timeout:?}")))?
-            .map_err(|e| DbError::Unavailable(e.to_string()))?;
-        client.batch_execute(&session_settings(config)).await?;
+        let client = tokio::time::timeout(timeout, async {
+            let client =
+                self.connector.connect_spawned().await.map_err(|e| DbError::Unavailable(e.to_string()))?;
+            client.batch_execute(&session_settings(config)).await?;
+            Ok::<_, DbError>(client)
+        })
+        .await
+        .map_err(|_| DbError::Unavailable(format!("connecting timed out after {timeout:?}")))??;
         Ok(client)
     }
 
@@ -198,14 +228,36 @@ impl PgPool {
 /// Opens one connection within `connect_timeout` and applies the session settings.
 async fn connect(connector: PgConnector, config: PoolConfig) -> Result<AsyncPgConnection, ConnectionError> {
     let timeout = config.connect_timeout;
-    let mut conn = tokio::time::timeout(timeout, connector.establish())
-        .await
-        .map_err(|_| ConnectionError::BadConnection(format!("connecting timed out after {timeout:?}")))?
-        .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
-    conn.batch_execute(&session_settings(&config))
-        .await
-        .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
-    Ok(conn)
+    tokio::time::timeout(timeout, async {
+        let mut conn =
+            connector.establish().await.map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        conn.batch_execute(&session_settings(&config))
+            .await
+            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        Ok(conn)
+    })
+    .await
+    .map_err(|_| ConnectionError::BadConnection(format!("connecting timed out after {timeout:?}")))?
+}
+
+/// Runs `f` on `conn` and waits at most `limit` for it.
+///
+/// Invariant: a connection whose query ran out of time never returns to the pool. Its
+/// answer may still arrive (or never, from a hung server), so it is detached from the
+/// pool and closed, and the caller gets [`DbError::Timeout`].
+pub async fn within<T>(
+    limit: Duration,
+    mut conn: PooledConnection,
+    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T>,
+) -> Result<T> {
+    let outcome = tokio::time::timeout(limit, f(&mut conn)).await;
+    match outcome {
+        Ok(result) => result,
+        Err(_) => {
+            drop(Object::take(conn));
+            Err(DbError::Timeout(limit))
+        }
+    }
 }
 
 /// The `SET` statements applied to every new connection.

@@ -9,6 +9,9 @@
 //! epochs whose last block is now `finality_depth` behind the head.
 //!
 //! Invariants:
+//! - every write here (stages, discards, pruning, stale-epoch cleanup) goes through the
+//!   writer's lock-holding connection (DESIGN §3): a process that lost the lock writes
+//!   no epoch; only the summary for the HTTP server is read through the pool;
 //! - epoch ids increase per chain; finished epochs (`stored`, `finalized`) of a chain cover
 //!   the indexed range with no gap and no overlap (a reorg rolls back to an epoch boundary,
 //!   marks the epochs above it `reorged` and re-indexes: the replacements get new ids);
@@ -22,6 +25,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use tidemark_db_client::{DbError, PgPool};
+use tidemark_shared_types::SchemaName;
+use tidemark_shared_types::epoch::EpochStage;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Writer;
+
 /// Longest error text stored with a failed epoch (provider messages can be long).
 pub const MAX_ERROR_CHARS: usize = 500;
 
@@ -34,15 +46,8 @@ fn cut_error(mut text: String) -> String {
     text
 }
 
-use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text};
-use diesel_async::RunQueryDsl;
-use serde::{Deserialize, Serialize};
-use tidemark_db_client::{DbError, PgPool};
-use tidemark_shared_types::SchemaName;
-use tidemark_shared_types::epoch::EpochStage;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+/// The writer, shared by the pipelines, the status loop and the recorder.
+type SharedWriter = Arc<tokio::sync::Mutex<Writer>>;
 
 /// One entry of an epoch's stage history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,6 +194,7 @@ impl ChainEpochs {
 pub struct Recorder {
     enabled: bool,
     summaries: crate::http::SharedSummaries,
+    writer: SharedWriter,
     pool: PgPool,
     schema: SchemaName,
     tx: mpsc::Sender<Op>,
@@ -196,30 +202,32 @@ pub struct Recorder {
     retain: u64,
 }
 
-#[derive(QueryableByName)]
-struct MaxId {
-    #[diesel(sql_type = Nullable<BigInt>)]
-    id: Option<i64>,
+/// An epoch left in an intermediate stage.
+struct Unfinished {
+    epoch_id: i64,
+    from_block: i64,
+    to_block: i64,
+    stages: serde_json::Value,
+    error: Option<String>,
 }
 
-#[derive(QueryableByName)]
-struct Unfinished {
-    #[diesel(sql_type = BigInt)]
-    epoch_id: i64,
-    #[diesel(sql_type = BigInt)]
-    from_block: i64,
-    #[diesel(sql_type = BigInt)]
-    to_block: i64,
-    #[diesel(sql_type = Jsonb)]
-    stages: serde_json::Value,
-    #[diesel(sql_type = Nullable<Text>)]
-    error: Option<String>,
+impl Unfinished {
+    fn from_row(r: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            epoch_id: r.try_get(0)?,
+            from_block: r.try_get(1)?,
+            to_block: r.try_get(2)?,
+            stages: r.try_get(3)?,
+            error: r.try_get(4)?,
+        })
+    }
 }
 
 impl Recorder {
     /// A recorder keeping the newest `retain` epochs per chain (`enabled = false` records
-    /// nothing).
+    /// nothing). It writes through `writer` and reads its summary through `pool`.
     pub fn new(
+        writer: SharedWriter,
         pool: PgPool,
         schema: SchemaName,
         retain: u64,
@@ -227,26 +235,34 @@ impl Recorder {
         summaries: crate::http::SharedSummaries,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        Self { enabled, summaries, pool, schema, tx, rx: Some(rx), retain }
+        Self { enabled, summaries, writer, pool, schema, tx, rx: Some(rx), retain }
     }
 
     /// Bookkeeping for one chain: the next id and the unfinished epochs above `checkpoint`
     /// (those at or below it are covered by finished epochs and deleted now).
     pub async fn chain(&self, chain_id: u64, checkpoint: Option<u64>) -> Result<Arc<ChainEpochs>, DbError> {
         let s = self.schema.quoted();
-        let mut conn = self.pool.get().await?;
-        let max: MaxId =
-            diesel::sql_query(format!("SELECT max(epoch_id) AS id FROM {s}.epochs WHERE chain_id = $1"))
-                .bind::<BigInt, _>(chain_id as i64)
-                .get_result(&mut conn)
-                .await?;
-        let rows: Vec<Unfinished> = diesel::sql_query(format!(
-            "SELECT epoch_id, from_block, to_block, stages, error FROM {s}.epochs
-              WHERE chain_id = $1 AND stage IN ('planned', 'fetched', 'decoded') ORDER BY epoch_id"
-        ))
-        .bind::<BigInt, _>(chain_id as i64)
-        .get_results(&mut conn)
-        .await?;
+        let chain = chain_id as i64;
+        let mut w = self.writer.lock().await;
+        let max: Option<i64> = w
+            .query(&format!("SELECT max(epoch_id) FROM {s}.epochs WHERE chain_id = $1"), &[&chain])
+            .await?
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()?
+            .flatten();
+        let rows = w
+            .query(
+                &format!(
+                    "SELECT epoch_id, from_block, to_block, stages, error FROM {s}.epochs
+                      WHERE chain_id = $1 AND stage IN ('planned', 'fetched', 'decoded') ORDER BY epoch_id"
+                ),
+                &[&chain],
+            )
+            .await?
+            .iter()
+            .map(Unfinished::from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut leftovers = BTreeMap::new();
         let mut stale = Vec::new();
         for r in rows {
@@ -270,18 +286,19 @@ impl Recorder {
             );
         }
         if !stale.is_empty() {
-            diesel::sql_query(format!(
-                "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id = ANY($2) AND stage IN ('planned', 'fetched', 'decoded')"
-            ))
-            .bind::<BigInt, _>(chain_id as i64)
-            .bind::<Array<BigInt>, _>(stale)
-            .execute(&mut conn)
+            w.execute(
+                &format!(
+                    "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id = ANY($2)
+                        AND stage IN ('planned', 'fetched', 'decoded')"
+                ),
+                &[&chain, &stale],
+            )
             .await?;
         }
         Ok(Arc::new(ChainEpochs {
             chain_id,
             enabled: self.enabled,
-            next_id: Mutex::new(max.id.map_or(1, |m| m + 1)),
+            next_id: Mutex::new(max.map_or(1, |m| m + 1)),
             leftovers: Mutex::new(leftovers),
             tx: self.tx.clone(),
         }))
@@ -327,36 +344,40 @@ impl Recorder {
         let upserts: Vec<&Epoch> = upserts.iter().filter_map(|(_, e)| e.as_ref()).collect();
         let s = self.schema.quoted();
         let result: Result<(), DbError> = async {
-            let mut conn = self.pool.get().await?;
+            let mut w = self.writer.lock().await;
             if !upserts.is_empty() {
-                diesel::sql_query(format!(
-                    "INSERT INTO {s}.epochs AS e (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
-                     SELECT u.c, u.i, u.f, u.t, u.s, u.h, u.e, now()
-                       FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::jsonb[], $7::text[])
-                            AS u(c, i, f, t, s, h, e)
-                     ON CONFLICT (chain_id, epoch_id) DO UPDATE
-                        SET from_block = EXCLUDED.from_block, to_block = EXCLUDED.to_block, stage = EXCLUDED.stage,
-                            stages = EXCLUDED.stages, error = EXCLUDED.error, updated_at = now()
-                      WHERE e.stage IN ('planned', 'fetched', 'decoded')"
-                ))
-                .bind::<Array<BigInt>, _>(upserts.iter().map(|e| e.chain_id as i64).collect::<Vec<_>>())
-                .bind::<Array<BigInt>, _>(upserts.iter().map(|e| e.id).collect::<Vec<_>>())
-                .bind::<Array<BigInt>, _>(upserts.iter().map(|e| e.from as i64).collect::<Vec<_>>())
-                .bind::<Array<BigInt>, _>(upserts.iter().map(|e| e.to as i64).collect::<Vec<_>>())
-                .bind::<Array<Text>, _>(upserts.iter().map(|e| e.stage().as_str()).collect::<Vec<_>>())
-                .bind::<Array<Jsonb>, _>(upserts.iter().map(|e| e.stages_json()).collect::<Vec<_>>())
-                .bind::<Array<Nullable<Text>>, _>(upserts.iter().map(|e| e.error.clone()).collect::<Vec<_>>())
-                .execute(&mut conn)
+                let chains: Vec<i64> = upserts.iter().map(|e| e.chain_id as i64).collect();
+                let ids: Vec<i64> = upserts.iter().map(|e| e.id).collect();
+                let froms: Vec<i64> = upserts.iter().map(|e| e.from as i64).collect();
+                let tos: Vec<i64> = upserts.iter().map(|e| e.to as i64).collect();
+                let stages: Vec<&str> = upserts.iter().map(|e| e.stage().as_str()).collect();
+                let histories: Vec<serde_json::Value> = upserts.iter().map(|e| e.stages_json()).collect();
+                let errors: Vec<Option<String>> = upserts.iter().map(|e| e.error.clone()).collect();
+                w.execute(
+                    &format!(
+                        "INSERT INTO {s}.epochs AS e (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
+                         SELECT u.c, u.i, u.f, u.t, u.s, u.h, u.e, now()
+                           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::jsonb[], $7::text[])
+                                AS u(c, i, f, t, s, h, e)
+                         ON CONFLICT (chain_id, epoch_id) DO UPDATE
+                            SET from_block = EXCLUDED.from_block, to_block = EXCLUDED.to_block, stage = EXCLUDED.stage,
+                                stages = EXCLUDED.stages, error = EXCLUDED.error, updated_at = now()
+                          WHERE e.stage IN ('planned', 'fetched', 'decoded')"
+                    ),
+                    &[&chains, &ids, &froms, &tos, &stages, &histories, &errors],
+                )
                 .await?;
             }
             if !discards.is_empty() {
-                diesel::sql_query(format!(
-                    "DELETE FROM {s}.epochs e USING UNNEST($1::bigint[], $2::bigint[]) AS d(c, i)
-                      WHERE e.chain_id = d.c AND e.epoch_id = d.i AND e.stage IN ('planned', 'fetched', 'decoded')"
-                ))
-                .bind::<Array<BigInt>, _>(discards.iter().map(|((c, _), _)| *c as i64).collect::<Vec<_>>())
-                .bind::<Array<BigInt>, _>(discards.iter().map(|((_, i), _)| *i).collect::<Vec<_>>())
-                .execute(&mut conn)
+                let chains: Vec<i64> = discards.iter().map(|((c, _), _)| *c as i64).collect();
+                let ids: Vec<i64> = discards.iter().map(|((_, i), _)| *i).collect();
+                w.execute(
+                    &format!(
+                        "DELETE FROM {s}.epochs e USING UNNEST($1::bigint[], $2::bigint[]) AS d(c, i)
+                          WHERE e.chain_id = d.c AND e.epoch_id = d.i AND e.stage IN ('planned', 'fetched', 'decoded')"
+                    ),
+                    &[&chains, &ids],
+                )
                 .await?;
             }
             Ok(())
@@ -394,18 +415,19 @@ impl Recorder {
     async fn prune(&self, chain_ids: &[u64]) {
         let s = self.schema.quoted();
         for &chain_id in chain_ids {
-            let result: Result<usize, DbError> = async {
-                let mut conn = self.pool.get().await?;
-                Ok(diesel::sql_query(format!(
-                    "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id <
-                       (SELECT epoch_id FROM {s}.epochs WHERE chain_id = $1 ORDER BY epoch_id DESC OFFSET $2 - 1 LIMIT 1)"
-                ))
-                .bind::<BigInt, _>(chain_id as i64)
-                .bind::<BigInt, _>(self.retain as i64)
-                .execute(&mut conn)
-                .await?)
-            }
-            .await;
+            let (chain, retain) = (chain_id as i64, self.retain as i64);
+            let result = self
+                .writer
+                .lock()
+                .await
+                .execute(
+                    &format!(
+                        "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id <
+                           (SELECT epoch_id FROM {s}.epochs WHERE chain_id = $1 ORDER BY epoch_id DESC OFFSET $2 - 1 LIMIT 1)"
+                    ),
+                    &[&chain, &retain],
+                )
+                .await;
             match result {
                 Ok(0) => {}
                 Ok(n) => {

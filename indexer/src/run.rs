@@ -224,15 +224,16 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     let token = shutdown.child_token();
     let mut tasks: JoinSet<Result<(), TermError>> = JoinSet::new();
     {
-        let (pool, schema, progress, token, health) =
-            (pool.clone(), config.schema.clone(), progress.clone(), token.clone(), health.clone());
+        let (writer, progress, token, health) =
+            (writer.clone(), progress.clone(), token.clone(), health.clone());
         tasks.spawn(async move {
-            status::status_loop(pool, schema, progress, token, health).await;
+            status::status_loop(writer, progress, token, health).await;
             Ok(())
         });
     }
     tasks.spawn(watch_lock(writer.clone(), token.clone()));
     let recorder = Recorder::new(
+        writer.clone(),
         pool.clone(),
         config.schema.clone(),
         config.retain_epochs,
@@ -278,7 +279,7 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     // The status loop's last write can precede a commit that was in flight at shutdown:
     // write once more now that every pipeline has stopped, so the final status is final.
     if outcome.is_ok() {
-        status::write_once(pool, &config.schema, progress, health).await;
+        status::write_once(&writer, progress, health).await;
     }
     outcome
 }

@@ -5,15 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tidemark_db_client::{PgPool, metadata};
-use tidemark_shared_types::{
-    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, SchemaName, Stalled,
-};
+use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, Stalled};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::Health;
 use crate::rpc::Standing;
+use crate::store::Writer;
 
 /// Phase of one chain's pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,11 +209,12 @@ pub fn unix_now() -> u64 {
 
 /// Upserts the snapshot every second until `shutdown`, then once more.
 ///
-/// Invariant (§9.4): while this runs, the status row is at most ~1 s old; a failed tick
-/// is logged and the next one tries again.
+/// Invariant (§9.4): while this runs, the status row is at most ~1 s old (plus the time
+/// a commit holds the writer); a failed tick is logged and the next one tries again.
+/// Invariant (§3, fencing): the snapshot is written through the writer's lock-holding
+/// connection, so a process that lost the lock writes no status.
 pub async fn status_loop(
-    pool: PgPool,
-    schema: SchemaName,
+    writer: Arc<tokio::sync::Mutex<Writer>>,
     progress: Progress,
     shutdown: CancellationToken,
     health: Arc<Health>,
@@ -227,19 +226,15 @@ pub async fn status_loop(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => break,
         }
-        write_once(&pool, &schema, &progress, &health).await;
+        write_once(&writer, &progress, &health).await;
     }
-    write_once(&pool, &schema, &progress, &health).await;
+    write_once(&writer, &progress, &health).await;
 }
 
-/// Writes one snapshot; errors are logged.
-pub async fn write_once(pool: &PgPool, schema: &SchemaName, progress: &Progress, health: &Health) {
+/// Writes one snapshot through the writer; errors are logged.
+pub async fn write_once(writer: &tokio::sync::Mutex<Writer>, progress: &Progress, health: &Health) {
     let Some(snapshot) = progress.snapshot(unix_now()) else { return };
-    let result = async {
-        let mut conn = pool.get().await?;
-        metadata::write_indexing_status(&mut conn, schema, &snapshot).await
-    }
-    .await;
+    let result = writer.lock().await.write_status(&snapshot).await;
     match result {
         Ok(()) => {
             health.db_ok();

@@ -10,13 +10,15 @@
 //! with binary `COPY`, which diesel-async does not offer and which PostgreSQL loads
 //! markedly faster than an `INSERT` of the same rows.
 
+use std::future::Future;
 use std::pin::{Pin, pin};
+use std::time::Duration;
 
 use tidemark_db_client::instance;
 use tidemark_db_client::metadata::{self, PUBLIC_CONFIG_KEY};
 use tidemark_db_client::migrate::MIGRATION_LOCK_KEY;
 use tidemark_db_client::{DbError, PgPool};
-use tidemark_shared_types::{BlockRef, PublicConfig, SchemaName};
+use tidemark_shared_types::{BlockRef, IndexingStatus, PublicConfig, SchemaName};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, GenericClient, Row};
@@ -29,6 +31,30 @@ use crate::rpc::Header;
 const WRITER_LOCK_CLASS: i32 = 0x7464_6d01;
 /// Advisory-lock class taken per transaction before cursors are drawn.
 const COMMIT_LOCK_CLASS: i32 = 0x7464_6d02;
+
+/// Client-side limit on one call of the writer other than a commit or a rollback.
+const QUERY_LIMIT: Duration = Duration::from_secs(15);
+/// Client-side limit on a batch's commit or a rollback (the session's `statement_timeout`
+/// is 120 s per statement).
+const COMMIT_LIMIT: Duration = Duration::from_secs(125);
+
+/// Session settings of the writer's connection. `lock_timeout`: a write waiting this
+/// long for a row or advisory lock (e.g. held by a stuck session) fails and the term
+/// restarts, instead of hanging. `idle_in_transaction_session_timeout`: if this process
+/// hangs inside a transaction, the server ends its session, releasing the writer lock
+/// and every row lock it held, so a standby can take over.
+const WRITER_SESSION: &str = "SET statement_timeout = '120s'; SET lock_timeout = '10s';
+     SET idle_in_transaction_session_timeout = '30s'; SET application_name = 'tidemark-indexer-writer'";
+
+/// `f`, or [`DbError::Timeout`] when it has not finished within `limit`.
+///
+/// Invariant: no call of the writer waits forever on a server that hangs without
+/// closing its socket. A call that timed out may leave its statement in flight on the
+/// connection; the lock watcher's next check (itself limited) then times out too and
+/// ends the term, which drops the connection.
+async fn timed<T>(limit: Duration, f: impl Future<Output = Result<T, DbError>>) -> Result<T, DbError> {
+    tokio::time::timeout(limit, f).await.map_err(|_| DbError::Timeout(limit))?
+}
 
 /// Columns of `events` in the order of [`EVENT_TYPES`] and of the rows written by `COPY`.
 pub const EVENT_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
@@ -130,125 +156,184 @@ impl Writer {
     /// process holds it.
     pub async fn try_acquire(pool: &PgPool, schema: &SchemaName) -> Result<Option<Self>, DbError> {
         let client = pool.connect_raw().await?;
-        // Batches may be large: the pool's statement timeout is for readers.
-        client.batch_execute("SET statement_timeout = '120s'").await?;
-        let row = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                &[&WRITER_LOCK_CLASS, &schema.as_str()],
-            )
-            .await?;
-        let locked: bool = row.try_get(0)?;
-        Ok(locked.then(|| Self { client, schema: schema.clone() }))
+        timed(QUERY_LIMIT, async {
+            // Batches may be large: the pool's statement timeout is for readers.
+            client.batch_execute(WRITER_SESSION).await?;
+            let row = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&WRITER_LOCK_CLASS, &schema.as_str()],
+                )
+                .await?;
+            Ok(row.try_get::<_, bool>(0)?)
+        })
+        .await
+        .map(|locked| locked.then(|| Self { client, schema: schema.clone() }))
+    }
+
+    /// The instance schema.
+    pub fn schema(&self) -> &SchemaName {
+        &self.schema
+    }
+
+    /// Runs one statement on the lock-holding connection (fenced: if the lock is lost,
+    /// so is this connection), within the writer's query time limit. Returns the rows
+    /// affected.
+    pub async fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+        timed(QUERY_LIMIT, async { Ok(self.client.execute(sql, params).await?) }).await
+    }
+
+    /// Runs one query on the lock-holding connection, within the writer's query time
+    /// limit.
+    pub async fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        timed(QUERY_LIMIT, async { Ok(self.client.query(sql, params).await?) }).await
+    }
+
+    /// Stores the status snapshot (upsert; `updated_at` by the database clock), through
+    /// the lock-holding connection like every other write of the instance.
+    pub async fn write_status(&mut self, status: &IndexingStatus) -> Result<(), DbError> {
+        let key = metadata::INDEXING_STATUS_KEY;
+        let value = serde_json::to_value(status)
+            .map_err(|e| DbError::InvalidStoredValue { key, message: e.to_string() })?;
+        let schema = self.schema.as_str().to_owned();
+        self.execute(metadata::UPSERT_SQL, &[&schema, &key, &value]).await?;
+        Ok(())
     }
 
     /// Checks that the connection is alive and still holds the lock.
     pub async fn still_holds_lock(&mut self) -> Result<bool, DbError> {
-        let row = self
-            .client
-            .query_one(
-                &format!(
-                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
-                        AND classid = {WRITER_LOCK_CLASS}::oid AND objid = hashtext($1)::oid AND objsubid = 2 AND granted)"
-                ),
-                &[&self.schema.as_str()],
-            )
-            .await?;
-        Ok(row.try_get(0)?)
+        timed(QUERY_LIMIT, async {
+            let row = self
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+                            AND classid = {WRITER_LOCK_CLASS}::oid AND objid = hashtext($1)::oid AND objsubid = 2 AND granted)"
+                    ),
+                    &[&self.schema.as_str()],
+                )
+                .await?;
+            Ok(row.try_get(0)?)
+        })
+        .await
     }
 
     /// Creates the instance schema and tables if missing, or upgrades an earlier layout
     /// (under the migration lock, like every schema change).
     pub async fn ensure_instance_schema(&mut self) -> Result<(), DbError> {
-        let tx = self.client.transaction().await?;
-        tx.execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"), &[]).await?;
-        tx.execute(instance::ENSURE_INSTANCE_SCHEMA_SQL, &[&self.schema.as_str()]).await?;
-        tx.commit().await?;
-        Ok(())
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            tx.execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"), &[]).await?;
+            tx.execute(instance::ENSURE_INSTANCE_SCHEMA_SQL, &[&self.schema.as_str()]).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// The stored public config of the instance, if any (none while the metadata table
     /// does not exist yet).
     pub async fn read_public_config(&mut self) -> Result<Option<PublicConfig>, DbError> {
-        let has_table =
-            self.client.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
-        if !has_table.try_get::<_, bool>(0)? {
-            return Ok(None);
-        }
-        let row = self
-            .client
-            .query_opt(
-                "SELECT value::text FROM tidemark.metadata WHERE instance_schema = $1 AND key = $2",
-                &[&self.schema.as_str(), &PUBLIC_CONFIG_KEY],
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let text: String = row.try_get(0)?;
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| DbError::InvalidStoredValue { key: PUBLIC_CONFIG_KEY, message: e.to_string() })
+        timed(QUERY_LIMIT, async {
+            let has_table =
+                self.client.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
+            if !has_table.try_get::<_, bool>(0)? {
+                return Ok(None);
+            }
+            let row = self
+                .client
+                .query_opt(
+                    "SELECT value::text FROM tidemark.metadata WHERE instance_schema = $1 AND key = $2",
+                    &[&self.schema.as_str(), &PUBLIC_CONFIG_KEY],
+                )
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let text: String = row.try_get(0)?;
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| DbError::InvalidStoredValue { key: PUBLIC_CONFIG_KEY, message: e.to_string() })
+        })
+        .await
     }
 
     /// Stores the public config (upsert; `updated_at` by the database clock).
     pub async fn write_public_config(&mut self, config: &PublicConfig) -> Result<(), DbError> {
-        let value = serde_json::to_value(config)
-            .map_err(|e| DbError::InvalidStoredValue { key: PUBLIC_CONFIG_KEY, message: e.to_string() })?;
-        self.client
-            .execute(metadata::UPSERT_SQL, &[&self.schema.as_str(), &PUBLIC_CONFIG_KEY, &value])
-            .await?;
-        Ok(())
+        timed(QUERY_LIMIT, async {
+            let value = serde_json::to_value(config).map_err(|e| DbError::InvalidStoredValue {
+                key: PUBLIC_CONFIG_KEY,
+                message: e.to_string(),
+            })?;
+            self.client
+                .execute(metadata::UPSERT_SQL, &[&self.schema.as_str(), &PUBLIC_CONFIG_KEY, &value])
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Drops the instance schema with all its data and deletes its metadata rows, in one
     /// transaction (for a deliberate reindex).
     pub async fn drop_instance(&mut self) -> Result<(), DbError> {
-        let tx = self.client.transaction().await?;
-        tx.execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema.quoted()), &[]).await?;
-        let has_table = tx.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
-        if has_table.try_get::<_, bool>(0)? {
-            tx.execute("DELETE FROM tidemark.metadata WHERE instance_schema = $1", &[&self.schema.as_str()])
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            tx.execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema.quoted()), &[]).await?;
+            let has_table = tx.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
+            if has_table.try_get::<_, bool>(0)? {
+                tx.execute(
+                    "DELETE FROM tidemark.metadata WHERE instance_schema = $1",
+                    &[&self.schema.as_str()],
+                )
                 .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// The chain's checkpoint.
     pub async fn checkpoint(&mut self, chain_id: u64) -> Result<Option<BlockRef>, DbError> {
-        let s = self.schema.quoted();
-        let row = self
-            .client
-            .query_opt(
-                &format!("SELECT block_number, block_hash, block_timestamp FROM {s}.checkpoints WHERE chain_id = $1"),
-                &[&u(chain_id)],
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(BlockRef {
-            number: stored_u64(&row, 0, "checkpoints")?,
-            hash: row.try_get(1)?,
-            timestamp: stored_u64(&row, 2, "checkpoints")?,
-        }))
+        timed(QUERY_LIMIT, async {
+            let s = self.schema.quoted();
+            let row = self
+                .client
+                .query_opt(
+                    &format!("SELECT block_number, block_hash, block_timestamp FROM {s}.checkpoints WHERE chain_id = $1"),
+                    &[&u(chain_id)],
+                )
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(BlockRef {
+                number: stored_u64(&row, 0, "checkpoints")?,
+                hash: row.try_get(1)?,
+                timestamp: stored_u64(&row, 2, "checkpoints")?,
+            }))
+        })
+        .await
     }
 
     /// The chain's start block as the stored status snapshot has it (the block the index
     /// was built on), when a snapshot with that chain exists.
     pub async fn stored_start_block(&mut self, chain_id: u64) -> Result<Option<BlockRef>, DbError> {
-        let (schema, chain) = (self.schema.as_str().to_owned(), chain_id.to_string());
-        let row = self
-            .client
-            .query_opt(
-                "SELECT value -> 'omnichainSnapshot' -> 'chains' -> $2 -> 'config' -> 'startBlock'
-                   FROM tidemark.metadata WHERE instance_schema = $1 AND key = 'indexing_status'",
-                &[&schema, &chain],
-            )
-            .await?;
-        let Some(value) = row.map(|r| r.try_get::<_, Option<serde_json::Value>>(0)).transpose()?.flatten()
-        else {
-            return Ok(None);
-        };
-        // A snapshot this build cannot read is no anchor: the endpoints' chain id still is.
-        Ok(serde_json::from_value(value).ok())
+        timed(QUERY_LIMIT, async {
+            let (schema, chain) = (self.schema.as_str().to_owned(), chain_id.to_string());
+            let row = self
+                .client
+                .query_opt(
+                    "SELECT value -> 'omnichainSnapshot' -> 'chains' -> $2 -> 'config' -> 'startBlock'
+                       FROM tidemark.metadata WHERE instance_schema = $1 AND key = 'indexing_status'",
+                    &[&schema, &chain],
+                )
+                .await?;
+            let Some(value) =
+                row.map(|r| r.try_get::<_, Option<serde_json::Value>>(0)).transpose()?.flatten()
+            else {
+                return Ok(None);
+            };
+            // A snapshot this build cannot read is no anchor: the endpoints' chain id still is.
+            Ok(serde_json::from_value(value).ok())
+        })
+        .await
     }
 
     /// Stored hashes for `chain_id` at heights `[from, to]`, from the window and, below
@@ -259,38 +344,44 @@ impl Writer {
         from: u64,
         to: u64,
     ) -> Result<Vec<(u64, String)>, DbError> {
-        let s = self.schema.quoted();
-        let rows = self
-            .client
-            .query(
-                &format!(
-                    "SELECT number, hash FROM {s}.blocks WHERE chain_id = $1 AND number BETWEEN $2 AND $3
-                     UNION
-                     SELECT DISTINCT block_number, block_hash FROM {s}.events
-                      WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-                     ORDER BY 1 DESC"
-                ),
-                &[&u(chain_id), &u(from), &u(to)],
-            )
-            .await?;
-        rows.iter().map(|r| Ok((stored_u64(r, 0, "blocks and events")?, r.try_get(1)?))).collect()
+        timed(QUERY_LIMIT, async {
+            let s = self.schema.quoted();
+            let rows = self
+                .client
+                .query(
+                    &format!(
+                        "SELECT number, hash FROM {s}.blocks WHERE chain_id = $1 AND number BETWEEN $2 AND $3
+                         UNION
+                         SELECT DISTINCT block_number, block_hash FROM {s}.events
+                          WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+                         ORDER BY 1 DESC"
+                    ),
+                    &[&u(chain_id), &u(from), &u(to)],
+                )
+                .await?;
+            rows.iter().map(|r| Ok((stored_u64(r, 0, "blocks and events")?, r.try_get(1)?))).collect()
+        })
+        .await
     }
 
     /// The highest block below `below` that has stored events (for walking back past
     /// the window).
     pub async fn previous_event_block(&mut self, chain_id: u64, below: u64) -> Result<Option<u64>, DbError> {
-        let s = self.schema.quoted();
-        let row = self
-            .client
-            .query_one(
-                &format!(
-                    "SELECT max(block_number) FROM {s}.events WHERE chain_id = $1 AND block_number < $2"
-                ),
-                &[&u(chain_id), &u(below)],
-            )
-            .await?;
-        let n: Option<i64> = row.try_get(0)?;
-        Ok(n.map(|n| n as u64))
+        timed(QUERY_LIMIT, async {
+            let s = self.schema.quoted();
+            let row = self
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT max(block_number) FROM {s}.events WHERE chain_id = $1 AND block_number < $2"
+                    ),
+                    &[&u(chain_id), &u(below)],
+                )
+                .await?;
+            let n: Option<i64> = row.try_get(0)?;
+            Ok(n.map(|n| n as u64))
+        })
+        .await
     }
 
     /// Commits a batch: events (binary `COPY`), window headers and the checkpoint, in one
@@ -303,14 +394,17 @@ impl Writer {
     /// did not foresee), the batch is committed again with the args of each rejected row
     /// replaced by a `decode_error`, so one log can never stall the chain.
     pub async fn commit(&mut self, batch: Batch<'_>) -> Result<(), DbError> {
-        match self.commit_once(&batch).await {
-            Err(e) if is_value_error(&e) && batch.events.iter().any(|r| r.args.is_some()) => {
-                tracing::warn!(target: "tidemark::store", chain_id = batch.chain_id, error = %e, "batch rejected by the database; storing the rejected args raw");
-                let events = self.storable(batch.events).await?;
-                self.commit_once(&Batch { events: &events, ..batch }).await
+        timed(COMMIT_LIMIT, async {
+            match self.commit_once(&batch).await {
+                Err(e) if is_value_error(&e) && batch.events.iter().any(|r| r.args.is_some()) => {
+                    tracing::warn!(target: "tidemark::store", chain_id = batch.chain_id, error = %e, "batch rejected by the database; storing the rejected args raw");
+                    let events = self.storable(batch.events).await?;
+                    self.commit_once(&Batch { events: &events, ..batch }).await
+                }
+                other => other,
             }
-            other => other,
-        }
+        })
+        .await
     }
 
     /// `events` with the args that PostgreSQL rejects on their own replaced by a
@@ -413,26 +507,32 @@ impl Writer {
     /// Marks stored epochs ending at or below `upto` as finalized (outside a batch, e.g.
     /// while the head moves on without new blocks to commit).
     pub async fn finalize(&mut self, chain_id: u64, upto: u64) -> Result<(), DbError> {
-        let s = self.schema.quoted();
-        finalize_epochs(&self.client, &s, u(chain_id), upto, crate::epochs::now_secs()).await
+        timed(QUERY_LIMIT, async {
+            let s = self.schema.quoted();
+            finalize_epochs(&self.client, &s, u(chain_id), upto, crate::epochs::now_secs()).await
+        })
+        .await
     }
 
     /// The first block of the lowest finished epoch that ends above `ancestor`: a rollback
     /// to `ancestor` must go back to just before it, so finished epochs never overlap.
     pub async fn epoch_boundary(&mut self, chain_id: u64, ancestor: u64) -> Result<Option<u64>, DbError> {
-        let s = self.schema.quoted();
-        let row = self
-            .client
-            .query_one(
-                &format!(
-                    "SELECT min(from_block) FROM {s}.epochs
-                      WHERE chain_id = $1 AND stage IN ('stored', 'finalized') AND to_block > $2"
-                ),
-                &[&u(chain_id), &u(ancestor)],
-            )
-            .await?;
-        let n: Option<i64> = row.try_get(0)?;
-        Ok(n.map(|n| n as u64))
+        timed(QUERY_LIMIT, async {
+            let s = self.schema.quoted();
+            let row = self
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT min(from_block) FROM {s}.epochs
+                          WHERE chain_id = $1 AND stage IN ('stored', 'finalized') AND to_block > $2"
+                    ),
+                    &[&u(chain_id), &u(ancestor)],
+                )
+                .await?;
+            let n: Option<i64> = row.try_get(0)?;
+            Ok(n.map(|n| n as u64))
+        })
+        .await
     }
 
     /// Rolls a chain back to `ancestor` (or to nothing, before the start block) in one
@@ -442,46 +542,49 @@ impl Writer {
     ///
     /// Invariant (§9.1): after this commits, no stored event lies above the checkpoint.
     pub async fn rollback(&mut self, chain_id: u64, ancestor: Option<&BlockRef>) -> Result<usize, DbError> {
-        let s = self.schema.quoted();
-        let chain = u(chain_id);
-        let schema_name = self.schema.as_str();
-        let above = ancestor.map_or(-1, |a| u(a.number));
-        let tx = self.client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&COMMIT_LOCK_CLASS, &schema_name])
-            .await?;
-        let removed = tx
-            .execute(
+        timed(COMMIT_LIMIT, async {
+            let s = self.schema.quoted();
+            let chain = u(chain_id);
+            let schema_name = self.schema.as_str();
+            let above = ancestor.map_or(-1, |a| u(a.number));
+            let tx = self.client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&COMMIT_LOCK_CLASS, &schema_name])
+                .await?;
+            let removed = tx
+                .execute(
+                    &format!(
+                        "WITH gone AS (
+                            DELETE FROM {s}.events WHERE chain_id = $1 AND block_number > $2 RETURNING *
+                         )
+                         INSERT INTO {s}.removals (cursor, chain_id, block_number, block_hash, log_index, event_cursor, payload)
+                         SELECT nextval('{schema_name}.cursor_seq'), g.chain_id, g.block_number, g.block_hash, g.log_index,
+                                g.cursor, to_jsonb(g)
+                           FROM (SELECT * FROM gone ORDER BY cursor) g"
+                    ),
+                    &[&chain, &above],
+                )
+                .await?;
+            tx.execute(&format!("DELETE FROM {s}.blocks WHERE chain_id = $1 AND number > $2"), &[&chain, &above])
+                .await?;
+            tx.execute(
                 &format!(
-                    "WITH gone AS (
-                        DELETE FROM {s}.events WHERE chain_id = $1 AND block_number > $2 RETURNING *
-                     )
-                     INSERT INTO {s}.removals (cursor, chain_id, block_number, block_hash, log_index, event_cursor, payload)
-                     SELECT nextval('{schema_name}.cursor_seq'), g.chain_id, g.block_number, g.block_hash, g.log_index,
-                            g.cursor, to_jsonb(g)
-                       FROM (SELECT * FROM gone ORDER BY cursor) g"
+                    "UPDATE {s}.epochs SET stage = 'reorged', updated_at = now(),
+                            stages = stages || jsonb_build_array(jsonb_build_object('stage', 'reorged', 'at', $3::float8))
+                      WHERE chain_id = $1 AND to_block > $2 AND stage IN ('stored', 'finalized')"
                 ),
-                &[&chain, &above],
+                &[&chain, &above, &crate::epochs::now_secs()],
             )
             .await?;
-        tx.execute(&format!("DELETE FROM {s}.blocks WHERE chain_id = $1 AND number > $2"), &[&chain, &above])
-            .await?;
-        tx.execute(
-            &format!(
-                "UPDATE {s}.epochs SET stage = 'reorged', updated_at = now(),
-                        stages = stages || jsonb_build_array(jsonb_build_object('stage', 'reorged', 'at', $3::float8))
-                  WHERE chain_id = $1 AND to_block > $2 AND stage IN ('stored', 'finalized')"
-            ),
-            &[&chain, &above, &crate::epochs::now_secs()],
-        )
-        .await?;
-        match ancestor {
-            Some(a) => upsert_checkpoint(&tx, &s, chain, a).await?,
-            None => {
-                tx.execute(&format!("DELETE FROM {s}.checkpoints WHERE chain_id = $1"), &[&chain]).await?;
+            match ancestor {
+                Some(a) => upsert_checkpoint(&tx, &s, chain, a).await?,
+                None => {
+                    tx.execute(&format!("DELETE FROM {s}.checkpoints WHERE chain_id = $1"), &[&chain]).await?;
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+            tx.commit().await?;
+            Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+        })
+        .await
     }
 }
 

@@ -1,5 +1,6 @@
 //! A writer audit (DESIGN §3 "One writer per instance", invariant 6): statement-level
-//! triggers on the instance's data tables record, for every write that commits, the
+//! triggers on the instance's data tables (events, journal, window, checkpoints, epochs)
+//! and on `tidemark.metadata` (config and status snapshot) record, for every write that commits, the
 //! backend that made it and whether that backend held the instance's writer lock at the
 //! time. A fenced indexer never commits without the lock, so every row must say `true`.
 //!
@@ -15,8 +16,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 /// (docs/database.md, "Single writer").
 pub const WRITER_LOCK_CLASS: i64 = 0x7464_6d01;
 
-/// Tables whose writes are audited.
-pub const AUDITED_TABLES: [&str; 4] = ["events", "removals", "checkpoints", "blocks"];
+/// Instance tables whose writes are audited (and `tidemark.metadata`).
+pub const AUDITED_TABLES: [&str; 5] = ["events", "removals", "checkpoints", "blocks", "epochs"];
 
 #[derive(QueryableByName)]
 struct N {
@@ -37,20 +38,23 @@ pub async fn install(conn: &mut AsyncPgConnection, schema: &str) -> Result<(), d
             tbl text NOT NULL,
             op text NOT NULL,
             holds_lock bool NOT NULL);
+         ALTER TABLE public.reliability_writer_audit ADD COLUMN IF NOT EXISTS app text;
          CREATE OR REPLACE FUNCTION public.reliability_audit_write() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
-           INSERT INTO public.reliability_writer_audit (pid, tbl, op, holds_lock)
+           INSERT INTO public.reliability_writer_audit (pid, tbl, op, holds_lock, app)
            VALUES (pg_backend_pid(), TG_TABLE_NAME, TG_OP, EXISTS (
              SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
                 AND classid = {WRITER_LOCK_CLASS}::oid AND objid = hashtext(TG_ARGV[0])::oid
-                AND objsubid = 2 AND granted));
+                AND objsubid = 2 AND granted), current_setting('application_name'));
            RETURN NULL;
          END $$;"
     );
-    for table in AUDITED_TABLES {
+    let tables =
+        AUDITED_TABLES.iter().map(|t| format!("\"{schema}\".\"{t}\"")).chain(["tidemark.metadata".into()]);
+    for table in tables {
         sql.push_str(&format!(
-            "DROP TRIGGER IF EXISTS reliability_audit ON \"{schema}\".\"{table}\";
-             CREATE TRIGGER reliability_audit AFTER INSERT OR UPDATE OR DELETE ON \"{schema}\".\"{table}\"
+            "DROP TRIGGER IF EXISTS reliability_audit ON {table};
+             CREATE TRIGGER reliability_audit AFTER INSERT OR UPDATE OR DELETE ON {table}
                FOR EACH STATEMENT EXECUTE FUNCTION public.reliability_audit_write('{schema}');"
         ));
     }
@@ -100,4 +104,60 @@ pub async fn lock_holders(conn: &mut AsyncPgConnection, schema: &str) -> Result<
     .get_result(conn)
     .await?;
     Ok(row.n)
+}
+
+#[derive(QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+/// The backend holding the writer lock of `schema` right now, if any.
+///
+/// # Errors
+/// The database error.
+pub async fn lock_holder(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+) -> Result<Option<i32>, diesel::result::Error> {
+    let rows: Vec<Pid> = diesel::sql_query(format!(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND classid = {WRITER_LOCK_CLASS}::oid AND objid = hashtext($1)::oid AND objsubid = 2"
+    ))
+    .bind::<Text, _>(schema)
+    .get_results(conn)
+    .await?;
+    Ok(rows.into_iter().next().map(|r| r.pid))
+}
+
+/// Audited writes committed after `since` (a timestamp, as PostgreSQL prints it):
+/// `(writes, those by backends other than `holder`, their tables)`.
+///
+/// # Errors
+/// The database error.
+pub async fn writes_by_others_since(
+    conn: &mut AsyncPgConnection,
+    holder: i32,
+    since: &str,
+) -> Result<(i64, i64, String), diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        total: i64,
+        #[diesel(sql_type = BigInt)]
+        others: i64,
+        #[diesel(sql_type = Text)]
+        tables: String,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT count(*)::bigint AS total, count(*) FILTER (WHERE pid <> $1)::bigint AS others,
+                coalesce(string_agg(DISTINCT tbl, ',') FILTER (WHERE pid <> $1), '') AS tables
+           FROM public.reliability_writer_audit WHERE at > $2::timestamptz",
+    )
+    .bind::<diesel::sql_types::Integer, _>(holder)
+    .bind::<Text, _>(since)
+    .get_result(conn)
+    .await?;
+    Ok((row.total, row.others, row.tables))
 }

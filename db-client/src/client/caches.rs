@@ -14,7 +14,7 @@ use crate::client::config::DbClientConfig;
 use crate::epochs::{EpochSummaries, query_epoch_summaries_counted};
 use crate::error::{DbError, Result};
 use crate::metadata;
-use crate::pool::{PgPool, PooledConnection};
+use crate::pool::{PgPool, PooledConnection, within};
 use crate::swr::Swr;
 
 const TARGET: &str = "tidemark_db_client::client";
@@ -51,7 +51,7 @@ pub(crate) struct Shared {
     /// Connections for requests (events, epochs) and for applications' own queries.
     pub(crate) pool: PgPool,
     /// The caches' one connection.
-    refresh_pool: PgPool,
+    pub(crate) refresh_pool: PgPool,
     pub(crate) settings: DbClientConfig,
     /// SQL statements sent to the database so far.
     pub(crate) queries: AtomicU64,
@@ -78,14 +78,24 @@ impl Shared {
         }
     }
 
-    /// A connection for a request.
-    pub(crate) async fn connection(&self) -> Result<PooledConnection> {
-        self.observed(self.pool.get().await)
-    }
-
-    /// The caches' own connection (see [`Shared`]'s invariant).
-    pub(crate) async fn refresh_connection(&self) -> Result<PooledConnection> {
-        self.observed(self.refresh_pool.get().await)
+    /// Runs `f` on a connection of `pool` within the pool's query timeout, and records
+    /// whether the database answered.
+    ///
+    /// Invariant: no database call of the client waits longer than the checkout timeout
+    /// plus the query timeout, even when the server hangs without closing its sockets;
+    /// the caches' single-flight re-reads therefore always end, and health sees the
+    /// silence within [`DbClientConfig`]'s unreachable limit.
+    pub(crate) async fn timed<T>(
+        &self,
+        conn: Result<PooledConnection>,
+        f: impl AsyncFnOnce(&mut diesel_async::AsyncPgConnection) -> Result<T>,
+    ) -> Result<T> {
+        let result = within(self.settings.pool.query_timeout, self.observed(conn)?, f).await;
+        match &result {
+            Ok(_) => self.answered(),
+            Err(e) => self.observe(e),
+        }
+        result
     }
 
     fn observed(&self, conn: Result<PooledConnection>) -> Result<PooledConnection> {
@@ -149,14 +159,9 @@ pub(crate) type EpochCache = Swr<EpochSummaries, DbError>;
 /// Re-reads the public config and raises an [`IncompatibleConfigTransition`] when it is
 /// incompatible with the last one seen (`previous`).
 pub(crate) async fn fetch_config(shared: &Shared, previous: Option<Arc<ConfigState>>) -> Result<ConfigState> {
-    let mut conn = shared.refresh_connection().await?;
+    let conn = shared.refresh_pool.get().await;
     shared.count(2);
-    let read = metadata::read_public_config(&mut conn, &shared.schema).await;
-    match &read {
-        Ok(_) => shared.answered(),
-        Err(e) => shared.observe(e),
-    }
-    let stored = read?;
+    let stored = shared.timed(conn, async |c| metadata::read_public_config(c, &shared.schema).await).await?;
     let had_current = previous.as_ref().is_some_and(|p| p.current.is_some());
     let last_seen = previous.and_then(|p| p.last_seen.clone());
     let Some(stored) = stored else {
@@ -202,13 +207,9 @@ pub(crate) async fn fetch_status(
     config: &ConfigCache,
     previous: Option<Arc<StatusState>>,
 ) -> Result<StatusState> {
-    let mut conn = shared.refresh_connection().await?;
+    let conn = shared.refresh_pool.get().await;
     shared.count(2);
-    let read = metadata::read_indexing_status(&mut conn, &shared.schema).await;
-    match &read {
-        Ok(_) => shared.answered(),
-        Err(e) => shared.observe(e),
-    }
+    let read = shared.timed(conn, async |c| metadata::read_indexing_status(c, &shared.schema).await).await;
     let Some(stored) = read? else { return Ok(StatusState::Missing) };
     let status_chains = stored.value.chain_ids();
     let cached_config = config.peek().value.and_then(|c| c.current.clone());
@@ -234,11 +235,8 @@ pub(crate) async fn fetch_status(
 /// Re-reads the per-chain epoch summary (no chains while the instance has no epochs
 /// table yet).
 pub(crate) async fn fetch_epoch_summaries(shared: &Shared) -> Result<EpochSummaries> {
-    let mut conn = shared.refresh_connection().await?;
-    let read = query_epoch_summaries_counted(&mut conn, &shared.schema, Some(&shared.queries)).await;
-    match &read {
-        Ok(_) => shared.answered(),
-        Err(e) => shared.observe(e),
-    }
-    read
+    let conn = shared.refresh_pool.get().await;
+    shared
+        .timed(conn, async |c| query_epoch_summaries_counted(c, &shared.schema, Some(&shared.queries)).await)
+        .await
 }

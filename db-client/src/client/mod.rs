@@ -284,16 +284,14 @@ impl DbClient {
         };
         let finality = Finality::new(config.as_deref(), status.as_deref());
         let shared = &self.inner.shared;
-        let mut conn = shared.connection().await?;
         let timeout = shared.settings.pool.statement_timeout;
-        let page =
-            query_events_counted(&mut conn, &shared.schema, query, &finality, Some(&shared.queries), timeout)
-                .await;
-        match &page {
-            Ok(_) => shared.answered(),
-            Err(e) => shared.observe(e),
-        }
-        page
+        let conn = shared.pool.get().await;
+        shared
+            .timed(conn, async |c| {
+                query_events_counted(c, &shared.schema, query, &finality, Some(&shared.queries), timeout)
+                    .await
+            })
+            .await
     }
 
     /// Reads one page of epochs, newest first: by `epoch_id` descending, then `chain_id`
@@ -307,15 +305,13 @@ impl DbClient {
     pub async fn epochs(&self, query: &EpochQuery) -> Result<EpochPage> {
         query.validate()?;
         let shared = &self.inner.shared;
-        let mut conn = shared.connection().await?;
         let timeout = shared.settings.pool.statement_timeout;
-        let page =
-            query_epochs_counted(&mut conn, &shared.schema, query, Some(&shared.queries), timeout).await;
-        match &page {
-            Ok(_) => shared.answered(),
-            Err(e) => shared.observe(e),
-        }
-        page
+        let conn = shared.pool.get().await;
+        shared
+            .timed(conn, async |c| {
+                query_epochs_counted(c, &shared.schema, query, Some(&shared.queries), timeout).await
+            })
+            .await
     }
 
     /// The cached epoch summary per chain id: each chain's latest epoch and how many of

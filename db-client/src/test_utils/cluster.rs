@@ -172,7 +172,7 @@ impl PrivatePg {
         self.run(&self.bin.join("pg_ctl"), &all).await
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
 

@@ -12,6 +12,7 @@
 pub mod ca;
 pub mod cluster;
 pub mod fixtures;
+pub mod freeze;
 pub mod proxy;
 
 pub use ca::TestCa;

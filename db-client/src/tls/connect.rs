@@ -1,5 +1,7 @@
 //! Opening PostgreSQL connections with the TLS settings of a connection string.
 
+use std::time::Duration;
+
 use diesel_async::AsyncPgConnection;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Connection, Socket};
@@ -9,6 +11,17 @@ use super::TlsError;
 use super::params::{self, RootCert, SslMode};
 use super::roots::{libpq_default_root, pem_roots, system_roots};
 use super::verify::{Check, client_config};
+
+/// Socket-level time limits of a [`PgConnector`] (see [`PgConnector::with_socket_timeouts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketTimeouts {
+    /// TCP connect, per address.
+    pub connect: Duration,
+    /// Silence before the first keepalive probe.
+    pub keepalives_idle: Duration,
+    /// `TCP_USER_TIMEOUT`: unacknowledged data for this long closes the connection.
+    pub tcp_user_timeout: Duration,
+}
 
 /// The stream of a connection made by a [`PgConnector`] (TLS or plain).
 pub type TlsStream = <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream;
@@ -44,6 +57,44 @@ impl PgConnector {
         };
         let tls = MakeRustlsConnect::new(client_config(check)?);
         Ok(Self { config: parsed.config, mode: parsed.mode, tls })
+    }
+
+    /// Bounds how long the socket may wait on a server that stops answering: TCP connect
+    /// within `socket.connect`, keepalive probes after `socket.keepalives_idle` of silence
+    /// (then every third of it, three times), and `TCP_USER_TIMEOUT` (Linux: a connection
+    /// whose sent data stays unacknowledged this long is closed). Values the connection
+    /// string sets itself (`connect_timeout`, `keepalives_idle`, `tcp_user_timeout`) win.
+    ///
+    /// These catch a dead network path or host. A server whose processes hang while its
+    /// kernel still acknowledges packets is caught by the callers' own time limits
+    /// ([`crate::pool::within`]).
+    pub fn with_socket_timeouts(mut self, socket: SocketTimeouts) -> Self {
+        let c = &mut self.config;
+        if c.get_connect_timeout().is_none() {
+            c.connect_timeout(socket.connect);
+        }
+        if c.get_tcp_user_timeout().is_none() {
+            c.tcp_user_timeout(socket.tcp_user_timeout);
+        }
+        if c.get_keepalives() {
+            if c.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+                c.keepalives_idle(socket.keepalives_idle);
+            }
+            let idle = c.get_keepalives_idle();
+            if c.get_keepalives_interval().is_none() {
+                c.keepalives_interval((idle / 3).max(Duration::from_secs(1)));
+            }
+            if c.get_keepalives_retries().is_none() {
+                c.keepalives_retries(3);
+            }
+        }
+        self
+    }
+
+    /// The parsed settings connections are opened with (no password is shown by its
+    /// `Debug`).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
     }
 
     /// The `sslmode` in force (`prefer` when the string names none).

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 
-pub use connect::{PgConnector, TlsStream, connect, establish};
+pub use connect::{PgConnector, SocketTimeouts, TlsStream, connect, establish};
 pub use params::{RootCert, SslMode};
 pub use roots::{pem_roots, system_roots};
 

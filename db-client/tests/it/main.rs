@@ -3,6 +3,7 @@
 mod client;
 mod epochs;
 mod events;
+mod hung;
 mod metadata;
 mod migrations;
 mod plans;

@@ -142,3 +142,31 @@ async fn a_connection_whose_server_process_ended_is_replaced_at_checkout() {
         assert_ne!(before, after, "a new server process serves the checkout");
     }
 }
+
+#[test]
+fn connections_carry_keepalives_and_a_tcp_user_timeout() {
+    use tidemark_db_client::tls::{PgConnector, SocketTimeouts};
+    let socket = SocketTimeouts {
+        connect: Duration::from_secs(5),
+        keepalives_idle: Duration::from_secs(5),
+        tcp_user_timeout: Duration::from_secs(10),
+    };
+    let c = PgConnector::new("postgres://postgres@127.0.0.1:5432/postgres")
+        .expect("url")
+        .with_socket_timeouts(socket);
+    let config = c.config();
+    assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(5)));
+    assert!(config.get_keepalives());
+    assert_eq!(config.get_keepalives_idle(), Duration::from_secs(5));
+    assert!(config.get_keepalives_interval().is_some_and(|i| i <= Duration::from_secs(2)));
+    assert_eq!(config.get_keepalives_retries(), Some(3));
+    assert_eq!(config.get_tcp_user_timeout(), Some(&Duration::from_secs(10)));
+    // What the connection string says wins.
+    let url = "postgres://postgres@127.0.0.1:5432/postgres?tcp_user_timeout=30&keepalives_idle=60";
+    let c = PgConnector::new(url).expect("url").with_socket_timeouts(socket);
+    assert_eq!(c.config().get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
+    assert_eq!(c.config().get_keepalives_idle(), Duration::from_secs(60));
+    // The pool's defaults are applied.
+    let pool = PgPool::new(PoolConfig::new("postgres://postgres@127.0.0.1:5432/postgres")).expect("pool");
+    assert_eq!(pool.config().tcp_user_timeout, Duration::from_secs(10));
+}

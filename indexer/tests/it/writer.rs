@@ -27,11 +27,11 @@ struct Flag {
     flag: bool,
 }
 
-/// Backends of `tidemark-indexer` connections that hold an advisory lock in this database.
+/// Backends of the indexer's writer connections (`tidemark-indexer-writer`) that hold an advisory lock in this database.
 async fn lock_holders(conn: &mut AsyncPgConnection) -> Vec<i64> {
     let rows: Vec<Pid> = diesel::sql_query(format!(
         "SELECT a.pid::bigint AS pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
-          WHERE a.application_name = 'tidemark-indexer' AND a.datname = current_database()
+          WHERE a.application_name = 'tidemark-indexer-writer' AND a.datname = current_database()
             AND l.locktype = 'advisory' AND l.granted AND l.classid = {WRITER_LOCK_CLASS}::oid"
     ))
     .load(conn)

@@ -185,6 +185,22 @@ impl Stack {
     }
 
     /// A connection looking at the instance.
+    /// Some traffic, an indexer that became the writer and caught up, and the writer
+    /// audit installed on its schema (scenarios 4 and 4b).
+    pub(crate) async fn audited_writer(&self) -> (IndexerConfigBuilder, Indexer) {
+        traffic(&self.demo, 10, 4).await;
+        let cfg = self.config();
+        let a = self.spawn_indexer(&cfg);
+        a.wait_role("writer", SOON).await;
+        let mut db = self.instance().await;
+        self.wait_synced(&mut db, SOON).await;
+        let mut admin = tidemark_db_client::tls::establish(&self.db_url).await.expect("connect");
+        tidemark_reliability::audit::install(&mut admin, &self.schema)
+            .await
+            .expect("installing the writer audit");
+        (cfg, a)
+    }
+
     pub(crate) async fn instance(&self) -> InstanceDb {
         InstanceDb::connect(&self.db_url, &self.schema).await.expect("connecting to the test database")
     }

@@ -12,6 +12,8 @@
 mod bad_input;
 mod common;
 mod crash;
+mod deposed;
+mod hung_db;
 mod incompatible;
 mod lying_rpc;
 mod outages;

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tidemark_reliability::{audit, compare, summary};
 
-use crate::common::{SOON, Stack, Traffic, secs, traffic};
+use crate::common::{SOON, Stack, Traffic, secs};
 
 /// Samples the number of writer-lock holders every 20 ms, reconnecting across restarts.
 struct Sampler {
@@ -68,17 +68,7 @@ async fn database_restarts_with_a_standby_never_make_two_writers() {
 
         rec.step("a writer and a standby on a private PostgreSQL");
         let mut stack = Stack::private("tidemark_rel_writer").await;
-        traffic(&stack.demo, 10, 4).await;
-        let cfg = stack.config();
-        let mut a = stack.spawn_indexer(&cfg);
-        a.wait_role("writer", SOON).await;
-        {
-            let mut db = stack.instance().await;
-            stack.wait_synced(&mut db, SOON).await;
-        }
-        let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
-        audit::install(&mut admin, &stack.schema).await.expect("installing the writer audit");
-        drop(admin);
+        let (cfg, mut a) = stack.audited_writer().await;
         let mut b = stack.spawn_indexer(&cfg.clone().with_fresh_http_port());
         let waited = Instant::now();
         let mut b_role = b.role().await;
