@@ -23,6 +23,7 @@ mod db;
 mod error;
 mod faults;
 mod journal;
+mod metrics;
 mod process;
 mod proxy;
 pub mod tls;
@@ -35,6 +36,7 @@ pub use db::{Checkpoint, EpochRow, InstanceDb, JournalEntry, MetadataRow, Stored
 pub use error::{Error, Result};
 pub use faults::{Faults, InjectedCounts};
 pub use journal::JournalReplay;
+pub use metrics::metric_sum;
 pub use process::{Process, ProcessBuilder, free_port};
 pub use proxy::RpcProxy;
 pub use tempfile::{TempDir, tempdir};

@@ -35,12 +35,7 @@ async fn assert_no_removals(db: &mut InstanceDb) {
 /// `tidemark_rpc_bad_answers_total` summed over endpoints for `kind`.
 async fn bad_answers(indexer: &Indexer, kind: &str) -> u64 {
     let (_, text) = indexer.get_text("/metrics").await.expect("/metrics");
-    text.lines()
-        .filter(|l| {
-            l.starts_with("tidemark_rpc_bad_answers_total{") && l.contains(&format!("kind=\"{kind}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    tidemark_testkit::metric_sum(&text, "tidemark_rpc_bad_answers_total", &format!("kind=\"{kind}\"")) as u64
 }
 
 /// Indexes the stack's chain through a proxy with `faults` under traffic; checks the

@@ -18,12 +18,7 @@ use crate::common::{Indexer, SOON, Stack, get_json, secs, traffic};
 async fn rejected(indexer: &Indexer, kind: &str) -> u64 {
     let Ok(r) = reqwest::get(format!("{}/metrics", indexer.http)).await else { return 0 };
     let text = r.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| {
-            l.starts_with("tidemark_rpc_bad_answers_total{") && l.contains(&format!("kind=\"{kind}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    tidemark_testkit::metric_sum(&text, "tidemark_rpc_bad_answers_total", &format!("kind=\"{kind}\"")) as u64
 }
 
 /// Runs traffic at the head for `duration` with `faults` on the proxy, then checks and
