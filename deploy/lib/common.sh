@@ -4,6 +4,7 @@
 #   source "$(dirname "$0")/lib/common.sh"
 #   ensure_postgres   # exports DATABASE_URL (private throwaway cluster if needed)
 #   ensure_anvil      # puts anvil and cast on PATH, exports ANVIL_BIN and CAST_BIN
+#   ensure_faketime   # installs Debian's faketime when libfaketime is missing
 #
 # Safe under `set -euo pipefail`. Cleanups run on EXIT, INT and TERM; add your
 # own with `tidemark_on_exit 'command'` instead of calling `trap` yourself.
@@ -194,6 +195,17 @@ ensure_anvil() {
     CAST_BIN=$(readlink -f "$(command -v cast)")
     export ANVIL_BIN CAST_BIN
     tidemark_log "using $("$ANVIL_BIN" --version | head -n 1 | sed "s/ Version://") at $ANVIL_BIN, cast at $CAST_BIN"
+}
+
+# Make libfaketime available (the API's clock-skew test runs its binary under it).
+TIDEMARK_LIBFAKETIME=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+ensure_faketime() {
+    if [[ ! -e $TIDEMARK_LIBFAKETIME ]]; then
+        tidemark_log "libfaketime missing; installing Debian's faketime package"
+        _tidemark_root_cmd env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _tidemark_root_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null
+    fi
+    [[ -e $TIDEMARK_LIBFAKETIME ]] || tidemark_die "libfaketime still missing after apt-get install faketime"
 }
 
 # Make solcjs available (only needed to regenerate the demo contracts); exports SOLCJS.

@@ -77,7 +77,7 @@ pub async fn status(State(db): State<DbClient>, State(cache): State<StatusBodyCa
     match db.status_parts().await {
         Ok(parts) => {
             let parts = BodyParts {
-                now: unix_now(),
+                now: parts.database_now,
                 config: parts.config,
                 status: parts.status,
                 epochs: parts.epochs,
@@ -220,7 +220,9 @@ pub struct RealtimeBody {
     (status = 503, description = "Behind or unknown", body = RealtimeBody)))]
 pub async fn realtime(State(db): State<DbClient>, Query(params): Query<RealtimeParams>) -> Response {
     let max = params.max_worst_case_distance.unwrap_or(DEFAULT_MAX_WORST_CASE_DISTANCE);
-    let (code, body) = match db.realtime_projection(unix_now()).await {
+    // The database's clock, as for staleness: a skewed host clock changes no verdict.
+    let now = db.database_now().unwrap_or_else(unix_now);
+    let (code, body) = match db.realtime_projection(now).await {
         Ok(p) => {
             let behind = p.worst_case_distance > max;
             let body = RealtimeBody {

@@ -122,10 +122,13 @@ impl ApiProcess {
     /// Starts the binary with `DATABASE_URL` and `TIDEMARK_SCHEMA` set and `args` added,
     /// and waits until it listens.
     pub(crate) async fn spawn_for(database_url: &str, schema: &str, args: &[&str]) -> Self {
-        let (mut child, log, addr) = spawn_raw(
-            &[("DATABASE_URL", database_url), ("TIDEMARK_SCHEMA", schema)],
-            &[&["--listen", "127.0.0.1:0", "--log-format", "json"], args].concat(),
-        );
+        Self::spawn_env(&[("DATABASE_URL", database_url), ("TIDEMARK_SCHEMA", schema)], args).await
+    }
+
+    /// Starts the binary with exactly `env` and `args` added, and waits until it listens.
+    pub(crate) async fn spawn_env(env: &[(&str, &str)], args: &[&str]) -> Self {
+        let (mut child, log, addr) =
+            spawn_raw(env, &[&["--listen", "127.0.0.1:0", "--log-format", "json"], args].concat());
         let addr = tokio::select! {
             addr = addr => addr.unwrap_or_else(|_| panic!("the API exited before listening: {}", log_text(&log))),
             status = child.wait() => panic!("the API exited with {status:?}: {}", log_text(&log)),

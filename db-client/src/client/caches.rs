@@ -147,6 +147,8 @@ pub(crate) enum StatusState {
         status: Arc<IndexingStatus>,
         /// Its age by the database clock when it was read.
         age_secs: f64,
+        /// The database clock (unix seconds) when it was read.
+        read_at: f64,
     },
     /// A snapshot whose chain ids differ from the cached config's: not served.
     Rejected { status_chains: Vec<u64> },
@@ -229,7 +231,11 @@ pub(crate) async fn fetch_status(
     if matches!(previous.as_deref(), Some(StatusState::Rejected { .. })) {
         tracing::info!(target: TARGET, schema = %shared.schema, "the status matches the config again");
     }
-    Ok(StatusState::Present { status: Arc::new(stored.value), age_secs: stored.age_secs })
+    Ok(StatusState::Present {
+        status: Arc::new(stored.value),
+        age_secs: stored.age_secs,
+        read_at: stored.updated_at + stored.age_secs,
+    })
 }
 
 /// Re-reads the per-chain epoch summary (no chains while the instance has no epochs

@@ -189,6 +189,14 @@ impl DbClient {
         self.view().map(|v| v.status)
     }
 
+    /// Now, in unix seconds on the database clock (as of the last status read, advanced
+    /// by this host's monotonic clock since), while a compatible status is cached. The
+    /// clock to pass to [`DbClient::realtime_projection`]: the indexer's timestamps and
+    /// the staleness verdict are on the database's side, not this host's.
+    pub fn database_now(&self) -> Option<u64> {
+        self.view().ok().map(|v| v.database_now)
+    }
+
     /// The cached status projected to `now` (unix seconds): `worstCaseDistance` is how
     /// far behind `now` the slowest chain is.
     pub async fn realtime_projection(&self, now: u64) -> std::result::Result<RealtimeProjection, Reason> {
@@ -254,6 +262,7 @@ impl DbClient {
                 status: view.status,
                 epochs: self.inner.epochs.get().value,
                 health,
+                database_now: view.database_now,
             }),
             Err(_) => Err(health),
         }
@@ -373,13 +382,16 @@ impl DbClient {
             None => Err(missing(lookup, Reason::NoStatus)),
             Some(StatusState::Missing) => Err(Reason::NoStatus),
             Some(StatusState::Rejected { .. }) => Err(Reason::Incompatible),
-            Some(StatusState::Present { status, age_secs }) => {
+            Some(StatusState::Present { status, age_secs, read_at }) => {
                 if !status.has_chains_of(&config) {
                     return Err(Reason::Incompatible);
                 }
                 let since_read = lookup.age.unwrap_or_default();
                 let age = Duration::try_from_secs_f64(age_secs.max(0.0)).unwrap_or(Duration::MAX);
-                Ok(View { config, status: status.clone(), age: age.saturating_add(since_read) })
+                // The database clock now: as read, plus the time passed since on this
+                // host's monotonic clock (never its wall clock, which may be skewed).
+                let database_now = (read_at + since_read.as_secs_f64()).max(0.0) as u64;
+                Ok(View { config, status: status.clone(), age: age.saturating_add(since_read), database_now })
             }
         }
     }
@@ -391,6 +403,8 @@ struct View {
     config: Arc<PublicConfig>,
     status: Arc<IndexingStatus>,
     age: Duration,
+    /// Unix seconds on the database clock.
+    database_now: u64,
 }
 
 /// What [`DbClient::status_parts`] read: a compatible config and status, the epoch
@@ -407,6 +421,9 @@ pub struct StatusParts {
     /// The reader's health at this read (`reasons` may name `database-unreachable`
     /// while the cached values are still served).
     pub health: Health,
+    /// Now, in unix seconds on the database clock: the clock to project the status to
+    /// (staleness is judged on it too), so a skewed host clock changes no verdict.
+    pub database_now: u64,
 }
 
 /// The reason for a cache that holds no value: the database could not be read yet, or
