@@ -15,6 +15,7 @@ mod crash;
 mod deposed;
 mod hung_db;
 mod incompatible;
+mod load;
 mod lying_rpc;
 mod outages;
 mod reorg_storm;
