@@ -31,8 +31,12 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long past the header-read timeout a slowloris connection may stay open (the
 /// server's timer, scheduling on two busy cores).
 const HOLD_SLACK: Duration = Duration::from_secs(5);
-/// The probes' p99 limit.
+/// The probes' p99 limit in the full run (run alone, as the load test asks).
 const PROBE_P99: Duration = Duration::from_millis(100);
+/// The probes' p99 limit in the reduced run, which shares the two cores with another
+/// scenario of the suite (debug builds, an indexer under traffic): the same load halved,
+/// and room for the machine's scheduling.
+const PROBE_P99_REDUCED: Duration = Duration::from_millis(250);
 /// The bound on the API's resident set.
 const RSS_LIMIT_KIB: u64 = 512 * 1024;
 /// Normal requests sent per second (open loop: one every 50 ms, whatever the answers).
@@ -358,9 +362,10 @@ async fn observe(base: &str, pid: u32, length: Duration) -> Observed {
 async fn the_api_under_load_keeps_its_probes_fast_and_sheds_only_as_documented() {
     summary::run("9 API under load", |rec| async move {
         let scale = rec.scale();
-        let length = Duration::from_secs(scale.pick(20, 60));
-        let slow_conns: usize = scale.pick(500, 2_000);
-        let in_flight: usize = scale.pick(64, 200);
+        let length = Duration::from_secs(scale.pick(15, 60));
+        let slow_conns: usize = scale.pick(250, 2_000);
+        let in_flight: usize = scale.pick(32, 200);
+        let probe_p99 = scale.pick(PROBE_P99_REDUCED, PROBE_P99);
         let unloaded = Duration::from_secs(scale.pick(4, 10));
         let nofile = raise_open_file_limit();
 
@@ -444,7 +449,7 @@ async fn the_api_under_load_keeps_its_probes_fast_and_sheds_only_as_documented()
             .iter()
             .all(|t| t.shed + t.bad_5xx + t.other + t.failed == 0 && t.ok > 0);
         rec.record(
-            format!("/live and /health every 50 ms, each on a new connection, under load (p99 < {} ms)", PROBE_P99.as_millis()),
+            format!("/live and /health every 50 ms, each on a new connection, under load (p99 < {} ms)", probe_p99.as_millis()),
             format!(
                 "/live {}; /health {}{}",
                 loaded.live.counts(),
@@ -455,7 +460,7 @@ async fn the_api_under_load_keeps_its_probes_fast_and_sheds_only_as_documented()
                     .map(|e| format!("; {e}"))
                     .collect::<String>()
             ),
-            probes_ok && probes_p99.iter().all(|p| *p < PROBE_P99),
+            probes_ok && probes_p99.iter().all(|p| *p < probe_p99),
             format!("/live {}; /health {}", loaded.live.percentiles(), loaded.health.percentiles()),
         );
         let all_5xx_ok = [&worst, &loaded.normal].iter().all(|t| t.bad_5xx == 0 && t.other == 0);
