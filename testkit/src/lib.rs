@@ -1,6 +1,7 @@
 //! `tidemark-testkit`: fixtures for Tidemark's integration tests.
 //!
-//! - [`TestDb`]: a fresh PostgreSQL database per test (from `tidemark-db-client`);
+//! - [`TestDb`]: a fresh PostgreSQL database per test (from `tidemark-db-client`), and
+//!   [`TestRole`], a login role without privileges, dropped after the test;
 //! - [`Anvil`]: an anvil chain on a free port, killed on drop;
 //! - [`Process`]: a child process with captured output, `kill -9`, SIGTERM, exit status;
 //! - [`IndexerConfigBuilder`]: an indexer TOML config for given chains, database and schema;
@@ -40,6 +41,6 @@ pub use metrics::metric_sum;
 pub use process::{Process, ProcessBuilder, free_port};
 pub use proxy::RpcProxy;
 pub use tempfile::{TempDir, tempdir};
-pub use tidemark_db_client::test_utils::TestDb;
+pub use tidemark_db_client::test_utils::{TestDb, TestRole};
 pub use tls::TestCa;
 pub use wait::{POLL, eventually};
