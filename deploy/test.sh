@@ -2,7 +2,8 @@
 # Tidemark's test command: `deploy/test.sh [cargo test args...]`.
 # Uses the PostgreSQL at $DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
 # or a private throwaway cluster (always with TIDEMARK_LOCAL_PG=private), and anvil from
-# PATH or the npm registry. Extra arguments go to `cargo test`, e.g. `deploy/test.sh -p tidemark-api`.
+# PATH or the npm registry, and pgbouncer (Debian's package when missing). Extra arguments
+# go to `cargo test`, e.g. `deploy/test.sh -p tidemark-api`.
 # CARGO overrides the cargo command (e.g. CARGO=echo for a dry run).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -10,6 +11,7 @@ cd "$ROOT"
 
 ensure_postgres
 ensure_anvil
+ensure_pgbouncer
 
 # The whole workspace, unless the arguments (before `--`) pick packages: cargo would
 # otherwise let --workspace win over -p and run every test.

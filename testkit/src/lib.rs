@@ -10,6 +10,7 @@
 //! - [`canonical_logs`]: what the chain says, via `eth_getLogs`, in the same shape;
 //! - [`RpcProxy`]: a JSON-RPC proxy that can slow down or refuse requests, over HTTP or
 //!   HTTPS ([`tls`]: a private CA, [`TestCa`]);
+//! - [`PgBouncer`]: a private PgBouncer in a given pool mode in front of the test server;
 //! - [`eventually`]: polling with a deadline instead of sleeping.
 //!
 //! Missing tools are failures, never skips: a test that cannot start anvil or reach
@@ -25,6 +26,7 @@ mod error;
 mod faults;
 mod journal;
 mod metrics;
+mod pgbouncer;
 mod process;
 mod proxy;
 pub mod tls;
@@ -38,6 +40,7 @@ pub use error::{Error, Result};
 pub use faults::{Faults, InjectedCounts};
 pub use journal::JournalReplay;
 pub use metrics::metric_sum;
+pub use pgbouncer::PgBouncer;
 pub use process::{Process, ProcessBuilder, free_port};
 pub use proxy::RpcProxy;
 pub use tempfile::{TempDir, tempdir};
