@@ -173,6 +173,17 @@ ensure_postgres() {
     tidemark_start_private_postgres
 }
 
+# Put pgbouncer on PATH (the connection-pooler tests start private ones); installs
+# Debian's pgbouncer package when it is missing.
+ensure_pgbouncer() {
+    if ! command -v pgbouncer >/dev/null && [[ ! -x /usr/sbin/pgbouncer ]]; then
+        tidemark_log "pgbouncer is missing; installing Debian's pgbouncer package"
+        _tidemark_root_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null ||
+            tidemark_die "cannot install pgbouncer (the pooler tests need it)"
+    fi
+    command -v pgbouncer >/dev/null || export PATH="$PATH:/usr/sbin"
+}
+
 # ---- chain tools (npm registry) ---------------------------------------------
 _tidemark_npm_install() {
     command -v npm >/dev/null || tidemark_die "npm is needed to install $*"

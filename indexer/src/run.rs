@@ -23,7 +23,7 @@ use crate::http::{self, Health, Role};
 use crate::pipeline::{ChainPipeline, PipelineError};
 use crate::rpc::ChainRpc;
 use crate::status::{self, Progress};
-use crate::store::Writer;
+use crate::store::{self, Writer};
 
 /// What every writer term shares.
 struct Ctx<'a> {
@@ -89,6 +89,28 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
 
 async fn lifecycle(ctx: &Ctx<'_>, shutdown: &CancellationToken) -> anyhow::Result<()> {
     let (config, public, pool, health) = (ctx.config, ctx.public, ctx.pool, ctx.health);
+    // Before the migration lock: a session advisory lock is meaningless behind a pooler in
+    // transaction mode, and the writer's fencing relies on one.
+    let Some(probe) = with_db_retry("checking for a connection pooler", shutdown, health, || {
+        store::probe_session_pinning(pool)
+    })
+    .await?
+    else {
+        return Ok(());
+    };
+    if probe.unpinned() {
+        return Err(crate::config::ConfigError::new(
+            "database_url",
+            format!(
+                "the database sessions are not pinned to server backends (backend pids {} then {} on one \
+                 connection, {} on another): a pooler in transaction or statement mode (e.g. PgBouncer) is \
+                 not supported for the indexer, whose writer lock is a session advisory lock; connect \
+                 directly or through a pooler in session mode (docs/database.md, \"Connection poolers\")",
+                probe.first, probe.first_again, probe.other
+            ),
+        )
+        .into());
+    }
     if with_db_retry("migrations", shutdown, health, || migrate::run_migrations(pool)).await?.is_none() {
         return Ok(());
     }

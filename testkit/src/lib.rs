@@ -1,6 +1,7 @@
 //! `tidemark-testkit`: fixtures for Tidemark's integration tests.
 //!
-//! - [`TestDb`]: a fresh PostgreSQL database per test (from `tidemark-db-client`);
+//! - [`TestDb`]: a fresh PostgreSQL database per test (from `tidemark-db-client`), and
+//!   [`TestRole`], a login role without privileges, dropped after the test;
 //! - [`Anvil`]: an anvil chain on a free port, killed on drop;
 //! - [`Process`]: a child process with captured output, `kill -9`, SIGTERM, exit status;
 //! - [`IndexerConfigBuilder`]: an indexer TOML config for given chains, database and schema;
@@ -9,6 +10,7 @@
 //! - [`canonical_logs`]: what the chain says, via `eth_getLogs`, in the same shape;
 //! - [`RpcProxy`]: a JSON-RPC proxy that can slow down or refuse requests, over HTTP or
 //!   HTTPS ([`tls`]: a private CA, [`TestCa`]);
+//! - [`PgBouncer`]: a private PgBouncer in a given pool mode in front of the test server;
 //! - [`eventually`]: polling with a deadline instead of sleeping.
 //!
 //! Missing tools are failures, never skips: a test that cannot start anvil or reach
@@ -24,6 +26,7 @@ mod error;
 mod faults;
 mod journal;
 mod metrics;
+mod pgbouncer;
 mod process;
 mod proxy;
 pub mod tls;
@@ -37,9 +40,10 @@ pub use error::{Error, Result};
 pub use faults::{Faults, InjectedCounts};
 pub use journal::JournalReplay;
 pub use metrics::metric_sum;
+pub use pgbouncer::PgBouncer;
 pub use process::{Process, ProcessBuilder, free_port};
 pub use proxy::RpcProxy;
 pub use tempfile::{TempDir, tempdir};
-pub use tidemark_db_client::test_utils::TestDb;
+pub use tidemark_db_client::test_utils::{TestDb, TestRole};
 pub use tls::TestCa;
 pub use wait::{POLL, eventually};

@@ -157,9 +157,72 @@ impl Drop for TestDb {
     }
 }
 
+/// `url` with its user-info replaced by `user` (no password: for servers with trust
+/// authentication), keeping host, database and parameters.
+pub fn with_user(url: &str, user: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[after_scheme..];
+    let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let userinfo_end = rest[..host_end].rfind('@').map_or(0, |i| i + 1);
+    format!("{}{user}@{}", &url[..after_scheme], &rest[userinfo_end..])
+}
+
+/// A login role created for one test: a unique name, no superuser, no `CREATEROLE`, no
+/// privileges beyond what `PUBLIC` has. When the value is dropped, whatever it owns or
+/// was granted in the test database goes (`DROP OWNED`), then the role itself.
+#[derive(Debug)]
+pub struct TestRole {
+    /// Name of the role (a plain identifier: no quoting needed).
+    pub name: String,
+    /// URL of the test database as this role (no password: trust authentication).
+    pub url: String,
+    db_url: String,
+}
+
+impl TestRole {
+    /// Creates a role named `<prefix>_<pid>_<n>` (`prefix`: lowercase letters, digits,
+    /// `_`) through `db_url`, a superuser's URL of the test database.
+    ///
+    /// # Panics
+    /// When the role cannot be created.
+    pub async fn new(db_url: &str, prefix: &str) -> Self {
+        let name = format!("{prefix}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let mut conn =
+            establish(db_url).await.unwrap_or_else(|e| panic!("connecting to create role {name}: {e}"));
+        diesel::sql_query(format!("CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB"))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create role {name}: {e}"));
+        Self { url: with_user(db_url, &name), name, db_url: db_url.to_owned() }
+    }
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        let (db_url, name) = (self.db_url.clone(), self.name.clone());
+        // Drop may run inside a runtime: do the async work on a thread of its own.
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                let drop_role = format!("DROP ROLE IF EXISTS \"{name}\"");
+                if let Ok(mut conn) = establish(&db_url).await {
+                    let _ = diesel::sql_query(format!("DROP OWNED BY \"{name}\" CASCADE"))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = diesel::sql_query(drop_role).execute(&mut conn).await;
+                } else if let Ok(mut conn) = establish(&server_url()).await {
+                    // The database is gone, and with it everything of the role in it.
+                    let _ = diesel::sql_query(drop_role).execute(&mut conn).await;
+                }
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{authority, with_authority, with_database, with_param};
+    use super::{authority, with_authority, with_database, with_param, with_user};
 
     #[test]
     fn sets_one_parameter() {
@@ -188,5 +251,11 @@ mod tests {
         assert_eq!(with_authority("postgres://h/db", "a:1"), "postgres://a:1/db");
         assert_eq!(authority("postgres://u@127.0.0.1:5433/db"), "127.0.0.1:5433");
         assert_eq!(authority("postgres://localhost/db"), "localhost:5432");
+    }
+
+    #[test]
+    fn replaces_only_the_user() {
+        assert_eq!(with_user("postgres://u:p@h:5/db?x=1", "r"), "postgres://r@h:5/db?x=1");
+        assert_eq!(with_user("postgres://h/db", "r"), "postgres://r@h/db");
     }
 }

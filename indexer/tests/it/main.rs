@@ -11,6 +11,7 @@ mod events;
 mod lying_rpc;
 mod multichain;
 mod payloads;
+mod pooler;
 mod previous_build;
 mod provider;
 mod reorg;

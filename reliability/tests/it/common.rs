@@ -168,9 +168,15 @@ impl Stack {
 
     /// Starts `tidemark-api` on a free port for this stack's database and schema.
     pub(crate) fn spawn_api(&self, extra: &[&str]) -> Api {
+        self.spawn_api_as(&self.db_url, &self.schema, extra)
+    }
+
+    /// Starts `tidemark-api` on a free port for `database_url` (e.g. another role) and
+    /// `schema`.
+    pub(crate) fn spawn_api_as(&self, database_url: &str, schema: &str, extra: &[&str]) -> Api {
         let listen = format!("127.0.0.1:{}", free_port());
         let proc = Process::builder("api", bins::api())
-            .args(["--database-url", &self.db_url, "--schema", &self.schema, "--listen", &listen])
+            .args(["--database-url", database_url, "--schema", schema, "--listen", &listen])
             .args(extra)
             .env("RUST_LOG", "info")
             .env("TIDEMARK_LOG_FORMAT", "text")

@@ -1,6 +1,7 @@
 //! Tidemark's reliability suite: the real `tidemark-indexer` and `tidemark-api` binaries
 //! against a real anvil and a real PostgreSQL, under crashes, reorg storms, outages,
-//! database restarts, incompatible configs, bad input and secrets in URLs.
+//! database restarts, incompatible configs, bad input, secrets in URLs and least-privilege
+//! database roles.
 //!
 //! `TIDEMARK_RELIABILITY=full|reduced` (default reduced) sets the scale; each scenario
 //! records what it tried and what it found, and the table is printed to standard error
@@ -15,6 +16,7 @@ mod crash;
 mod deposed;
 mod hung_db;
 mod incompatible;
+mod least_privilege;
 mod load;
 mod lying_rpc;
 mod outages;
