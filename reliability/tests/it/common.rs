@@ -453,3 +453,39 @@ pub(crate) fn count_lines(text: &str, needle: &str) -> usize {
 pub(crate) fn secs(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64())
 }
+
+/// After a database outage: waits until the chain is indexed again, compares the stored
+/// events with it, replays the journal, and records one row saying how both services
+/// recovered (`synced_since`: also how long indexing took from that instant).
+pub(crate) async fn record_recovery(
+    rec: &tidemark_reliability::summary::Recorder,
+    stack: &Stack,
+    tried: &str,
+    (idx_back, api_back): (Option<Duration>, Option<Duration>),
+    sent: u64,
+    synced_since: Option<Instant>,
+) {
+    let mut db = stack.instance().await;
+    stack.wait_synced(&mut db, Duration::from_secs(60)).await;
+    let synced = synced_since.map(|t| format!(", synced {} s", secs(t.elapsed()))).unwrap_or_default();
+    let c = stack.compare(&mut db).await;
+    let replay = compare::replay_journal(&mut db).await;
+    rec.record(
+        tried,
+        format!(
+            "indexer recovered: {}, API recovered: {}; missing {}, duplicated {}; journal replays: {}",
+            idx_back.is_some(),
+            api_back.is_some(),
+            c.missing,
+            c.duplicated,
+            replay.is_ok()
+        ),
+        idx_back.is_some() && api_back.is_some() && c.is_exact() && replay.is_ok(),
+        format!(
+            "recovery: indexer {} s, API {} s{synced}; {sent} events sent meanwhile, {} stored",
+            idx_back.map_or("-".into(), secs),
+            api_back.map_or("-".into(), secs),
+            c.stored
+        ),
+    );
+}

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use tidemark_reliability::{compare, summary};
+use tidemark_reliability::summary;
 
-use crate::common::{SOON, Stack, Traffic, secs, traffic};
+use crate::common::{SOON, Stack, Traffic, record_recovery, secs, traffic};
 
 fn unreachable(h: &Option<crate::common::HealthView>) -> bool {
     h.as_ref().is_some_and(|h| h.reasons.iter().any(|r| r == "database-unreachable"))
@@ -79,28 +79,15 @@ async fn both_services_survive_a_hung_database() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let sent = load.stop().await;
-        let mut db = stack.instance().await;
-        stack.wait_synced(&mut db, Duration::from_secs(60)).await;
-        let c = stack.compare(&mut db).await;
-        let replay = compare::replay_journal(&mut db).await;
-        rec.record(
+        record_recovery(
+            &rec,
+            &stack,
             "processes continued; services left alone",
-            format!(
-                "indexer recovered: {}, API recovered: {}; missing {}, duplicated {}; journal replays: {}",
-                idx_back.is_some(),
-                api_back.is_some(),
-                c.missing,
-                c.duplicated,
-                replay.is_ok()
-            ),
-            idx_back.is_some() && api_back.is_some() && c.is_exact() && replay.is_ok(),
-            format!(
-                "recovery: indexer {} s, API {} s; {sent} events sent meanwhile, {} stored",
-                idx_back.map_or("-".into(), secs),
-                api_back.map_or("-".into(), secs),
-                c.stored
-            ),
-        );
+            (idx_back, api_back),
+            sent,
+            None,
+        )
+        .await;
         assert_eq!(indexer.stop().await, 0, "indexer exit code");
     })
     .await;

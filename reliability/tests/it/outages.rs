@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
-use tidemark_reliability::{compare, summary};
+use tidemark_reliability::summary;
 
-use crate::common::{Frozen, HealthView, SOON, Stack, Traffic, secs, traffic};
+use crate::common::{Frozen, HealthView, SOON, Stack, Traffic, record_recovery, secs, traffic};
 
 /// Polls `f` every 100 ms until it returns `Some`; `None` after `timeout`.
 async fn poll<T>(timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
@@ -291,30 +291,15 @@ async fn both_services_survive_a_database_outage() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let sent = load.stop().await;
-        let mut db = stack.instance().await;
-        stack.wait_synced(&mut db, Duration::from_secs(60)).await;
-        let synced = up_at.elapsed();
-        let c = stack.compare(&mut db).await;
-        let replay = compare::replay_journal(&mut db).await;
-        rec.record(
+        record_recovery(
+            &rec,
+            &stack,
             "database started again; services left alone",
-            format!(
-                "indexer recovered: {}, API recovered: {}; missing {}, duplicated {}; journal replays: {}",
-                idx_back.is_some(),
-                api_back.is_some(),
-                c.missing,
-                c.duplicated,
-                replay.is_ok()
-            ),
-            idx_back.is_some() && api_back.is_some() && c.is_exact() && replay.is_ok(),
-            format!(
-                "recovery: indexer {} s, API {} s, synced {} s; {sent} events sent meanwhile, {} stored",
-                idx_back.map_or("-".into(), secs),
-                api_back.map_or("-".into(), secs),
-                secs(synced),
-                c.stored
-            ),
-        );
+            (idx_back, api_back),
+            sent,
+            Some(up_at),
+        )
+        .await;
         let exit = indexer.stop().await;
         assert_eq!(exit, 0, "indexer exit code");
     })
