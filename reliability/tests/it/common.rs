@@ -59,6 +59,22 @@ impl Stack {
         Self::build(Database::Private(pg), url, anvil, schema).await
     }
 
+    /// A private cluster with a first stretch of chain indexed, and both services up: the
+    /// indexer (the writer) synced to the head, the API healthy.
+    pub(crate) async fn private_with_services(schema: &str) -> (Self, Indexer, Api) {
+        let stack = Self::private(schema).await;
+        traffic(&stack.demo, 10, 4).await;
+        let indexer = stack.spawn_indexer(&stack.config());
+        let api = stack.spawn_api(&[]);
+        {
+            let mut db = stack.instance().await;
+            stack.wait_synced(&mut db, SOON).await;
+        }
+        api.wait_healthy(SOON).await;
+        indexer.wait_role("writer", SOON).await;
+        (stack, indexer, api)
+    }
+
     async fn build(db: Database, db_url: String, anvil: Anvil, schema: &str) -> Self {
         let demo = Demo::deploy(anvil.url()).await.expect("deploying the demo contracts");
         let chain_id = demo.chain_id().await.expect("eth_chainId");

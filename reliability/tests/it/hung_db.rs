@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tidemark_reliability::summary;
 
-use crate::common::{SOON, Stack, Traffic, record_recovery, secs, traffic};
+use crate::common::{Stack, Traffic, record_recovery, secs};
 
 fn unreachable(h: &Option<crate::common::HealthView>) -> bool {
     h.as_ref().is_some_and(|h| h.reasons.iter().any(|r| r == "database-unreachable"))
@@ -17,16 +17,7 @@ fn unreachable(h: &Option<crate::common::HealthView>) -> bool {
 async fn both_services_survive_a_hung_database() {
     summary::run("3d outage: database hung (SIGSTOP)", |rec| async move {
         rec.step("private PostgreSQL, indexer and API up");
-        let mut stack = Stack::private("tidemark_rel_dbhung").await;
-        traffic(&stack.demo, 10, 4).await;
-        let mut indexer = stack.spawn_indexer(&stack.config());
-        let mut api = stack.spawn_api(&[]);
-        {
-            let mut db = stack.instance().await;
-            stack.wait_synced(&mut db, SOON).await;
-        }
-        api.wait_healthy(SOON).await;
-        indexer.wait_role("writer", SOON).await;
+        let (mut stack, mut indexer, mut api) = Stack::private_with_services("tidemark_rel_dbhung").await;
 
         rec.step("SIGSTOP every process of the cluster");
         let load = Traffic::start(&stack.demo, 4, 100..300);

@@ -229,16 +229,7 @@ async fn both_services_survive_a_database_outage() {
     summary::run("3c outage: database down", |rec| async move {
         let full = rec.scale().is_full();
         rec.step("private PostgreSQL, indexer and API up");
-        let mut stack = Stack::private("tidemark_rel_dbdown").await;
-        traffic(&stack.demo, 10, 4).await;
-        let mut indexer = stack.spawn_indexer(&stack.config());
-        let mut api = stack.spawn_api(&[]);
-        {
-            let mut db = stack.instance().await;
-            stack.wait_synced(&mut db, SOON).await;
-        }
-        api.wait_healthy(SOON).await;
-        indexer.wait_role("writer", SOON).await;
+        let (mut stack, mut indexer, mut api) = Stack::private_with_services("tidemark_rel_dbdown").await;
 
         rec.step("pg_ctl stop -m fast");
         let load = Traffic::start(&stack.demo, 4, 100..300);
