@@ -46,6 +46,16 @@ impl RpcError {
         matches!(self, Self::Transient { .. } | Self::BadAnswer { .. })
     }
 
+    /// Whether the node does not offer the method at all (JSON-RPC "method not found" and
+    /// providers' wordings of it), as opposed to refusing this one request.
+    pub fn is_unsupported_method(&self) -> bool {
+        let Self::Fatal { message } = self else { return false };
+        let lower = message.to_ascii_lowercase();
+        ["method not found", "does not exist", "not supported", "unsupported method", "is not available"]
+            .iter()
+            .any(|p| lower.contains(p))
+    }
+
     /// Short label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -327,6 +337,21 @@ mod tests {
         }
         assert!(
             !classify_message(-32602, "invalid argument 0: hex string without 0x prefix", "").is_retryable()
+        );
+    }
+
+    #[test]
+    fn a_method_the_node_lacks_is_told_apart_from_a_refused_request() {
+        for m in [
+            "the method eth_getBlockReceipts does not exist/is not available",
+            "Method not found",
+            "eth_getBlockReceipts is not supported on this network",
+        ] {
+            assert!(classify_message(-32601, m, "").is_unsupported_method(), "{m}");
+        }
+        assert!(
+            !classify_message(-32602, "invalid argument 0: hex string has odd length", "")
+                .is_unsupported_method()
         );
     }
 

@@ -345,7 +345,12 @@ impl ChainRpc {
             .await;
         match result {
             Ok(logs) => Ok(Some(logs)),
-            Err(RpcError::Fatal { .. }) => Ok(None),
+            Err(e) if e.is_unsupported_method() => Ok(None),
+            // Any other refusal must not turn an unconfirmed empty block into "no events":
+            // asked again, like any answer that leaves out what the bloom shows.
+            Err(RpcError::Fatal { message }) => {
+                Err(bad(BadAnswer::Incomplete, format!("receipts of block {number}: {message}")))
+            }
             Err(e) => Err(e),
         }
     }
