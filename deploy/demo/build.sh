@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates deploy/demo/out/{Token,Registry,Payloads}.{bin,abi.json} with solcjs (npm `solc`).
+# Regenerates deploy/demo/out/<Contract>.{bin,abi.json} with solcjs (npm `solc`): the demo
+# contracts and the benchmark's load contracts (Fungible, Collectible, Market, Multicall).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 ensure_solc
@@ -7,10 +8,11 @@ cd "$ROOT/deploy/demo"
 
 tmp=$(mktemp -d)
 tidemark_on_exit "$(printf 'rm -rf %q' "$tmp")"
-"$SOLCJS" --bin --abi --optimize -o "$tmp" Token.sol Registry.sol Payloads.sol
+contracts=(Token Registry Payloads Fungible Collectible Market Multicall)
+"$SOLCJS" --bin --abi --optimize -o "$tmp" "${contracts[@]/%/.sol}"
 
 mkdir -p out
-for c in Token Registry Payloads; do
+for c in "${contracts[@]}"; do
     # solcjs names outputs <file>_sol_<contract>.{bin,abi}; keep stable names instead.
     printf '%s\n' "$(cat "$tmp/${c}_sol_${c}.bin")" >"out/$c.bin"
     node -e 'const fs = require("fs");
