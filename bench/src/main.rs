@@ -2,7 +2,8 @@
 //! on, in one run, as ratios.
 //!
 //! - `backfill`: the raw `eth_getLogs` rate and the raw PostgreSQL `COPY` rate of one
-//!   dataset, their serial bound, and Tidemark's full backfill of the same dataset;
+//!   dataset (`--dataset realistic`, the default, or `burst`), their serial bound, and
+//!   Tidemark's full backfill of the same dataset;
 //! - `api`: throughput and latency of `/status` and `/v1/events` against a bare axum
 //!   handler on the same machine, at 1 M and 10 M stored events.
 //!
@@ -11,6 +12,7 @@
 mod api;
 mod backfill;
 mod chain;
+mod layout;
 mod procs;
 mod report;
 
