@@ -311,6 +311,16 @@ fn report(
         bound.events_per_s()
     );
     println!("Tidemark / serial bound: {:.0} %", 100.0 * full.events_per_s() / bound.events_per_s());
+    // Each run's Tidemark against the bound of the same run's COPY (the fetch's median):
+    // the machine's load moves both alike within a run.
+    let ratios: Vec<String> = results
+        .iter()
+        .map(|r| {
+            let bound = Rate::serial_bound(&fetch, &r.write);
+            format!("{:.0} %", 100.0 * r.full.events_per_s() / bound.events_per_s())
+        })
+        .collect();
+    println!("per run, against the bound of that run's COPY: {}", ratios.join(", "));
     let mut peaks: Vec<u64> = results.iter().map(|r| r.peak).collect();
     let peak_list = peaks.iter().map(|p| mib(*p)).collect::<Vec<_>>().join(", ");
     peaks.sort_unstable();
