@@ -331,7 +331,7 @@ async fn write_status(pool: &PgPool, head: u64) -> anyhow::Result<()> {
             latest_known_block: block(head),
         },
     )]);
-    let status = IndexingStatus::derive(chains, tidemark_indexer::status::unix_now())?;
+    let status = IndexingStatus::derive(chains, tidemark_indexer::progress::unix_now())?;
     metadata::write_indexing_status(&mut *pool.get().await?, &SchemaName::new(SCHEMA)?, &status).await?;
     Ok(())
 }

@@ -1,7 +1,6 @@
 //! The indexer's own small HTTP server: `/health`, `/status`, `/config`, `/metrics`.
 //! It serves what this process knows in memory; the API service never calls it.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
@@ -15,51 +14,9 @@ use tidemark_db_client::epochs::EpochSummaries;
 use tidemark_shared_types::{PublicConfig, RealtimeProjection};
 use tokio_util::sync::CancellationToken;
 
+use crate::liveness::Liveness;
+use crate::progress::{Progress, unix_now};
 use crate::rpc::Standing;
-use crate::status::{Progress, unix_now};
-
-/// This process's role for the instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Role {
-    /// Connecting, migrating, or between writer terms.
-    Starting = 0,
-    /// Another process holds the writer lock.
-    Standby = 1,
-    /// This process writes.
-    Writer = 2,
-}
-
-/// Liveness facts shared with the HTTP server.
-#[derive(Debug, Default)]
-pub struct Health {
-    db_ok_at: AtomicU64,
-    role: AtomicU8,
-}
-
-impl Health {
-    /// Records a successful database round-trip.
-    pub fn db_ok(&self) {
-        self.db_ok_at.store(unix_now(), Ordering::Relaxed);
-    }
-
-    /// Sets the role.
-    pub fn set_role(&self, role: Role) {
-        self.role.store(role as u8, Ordering::Relaxed);
-    }
-
-    fn role(&self) -> &'static str {
-        match self.role.load(Ordering::Relaxed) {
-            1 => "standby",
-            2 => "writer",
-            _ => "starting",
-        }
-    }
-
-    fn db_reachable(&self) -> bool {
-        unix_now().saturating_sub(self.db_ok_at.load(Ordering::Relaxed)) <= 10
-    }
-}
 
 /// State of the HTTP handlers.
 #[derive(Clone)]
@@ -69,7 +26,7 @@ pub struct HttpState {
     /// The public config of this process.
     pub config: PublicConfig,
     /// Liveness facts.
-    pub health: Arc<Health>,
+    pub health: Arc<Liveness>,
     /// Per-chain epoch summary, refreshed every second by the epoch recorder.
     pub epochs: SharedSummaries,
 }

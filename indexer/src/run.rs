@@ -19,10 +19,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::IndexerConfig;
 use crate::epochs::Recorder;
-use crate::http::{self, Health, Role};
+use crate::http;
+use crate::liveness::{Liveness, Role};
 use crate::pipeline::{ChainPipeline, PipelineError};
+use crate::progress::Progress;
 use crate::rpc::ChainRpc;
-use crate::status::{self, Progress};
+use crate::status;
 use crate::store::{self, Writer};
 
 /// What every writer term shares.
@@ -31,7 +33,7 @@ struct Ctx<'a> {
     public: &'a PublicConfig,
     pool: &'a PgPool,
     progress: &'a Progress,
-    health: &'a Arc<Health>,
+    health: &'a Arc<Liveness>,
     summaries: &'a http::SharedSummaries,
 }
 
@@ -53,7 +55,7 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
     for chain in &config.chains {
         progress.set_poll_interval(chain.chain_id, chain.poll_interval);
     }
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Liveness::default());
     let tracker = TaskTracker::new();
 
     let listener = tokio::net::TcpListener::bind(config.http_listen)
@@ -68,7 +70,7 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
         epochs: summaries.clone(),
     };
     tracker.spawn(http::serve(listener, http_state, shutdown.clone()));
-    tracker.spawn(crate::progress::log_progress(progress.clone(), shutdown.clone()));
+    tracker.spawn(crate::progress::log::log_progress(progress.clone(), shutdown.clone()));
 
     let ctx = Ctx {
         config: &config,
@@ -156,7 +158,7 @@ fn check_stored(stored: Option<&PublicConfig>, public: &PublicConfig) -> Result<
 async fn with_db_retry<T, F, Fut>(
     what: &'static str,
     shutdown: &CancellationToken,
-    health: &Health,
+    health: &Liveness,
     f: F,
 ) -> anyhow::Result<Option<T>>
 where
@@ -187,7 +189,7 @@ where
 async fn acquire(
     pool: &PgPool,
     config: &IndexerConfig,
-    health: &Health,
+    health: &Liveness,
     shutdown: &CancellationToken,
 ) -> Option<Writer> {
     let mut announced = false;

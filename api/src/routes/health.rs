@@ -9,7 +9,7 @@ use serde::Serialize;
 use tidemark_db_client::{DbClient, Reason};
 use utoipa::ToSchema;
 
-use super::cache_control;
+use crate::response::cache_control;
 use crate::state::AppState;
 
 /// Routes of this group.

@@ -8,6 +8,8 @@ use tidemark_db_client::test_utils::fixtures::{
 use tidemark_db_client::test_utils::proxy::TcpProxy;
 use tidemark_db_client::test_utils::{TestDb, authority};
 
+use tidemark_api::clock::Clock;
+
 use crate::support::{SCHEMA, TestApi, eventually, fast_config, schema};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,23 +155,28 @@ async fn realtime_compares_the_distance_with_the_threshold() {
     let mut conn = pool.get().await.expect("conn");
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
-    let api = TestApi::start(fast_config(&test_db.url)).await;
+    // The slowest chain is indexed up to the fixture's block timestamp 1_795_400_040;
+    // "now" is fixed 100 s later.
+    let clock = Clock::fixed(1_795_400_140);
+    let api = TestApi::start_with_clock(fast_config(&test_db.url), clock.clone()).await;
     eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
 
-    // The fixture's blocks are from 2026-11: far behind or ahead of "now" depending on
-    // the clock, so choose thresholds from the reported distance.
-    let r = api.get("/v1/realtime?maxWorstCaseDistance=0").await;
-    let distance = r.body["worstCaseDistance"].as_u64().expect("distance");
-    let cursor = r.body["slowestChainIndexingCursor"].as_u64().expect("cursor");
-    assert_eq!(cursor, 1_795_400_040);
-    if distance > 0 {
-        assert_eq!(r.status, 503);
-        assert!(r.body["error"].is_string());
-    }
-    let ok = api.get(&format!("/v1/realtime?maxWorstCaseDistance={}", distance + 3600)).await;
+    let r = api.get("/v1/realtime?maxWorstCaseDistance=99").await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.body["worstCaseDistance"], 100);
+    assert_eq!(r.body["slowestChainIndexingCursor"], 1_795_400_040u64);
+    assert!(r.body["error"].as_str().is_some_and(|e| e.contains("100 s behind")), "{:?}", r.body);
+    let ok = api.get("/v1/realtime?maxWorstCaseDistance=100").await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
-    assert_eq!(ok.body["maxWorstCaseDistance"], distance + 3600);
+    assert_eq!(ok.body["maxWorstCaseDistance"], 100);
     assert!(ok.body.get("error").is_none());
-    assert_eq!(api.get("/v1/realtime").await.body["maxWorstCaseDistance"], 60);
+    // The default threshold is 60 s: 100 s behind fails it, 30 s behind passes.
+    let default = api.get("/v1/realtime").await;
+    assert_eq!((default.status.as_u16(), default.body["maxWorstCaseDistance"].as_u64()), (503, Some(60)));
+    clock.set(1_795_400_070);
+    assert_eq!(api.get("/v1/realtime").await.status, 200);
+    // /status projects to the same clock.
+    let status = api.get("/status").await;
+    assert_eq!(status.body["realtimeProjection"]["worstCaseDistance"], 30, "{:?}", status.body);
     assert_eq!(api.get("/v1/realtime?maxWorstCaseDistance=-1").await.status, 400);
 }

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tidemark_api::AppState;
+use tidemark_api::clock::Clock;
 use tidemark_db_client::{DbClient, DbClientConfig};
 use tidemark_shared_types::SchemaName;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -74,12 +75,21 @@ pub(crate) struct TestApi {
 
 impl TestApi {
     pub(crate) async fn start(config: DbClientConfig) -> Self {
+        Self::start_with_clock(config, Clock::default()).await
+    }
+
+    /// As [`TestApi::start`], with the handlers' "now" read from `clock`.
+    pub(crate) async fn start_with_clock(config: DbClientConfig, clock: Clock) -> Self {
         let db = DbClient::new(config).expect("client");
         tidemark_db_client::tls::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let shutdown = CancellationToken::new();
-        tokio::spawn(tidemark_api::run(listener, AppState::new(db.clone()), shutdown.clone()));
+        tokio::spawn(tidemark_api::run(
+            listener,
+            AppState::new(db.clone()).with_clock(clock),
+            shutdown.clone(),
+        ));
         Self { base, db, http: reqwest::Client::new(), shutdown }
     }
 
