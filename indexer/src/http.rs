@@ -1,14 +1,13 @@
 //! The indexer's own small HTTP server: `/health`, `/status`, `/config`, `/metrics`.
 //! It serves what this process knows in memory; the API service never calls it.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use tidemark_db_client::epochs::EpochSummaries;
 use tidemark_shared_types::{PublicConfig, RealtimeProjection};
@@ -17,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::liveness::Liveness;
 use crate::progress::{Progress, unix_now};
 use crate::rpc::Standing;
+use crate::telemetry::Metrics;
 
 /// State of the HTTP handlers.
 #[derive(Clone)]
@@ -29,22 +29,12 @@ pub struct HttpState {
     pub health: Arc<Liveness>,
     /// Per-chain epoch summary, refreshed every second by the epoch recorder.
     pub epochs: SharedSummaries,
+    /// This indexer's metrics, rendered by `/metrics`.
+    pub metrics: Metrics,
 }
 
 /// The latest epoch summaries, shared between the recorder and the HTTP server.
 pub type SharedSummaries = Arc<std::sync::RwLock<EpochSummaries>>;
-
-/// The process-wide Prometheus recorder (installed once).
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Another recorder may already be installed (tests): metrics then go there.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
-}
 
 /// The router.
 pub fn app(state: HttpState) -> Router {
@@ -67,18 +57,7 @@ pub fn app(state: HttpState) -> Router {
 /// Also runs the metrics exporter's upkeep every 5 s, so histograms stay bounded whether
 /// or not anything scrapes `/metrics`.
 pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
-    let handle = prometheus();
-    let upkeep_stop = shutdown.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                _ = upkeep_stop.cancelled() => break,
-                _ = tick.tick() => handle.run_upkeep(),
-            }
-        }
-    });
+    tokio::spawn(state.metrics.clone().upkeep_until(shutdown.clone()));
     let result = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
     if let Err(e) = result {
         tracing::error!(target: "tidemark::http", error = %e, "HTTP server failed");
@@ -137,6 +116,6 @@ async fn config(State(s): State<HttpState>) -> Response {
     ([(header::CACHE_CONTROL, "max-age=60")], Json(s.config)).into_response()
 }
 
-async fn metrics_text() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
+async fn metrics_text(State(s): State<HttpState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
 }

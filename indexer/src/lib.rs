@@ -17,6 +17,7 @@ pub mod rpc;
 pub mod run;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 
 /// How the process ends (exit codes, DESIGN §2) and SIGINT/SIGTERM handling.
 pub use tidemark_service_kit::{Exit, cancel_on_signal};

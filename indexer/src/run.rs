@@ -26,6 +26,7 @@ use crate::progress::Progress;
 use crate::rpc::ChainRpc;
 use crate::status;
 use crate::store::{self, Writer};
+use crate::telemetry::Metrics;
 
 /// What every writer term shares.
 struct Ctx<'a> {
@@ -35,6 +36,7 @@ struct Ctx<'a> {
     progress: &'a Progress,
     health: &'a Arc<Liveness>,
     summaries: &'a http::SharedSummaries,
+    metrics: &'a Metrics,
 }
 
 /// How long shutdown may take before tasks are abandoned.
@@ -56,6 +58,7 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
         progress.set_poll_interval(chain.chain_id, chain.poll_interval);
     }
     let health = Arc::new(Liveness::default());
+    let metrics = Metrics::new();
     let tracker = TaskTracker::new();
 
     let listener = tokio::net::TcpListener::bind(config.http_listen)
@@ -68,9 +71,10 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
         config: public.clone(),
         health: health.clone(),
         epochs: summaries.clone(),
+        metrics: metrics.clone(),
     };
-    tracker.spawn(http::serve(listener, http_state, shutdown.clone()));
-    tracker.spawn(crate::progress::log::log_progress(progress.clone(), shutdown.clone()));
+    tracker.spawn(metrics.scope(http::serve(listener, http_state, shutdown.clone())));
+    tracker.spawn(metrics.scope(crate::progress::log::log_progress(progress.clone(), shutdown.clone())));
 
     let ctx = Ctx {
         config: &config,
@@ -79,8 +83,9 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
         progress: &progress,
         health: &health,
         summaries: &summaries,
+        metrics: &metrics,
     };
-    let result = lifecycle(&ctx, &shutdown).await;
+    let result = metrics.scope(lifecycle(&ctx, &shutdown)).await;
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
@@ -250,12 +255,12 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     {
         let (writer, progress, token, health) =
             (writer.clone(), progress.clone(), token.clone(), health.clone());
-        tasks.spawn(async move {
+        tasks.spawn(ctx.metrics.scope(async move {
             status::status_loop(writer, progress, token, health).await;
             Ok(())
-        });
+        }));
     }
-    tasks.spawn(watch_lock(writer.clone(), token.clone()));
+    tasks.spawn(ctx.metrics.scope(watch_lock(writer.clone(), token.clone())));
     let recorder = Recorder::new(
         writer.clone(),
         pool.clone(),
@@ -271,22 +276,22 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     }
     {
         let (ids, token) = (config.chains.iter().map(|c| c.chain_id).collect(), token.clone());
-        tasks.spawn(async move {
+        tasks.spawn(ctx.metrics.scope(async move {
             recorder.run(ids, token).await;
             Ok(())
-        });
+        }));
     }
     for (chain, epochs) in config.chains.iter().zip(chain_epochs) {
         let rpc = ChainRpc::new(chain.chain_id, &chain.rpc_urls, chain.request_timeout)
             .map_err(|e| TermError::Fatal(e.into()))?;
         let pipeline =
             ChainPipeline::new(chain.clone(), rpc, writer.clone(), progress.clone(), token.clone(), epochs);
-        tasks.spawn(async move {
+        tasks.spawn(ctx.metrics.scope(async move {
             pipeline.run().await.map_err(|e| match e {
                 PipelineError::Db(db) => TermError::Retry(db.into()),
                 other => TermError::Retry(other.into()),
             })
-        });
+        }));
     }
 
     // The first failure ends the term; shutdown ends it cleanly.
