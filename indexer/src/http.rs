@@ -8,9 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 use tidemark_db_client::epochs::EpochSummaries;
-use tidemark_shared_types::{PublicConfig, RealtimeProjection};
+use tidemark_shared_types::{ErrorBody, HealthBody, PublicConfig, RealtimeProjection, StatusBody};
 use tokio_util::sync::CancellationToken;
 
 use crate::liveness::Liveness;
@@ -44,10 +43,7 @@ pub fn app(state: HttpState) -> Router {
         .route("/config", get(config))
         .route("/metrics", get(metrics_text))
         .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
-            )
+            (StatusCode::NOT_FOUND, Json(ErrorBody::<String>::new("not_found", "no such endpoint")))
         })
         .with_state(state)
 }
@@ -84,13 +80,9 @@ async fn health(State(s): State<HttpState>) -> Response {
             }
         }
     }
-    let role = s.health.role();
-    let code = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = if reasons.is_empty() {
-        json!({"status": "ok", "role": role, "warnings": warnings})
-    } else {
-        json!({"status": "unhealthy", "role": role, "reasons": reasons, "warnings": warnings})
-    };
+    let mut body = HealthBody::new(reasons, warnings);
+    body.role = Some(s.health.role());
+    let code = if body.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
@@ -98,15 +90,14 @@ async fn status(State(s): State<HttpState>) -> Response {
     match s.progress.snapshot(unix_now()) {
         Some(snapshot) => {
             let projection = RealtimeProjection::project(snapshot, unix_now());
-            let epochs = s.epochs.read().map(|e| json!(*e)).unwrap_or_else(|_| json!({}));
-            let body = json!({"responseCode": "ok", "realtimeProjection": projection, "config": s.config,
-                "warnings": [], "epochs": epochs});
+            let epochs = s.epochs.read().map(|e| e.clone()).unwrap_or_default();
+            let body: StatusBody = StatusBody::ok(projection, s.config, Vec::new(), epochs);
             (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
         }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CACHE_CONTROL, "no-store")],
-            Json(json!({"responseCode": "error", "reasons": ["no-status"]})),
+            Json(StatusBody::error(vec!["no-status".to_owned()])),
         )
             .into_response(),
     }

@@ -56,14 +56,7 @@ pub async fn status(
             }
         }
         Err(health) => {
-            let body = StatusBody {
-                response_code: "error",
-                realtime_projection: None,
-                config: None,
-                warnings: None,
-                epochs: None,
-                reasons: Some(health.reasons),
-            };
+            let body = StatusBody::error(health.reasons);
             (StatusCode::SERVICE_UNAVAILABLE, cache_control("no-store"), Json(body)).into_response()
         }
     }

@@ -4,40 +4,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Bytes;
-use serde::Serialize;
 use tidemark_db_client::{EpochSummaries, Reason};
 use tidemark_shared_types::{IndexingStatus, PublicConfig, RealtimeProjection};
-use utoipa::ToSchema;
 
-/// `/status` body: `{responseCode: "ok", realtimeProjection, config, warnings, epochs}` or
-/// `{responseCode: "error", reasons}`.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusBody {
-    /// `ok` or `error`.
-    pub response_code: &'static str,
-    /// The status snapshot projected to now (DESIGN §4).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub realtime_projection: Option<RealtimeProjection>,
-    /// The public config (DESIGN §2).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub config: Option<PublicConfig>,
-    /// Warnings such as `status-stale` (on success).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub warnings: Option<Vec<Reason>>,
-    /// Per chain id (decimal-string keys), the latest epoch and how many epochs are not
-    /// finalized yet (on success; `{}` until the epoch summary is first read).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<std::collections::HashMap<String, tidemark_shared_types::EpochSummary>>)]
-    pub epochs: Option<EpochSummaries>,
-    /// Why there is nothing to serve (on error).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub reasons: Option<Vec<Reason>>,
-}
+/// `/status` body (shared with the indexer's HTTP server), reasons typed.
+pub type StatusBody = tidemark_shared_types::StatusBody<Reason>;
 
 /// What a successful `/status` body is made of. Two sets of parts with the same second,
 /// the same cached values (by identity: the caches hand out a new `Arc` per value read)
@@ -64,17 +35,12 @@ impl BodyParts {
     }
 
     fn serialize(&self) -> serde_json::Result<Bytes> {
-        let body = StatusBody {
-            response_code: "ok",
-            realtime_projection: Some(RealtimeProjection::project(
-                IndexingStatus::clone(&self.status),
-                self.now,
-            )),
-            config: Some(PublicConfig::clone(&self.config)),
-            warnings: Some(self.warnings.clone()),
-            epochs: Some(self.epochs.as_deref().cloned().unwrap_or_default()),
-            reasons: None,
-        };
+        let body = StatusBody::ok(
+            RealtimeProjection::project(IndexingStatus::clone(&self.status), self.now),
+            PublicConfig::clone(&self.config),
+            self.warnings.clone(),
+            self.epochs.as_deref().cloned().unwrap_or_default(),
+        );
         serde_json::to_vec(&body).map(Bytes::from)
     }
 }
