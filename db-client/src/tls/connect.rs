@@ -7,9 +7,9 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::TlsError;
-use super::params::{self, RootCert, SslMode};
+use super::params;
 use super::roots::{libpq_default_root, pem_roots, system_roots};
+use super::settings::{RootCert, SslMode, TlsError};
 use super::verify::{Check, client_config};
 
 /// Socket-level time limits of a [`PgConnector`] (see [`PgConnector::with_socket_timeouts`]).
