@@ -1,7 +1,9 @@
 //! Health and status through the instance's life, in-process against a real database
 //! (acceptance 1, 2, 4 and 7).
 
+use std::time::Duration;
 use tidemark_db_client::metadata::{INDEXING_STATUS_KEY, write_indexing_status, write_public_config};
+use tidemark_db_client::test_utils::eventually;
 use tidemark_db_client::test_utils::fixtures::{
     TestEvent, backdate_metadata, following_status, insert_event, migrated_instance, public_config,
 };
@@ -10,7 +12,7 @@ use tidemark_db_client::test_utils::{TestDb, authority};
 
 use tidemark_api::clock::Clock;
 
-use crate::support::{SCHEMA, TestApi, eventually, fast_config, schema};
+use crate::support::{SCHEMA, TestApi, fast_config, schema};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_follows_the_database_and_the_instance_without_a_restart() {
@@ -33,20 +35,23 @@ async fn health_follows_the_database_and_the_instance_without_a_restart() {
 
     // The database comes up (nothing migrated yet).
     proxy.set_up(true);
-    eventually("uninitialized", 15, || async { api.reasons().await == ["uninitialized"] }).await;
+    eventually(Duration::from_secs(15), "uninitialized", || async {
+        api.reasons().await == ["uninitialized"]
+    })
+    .await;
 
     // The indexer stores its config.
     let pool = migrated_instance(&test_db.url, &schema()).await;
     let mut conn = pool.get().await.expect("conn");
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    eventually("no-status", 15, || async { api.reasons().await == ["no-status"] }).await;
+    eventually(Duration::from_secs(15), "no-status", || async { api.reasons().await == ["no-status"] }).await;
     let config = api.get("/config").await;
     assert_eq!(config.status, 200);
     assert_eq!(config.body["instanceSchema"], SCHEMA);
 
     // And its first status snapshot.
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
     let health = api.get("/health").await;
     assert_eq!(health.body, serde_json::json!({"status": "ok", "warnings": []}));
 
@@ -74,11 +79,11 @@ async fn a_stopped_indexer_leaves_everything_served_with_a_stale_warning() {
     insert_event(&mut conn, &schema(), &TestEvent::transfer(31337, 7, 0, 1, 2)).await.expect("event");
 
     let api = TestApi::start(fast_config(&proxy.url_for(&test_db.url))).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
 
     // The indexer stopped 31 s ago (by the database clock, with the default threshold).
     backdate_metadata(&mut conn, &schema(), INDEXING_STATUS_KEY, 31.0).await.expect("backdate");
-    eventually("stale", 15, || async {
+    eventually(Duration::from_secs(15), "stale", || async {
         api.get("/health").await.body["warnings"] == serde_json::json!(["status-stale"])
     })
     .await;
@@ -93,7 +98,7 @@ async fn a_stopped_indexer_leaves_everything_served_with_a_stale_warning() {
 
     // The database goes away too: /health says so, /status still serves the cache.
     proxy.set_up(false);
-    eventually("unreachable", 15, || async {
+    eventually(Duration::from_secs(15), "unreachable", || async {
         api.reasons().await.contains(&"database-unreachable".to_owned())
     })
     .await;
@@ -114,7 +119,8 @@ async fn a_status_for_other_chains_is_not_served() {
         .expect("status");
 
     let api = TestApi::start(fast_config(&test_db.url)).await;
-    eventually("incompatible", 15, || async { api.reasons().await == ["incompatible"] }).await;
+    eventually(Duration::from_secs(15), "incompatible", || async { api.reasons().await == ["incompatible"] })
+        .await;
     let status = api.get("/status").await;
     assert_eq!(status.status, 503);
     assert_eq!(status.body, serde_json::json!({"responseCode": "error", "reasons": ["incompatible"]}));
@@ -133,7 +139,7 @@ async fn status_is_served_from_the_cache() {
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
     // Default refresh intervals (config 60 s, status and epoch summary 1 s).
     let api = TestApi::start(tidemark_db_client::DbClientConfig::new(&test_db.url, SCHEMA)).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
 
     let before = api.db.queries_executed();
     let started = std::time::Instant::now();
@@ -159,7 +165,7 @@ async fn realtime_compares_the_distance_with_the_threshold() {
     // "now" is fixed 100 s later.
     let clock = Clock::fixed(1_795_400_140);
     let api = TestApi::start_with_clock(fast_config(&test_db.url), clock.clone()).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
 
     let r = api.get("/v1/realtime?maxWorstCaseDistance=99").await;
     assert_eq!(r.status, 503, "{:?}", r.body);

@@ -2,7 +2,6 @@
 //! polling. Built so that a test with a real indexer only has to point both at one
 //! database: `TestApi::start(fast_config(&db.url))` or `ApiProcess::spawn(&db.url, ...)`.
 
-use std::future::Future;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -217,17 +216,4 @@ pub(crate) fn spawn_raw(
         }
     });
     (child, log, rx)
-}
-
-/// Polls `condition` every 20 ms until it holds; fails the test after `secs` seconds.
-pub(crate) async fn eventually<F, Fut>(what: &str, secs: u64, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

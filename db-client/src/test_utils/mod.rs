@@ -14,9 +14,11 @@ pub mod cluster;
 pub mod fixtures;
 pub mod freeze;
 pub mod proxy;
+pub mod wait;
 
 pub use ca::TestCa;
 pub use cluster::{PgOptions, PrivatePg};
+pub use wait::{eventually, free_port};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
