@@ -6,7 +6,9 @@ pub mod log;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, Stalled};
 
@@ -52,7 +54,8 @@ pub struct ChainState {
     pub endpoints: Vec<(String, Standing)>,
     /// Highest head the pipeline has seen.
     pub head_seen: Option<u64>,
-    /// When the pipeline last made progress (a commit, or finding itself at the head).
+    /// When the pipeline last made progress (a commit, or finding itself at the head), on
+    /// tokio's clock (so tests can pause and advance it).
     pub progress_at: Instant,
     /// The same, in unix seconds.
     pub progress_unix: u64,
@@ -204,4 +207,48 @@ impl Progress {
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(number: u64) -> BlockRef {
+        BlockRef { number, hash: format!("0x{number:064x}"), timestamp: 1_800_000_000 + number }
+    }
+
+    /// Stall detection on simulated time: no real waiting, no flakiness.
+    #[tokio::test(start_paused = true)]
+    async fn a_chain_behind_without_progress_is_stalled_after_its_poll_interval_bound() {
+        let progress = Progress::new([(1, None), (2, Some(10))]);
+        progress.set_poll_interval(1, Duration::from_secs(2));
+        progress.set_poll_interval(2, Duration::from_secs(2));
+        progress.update(1, |s| {
+            s.phase = Phase::Backfill;
+            s.latest_indexed = Some(block(5));
+            s.head_seen = Some(100);
+            s.progressed();
+            s.last_error = Some("rpc: 429".into());
+        });
+        progress.update(2, |s| {
+            s.phase = Phase::Completed;
+            s.latest_indexed = Some(block(10));
+            s.head_seen = Some(100);
+        });
+        let stalled = |id| progress.states()[&id].stalled();
+        // 2 × 2 s + 30 s = 34 s without progress while behind.
+        tokio::time::advance(Duration::from_secs(33)).await;
+        assert_eq!(stalled(1), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let s = stalled(1).expect("stalled after 34 s");
+        assert_eq!(s.last_error.as_deref(), Some("rpc: 429"), "the stall names the error retried");
+        // A completed chain is never stalled; progress clears a stall.
+        assert_eq!(stalled(2), None);
+        progress.update(1, ChainState::progressed);
+        assert_eq!(stalled(1), None);
+        // At the head (nothing to do) is not stalled either.
+        progress.update(1, |s| s.latest_indexed = Some(block(100)));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(stalled(1), None);
+    }
 }
