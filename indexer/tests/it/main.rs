@@ -20,3 +20,4 @@ mod signatures;
 mod status;
 mod tls;
 mod writer;
+mod writer_session;
