@@ -22,3 +22,4 @@ mod signatures;
 mod status;
 mod tls;
 mod writer;
+mod writer_session;
