@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tidemark_db_client::{PgPool, PoolConfig, instance, metadata, migrate};
+use tidemark_db_client::test_utils::fixtures::create_instance;
+use tidemark_db_client::{PgPool, PoolConfig, metadata};
 use tidemark_shared_types::config::{PublicChainConfig, PublicContractConfig};
 use tidemark_shared_types::{
     BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, PublicConfig, SchemaName, VersionInfo,
@@ -119,9 +120,8 @@ impl Target {
 pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result<()> {
     let db = BenchDb::create(server, "api").await?;
     let pool = PgPool::new(PoolConfig::new(db.url.clone()))?;
-    migrate::run_migrations(&pool).await?;
     let schema = SchemaName::new(SCHEMA)?;
-    instance::ensure_instance_schema(&mut *pool.get().await?, &schema).await?;
+    create_instance(&pool, &schema).await?;
     metadata::write_public_config(&mut *pool.get().await?, &public_config()).await?;
 
     let pool_size = api_pool_size()?;

@@ -85,6 +85,15 @@ impl DbError {
         }
     }
 
+    /// The SQLSTATE of a server error on a `tokio-postgres` connection (the writer's).
+    #[cfg(feature = "writer")]
+    pub(crate) fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Postgres(e) => e.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+
     /// This error, or [`DbError::StatementTimeout`] when it is a server error that came
     /// `elapsed` after the statement was sent, at or past `statement_timeout` (in whole
     /// milliseconds, as the pool sets it; under 1 ms is no timeout, as for the server).

@@ -13,7 +13,8 @@
 //! - [`swr`]: the generic stale-while-revalidate cache behind the client;
 //! - [`pool`]: a diesel-async + deadpool pool with connect, checkout and statement timeouts;
 //! - [`migrate`]: embedded migrations, run under an advisory lock (writers only);
-//! - [`instance`]: creation and removal of the per-instance schema (indexer only);
+//! - `writer` (feature `writer`, the indexer only): the fenced single writer, which runs
+//!   every statement that writes an instance (each table's module holds its statements);
 //! - [`metadata`]: reading and writing the public config and the status snapshot;
 //! - [`tls`]: connection strings with libpq's `sslmode` / `sslrootcert` over rustls, and
 //!   the rustls setup for HTTPS clients.
@@ -22,11 +23,14 @@
 //! schema, table or row reads as "uninitialized", never as an error. This crate never
 //! contacts the indexer; the database is the only thing the parts share.
 
+#[cfg(feature = "writer")]
+mod checkpoints;
 mod client;
 pub mod epochs;
 pub mod error;
 pub mod events;
-pub mod instance;
+#[cfg(feature = "writer")]
+mod instance;
 pub mod metadata;
 pub mod migrate;
 pub mod pool;
@@ -35,6 +39,8 @@ pub mod swr;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
 pub mod tls;
+#[cfg(feature = "writer")]
+pub mod writer;
 
 pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition, Reason, StatusParts};
 pub use diesel_async::AsyncPgConnection;

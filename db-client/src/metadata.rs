@@ -80,9 +80,8 @@ async fn read<T: DeserializeOwned>(
 }
 
 /// Upserts one metadata row: `$1` instance schema, `$2` key, `$3` jsonb value;
-/// `updated_at` is the database clock. For writers on connections of their own (the
-/// indexer's `COPY` connection).
-pub const UPSERT_SQL: &str = "INSERT INTO tidemark.metadata (instance_schema, key, value, updated_at) \
+/// `updated_at` is the database clock.
+const UPSERT_SQL: &str = "INSERT INTO tidemark.metadata (instance_schema, key, value, updated_at) \
      VALUES ($1, $2, $3, now()) \
      ON CONFLICT (instance_schema, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()";
 
@@ -146,4 +145,70 @@ pub async fn delete_metadata(conn: &mut AsyncPgConnection, schema: &SchemaName, 
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The writer's statements on `tidemark.metadata` (feature `writer`; only
+/// [`Writer`](crate::writer::Writer) runs them, on its fenced connection).
+#[cfg(feature = "writer")]
+pub(crate) mod write {
+    use tidemark_shared_types::{BlockRef, SchemaName};
+    use tokio_postgres::GenericClient;
+
+    use super::{INDEXING_STATUS_KEY, UPSERT_SQL};
+    use crate::error::{DbError, Result};
+
+    /// Upserts `schema`'s row `key` with `value`; `updated_at` is the database clock.
+    pub(crate) async fn upsert(
+        c: &impl GenericClient,
+        schema: &SchemaName,
+        key: &'static str,
+        value: &impl serde::Serialize,
+    ) -> Result<()> {
+        let json = serde_json::to_value(value)
+            .map_err(|e| DbError::InvalidStoredValue { key, message: e.to_string() })?;
+        c.execute(UPSERT_SQL, &[&schema.as_str(), &key, &json]).await?;
+        Ok(())
+    }
+
+    /// The start block of `chain_id` in `schema`'s stored status snapshot (the block the
+    /// index was built on), when a snapshot with that chain exists and this build can
+    /// read it.
+    pub(crate) async fn stored_start_block(
+        c: &impl GenericClient,
+        schema: &SchemaName,
+        chain_id: u64,
+    ) -> Result<Option<BlockRef>> {
+        let row = c
+            .query_opt(
+                "SELECT value -> 'omnichainSnapshot' -> 'chains' -> $2 -> 'config' -> 'startBlock'
+                   FROM tidemark.metadata WHERE instance_schema = $1 AND key = $3",
+                &[&schema.as_str(), &chain_id.to_string(), &INDEXING_STATUS_KEY],
+            )
+            .await?;
+        let value = row.map(|r| r.try_get::<_, Option<serde_json::Value>>(0)).transpose()?.flatten();
+        // A snapshot this build cannot read is no anchor: the endpoints' chain id still is.
+        Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    /// Deletes every metadata row of `schema` (when the table exists).
+    pub(crate) async fn delete_instance(c: &impl GenericClient, schema: &SchemaName) -> Result<()> {
+        let exists = c.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
+        if exists.try_get::<_, bool>(0)? {
+            c.execute("DELETE FROM tidemark.metadata WHERE instance_schema = $1", &[&schema.as_str()])
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The stored public config of `schema`, read through `pool` (none while the metadata
+/// table does not exist yet). The indexer's one way to read it: at start-up, before it
+/// takes the writer lock, and again once it holds it.
+#[cfg(feature = "writer")]
+pub async fn stored_public_config(
+    pool: &crate::pool::PgPool,
+    schema: &SchemaName,
+) -> Result<Option<PublicConfig>> {
+    let stored = pool.run(async |c| read_public_config(c, schema).await).await?;
+    Ok(stored.map(|s| s.value))
 }

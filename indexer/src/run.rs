@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tidemark_db_client::{PgPool, PoolConfig, metadata, migrate};
+use tidemark_db_client::PoolConfig;
+use tidemark_db_client::writer::{PgPool, probe_session_pinning, run_migrations, stored_public_config};
 use tidemark_shared_types::{Incompatibility, PublicConfig, check_compatible};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -25,7 +26,7 @@ use crate::pipeline::{ChainPipeline, PipelineError};
 use crate::progress::Progress;
 use crate::rpc::ChainRpc;
 use crate::status;
-use crate::store::{self, Writer};
+use crate::store::Writer;
 use crate::telemetry::Metrics;
 
 /// What every writer term shares.
@@ -98,10 +99,9 @@ async fn lifecycle(ctx: &Ctx<'_>, shutdown: &CancellationToken) -> anyhow::Resul
     let (config, public, pool, health) = (ctx.config, ctx.public, ctx.pool, ctx.health);
     // Before the migration lock: a session advisory lock is meaningless behind a pooler in
     // transaction mode, and the writer's fencing relies on one.
-    let Some(probe) = with_db_retry("checking for a connection pooler", shutdown, health, || {
-        store::probe_session_pinning(pool)
-    })
-    .await?
+    let Some(probe) =
+        with_db_retry("checking for a connection pooler", shutdown, health, || probe_session_pinning(pool))
+            .await?
     else {
         return Ok(());
     };
@@ -118,19 +118,18 @@ async fn lifecycle(ctx: &Ctx<'_>, shutdown: &CancellationToken) -> anyhow::Resul
         )
         .into());
     }
-    if with_db_retry("migrations", shutdown, health, || migrate::run_migrations(pool)).await?.is_none() {
+    if with_db_retry("migrations", shutdown, health, || run_migrations(pool)).await?.is_none() {
         return Ok(());
     }
     // Fail fast, before waiting for the lock, when the stored config is incompatible.
-    let Some(stored) = with_db_retry("reading the stored config", shutdown, health, || async {
-        let mut conn = pool.get().await?;
-        metadata::read_public_config(&mut conn, &config.schema).await
+    let Some(stored) = with_db_retry("reading the stored config", shutdown, health, || {
+        stored_public_config(pool, &config.schema)
     })
     .await?
     else {
         return Ok(());
     };
-    check_stored(stored.as_ref().map(|s| &s.value), public)?;
+    check_stored(stored.as_ref(), public)?;
 
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -241,7 +240,8 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     let (config, public, pool, progress, health, summaries) =
         (ctx.config, ctx.public, ctx.pool, ctx.progress, ctx.health, ctx.summaries);
     writer.ensure_instance_schema().await?;
-    let stored = writer.read_public_config().await?;
+    // Read again now that the lock is held: no other indexer can change it any more.
+    let stored = stored_public_config(pool, &config.schema).await?;
     check_stored(stored.as_ref(), public).map_err(|e| TermError::Fatal(e.into()))?;
     // New instance: store; compatible: refresh versionInfo.
     writer.write_public_config(public).await?;

@@ -12,7 +12,7 @@ use tidemark_testkit::{JournalReplay, eventually};
 use crate::common::{SCHEMA, SOON, Stack, traffic};
 
 /// Advisory-lock class of the writer lock: `pg_advisory_lock(0x74646d01, hashtext(schema))`
-/// (indexer/src/store.rs).
+/// (db-client/src/writer/mod.rs).
 pub(crate) const WRITER_LOCK_CLASS: i32 = 0x7464_6d01;
 
 #[derive(QueryableByName)]

@@ -15,7 +15,7 @@ use tidemark_testkit::{JournalReplay, eventually};
 use crate::common::{Indexer, SCHEMA, SOON, Stack, traffic};
 use crate::writer::{Flag, WRITER_LOCK_CLASS, assert_no_duplicates};
 
-/// Advisory-lock class taken per transaction by a commit (indexer/src/store.rs).
+/// Advisory-lock class taken per transaction by a commit (db-client/src/writer/mod.rs).
 const COMMIT_LOCK_CLASS: i32 = 0x7464_6d02;
 
 /// The writer's `lock_timeout` plus a margin for two busy cores.

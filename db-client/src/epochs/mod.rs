@@ -26,6 +26,9 @@ use tidemark_shared_types::{EpochItem, EpochStage, EpochStageEntry, EpochSummary
 
 use crate::error::{DbError, Result};
 
+#[cfg(feature = "writer")]
+pub(crate) mod write;
+
 /// Default page size of [`EpochQuery`].
 pub const DEFAULT_PAGE_SIZE: u64 = 10;
 /// Largest page size of [`EpochQuery`].
@@ -330,6 +333,13 @@ pub async fn query_epoch_summaries(
     schema: &SchemaName,
 ) -> Result<EpochSummaries> {
     query_epoch_summaries_counted(conn, schema, None).await
+}
+
+/// [`query_epoch_summaries`] through `pool`, within its query time limit: the summary the
+/// indexer serves on its own HTTP.
+#[cfg(feature = "writer")]
+pub async fn epoch_summaries(pool: &crate::pool::PgPool, schema: &SchemaName) -> Result<EpochSummaries> {
+    pool.run(async |c| query_epoch_summaries(c, schema).await).await
 }
 
 /// [`query_epoch_summaries`], adding the number of SQL statements run to `queries`.

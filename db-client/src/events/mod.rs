@@ -22,6 +22,9 @@ use tidemark_shared_types::{ChainSnapshot, Cursor, EventItem, IndexingStatus, Pu
 use crate::error::{DbError, Result};
 use crate::prepared::PreparedSql;
 
+#[cfg(feature = "writer")]
+pub(crate) mod write;
+
 /// Page size when none is given.
 pub const DEFAULT_LIMIT: u32 = 100;
 /// Largest page size.
