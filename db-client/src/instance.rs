@@ -1,29 +1,29 @@
 //! The per-instance schema's lifecycle (feature `writer`): create or upgrade the instance
-//! tables, or drop them with the instance's metadata rows. Only
-//! [`Writer`](crate::writer::Writer) runs these statements, on its fenced connection;
-//! readers never run DDL.
+//! tables, or drop them with the instance's metadata rows. Readers never run DDL.
 
-use tidemark_shared_types::SchemaName;
 use tidemark_shared_types::config::SCHEMA_VERSION;
 use tokio_postgres::Transaction;
 
 use crate::error::Result;
 use crate::migrate::MIGRATION_LOCK_KEY;
+use crate::writer::Statements;
 
-/// Creates the instance schema at the layout of [`SCHEMA_VERSION`], or upgrades an
-/// instance of an earlier layout in place: `tidemark.ensure_instance_schema_v<N>`, which
-/// the migration of layout `N` installs. Idempotent and safe to run concurrently: it
-/// runs under the migration lock, taken for the transaction.
-pub(crate) async fn ensure(tx: &Transaction<'_>, schema: &SchemaName) -> Result<()> {
-    tx.execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"), &[]).await?;
-    let sql = format!("SELECT tidemark.ensure_instance_schema_v{SCHEMA_VERSION}($1)");
-    tx.execute(&sql, &[&schema.as_str()]).await?;
-    Ok(())
-}
+impl Statements<'_, Transaction<'_>> {
+    /// Creates the instance schema at the layout of [`SCHEMA_VERSION`], or upgrades an
+    /// instance of an earlier layout in place: `tidemark.ensure_instance_schema_v<N>`,
+    /// which the migration of layout `N` installs. Idempotent and safe to run
+    /// concurrently: it runs under the migration lock, taken for the transaction.
+    pub(crate) async fn ensure_instance(&self) -> Result<()> {
+        self.c.execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"), &[]).await?;
+        let sql = format!("SELECT tidemark.ensure_instance_schema_v{SCHEMA_VERSION}($1)");
+        self.c.execute(&sql, &[&self.schema.as_str()]).await?;
+        Ok(())
+    }
 
-/// Drops the instance schema with all its data and deletes its metadata rows (for a
-/// deliberate reindex), within the caller's transaction.
-pub(crate) async fn drop(tx: &Transaction<'_>, schema: &SchemaName) -> Result<()> {
-    tx.execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", schema.quoted()), &[]).await?;
-    crate::metadata::write::delete_instance(tx, schema).await
+    /// Drops the instance schema with all its data and deletes its metadata rows (for a
+    /// deliberate reindex).
+    pub(crate) async fn drop_instance(&self) -> Result<()> {
+        self.c.execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.s), &[]).await?;
+        self.delete_metadata().await
+    }
 }

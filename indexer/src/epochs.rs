@@ -176,13 +176,13 @@ impl Recorder {
         let mut stale = Vec::new();
         for e in rows {
             if checkpoint.is_some_and(|c| e.from <= c) || leftovers.contains_key(&e.from) {
-                stale.push(e.id);
+                stale.push((chain_id, e.id));
                 continue;
             }
             leftovers.insert(e.from, e);
         }
         if !stale.is_empty() {
-            w.delete_unfinished_epochs(chain_id, &stale).await?;
+            w.record_epochs(&[], &stale).await?;
         }
         Ok(Arc::new(ChainEpochs {
             chain_id,

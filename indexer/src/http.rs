@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use tidemark_db_client::epochs::EpochSummaries;
+use tidemark_db_client::EpochSummaries;
 use tidemark_shared_types::{ErrorBody, HealthBody, PublicConfig, RealtimeProjection, StatusBody};
 use tokio_util::sync::CancellationToken;
 

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use tidemark_db_client::epochs::DEFAULT_PAGE_SIZE;
 use tidemark_db_client::{DbClient, EpochQuery};
 use tidemark_shared_types::{EpochItem, EpochStage};
 use utoipa::{IntoParams, ToSchema};
@@ -64,7 +63,7 @@ impl EpochsParams {
             chain_id,
             stage,
             page: self.page.unwrap_or(1),
-            size: self.size.unwrap_or(DEFAULT_PAGE_SIZE),
+            size: self.size.unwrap_or(EpochQuery::DEFAULT_PAGE_SIZE),
         };
         // Out-of-range pages and sizes are 400s naming the field (see `ApiError`).
         query.validate()?;

@@ -42,7 +42,7 @@ pub async fn live() -> Response {
     (status = 200, description = "Healthy", body = HealthBody),
     (status = 503, description = "Unhealthy, with reasons", body = HealthBody)))]
 pub async fn health(State(db): State<DbClient>) -> Response {
-    let h = db.health().await;
+    let h = db.health();
     let body = HealthBody::new(if h.healthy { Vec::new() } else { h.reasons }, h.warnings);
     let code = if body.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, cache_control("no-store"), Json(body)).into_response()

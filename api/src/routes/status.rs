@@ -41,7 +41,7 @@ pub async fn status(
     State(cache): State<StatusBodyCache>,
     State(clock): State<Clock>,
 ) -> Response {
-    match db.status_parts().await {
+    match db.status_parts() {
         Ok(parts) => {
             let parts = BodyParts {
                 now: clock.now(Some(parts.database_now)),
@@ -67,7 +67,7 @@ pub async fn status(
     (status = 200, description = "The public config (DESIGN §2)", body = Object),
     (status = 503, description = "No config cached", body = crate::error::ErrorBody)))]
 pub async fn config(State(db): State<DbClient>) -> Result<Response, ApiError> {
-    match db.public_config().await {
+    match db.public_config() {
         Ok(config) => Ok((cache_control("public, max-age=5"), Json(config.as_ref())).into_response()),
         Err(reason) => Err(ApiError::Unavailable { reasons: vec![reason] }),
     }
@@ -115,7 +115,7 @@ pub async fn realtime(
     let max = params.max_worst_case_distance.unwrap_or(DEFAULT_MAX_WORST_CASE_DISTANCE);
     // The database's clock, as for staleness: a skewed host clock changes no verdict.
     let now = clock.now(db.database_now());
-    let (code, body) = match db.realtime_projection(now).await {
+    let (code, body) = match db.realtime_projection(now) {
         Ok(p) => {
             let behind = p.worst_case_distance > max;
             let body = RealtimeBody {

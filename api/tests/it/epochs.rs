@@ -5,11 +5,11 @@ use std::time::Duration;
 use tidemark_db_client::test_utils::eventually;
 
 use serde_json::{Value, json};
-use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
     epoch, epochs_matching, following_status, insert_epochs, migrated_instance, public_config, varied_epochs,
 };
+use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
 use tidemark_shared_types::{EpochItem, EpochStage};
 
 use crate::support::{SCHEMA, TestApi, fast_config, schema};

@@ -5,13 +5,14 @@ use std::time::Duration;
 use tidemark_db_client::test_utils::eventually;
 
 use serde_json::Value;
-use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
     TestEvent, block, following_status, insert_event, insert_synthetic_events, migrated_instance,
     public_config, varied_events, word,
 };
-use tidemark_db_client::{DbClientConfig, EventQuery, PgPool, PoolConfig};
+use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
+use tidemark_db_client::writer::PgPool;
+use tidemark_db_client::{DbClientConfig, EventQuery, PoolConfig};
 use tidemark_shared_types::{Cursor, EventItem};
 
 use crate::support::{SCHEMA, TestApi, fast_config, schema};
@@ -375,7 +376,7 @@ async fn the_status_stays_current_while_slow_queries_hold_every_pooled_connectio
         .await
         .expect("status");
     let indexed = || async {
-        let status = api.db.indexing_status().await.expect("status");
+        let status = api.db.indexing_status().expect("status");
         status.omnichain_snapshot.chains.get(&1).and_then(|c| c.latest_indexed_block()).map(|b| b.number)
     };
     eventually(Duration::from_secs(3), "the new status served", || async { indexed().await == Some(40) })

@@ -2,10 +2,12 @@
 //! (acceptance 1, 2, 4 and 7).
 
 use std::time::Duration;
-use tidemark_db_client::metadata::{INDEXING_STATUS_KEY, write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::eventually;
 use tidemark_db_client::test_utils::fixtures::{
     TestEvent, backdate_metadata, following_status, insert_event, migrated_instance, public_config,
+};
+use tidemark_db_client::test_utils::metadata::{
+    INDEXING_STATUS_KEY, write_indexing_status, write_public_config,
 };
 use tidemark_db_client::test_utils::proxy::TcpProxy;
 use tidemark_db_client::test_utils::{TestDb, authority};

@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 use tidemark_db_client::test_utils::eventually;
 
-use tidemark_db_client::metadata::{
-    PUBLIC_CONFIG_KEY, delete_metadata, write_indexing_status, write_public_config,
-};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{following_status, migrated_instance, public_config};
+use tidemark_db_client::test_utils::metadata::{
+    PUBLIC_CONFIG_KEY, delete_metadata, write_indexing_status, write_public_config,
+};
 
 use crate::support::{ApiProcess, SCHEMA, schema, spawn_raw};
 
@@ -19,7 +19,7 @@ fn closed_url() -> String {
 }
 
 /// A migrated instance with a config and a following status stored.
-pub(crate) async fn healthy_instance(test_db: &TestDb) -> tidemark_db_client::PgPool {
+pub(crate) async fn healthy_instance(test_db: &TestDb) -> tidemark_db_client::writer::PgPool {
     let pool = migrated_instance(&test_db.url, &schema()).await;
     let mut conn = pool.get().await.expect("conn");
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");

@@ -1,17 +1,17 @@
-//! The writer's statements on `epochs` (feature `writer`; only
-//! [`Writer`](crate::writer::Writer) runs them, on its fenced connection): the `stored`
-//! stage inside a batch's commit, `finalized` and `reorged` marks, the recorder's bulk
+//! The writer's statements on `epochs` (feature `writer`): the `stored` stage inside a
+//! batch's commit, `finalized` and `reorged` marks, the recorder's bulk
 //! upserts of intermediate stages, discards, pruning, and the start-up read of the epochs
 //! a crash left unfinished.
 //!
 //! Invariant: an upsert of an intermediate stage never moves an epoch backwards — it only
 //! touches rows still in `planned`, `fetched` or `decoded`.
 
-use tidemark_shared_types::{EpochStage, EpochStageEntry, SchemaName};
+use tidemark_shared_types::{EpochStage, EpochStageEntry};
 use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
 use crate::error::Result;
-use crate::events::write::signed;
+use crate::writer::{Statements, signed};
 
 /// An epoch as the indexer tracks it until it is stored: one batch of one chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,176 +59,131 @@ pub fn now_secs() -> f64 {
 /// Stages an epoch is in while its batch is on the way.
 const UNFINISHED: &str = "('planned', 'fetched', 'decoded')";
 
-/// Stores `epoch` in stage `stored` (inside its batch's transaction).
-pub(crate) async fn store(c: &impl GenericClient, schema: &SchemaName, epoch: &Epoch) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO {}.epochs (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
-         VALUES ($1, $2, $3, $4, 'stored', $5, $6, now())
-         ON CONFLICT (chain_id, epoch_id) DO UPDATE SET from_block = EXCLUDED.from_block,
-             to_block = EXCLUDED.to_block, stage = 'stored', stages = EXCLUDED.stages,
-             error = EXCLUDED.error, updated_at = now()",
-        schema.quoted()
-    );
-    let e = epoch;
-    c.execute(
-        &sql,
-        &[&signed(e.chain_id), &e.id, &signed(e.from), &signed(e.to), &e.stages_json(), &e.error],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Marks `chain_id`'s stored epochs ending at or below `upto` as finalized at `at`.
-pub(crate) async fn finalize(
-    c: &impl GenericClient,
-    schema: &SchemaName,
-    chain_id: u64,
-    upto: u64,
-    at: f64,
-) -> Result<()> {
-    let sql = format!(
-        "UPDATE {}.epochs SET stage = 'finalized', updated_at = now(),
-                stages = stages || jsonb_build_array(jsonb_build_object('stage', 'finalized', 'at', $3::float8))
-          WHERE chain_id = $1 AND stage = 'stored' AND to_block <= $2",
-        schema.quoted()
-    );
-    c.execute(&sql, &[&signed(chain_id), &signed(upto), &at]).await?;
-    Ok(())
-}
-
-/// Marks `chain_id`'s finished epochs ending above block `above` as reorged at `at`.
-pub(crate) async fn mark_reorged(
-    c: &impl GenericClient,
-    schema: &SchemaName,
-    chain_id: u64,
-    above: i64,
-    at: f64,
-) -> Result<()> {
-    let sql = format!(
-        "UPDATE {}.epochs SET stage = 'reorged', updated_at = now(),
-                stages = stages || jsonb_build_array(jsonb_build_object('stage', 'reorged', 'at', $3::float8))
-          WHERE chain_id = $1 AND to_block > $2 AND stage IN ('stored', 'finalized')",
-        schema.quoted()
-    );
-    c.execute(&sql, &[&signed(chain_id), &above, &at]).await?;
-    Ok(())
-}
-
-/// The first block of `chain_id`'s lowest finished epoch that ends above `ancestor`.
-pub(crate) async fn boundary(
-    c: &impl GenericClient,
-    schema: &SchemaName,
-    chain_id: u64,
-    ancestor: u64,
-) -> Result<Option<u64>> {
-    let sql = format!(
-        "SELECT min(from_block) FROM {}.epochs
-          WHERE chain_id = $1 AND stage IN ('stored', 'finalized') AND to_block > $2",
-        schema.quoted()
-    );
-    let n: Option<i64> = c.query_one(&sql, &[&signed(chain_id), &signed(ancestor)]).await?.try_get(0)?;
-    Ok(n.map(|n| n as u64))
-}
-
-/// `chain_id`'s highest epoch id, and its epochs still in an intermediate stage (left by
-/// a crash), by id.
-pub(crate) async fn load(
-    c: &impl GenericClient,
-    schema: &SchemaName,
-    chain_id: u64,
-) -> Result<(Option<i64>, Vec<Epoch>)> {
-    let s = schema.quoted();
-    let chain = signed(chain_id);
-    let max_sql = format!("SELECT max(epoch_id) FROM {s}.epochs WHERE chain_id = $1");
-    let max: Option<i64> = c.query_one(&max_sql, &[&chain]).await?.try_get(0)?;
-    let sql = format!(
-        "SELECT epoch_id, from_block, to_block, stages, error FROM {s}.epochs
-          WHERE chain_id = $1 AND stage IN {UNFINISHED} ORDER BY epoch_id"
-    );
-    let mut unfinished = Vec::new();
-    for r in c.query(&sql, &[&chain]).await? {
-        let (from, to): (i64, i64) = (r.try_get(1)?, r.try_get(2)?);
-        let stages: serde_json::Value = r.try_get(3)?;
-        unfinished.push(Epoch {
-            chain_id,
-            id: r.try_get(0)?,
-            from: from as u64,
-            to: to as u64,
-            stages: serde_json::from_value(stages).unwrap_or_default(),
-            error: r.try_get(4)?,
-        });
+impl<C: GenericClient + Sync> Statements<'_, C> {
+    /// Stores `e` in stage `stored` (inside its batch's transaction).
+    pub(crate) async fn store_epoch(&self, e: &Epoch) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {}.epochs (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
+             VALUES ($1, $2, $3, $4, 'stored', $5, $6, now())
+             ON CONFLICT (chain_id, epoch_id) DO UPDATE SET from_block = EXCLUDED.from_block,
+                 to_block = EXCLUDED.to_block, stage = 'stored', stages = EXCLUDED.stages,
+                 error = EXCLUDED.error, updated_at = now()",
+            self.s
+        );
+        let params: [&(dyn ToSql + Sync); 6] =
+            [&signed(e.chain_id), &e.id, &signed(e.from), &signed(e.to), &e.stages_json(), &e.error];
+        self.c.execute(&sql, &params).await?;
+        Ok(())
     }
-    Ok((max, unfinished))
-}
 
-/// Deletes `chain_id`'s epochs `ids` that are still unfinished.
-pub(crate) async fn delete_unfinished(
-    c: &impl GenericClient,
-    schema: &SchemaName,
-    chain_id: u64,
-    ids: &[i64],
-) -> Result<()> {
-    let sql = format!(
-        "DELETE FROM {}.epochs WHERE chain_id = $1 AND epoch_id = ANY($2) AND stage IN {UNFINISHED}",
-        schema.quoted()
-    );
-    c.execute(&sql, &[&signed(chain_id), &ids]).await?;
-    Ok(())
-}
+    /// Marks `chain_id`'s stored epochs ending at or below `upto` as finalized at `at`.
+    pub(crate) async fn finalize_epochs(&self, chain_id: u64, upto: u64, at: f64) -> Result<()> {
+        let sql = format!(
+            "UPDATE {}.epochs SET stage = 'finalized', updated_at = now(),
+                    stages = stages || jsonb_build_array(jsonb_build_object('stage', 'finalized', 'at', $3::float8))
+              WHERE chain_id = $1 AND stage = 'stored' AND to_block <= $2",
+            self.s
+        );
+        self.c.execute(&sql, &[&signed(chain_id), &signed(upto), &at]).await?;
+        Ok(())
+    }
 
-/// Upserts epochs in their current (intermediate) stage, in one statement; epochs that
-/// moved on (stored, finalized, reorged) are left alone.
-pub(crate) async fn upsert_unfinished(
-    c: &impl GenericClient,
-    schema: &SchemaName,
-    epochs: &[&Epoch],
-) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO {}.epochs AS e (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
-         SELECT u.c, u.i, u.f, u.t, u.s, u.h, u.e, now()
-           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::jsonb[], $7::text[])
-                AS u(c, i, f, t, s, h, e)
-         ON CONFLICT (chain_id, epoch_id) DO UPDATE
-            SET from_block = EXCLUDED.from_block, to_block = EXCLUDED.to_block, stage = EXCLUDED.stage,
-                stages = EXCLUDED.stages, error = EXCLUDED.error, updated_at = now()
-          WHERE e.stage IN {UNFINISHED}",
-        schema.quoted()
-    );
-    let chains: Vec<i64> = epochs.iter().map(|e| signed(e.chain_id)).collect();
-    let ids: Vec<i64> = epochs.iter().map(|e| e.id).collect();
-    let froms: Vec<i64> = epochs.iter().map(|e| signed(e.from)).collect();
-    let tos: Vec<i64> = epochs.iter().map(|e| signed(e.to)).collect();
-    let stages: Vec<&str> = epochs.iter().map(|e| e.stage().as_str()).collect();
-    let histories: Vec<serde_json::Value> = epochs.iter().map(|e| e.stages_json()).collect();
-    let errors: Vec<Option<&str>> = epochs.iter().map(|e| e.error.as_deref()).collect();
-    c.execute(&sql, &[&chains, &ids, &froms, &tos, &stages, &histories, &errors]).await?;
-    Ok(())
-}
+    /// Marks `chain_id`'s finished epochs ending above block `above` as reorged at `at`.
+    pub(crate) async fn reorg_epochs(&self, chain_id: u64, above: i64, at: f64) -> Result<()> {
+        let sql = format!(
+            "UPDATE {}.epochs SET stage = 'reorged', updated_at = now(),
+                    stages = stages || jsonb_build_array(jsonb_build_object('stage', 'reorged', 'at', $3::float8))
+              WHERE chain_id = $1 AND to_block > $2 AND stage IN ('stored', 'finalized')",
+            self.s
+        );
+        self.c.execute(&sql, &[&signed(chain_id), &above, &at]).await?;
+        Ok(())
+    }
 
-/// Deletes the epochs `(chain_id, epoch_id)` that are still unfinished.
-pub(crate) async fn discard(c: &impl GenericClient, schema: &SchemaName, keys: &[(u64, i64)]) -> Result<()> {
-    let sql = format!(
-        "DELETE FROM {}.epochs e USING UNNEST($1::bigint[], $2::bigint[]) AS d(c, i)
-          WHERE e.chain_id = d.c AND e.epoch_id = d.i AND e.stage IN {UNFINISHED}",
-        schema.quoted()
-    );
-    let chains: Vec<i64> = keys.iter().map(|(c, _)| signed(*c)).collect();
-    let ids: Vec<i64> = keys.iter().map(|(_, i)| *i).collect();
-    c.execute(&sql, &[&chains, &ids]).await?;
-    Ok(())
-}
+    /// The first block of `chain_id`'s lowest finished epoch that ends above `ancestor`.
+    pub(crate) async fn epoch_boundary(&self, chain_id: u64, ancestor: u64) -> Result<Option<u64>> {
+        let sql = format!(
+            "SELECT min(from_block) FROM {}.epochs
+              WHERE chain_id = $1 AND stage IN ('stored', 'finalized') AND to_block > $2",
+            self.s
+        );
+        let n: Option<i64> =
+            self.c.query_one(&sql, &[&signed(chain_id), &signed(ancestor)]).await?.try_get(0)?;
+        Ok(n.map(|n| n as u64))
+    }
 
-/// Deletes `chain_id`'s epochs older than its newest `retain`; returns how many.
-pub(crate) async fn prune(
-    c: &impl GenericClient,
-    schema: &SchemaName,
-    chain_id: u64,
-    retain: u64,
-) -> Result<u64> {
-    let s = schema.quoted();
-    let sql = format!(
-        "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id <
-           (SELECT epoch_id FROM {s}.epochs WHERE chain_id = $1 ORDER BY epoch_id DESC OFFSET $2 - 1 LIMIT 1)"
-    );
-    Ok(c.execute(&sql, &[&signed(chain_id), &signed(retain)]).await?)
+    /// `chain_id`'s highest epoch id, and its epochs still in an intermediate stage (left
+    /// by a crash), by id.
+    pub(crate) async fn unfinished_epochs(&self, chain_id: u64) -> Result<(Option<i64>, Vec<Epoch>)> {
+        let chain = signed(chain_id);
+        let max_sql = format!("SELECT max(epoch_id) FROM {}.epochs WHERE chain_id = $1", self.s);
+        let max: Option<i64> = self.c.query_one(&max_sql, &[&chain]).await?.try_get(0)?;
+        let sql = format!(
+            "SELECT epoch_id, from_block, to_block, stages, error FROM {}.epochs
+              WHERE chain_id = $1 AND stage IN {UNFINISHED} ORDER BY epoch_id",
+            self.s
+        );
+        let mut unfinished = Vec::new();
+        for r in self.c.query(&sql, &[&chain]).await? {
+            let (from, to, stages): (i64, i64, serde_json::Value) =
+                (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            unfinished.push(Epoch {
+                chain_id,
+                id: r.try_get(0)?,
+                from: from as u64,
+                to: to as u64,
+                stages: serde_json::from_value(stages).unwrap_or_default(),
+                error: r.try_get(4)?,
+            });
+        }
+        Ok((max, unfinished))
+    }
+
+    /// Upserts epochs in their current (intermediate) stage, in one statement; epochs
+    /// that moved on (stored, finalized, reorged) are left alone.
+    pub(crate) async fn upsert_unfinished_epochs(&self, epochs: &[&Epoch]) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {}.epochs AS e (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
+             SELECT u.c, u.i, u.f, u.t, u.s, u.h, u.e, now()
+               FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::jsonb[], $7::text[])
+                    AS u(c, i, f, t, s, h, e)
+             ON CONFLICT (chain_id, epoch_id) DO UPDATE
+                SET from_block = EXCLUDED.from_block, to_block = EXCLUDED.to_block, stage = EXCLUDED.stage,
+                    stages = EXCLUDED.stages, error = EXCLUDED.error, updated_at = now()
+              WHERE e.stage IN {UNFINISHED}",
+            self.s
+        );
+        let chains: Vec<i64> = epochs.iter().map(|e| signed(e.chain_id)).collect();
+        let ids: Vec<i64> = epochs.iter().map(|e| e.id).collect();
+        let froms: Vec<i64> = epochs.iter().map(|e| signed(e.from)).collect();
+        let tos: Vec<i64> = epochs.iter().map(|e| signed(e.to)).collect();
+        let stages: Vec<&str> = epochs.iter().map(|e| e.stage().as_str()).collect();
+        let histories: Vec<serde_json::Value> = epochs.iter().map(|e| e.stages_json()).collect();
+        let errors: Vec<Option<&str>> = epochs.iter().map(|e| e.error.as_deref()).collect();
+        self.c.execute(&sql, &[&chains, &ids, &froms, &tos, &stages, &histories, &errors]).await?;
+        Ok(())
+    }
+
+    /// Deletes the epochs `(chain_id, epoch_id)` that are still unfinished.
+    pub(crate) async fn discard_epochs(&self, keys: &[(u64, i64)]) -> Result<()> {
+        let sql = format!(
+            "DELETE FROM {}.epochs e USING UNNEST($1::bigint[], $2::bigint[]) AS d(c, i)
+              WHERE e.chain_id = d.c AND e.epoch_id = d.i AND e.stage IN {UNFINISHED}",
+            self.s
+        );
+        let chains: Vec<i64> = keys.iter().map(|(c, _)| signed(*c)).collect();
+        let ids: Vec<i64> = keys.iter().map(|(_, i)| *i).collect();
+        self.c.execute(&sql, &[&chains, &ids]).await?;
+        Ok(())
+    }
+
+    /// Deletes `chain_id`'s epochs older than its newest `retain`; returns how many.
+    pub(crate) async fn prune_epochs(&self, chain_id: u64, retain: u64) -> Result<u64> {
+        let s = &self.s;
+        let sql = format!(
+            "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id <
+               (SELECT epoch_id FROM {s}.epochs WHERE chain_id = $1 ORDER BY epoch_id DESC OFFSET $2 - 1 LIMIT 1)"
+        );
+        Ok(self.c.execute(&sql, &[&signed(chain_id), &signed(retain)]).await?)
+    }
 }

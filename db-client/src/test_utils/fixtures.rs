@@ -18,6 +18,10 @@ use crate::migrate;
 use crate::pool::{PgPool, PoolConfig};
 use crate::writer::Writer;
 
+/// The columns of an events page as the client selects them, in its order (for
+/// benchmarks that run the same statement on a connection of their own).
+pub const EVENT_PAGE_COLUMNS: &str = crate::events::SELECT_COLUMNS;
+
 /// The event signature of the fixtures' contracts.
 pub const TRANSFER: &str = "event Transfer(address indexed from, address indexed to, uint256 value)";
 /// keccak256 of `Transfer(address,address,uint256)`.
@@ -106,7 +110,7 @@ pub async fn copy_events(
     chain_id: u64,
     rows: &[EventRow],
 ) -> Result<()> {
-    crate::events::write::copy(client, schema, 1, chain_id, rows).await
+    crate::writer::Statements::new(client, schema).copy_events(1, chain_id, rows).await
 }
 
 /// One row of `events`, as the indexer would store it.

@@ -11,6 +11,11 @@
 //!
 //! Nothing here logs or returns a URL or a password: errors name the parameter, the
 //! `sslmode` and what failed.
+//!
+//! Public with the feature `writer` (the indexer's RPC, tests); readers get it through
+//! the URL of their [`PoolConfig`](crate::PoolConfig).
+
+#![cfg_attr(not(feature = "writer"), allow(unreachable_pub, dead_code, unused_imports))]
 
 mod connect;
 mod params;

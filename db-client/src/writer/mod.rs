@@ -2,13 +2,13 @@
 //! for the indexer.
 //!
 //! [`Writer`] owns one dedicated connection holding the session advisory lock keyed by
-//! the instance schema. Every write of the instance goes through that connection: the
-//! statements live beside the readers' in the module of the table they write (`events`,
-//! `checkpoints`, `epochs`, `metadata`, `instance`), crate-private, and only this type
-//! runs them, on its own connection. So a process that lost its lock (e.g. its connection
-//! died with a database restart) cannot commit: its connection is gone, and a new one must
-//! win the lock first. Callers share the writer behind a mutex, which also makes it the one
-//! committer: cursor order is commit order.
+//! the instance schema. Every write of the instance goes through that connection: each
+//! statement lives beside the readers' queries in the module of the table it writes
+//! (`events`, `checkpoints`, `epochs`, `metadata`, `instance`), as a crate-private method
+//! of `Statements`, which only this type makes, on its own connection. So a process that
+//! lost its lock (e.g. its connection died with a database restart) cannot commit: its
+//! connection is gone, and a new one must win the lock first. Callers share the writer
+//! behind a mutex, which also makes it the one committer: cursor order is commit order.
 //!
 //! The connection is a plain `tokio-postgres` one (not diesel-async): events are written
 //! with binary `COPY`, which diesel-async does not offer and which PostgreSQL loads
@@ -24,7 +24,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tidemark_shared_types::{BlockRef, IndexingStatus, PublicConfig, SchemaName};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
 pub use self::probe::{SessionProbe, probe_session_pinning};
 pub use crate::checkpoints::{WindowBlock, WindowHeader};
@@ -32,12 +32,10 @@ pub use crate::epochs::epoch_summaries;
 pub use crate::epochs::write::{Epoch, now_secs};
 use crate::error::{DbError, Result};
 pub use crate::events::write::EventRow;
-use crate::events::write::signed;
 pub use crate::metadata::stored_public_config;
 use crate::metadata::{INDEXING_STATUS_KEY, PUBLIC_CONFIG_KEY};
 pub use crate::migrate::run_migrations;
-pub use crate::pool::PgPool;
-use crate::{checkpoints, epochs, events, instance, metadata};
+pub use crate::pool::{PgPool, PooledConnection, VERIFY_AFTER_IDLE};
 
 /// Advisory-lock class of the per-instance writer lock (`pg_advisory_lock(class, hashtext(schema))`).
 const WRITER_LOCK_CLASS: i32 = 0x7464_6d01;
@@ -78,6 +76,30 @@ impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer").field("schema", &self.schema).finish_non_exhaustive()
     }
+}
+
+/// The write statements of the instance's tables on one of the writer's connections or
+/// transactions (`C`): each table's module adds the statements it owns, as methods. Only
+/// [`Writer`] makes one (and test fixtures, through `test_utils`), so only its
+/// lock-holding connection runs them.
+pub(crate) struct Statements<'a, C> {
+    /// The writer's connection, or a transaction on it.
+    pub(crate) c: &'a C,
+    /// The instance schema.
+    pub(crate) schema: &'a SchemaName,
+    /// Its quoted identifier, for the SQL text.
+    pub(crate) s: String,
+}
+
+impl<'a, C> Statements<'a, C> {
+    pub(crate) fn new(c: &'a C, schema: &'a SchemaName) -> Self {
+        Self { c, schema, s: schema.quoted() }
+    }
+}
+
+/// `v` as a bigint (numbers beyond its range are stored as its maximum).
+pub(crate) fn signed(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// A batch of one chain: its events and the checkpoint they lead to, committed in one
@@ -159,12 +181,27 @@ impl Writer {
         .await
     }
 
+    fn statements(&self) -> Statements<'_, Client> {
+        Statements::new(&self.client, &self.schema)
+    }
+
+    /// Takes the commit lock for `tx`'s transaction: commits are serialized, so cursor
+    /// order is commit order across every chain of the instance.
+    async fn commit_lock(tx: &Statements<'_, Transaction<'_>>) -> Result<()> {
+        tx.c.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&COMMIT_LOCK_CLASS, &tx.schema.as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Creates the instance schema and tables if missing, or upgrades an earlier layout
     /// (under the migration lock, like every schema change).
     pub async fn ensure_instance_schema(&mut self) -> Result<()> {
         timed(QUERY_LIMIT, async {
             let tx = self.client.transaction().await?;
-            instance::ensure(&tx, &self.schema).await?;
+            Statements::new(&tx, &self.schema).ensure_instance().await?;
             Ok(tx.commit().await?)
         })
         .await
@@ -175,7 +212,7 @@ impl Writer {
     pub async fn drop_instance(&mut self) -> Result<()> {
         timed(QUERY_LIMIT, async {
             let tx = self.client.transaction().await?;
-            instance::drop(&tx, &self.schema).await?;
+            Statements::new(&tx, &self.schema).drop_instance().await?;
             Ok(tx.commit().await?)
         })
         .await
@@ -183,34 +220,32 @@ impl Writer {
 
     /// Stores the public config (upsert; `updated_at` by the database clock).
     pub async fn write_public_config(&mut self, config: &PublicConfig) -> Result<()> {
-        timed(QUERY_LIMIT, metadata::write::upsert(&self.client, &self.schema, PUBLIC_CONFIG_KEY, config))
-            .await
+        timed(QUERY_LIMIT, self.statements().upsert_metadata(PUBLIC_CONFIG_KEY, config)).await
     }
 
     /// Stores the status snapshot (upsert; `updated_at` by the database clock).
     pub async fn write_status(&mut self, status: &IndexingStatus) -> Result<()> {
-        timed(QUERY_LIMIT, metadata::write::upsert(&self.client, &self.schema, INDEXING_STATUS_KEY, status))
-            .await
+        timed(QUERY_LIMIT, self.statements().upsert_metadata(INDEXING_STATUS_KEY, status)).await
     }
 
     /// The chain's start block as the stored status snapshot has it (the block the index
     /// was built on), when a snapshot with that chain exists.
     pub async fn stored_start_block(&mut self, chain_id: u64) -> Result<Option<BlockRef>> {
-        timed(QUERY_LIMIT, metadata::write::stored_start_block(&self.client, &self.schema, chain_id)).await
+        timed(QUERY_LIMIT, self.statements().stored_start_block(chain_id)).await
     }
 
     /// The chain's checkpoint.
     pub async fn checkpoint(&mut self, chain_id: u64) -> Result<Option<BlockRef>> {
-        timed(QUERY_LIMIT, checkpoints::read(&self.client, &self.schema, chain_id)).await
+        timed(QUERY_LIMIT, self.statements().checkpoint(chain_id)).await
     }
 
     /// Stored hashes for `chain_id` at heights `[from, to]`, from the window and, below
     /// it, from the events themselves (descending by number).
     pub async fn stored_hashes(&mut self, chain_id: u64, from: u64, to: u64) -> Result<Vec<(u64, String)>> {
         timed(QUERY_LIMIT, async {
-            let mut hashes =
-                checkpoints::window_hashes(&self.client, &self.schema, chain_id, from, to).await?;
-            hashes.extend(events::write::block_hashes(&self.client, &self.schema, chain_id, from, to).await?);
+            let statements = self.statements();
+            let mut hashes = statements.window_hashes(chain_id, from, to).await?;
+            hashes.extend(statements.event_block_hashes(chain_id, from, to).await?);
             hashes.sort_unstable_by(|a, b| b.cmp(a));
             hashes.dedup();
             Ok(hashes)
@@ -221,7 +256,7 @@ impl Writer {
     /// The highest block below `below` that has stored events (for walking back past
     /// the window).
     pub async fn previous_event_block(&mut self, chain_id: u64, below: u64) -> Result<Option<u64>> {
-        timed(QUERY_LIMIT, events::write::previous_block(&self.client, &self.schema, chain_id, below)).await
+        timed(QUERY_LIMIT, self.statements().previous_event_block(chain_id, below)).await
     }
 
     /// Commits a batch: events (binary `COPY`), window headers and the checkpoint, with
@@ -255,7 +290,7 @@ impl Writer {
         for e in events {
             let mut e = e.clone();
             if let Some(args) = &e.args
-                && let Err(err) = events::write::check_args(&self.client, args).await
+                && let Err(err) = self.statements().check_args(args).await
             {
                 if !is_value_error(&err) {
                     return Err(err);
@@ -269,29 +304,28 @@ impl Writer {
     }
 
     async fn commit_once<H: WindowHeader + Sync>(&mut self, batch: &Batch<'_, H>) -> Result<()> {
-        let (schema, chain) = (&self.schema, batch.chain_id);
+        let chain = batch.chain_id;
         let tx = self.client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&COMMIT_LOCK_CLASS, &schema.as_str()])
-            .await?;
+        let t = Statements::new(&tx, &self.schema);
+        Self::commit_lock(&t).await?;
         if !batch.events.is_empty() {
             // One block of `n` cursors drawn at once (under the commit lock, so still in
             // commit order), numbered in the batch's order: base + 1 ..= base + n.
-            let n = i64::try_from(batch.events.len()).unwrap_or(i64::MAX);
-            let base = events::write::draw_cursors(&tx, schema, n).await?;
-            events::write::copy(&tx, schema, base + 1, chain, batch.events).await?;
+            let base = t.draw_cursors(i64::try_from(batch.events.len()).unwrap_or(i64::MAX)).await?;
+            t.copy_events(base + 1, chain, batch.events).await?;
         }
         if !batch.headers.is_empty() {
-            checkpoints::insert_window(&tx, schema, chain, batch.headers).await?;
+            t.insert_window(chain, batch.headers).await?;
         }
         if let Some(below) = batch.prune_below {
-            checkpoints::prune_window(&tx, schema, chain, below).await?;
+            t.prune_window(chain, below).await?;
         }
-        checkpoints::upsert(&tx, schema, chain, batch.checkpoint).await?;
+        t.set_checkpoint(chain, Some(batch.checkpoint)).await?;
         if let Some(e) = batch.epoch {
-            epochs::write::store(&tx, schema, e).await?;
+            t.store_epoch(e).await?;
         }
         if let Some((upto, at)) = batch.finalize_upto {
-            epochs::write::finalize(&tx, schema, chain, upto, at).await?;
+            t.finalize_epochs(chain, upto, at).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -306,21 +340,14 @@ impl Writer {
     /// Invariant (§9.1): after this commits, no stored event lies above the checkpoint.
     pub async fn rollback(&mut self, chain_id: u64, ancestor: Option<&BlockRef>) -> Result<usize> {
         timed(COMMIT_LIMIT, async {
-            let schema = &self.schema;
             let above = ancestor.map_or(-1, |a| signed(a.number));
             let tx = self.client.transaction().await?;
-            tx.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                &[&COMMIT_LOCK_CLASS, &schema.as_str()],
-            )
-            .await?;
-            let removed = events::write::remove_above(&tx, schema, chain_id, above).await?;
-            checkpoints::drop_window_above(&tx, schema, chain_id, above).await?;
-            epochs::write::mark_reorged(&tx, schema, chain_id, above, now_secs()).await?;
-            match ancestor {
-                Some(a) => checkpoints::upsert(&tx, schema, chain_id, a).await?,
-                None => checkpoints::delete(&tx, schema, chain_id).await?,
-            }
+            let t = Statements::new(&tx, &self.schema);
+            Self::commit_lock(&t).await?;
+            let removed = t.remove_events_above(chain_id, above).await?;
+            t.drop_window_above(chain_id, above).await?;
+            t.reorg_epochs(chain_id, above, now_secs()).await?;
+            t.set_checkpoint(chain_id, ancestor).await?;
             tx.commit().await?;
             Ok(usize::try_from(removed).unwrap_or(usize::MAX))
         })
@@ -330,36 +357,31 @@ impl Writer {
     /// Marks stored epochs ending at or below `upto` as finalized (outside a batch, e.g.
     /// while the head moves on without new blocks to commit).
     pub async fn finalize(&mut self, chain_id: u64, upto: u64) -> Result<()> {
-        timed(QUERY_LIMIT, epochs::write::finalize(&self.client, &self.schema, chain_id, upto, now_secs()))
-            .await
+        timed(QUERY_LIMIT, self.statements().finalize_epochs(chain_id, upto, now_secs())).await
     }
 
     /// The first block of the lowest finished epoch that ends above `ancestor`: a rollback
     /// to `ancestor` must go back to just before it, so finished epochs never overlap.
     pub async fn epoch_boundary(&mut self, chain_id: u64, ancestor: u64) -> Result<Option<u64>> {
-        timed(QUERY_LIMIT, epochs::write::boundary(&self.client, &self.schema, chain_id, ancestor)).await
+        timed(QUERY_LIMIT, self.statements().epoch_boundary(chain_id, ancestor)).await
     }
 
     /// The chain's highest epoch id, and its epochs a crash left in an intermediate stage
     /// (by id).
     pub async fn unfinished_epochs(&mut self, chain_id: u64) -> Result<(Option<i64>, Vec<Epoch>)> {
-        timed(QUERY_LIMIT, epochs::write::load(&self.client, &self.schema, chain_id)).await
-    }
-
-    /// Deletes the chain's epochs `ids` that are still in an intermediate stage.
-    pub async fn delete_unfinished_epochs(&mut self, chain_id: u64, ids: &[i64]) -> Result<()> {
-        timed(QUERY_LIMIT, epochs::write::delete_unfinished(&self.client, &self.schema, chain_id, ids)).await
+        timed(QUERY_LIMIT, self.statements().unfinished_epochs(chain_id)).await
     }
 
     /// Records intermediate stages: upserts `upserts` (never moving a finished epoch
     /// backwards) and deletes the unfinished epochs `discards` (`(chain_id, epoch_id)`).
     pub async fn record_epochs(&mut self, upserts: &[&Epoch], discards: &[(u64, i64)]) -> Result<()> {
         timed(QUERY_LIMIT, async {
+            let statements = self.statements();
             if !upserts.is_empty() {
-                epochs::write::upsert_unfinished(&self.client, &self.schema, upserts).await?;
+                statements.upsert_unfinished_epochs(upserts).await?;
             }
             if !discards.is_empty() {
-                epochs::write::discard(&self.client, &self.schema, discards).await?;
+                statements.discard_epochs(discards).await?;
             }
             Ok(())
         })
@@ -368,6 +390,6 @@ impl Writer {
 
     /// Deletes the chain's epochs older than its newest `retain`; returns how many.
     pub async fn prune_epochs(&mut self, chain_id: u64, retain: u64) -> Result<u64> {
-        timed(QUERY_LIMIT, epochs::write::prune(&self.client, &self.schema, chain_id, retain)).await
+        timed(QUERY_LIMIT, self.statements().prune_epochs(chain_id, retain)).await
     }
 }

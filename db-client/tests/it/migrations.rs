@@ -2,9 +2,8 @@ use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use tidemark_db_client::PoolConfig;
-use tidemark_db_client::migrate::run_migrations;
 use tidemark_db_client::test_utils::TestDb;
-use tidemark_db_client::writer::{PgPool, Writer};
+use tidemark_db_client::writer::{PgPool, Writer, run_migrations};
 use tidemark_shared_types::SchemaName;
 
 #[derive(QueryableByName)]
