@@ -92,6 +92,11 @@ impl IntoResponse for ApiError {
                 );
                 (StatusCode::SERVICE_UNAVAILABLE, "query_timeout", message, None, None)
             }
+            Self::Database(e) if e.is_busy() => {
+                // Every connection busy for the checkout timeout: shed like the budget does.
+                let message = "too many queries in progress; retry after the Retry-After delay".to_owned();
+                return busy(ErrorDetail { code: "overloaded", message, field: None, reasons: None });
+            }
             Self::Database(e) if e.is_unavailable() => {
                 tracing::warn!(target: "tidemark_api", error = %e, "database unavailable");
                 let message = "the database is unavailable; try again later".to_owned();

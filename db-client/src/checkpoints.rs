@@ -7,7 +7,7 @@ use tidemark_shared_types::BlockRef;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::error::{Result, stored_u64};
-use crate::writer::{Statements, signed};
+use crate::statements::{Statements, signed};
 
 /// A block of the unfinalized window, as the writer stores it in `blocks`: implemented by
 /// whatever header type the caller fetched ([`WindowBlock`] when it has nothing else).

@@ -23,6 +23,11 @@ pub enum DbError {
     /// No connection could be made or checked out (server down, refused, auth failed).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Every pooled connection stayed in use for the whole checkout timeout: this client
+    /// has more queries in flight than connections, the database itself may be fine.
+    /// Callers shed load (the API answers 503 `overloaded` with `Retry-After`).
+    #[error("all {0:?} of waiting, every database connection of the pool stayed busy")]
+    Busy(std::time::Duration),
     /// Connecting, checking out a connection or waiting for a query's answer took longer
     /// than the configured time limit (the database may be hung or cut off).
     #[error("database did not answer within {0:?}")]
@@ -72,10 +77,11 @@ pub enum DbError {
 impl DbError {
     /// True when the database could not be reached at all (as opposed to a query that
     /// reached it and failed): no connection, or one that broke. Retry loops back off and
-    /// try again on these.
+    /// try again on these. A saturated pool ([`DbError::Busy`]) counts: no statement
+    /// reached the database ([`DbError::is_busy`] tells it apart).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Unavailable(_) | Self::Timeout(_) => true,
+            Self::Unavailable(_) | Self::Timeout(_) | Self::Busy(_) => true,
             Self::Query(source) => {
                 if let Some(diesel::result::Error::DatabaseError(kind, _)) =
                     source.downcast_ref::<diesel::result::Error>()
@@ -90,6 +96,12 @@ impl DbError {
             }
             _ => false,
         }
+    }
+
+    /// True when the pool had no free connection within its checkout timeout
+    /// ([`DbError::Busy`]): overload of this client, not a sign the database is down.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy(_))
     }
 
     /// True when a time limit ran out: the client's ([`DbError::Timeout`]) or the server's
@@ -222,6 +234,8 @@ mod tests {
         assert!(DbError::Unavailable("refused".into()).is_unavailable());
         assert!(DbError::Timeout(Duration::from_secs(1)).is_unavailable());
         assert!(DbError::Timeout(Duration::from_secs(1)).is_timeout());
+        let busy = DbError::Busy(Duration::from_secs(5));
+        assert!(busy.is_busy() && busy.is_unavailable() && !busy.is_timeout());
         let cancelled =
             server_error(DatabaseErrorKind::Unknown).timed(Duration::from_secs(1), Duration::from_secs(1));
         assert!(cancelled.is_timeout() && !cancelled.is_unavailable());

@@ -6,7 +6,7 @@ use tokio_postgres::Transaction;
 
 use crate::error::Result;
 use crate::migrate::MIGRATION_LOCK_KEY;
-use crate::writer::Statements;
+use crate::statements::Statements;
 
 impl Statements<'_, Transaction<'_>> {
     /// Creates the instance schema at the layout of [`SCHEMA_VERSION`], or upgrades an

@@ -54,6 +54,8 @@ mod metadata;
 mod migrate;
 mod pool;
 mod prepared;
+#[cfg(feature = "writer")]
+mod statements;
 mod swr;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;

@@ -108,7 +108,7 @@ pub async fn read_indexing_status(
 
 /// The writer's statements on `tidemark.metadata` (feature `writer`).
 #[cfg(feature = "writer")]
-impl<C: tokio_postgres::GenericClient + Sync> crate::writer::Statements<'_, C> {
+impl<C: tokio_postgres::GenericClient + Sync> crate::statements::Statements<'_, C> {
     /// Upserts the instance's row `key` with `value`; `updated_at` is the database clock.
     pub(crate) async fn upsert_metadata(
         &self,

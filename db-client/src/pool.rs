@@ -192,6 +192,11 @@ impl PgPool {
     /// Checks out a connection, waiting at most the checkout timeout.
     pub async fn get(&self) -> Result<PooledConnection> {
         self.pool.get().await.map_err(|e| match e {
+            // Waiting for a connection in use: this client is saturated. Creating or
+            // recycling one timed out: the database did not answer.
+            PoolError::Timeout(deadpool::managed::TimeoutType::Wait) => {
+                DbError::Busy(self.config.checkout_timeout)
+            }
             PoolError::Timeout(_) => DbError::Timeout(self.config.checkout_timeout),
             PoolError::Backend(e) => DbError::Unavailable(e.to_string()),
             other => DbError::Unavailable(other.to_string()),

@@ -11,7 +11,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 use crate::error::Result;
-use crate::writer::{Statements, signed};
+use crate::statements::{Statements, signed};
 
 /// An epoch as the indexer tracks it until it is stored: one batch of one chain.
 #[derive(Debug, Clone, PartialEq)]

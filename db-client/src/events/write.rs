@@ -10,7 +10,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::error::{Result, stored_u64};
-use crate::writer::{Statements, signed};
+use crate::statements::{Statements, signed};
 
 /// A decoded log, ready to store: one row of `events` without its cursor and chain id,
 /// which the writer adds.

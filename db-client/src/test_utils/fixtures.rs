@@ -110,7 +110,7 @@ pub async fn copy_events(
     chain_id: u64,
     rows: &[EventRow],
 ) -> Result<()> {
-    crate::writer::Statements::new(client, schema).copy_events(1, chain_id, rows).await
+    crate::statements::Statements::new(client, schema).copy_events(1, chain_id, rows).await
 }
 
 /// One row of `events`, as the indexer would store it.

@@ -18,14 +18,13 @@
 //! [`run_migrations`], [`probe_session_pinning`], [`stored_public_config`] and
 //! [`epoch_summaries`].
 
+mod limits;
 mod probe;
-
-use std::future::Future;
-use std::time::Duration;
 
 use tidemark_shared_types::{BlockRef, IndexingStatus, PublicConfig, SchemaName};
 use tokio_postgres::{Client, Transaction};
 
+use self::limits::{COMMIT_LIMIT, QUERY_LIMIT, timed};
 pub use self::probe::{SessionProbe, probe_session_pinning};
 pub use crate::checkpoints::{WindowBlock, WindowHeader};
 pub use crate::epochs::epoch_summaries;
@@ -36,17 +35,12 @@ pub use crate::metadata::stored_public_config;
 use crate::metadata::{INDEXING_STATUS_KEY, PUBLIC_CONFIG_KEY};
 pub use crate::migrate::run_migrations;
 pub use crate::pool::{PgPool, PooledConnection, VERIFY_AFTER_IDLE};
+use crate::statements::{Statements, signed};
 
 /// Advisory-lock class of the per-instance writer lock (`pg_advisory_lock(class, hashtext(schema))`).
 const WRITER_LOCK_CLASS: i32 = 0x7464_6d01;
 /// Advisory-lock class taken per transaction before cursors are drawn.
 const COMMIT_LOCK_CLASS: i32 = 0x7464_6d02;
-
-/// Client-side limit on one call of the writer other than a commit or a rollback.
-const QUERY_LIMIT: Duration = Duration::from_secs(15);
-/// Client-side limit on a batch's commit or a rollback (the session's `statement_timeout`
-/// is 120 s per statement).
-const COMMIT_LIMIT: Duration = Duration::from_secs(125);
 
 /// Session settings of the writer's connection. `lock_timeout`: a write waiting this
 /// long for a row or advisory lock (e.g. held by a stuck session) fails and the term
@@ -55,16 +49,6 @@ const COMMIT_LIMIT: Duration = Duration::from_secs(125);
 /// and every row lock it held, so a standby can take over.
 const WRITER_SESSION: &str = "SET statement_timeout = '120s'; SET lock_timeout = '10s';
      SET idle_in_transaction_session_timeout = '30s'; SET application_name = 'tidemark-indexer-writer'";
-
-/// `f`, or [`DbError::Timeout`] when it has not finished within `limit`.
-///
-/// Invariant: no call of the writer waits forever on a server that hangs without
-/// closing its socket. A call that timed out may leave its statement in flight on the
-/// connection; the lock watcher's next check (itself limited) then times out too and
-/// ends the term, which drops the connection.
-async fn timed<T>(limit: Duration, f: impl Future<Output = Result<T>>) -> Result<T> {
-    tokio::time::timeout(limit, f).await.map_err(|_| DbError::Timeout(limit))?
-}
 
 /// The lock-holding connection of the instance.
 pub struct Writer {
@@ -76,30 +60,6 @@ impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer").field("schema", &self.schema).finish_non_exhaustive()
     }
-}
-
-/// The write statements of the instance's tables on one of the writer's connections or
-/// transactions (`C`): each table's module adds the statements it owns, as methods. Only
-/// [`Writer`] makes one (and test fixtures, through `test_utils`), so only its
-/// lock-holding connection runs them.
-pub(crate) struct Statements<'a, C> {
-    /// The writer's connection, or a transaction on it.
-    pub(crate) c: &'a C,
-    /// The instance schema.
-    pub(crate) schema: &'a SchemaName,
-    /// Its quoted identifier, for the SQL text.
-    pub(crate) s: String,
-}
-
-impl<'a, C> Statements<'a, C> {
-    pub(crate) fn new(c: &'a C, schema: &'a SchemaName) -> Self {
-        Self { c, schema, s: schema.quoted() }
-    }
-}
-
-/// `v` as a bigint (numbers beyond its range are stored as its maximum).
-pub(crate) fn signed(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// A batch of one chain: its events and the checkpoint they lead to, committed in one

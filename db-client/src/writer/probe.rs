@@ -4,7 +4,7 @@
 use crate::error::{DbError, Result};
 use crate::pool::PgPool;
 
-use super::{QUERY_LIMIT, timed};
+use super::limits::{QUERY_LIMIT, timed};
 
 /// Backend process ids seen by the session probe ([`probe_session_pinning`]): the first
 /// connection, a second connection opened while the first is idle, then the first again.
