@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+pub use tidemark_service_kit::LogFormat;
 
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use tidemark_db_client::DbClientConfig;
 
 use crate::settings::HttpSettings;
@@ -112,15 +113,6 @@ pub enum CliError {
     /// The file named by `--database-url-file` holds no URL.
     #[error("the database URL file {0} is empty")]
     EmptyUrlFile(PathBuf),
-}
-
-/// How logs are written (to standard error).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 impl Cli {

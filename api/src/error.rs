@@ -6,9 +6,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use tidemark_db_client::{DbError, Reason};
-use utoipa::ToSchema;
 
 use crate::settings::RETRY_AFTER_SECS;
 
@@ -58,30 +56,10 @@ impl ApiError {
     }
 }
 
-/// The JSON error body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
+/// The JSON error body (shared with the indexer's HTTP server), reasons typed.
+pub type ErrorBody = tidemark_shared_types::ErrorBody<Reason>;
 /// What went wrong.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`,
-    /// `unavailable`, `database_unavailable`, `query_timeout`, `overloaded`,
-    /// `request_timeout`, `internal_error`.
-    pub code: &'static str,
-    /// Human-readable explanation.
-    pub message: String,
-    /// The offending parameter, for `invalid_parameter`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// Health reason codes, for `unavailable`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub reasons: Option<Vec<Reason>>,
-}
+pub type ErrorDetail = tidemark_shared_types::ErrorDetail<Reason>;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -113,6 +91,11 @@ impl IntoResponse for ApiError {
                     limit.as_millis()
                 );
                 (StatusCode::SERVICE_UNAVAILABLE, "query_timeout", message, None, None)
+            }
+            Self::Database(e) if e.is_busy() => {
+                // Every connection busy for the checkout timeout: shed like the budget does.
+                let message = "too many queries in progress; retry after the Retry-After delay".to_owned();
+                return busy(ErrorDetail { code: "overloaded", message, field: None, reasons: None });
             }
             Self::Database(e) if e.is_unavailable() => {
                 tracing::warn!(target: "tidemark_api", error = %e, "database unavailable");

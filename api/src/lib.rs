@@ -18,11 +18,12 @@
 
 pub mod budget;
 pub mod cli;
+pub mod clock;
 pub mod error;
 pub mod extract;
 pub mod listen;
-pub mod logging;
 pub mod openapi;
+pub mod response;
 pub mod routes;
 pub mod server;
 pub mod settings;

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { Exit::InvalidConfig.code() } else { 0 });
         }
     };
-    tidemark_api::logging::init(cli.log_format);
+    tidemark_service_kit::init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

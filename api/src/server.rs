@@ -17,7 +17,7 @@ use tower::ServiceBuilder;
 use crate::cli::Cli;
 use crate::state::AppState;
 use crate::telemetry::{self, trace_layer};
-use crate::{budget, listen, routes};
+use crate::{budget, listen, response, routes};
 
 const TARGET: &str = "tidemark_api";
 
@@ -27,30 +27,8 @@ const METRICS_CONCURRENCY: usize = 4;
 /// How long shutdown waits for open requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// How the process ends; [`Exit::code`] is its exit status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Clean shutdown on SIGINT/SIGTERM (0).
-    Clean,
-    /// Runtime failure, e.g. the address cannot be bound (1).
-    Runtime,
-    /// Invalid configuration or arguments (2).
-    InvalidConfig,
-    /// The stored config changed incompatibly (3).
-    Incompatible,
-}
-
-impl Exit {
-    /// The process exit status.
-    pub fn code(self) -> u8 {
-        match self {
-            Self::Clean => 0,
-            Self::Runtime => 1,
-            Self::InvalidConfig => 2,
-            Self::Incompatible => 3,
-        }
-    }
-}
+pub use tidemark_service_kit::Exit;
+use tidemark_service_kit::shutdown_signal;
 
 /// The router: the public routes within the request budget ([`crate::budget`]), the
 /// probes outside it, CORS on both (not on `/metrics`, which has a budget of its own),
@@ -68,21 +46,21 @@ impl Exit {
 pub fn app(state: AppState) -> Router {
     let http = state.http.clone();
     let limited = Semaphore::new(http.max_concurrent_requests);
-    let public = routes::public().method_not_allowed_fallback(routes::method_not_allowed);
+    let public = routes::public().method_not_allowed_fallback(response::method_not_allowed);
     let mut public = budget::apply(public, &http, Arc::new(limited))
-        .merge(routes::probes().method_not_allowed_fallback(routes::method_not_allowed));
+        .merge(routes::probes().method_not_allowed_fallback(response::method_not_allowed));
     if let Some(cors) = budget::cors(&http.cors_origins) {
         public = public.layer(cors);
     }
-    let metrics = routes::meta::metrics_router().method_not_allowed_fallback(routes::method_not_allowed);
+    let metrics = routes::meta::metrics_router().method_not_allowed_fallback(response::method_not_allowed);
     let metrics = budget::apply(metrics, &http, Arc::new(Semaphore::new(METRICS_CONCURRENCY)));
     let layers = ServiceBuilder::new()
         .layer(trace_layer())
         .layer(middleware::from_fn_with_state(state.metrics.clone(), telemetry::track));
     public
         .merge(metrics)
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        .fallback(response::not_found)
+        .method_not_allowed_fallback(response::method_not_allowed)
         .layer(layers)
         .with_state(state)
 }
@@ -104,30 +82,6 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
     });
     let http = state.http.clone();
     listen::serve(listener, app(state), &http, shutdown).await
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
 }
 
 /// Waits for the first incompatible config transition.

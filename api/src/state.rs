@@ -5,7 +5,8 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use tidemark_db_client::DbClient;
 
-use crate::routes::status::StatusBodyCache;
+use crate::clock::Clock;
+use crate::routes::status_body::StatusBodyCache;
 use crate::settings::HttpSettings;
 use crate::telemetry::Metrics;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     pub status_body: StatusBodyCache,
     /// Limits, the response-size cap and CORS.
     pub http: Arc<HttpSettings>,
+    /// "Now" of the time-dependent handlers.
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -31,7 +34,19 @@ impl AppState {
 
     /// State around `db` with a fresh metrics registry and the limits `http`.
     pub fn with_http(db: DbClient, http: HttpSettings) -> Self {
-        Self { db, metrics: Metrics::new(), status_body: StatusBodyCache::default(), http: Arc::new(http) }
+        Self {
+            db,
+            metrics: Metrics::new(),
+            status_body: StatusBodyCache::default(),
+            http: Arc::new(http),
+            clock: Clock::default(),
+        }
+    }
+
+    /// The same state reading "now" from `clock`.
+    #[must_use]
+    pub fn with_clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
     }
 }
 
@@ -56,5 +71,11 @@ impl FromRef<AppState> for StatusBodyCache {
 impl FromRef<AppState> for Arc<HttpSettings> {
     fn from_ref(state: &AppState) -> Self {
         state.http.clone()
+    }
+}
+
+impl FromRef<AppState> for Clock {
+    fn from_ref(state: &AppState) -> Self {
+        state.clock.clone()
     }
 }

@@ -122,7 +122,7 @@ impl Metrics {
 
     /// Renders the Prometheus text, with the database client's figures.
     pub async fn render(&self, db: &DbClient) -> String {
-        let healthy = db.is_healthy().await;
+        let healthy = db.is_healthy();
         let queries = db.queries_executed();
         self.with(|| {
             metrics::counter!("tidemark_db_queries_total").absolute(queries);

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tidemark_db_client::{PgPool, PoolConfig, instance, metadata, migrate};
+use tidemark_db_client::test_utils::fixtures::{EVENT_PAGE_COLUMNS, create_instance};
+use tidemark_db_client::test_utils::metadata;
+use tidemark_db_client::writer::PgPool;
+use tidemark_db_client::{Limit, PoolConfig};
 use tidemark_shared_types::config::{PublicChainConfig, PublicContractConfig};
 use tidemark_shared_types::{
     BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, PublicConfig, SchemaName, VersionInfo,
@@ -66,7 +69,7 @@ impl Target {
     /// Opens `connections` connections to `url` and prepares the first-page statement
     /// (`filtered`: the contract+event one).
     async fn raw_page(url: &str, connections: usize, filtered: bool) -> anyhow::Result<Self> {
-        let columns = tidemark_db_client::events::SELECT_COLUMNS;
+        let columns = EVENT_PAGE_COLUMNS;
         let sql = if filtered {
             format!(
                 "SELECT {columns} FROM {SCHEMA}.events WHERE cursor > $1 AND contract = $2 AND event = $3 \
@@ -75,7 +78,7 @@ impl Target {
         } else {
             format!(
                 "SELECT {columns} FROM {SCHEMA}.events WHERE cursor > $1 ORDER BY cursor ASC LIMIT {}",
-                tidemark_db_client::events::DEFAULT_LIMIT + 1
+                Limit::DEFAULT.get() + 1
             )
         };
         let mut conns = Vec::new();
@@ -98,7 +101,7 @@ impl Target {
             Self::RawPage { conns, filtered } => {
                 let (client, statement) = &conns[worker % conns.len()];
                 let rows = if *filtered {
-                    let limit = i64::from(tidemark_db_client::events::DEFAULT_LIMIT) + 1;
+                    let limit = i64::from(Limit::DEFAULT.get()) + 1;
                     client.query(statement, &[&i64::MIN, &"Registry", &"Tagged", &limit]).await
                 } else {
                     client.query(statement, &[&i64::MIN]).await
@@ -119,9 +122,8 @@ impl Target {
 pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result<()> {
     let db = BenchDb::create(server, "api").await?;
     let pool = PgPool::new(PoolConfig::new(db.url.clone()))?;
-    migrate::run_migrations(&pool).await?;
     let schema = SchemaName::new(SCHEMA)?;
-    instance::ensure_instance_schema(&mut *pool.get().await?, &schema).await?;
+    create_instance(&pool, &schema).await?;
     metadata::write_public_config(&mut *pool.get().await?, &public_config()).await?;
 
     let pool_size = api_pool_size()?;
@@ -315,7 +317,7 @@ fn api_pool_size() -> anyhow::Result<usize> {
     }
 }
 
-async fn exec(conn: &mut tidemark_db_client::AsyncPgConnection, sql: String) -> anyhow::Result<()> {
+async fn exec(conn: &mut diesel_async::AsyncPgConnection, sql: String) -> anyhow::Result<()> {
     diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), conn).await?;
     Ok(())
 }
@@ -331,7 +333,7 @@ async fn write_status(pool: &PgPool, head: u64) -> anyhow::Result<()> {
             latest_known_block: block(head),
         },
     )]);
-    let status = IndexingStatus::derive(chains, tidemark_indexer::status::unix_now())?;
+    let status = IndexingStatus::derive(chains, tidemark_indexer::progress::unix_now())?;
     metadata::write_indexing_status(&mut *pool.get().await?, &SchemaName::new(SCHEMA)?, &status).await?;
     Ok(())
 }

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 use alloy::rpc::types::{Filter, Log};
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
-use tidemark_db_client::{PgPool, PoolConfig, instance, migrate};
+use tidemark_db_client::PoolConfig;
+use tidemark_db_client::test_utils::fixtures::{copy_events, create_instance};
+use tidemark_db_client::writer::{Batch, EventRow, PgPool, Writer};
 use tidemark_indexer::config::IndexerConfig;
-use tidemark_indexer::pipeline::decode::{Decoder, EventRow};
+use tidemark_indexer::pipeline::decode::Decoder;
 use tidemark_indexer::pipeline::fetch::base_filter;
-use tidemark_indexer::store::{Batch, EVENT_COLUMNS, EVENT_TYPES, Writer, write_event};
 use tidemark_shared_types::{BlockRef, SchemaName};
 use tokio_postgres::Client;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use crate::chain::{self, Dataset, Kind};
 use crate::layout::{self, Layout, Sizes};
@@ -466,17 +466,18 @@ async fn fetch_all(
     Ok(chunks.into_iter().flatten().collect())
 }
 
-/// Binary `COPY` of the decoded rows into `table` (the indexer's columns and row encoding),
-/// in one statement.
+/// Binary `COPY` of the decoded rows into `table`, a copy of the indexer's `events` in
+/// another schema (`"schema"."events"`), with the writer's own `COPY` (columns and row
+/// encoding), in one statement.
 async fn copy_rows(url: &str, table: &str, rows: &[EventRow]) -> anyhow::Result<()> {
-    let (client, task) = connect(url).await?;
-    let sink = client.copy_in(&format!("COPY {table} ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)")).await?;
-    let writer = BinaryCopyInWriter::new(sink, &EVENT_TYPES);
-    let mut writer = std::pin::pin!(writer);
-    for (i, r) in rows.iter().enumerate() {
-        write_event(writer.as_mut(), i as i64 + 1, 31337, r).await?;
-    }
-    writer.as_mut().finish().await?;
+    let Some(schema) = table.strip_suffix(".\"events\"").map(|s| s.trim_matches('"')) else {
+        bail!("{table} is not an events table of its own schema");
+    };
+    let schema = SchemaName::new(schema)?;
+    let (client, conn) =
+        tidemark_db_client::tls::PgConnector::new(url)?.connect().await.context("tokio-postgres")?;
+    let task = tokio::spawn(conn);
+    copy_events(&client, &schema, 31337, rows).await?;
     drop(client);
     let _ = task.await;
     Ok(())
@@ -487,9 +488,8 @@ async fn copy_rows(url: &str, table: &str, rows: &[EventRow]) -> anyhow::Result<
 /// write path against the raw COPY.
 async fn writer_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
     let pool = PgPool::new(PoolConfig::new(url.to_owned()))?;
-    migrate::run_migrations(&pool).await?;
     let schema = SchemaName::new("bench_writer")?;
-    instance::ensure_instance_schema(&mut *pool.get().await?, &schema).await?;
+    create_instance(&pool, &schema).await?;
     let mut writer = Writer::try_acquire(&pool, &schema).await?.context("the writer lock is free")?;
     for chunk in rows.chunks(10_000) {
         let last = chunk.last().context("a chunk has rows")?;
@@ -498,17 +498,7 @@ async fn writer_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
             timestamp: last.block_timestamp,
             hash: last.block_hash.clone(),
         };
-        writer
-            .commit(Batch {
-                chain_id: 31337,
-                events: chunk,
-                headers: &[],
-                checkpoint: &checkpoint,
-                prune_below: None,
-                epoch: None,
-                finalize_upto: None,
-            })
-            .await?;
+        writer.commit(Batch::new(31337, chunk, &checkpoint)).await?;
     }
     Ok(())
 }

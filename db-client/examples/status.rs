@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
     // A one-shot program waits for the first reads; a server would not.
     db.first_load().await;
 
-    let health = db.health().await;
+    let health = db.health();
     let codes =
         |list: &[tidemark_db_client::Reason]| list.iter().map(|r| r.code()).collect::<Vec<_>>().join(", ");
     println!(
@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
     );
 
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    match db.realtime_projection(now).await {
+    match db.realtime_projection(now) {
         Ok(p) => {
             println!(
                 "{:?}: everything up to {} is indexed ({} s behind)",
@@ -59,7 +59,7 @@ async fn main() -> ExitCode {
     }
 
     // Per chain: the latest epoch (batch) and how many are not finalized yet (cached).
-    for (chain, summary) in db.epoch_summary().await.iter().flat_map(|s| s.iter()) {
+    for (chain, summary) in db.epoch_summary().iter().flat_map(|s| s.iter()) {
         let latest = summary
             .latest
             .as_ref()
@@ -72,7 +72,7 @@ async fn main() -> ExitCode {
     }
     // Epochs stored but not final yet, newest first (one query).
     let stored = EpochQuery {
-        stage: Some(tidemark_shared_types::EpochStage::Stored),
+        stage: Some(tidemark_db_client::types::EpochStage::Stored),
         size: 3,
         ..EpochQuery::default()
     };

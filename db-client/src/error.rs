@@ -1,4 +1,10 @@
 //! Typed errors of the db-client.
+//!
+//! The database drivers' errors (diesel's for the pool, tokio-postgres' for the writer)
+//! are kept as boxed sources, never as public types: callers decide with the classifiers
+//! ([`DbError::is_unavailable`], [`DbError::is_timeout`], [`DbError::is_invalid_input`]),
+//! which stay the same whichever driver answered, and read the driver's message through
+//! `Display` and [`std::error::Error::source`].
 
 use std::time::Duration;
 
@@ -7,12 +13,21 @@ use tidemark_shared_types::InvalidSchemaName;
 /// Result alias for db-client operations.
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
 
+/// A database driver's error, kept as the source of a [`DbError`].
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// What went wrong talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DbError {
     /// No connection could be made or checked out (server down, refused, auth failed).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Every pooled connection stayed in use for the whole checkout timeout: this client
+    /// has more queries in flight than connections, the database itself may be fine.
+    /// Callers shed load (the API answers 503 `overloaded` with `Retry-After`).
+    #[error("all {0:?} of waiting, every database connection of the pool stayed busy")]
+    Busy(std::time::Duration),
     /// Connecting, checking out a connection or waiting for a query's answer took longer
     /// than the configured time limit (the database may be hung or cut off).
     #[error("database did not answer within {0:?}")]
@@ -24,26 +39,23 @@ pub enum DbError {
     StatementTimeout {
         /// The connection's `statement_timeout`.
         limit: Duration,
-        /// The server's error, as diesel reports it.
-        source: diesel::result::Error,
+        /// The server's error, as the driver reported it.
+        source: BoxError,
     },
-    /// A query failed.
-    #[error("query failed: {0}")]
-    Query(#[from] diesel::result::Error),
-    /// A statement on a plain `tokio-postgres` connection failed (the indexer's writer,
-    /// which needs `COPY`).
-    #[error("query failed: {}", describe(.0))]
-    Postgres(#[from] tokio_postgres::Error),
+    /// A statement failed: the server refused it, or the connection broke while it ran
+    /// ([`DbError::is_unavailable`] tells the two apart).
+    #[error("query failed: {}", describe(.0.as_ref()))]
+    Query(#[source] BoxError),
     /// Running the embedded migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
     /// The instance schema name is not acceptable; no SQL was run.
     #[error(transparent)]
     InvalidSchema(#[from] InvalidSchemaName),
-    /// A stored metadata value does not parse or breaks an invariant.
+    /// A stored value does not parse or breaks an invariant.
     #[error("stored {key} is invalid: {message}")]
     InvalidStoredValue {
-        /// Metadata key, e.g. `indexing_status`.
+        /// What was read, e.g. the metadata key `indexing_status` or the table `epochs`.
         key: &'static str,
         /// Why it was rejected.
         message: String,
@@ -64,24 +76,52 @@ pub enum DbError {
 
 impl DbError {
     /// True when the database could not be reached at all (as opposed to a query that
-    /// reached it and failed). Retry loops back off and try again on these.
+    /// reached it and failed): no connection, or one that broke. Retry loops back off and
+    /// try again on these. A saturated pool ([`DbError::Busy`]) counts: no statement
+    /// reached the database ([`DbError::is_busy`] tells it apart).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Unavailable(_) | Self::Timeout(_) => true,
-            Self::Query(diesel::result::Error::DatabaseError(kind, _)) => {
-                matches!(
-                    kind,
-                    diesel::result::DatabaseErrorKind::ClosedConnection
-                        | diesel::result::DatabaseErrorKind::UnableToSendCommand
-                )
-            }
-            // No server error: the connection is closed, or the socket failed.
-            Self::Postgres(e) => {
-                e.is_closed()
-                    || std::error::Error::source(e)
-                        .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
+            Self::Unavailable(_) | Self::Timeout(_) | Self::Busy(_) => true,
+            Self::Query(source) => {
+                if let Some(diesel::result::Error::DatabaseError(kind, _)) =
+                    source.downcast_ref::<diesel::result::Error>()
+                {
+                    use diesel::result::DatabaseErrorKind::{ClosedConnection, UnableToSendCommand};
+                    return matches!(kind, ClosedConnection | UnableToSendCommand);
+                }
+                // No server error: the connection is closed, or the socket failed.
+                source.downcast_ref::<tokio_postgres::Error>().is_some_and(|e| {
+                    e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                })
             }
             _ => false,
+        }
+    }
+
+    /// True when the pool had no free connection within its checkout timeout
+    /// ([`DbError::Busy`]): overload of this client, not a sign the database is down.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy(_))
+    }
+
+    /// True when a time limit ran out: the client's ([`DbError::Timeout`]) or the server's
+    /// `statement_timeout` ([`DbError::StatementTimeout`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_) | Self::StatementTimeout { .. })
+    }
+
+    /// True when the caller's input was refused before any SQL ran: a query out of range
+    /// ([`DbError::InvalidQuery`]) or a bad schema name ([`DbError::InvalidSchema`]).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::InvalidQuery { .. } | Self::InvalidSchema(_))
+    }
+
+    /// The SQLSTATE of a server error on a `tokio-postgres` connection (the writer's).
+    #[cfg(feature = "writer")]
+    pub(crate) fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Query(source) => source.downcast_ref::<tokio_postgres::Error>()?.code().map(|c| c.code()),
+            _ => None,
         }
     }
 
@@ -96,27 +136,61 @@ impl DbError {
     /// time the statement alone, not the checkout or any follow-up query.
     pub(crate) fn timed(self, elapsed: Duration, statement_timeout: Duration) -> Self {
         let limit = Duration::from_millis(u64::try_from(statement_timeout.as_millis()).unwrap_or(u64::MAX));
+        let cancelled = |source: &BoxError| {
+            matches!(
+                source.downcast_ref::<diesel::result::Error>(),
+                Some(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, _))
+            )
+        };
         match self {
-            Self::Query(
-                source @ diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, _),
-            ) if !limit.is_zero() && elapsed >= limit => Self::StatementTimeout { limit, source },
+            Self::Query(source) if cancelled(&source) && !limit.is_zero() && elapsed >= limit => {
+                Self::StatementTimeout { limit, source }
+            }
             other => other,
         }
     }
 }
 
+#[doc(hidden)]
+impl From<diesel::result::Error> for DbError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Query(Box::new(e))
+    }
+}
+
+#[doc(hidden)]
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Query(Box::new(e))
+    }
+}
+
+#[doc(hidden)]
 impl From<diesel::ConnectionError> for DbError {
     fn from(e: diesel::ConnectionError) -> Self {
         Self::Unavailable(e.to_string())
     }
 }
 
-/// A `tokio-postgres` error with its cause: its own text is only the kind ("db error"),
-/// the server's message and detail are in the cause.
-pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
-    match std::error::Error::source(e) {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
+/// A number stored in `table`'s `column` that must not be negative (block numbers,
+/// timestamps, ids, counts); [`DbError::InvalidStoredValue`] otherwise.
+pub(crate) fn stored_u64<T: TryInto<u64> + Copy + std::fmt::Display>(
+    value: T,
+    table: &'static str,
+    column: &str,
+) -> Result<u64> {
+    value.try_into().map_err(|_| DbError::InvalidStoredValue {
+        key: table,
+        message: format!("column {column} holds the negative value {value}"),
+    })
+}
+
+/// A driver's error with its cause: a `tokio-postgres` error's own text is only the kind
+/// ("db error"), the server's message and detail are in its cause.
+pub(crate) fn describe(e: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
+    match (e.downcast_ref::<tokio_postgres::Error>(), e.source()) {
+        (Some(_), Some(cause)) => format!("{e}: {cause}"),
+        _ => e.to_string(),
     }
 }
 
@@ -129,7 +203,7 @@ mod tests {
     use super::DbError;
 
     fn server_error(kind: DatabaseErrorKind) -> DbError {
-        DbError::Query(Error::DatabaseError(kind, Box::new("canceling statement".to_owned())))
+        DbError::from(Error::DatabaseError(kind, Box::new("canceling statement".to_owned())))
     }
 
     #[test]
@@ -150,5 +224,26 @@ mod tests {
             let e = server_error(DatabaseErrorKind::Unknown).timed(Duration::from_secs(60), none);
             assert!(matches!(e, DbError::Query(_)));
         }
+    }
+
+    #[test]
+    fn the_classification_does_not_depend_on_the_driver() {
+        assert!(server_error(DatabaseErrorKind::ClosedConnection).is_unavailable());
+        assert!(server_error(DatabaseErrorKind::UnableToSendCommand).is_unavailable());
+        assert!(!server_error(DatabaseErrorKind::UniqueViolation).is_unavailable());
+        assert!(DbError::Unavailable("refused".into()).is_unavailable());
+        assert!(DbError::Timeout(Duration::from_secs(1)).is_unavailable());
+        assert!(DbError::Timeout(Duration::from_secs(1)).is_timeout());
+        let busy = DbError::Busy(Duration::from_secs(5));
+        assert!(busy.is_busy() && busy.is_unavailable() && !busy.is_timeout());
+        let cancelled =
+            server_error(DatabaseErrorKind::Unknown).timed(Duration::from_secs(1), Duration::from_secs(1));
+        assert!(cancelled.is_timeout() && !cancelled.is_unavailable());
+        let invalid = DbError::InvalidQuery { field: "size", message: "too large".into() };
+        assert!(invalid.is_invalid_input() && !invalid.is_unavailable() && !invalid.is_timeout());
+        // The driver's message stays readable, and is the error's source.
+        let e = server_error(DatabaseErrorKind::UniqueViolation);
+        assert_eq!(e.to_string(), "query failed: canceling statement");
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

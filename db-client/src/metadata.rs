@@ -1,13 +1,16 @@
 //! `tidemark.metadata`: the public config and the status snapshot of each instance.
 //!
-//! Writers (the indexer; tests standing in for it) upsert rows; readers get `None` when
-//! the schema, the table or the row is missing ("uninitialized"), never an error.
-//! `updated_at` is always set by the database clock, and ages are computed there too.
+//! Readers get `None` when the schema, the table or the row is missing
+//! ("uninitialized"), never an error. The writer upserts rows ([`write`], feature
+//! `writer`). `updated_at` is always set by the database clock, and ages are computed
+//! there too.
+
+// Public to tests (`test_utils::metadata`); the client reads through these.
+#![cfg_attr(not(feature = "test-utils"), allow(unreachable_pub))]
 
 use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Double, Jsonb, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tidemark_shared_types::{IndexingStatus, PublicConfig, SchemaName};
 
@@ -46,7 +49,7 @@ struct Row {
 }
 
 /// True when `tidemark.metadata` exists (the migrations have run).
-pub async fn metadata_table_exists(conn: &mut AsyncPgConnection) -> Result<bool> {
+pub(crate) async fn metadata_table_exists(conn: &mut AsyncPgConnection) -> Result<bool> {
     let row: Exists = diesel::sql_query("SELECT to_regclass('tidemark.metadata') IS NOT NULL AS exists")
         .get_result(conn)
         .await?;
@@ -80,28 +83,11 @@ async fn read<T: DeserializeOwned>(
 }
 
 /// Upserts one metadata row: `$1` instance schema, `$2` key, `$3` jsonb value;
-/// `updated_at` is the database clock. For writers on connections of their own (the
-/// indexer's `COPY` connection).
-pub const UPSERT_SQL: &str = "INSERT INTO tidemark.metadata (instance_schema, key, value, updated_at) \
+/// `updated_at` is the database clock.
+#[cfg(feature = "writer")]
+pub(crate) const UPSERT_SQL: &str = "INSERT INTO tidemark.metadata (instance_schema, key, value, updated_at) \
      VALUES ($1, $2, $3, now()) \
      ON CONFLICT (instance_schema, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()";
-
-async fn write<T: Serialize>(
-    conn: &mut AsyncPgConnection,
-    schema: &SchemaName,
-    key: &'static str,
-    value: &T,
-) -> Result<()> {
-    let json = serde_json::to_value(value)
-        .map_err(|e| DbError::InvalidStoredValue { key, message: e.to_string() })?;
-    diesel::sql_query(UPSERT_SQL)
-        .bind::<Text, _>(schema.as_str())
-        .bind::<Text, _>(key)
-        .bind::<Jsonb, _>(json)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
 
 /// Reads the stored public config of `schema`.
 pub async fn read_public_config(
@@ -120,30 +106,60 @@ pub async fn read_indexing_status(
     read(conn, schema, INDEXING_STATUS_KEY).await
 }
 
-/// Upserts the public config (its `instanceSchema` names the row).
-pub async fn write_public_config(conn: &mut AsyncPgConnection, config: &PublicConfig) -> Result<()> {
-    let schema = SchemaName::new(config.instance_schema.clone())?;
-    write(conn, &schema, PUBLIC_CONFIG_KEY, config).await
-}
-
-/// Upserts the status snapshot of `schema`.
-pub async fn write_indexing_status(
-    conn: &mut AsyncPgConnection,
-    schema: &SchemaName,
-    status: &IndexingStatus,
-) -> Result<()> {
-    write(conn, schema, INDEXING_STATUS_KEY, status).await
-}
-
-/// Deletes one metadata row (e.g. on reset).
-pub async fn delete_metadata(conn: &mut AsyncPgConnection, schema: &SchemaName, key: &str) -> Result<()> {
-    if !metadata_table_exists(conn).await? {
-        return Ok(());
+/// The writer's statements on `tidemark.metadata` (feature `writer`).
+#[cfg(feature = "writer")]
+impl<C: tokio_postgres::GenericClient + Sync> crate::statements::Statements<'_, C> {
+    /// Upserts the instance's row `key` with `value`; `updated_at` is the database clock.
+    pub(crate) async fn upsert_metadata(
+        &self,
+        key: &'static str,
+        value: &impl serde::Serialize,
+    ) -> Result<()> {
+        let json = serde_json::to_value(value)
+            .map_err(|e| DbError::InvalidStoredValue { key, message: e.to_string() })?;
+        self.c.execute(UPSERT_SQL, &[&self.schema.as_str(), &key, &json]).await?;
+        Ok(())
     }
-    diesel::sql_query("DELETE FROM tidemark.metadata WHERE instance_schema = $1 AND key = $2")
-        .bind::<Text, _>(schema.as_str())
-        .bind::<Text, _>(key)
-        .execute(conn)
-        .await?;
-    Ok(())
+
+    /// The start block of `chain_id` in the stored status snapshot (the block the index
+    /// was built on), when a snapshot with that chain exists and this build can read it.
+    pub(crate) async fn stored_start_block(
+        &self,
+        chain_id: u64,
+    ) -> Result<Option<tidemark_shared_types::BlockRef>> {
+        let row = self
+            .c
+            .query_opt(
+                "SELECT value -> 'omnichainSnapshot' -> 'chains' -> $2 -> 'config' -> 'startBlock'
+                   FROM tidemark.metadata WHERE instance_schema = $1 AND key = $3",
+                &[&self.schema.as_str(), &chain_id.to_string(), &INDEXING_STATUS_KEY],
+            )
+            .await?;
+        let value = row.map(|r| r.try_get::<_, Option<serde_json::Value>>(0)).transpose()?.flatten();
+        // A snapshot this build cannot read is no anchor: the endpoints' chain id still is.
+        Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    /// Deletes every metadata row of the instance (when the table exists).
+    pub(crate) async fn delete_metadata(&self) -> Result<()> {
+        let exists = self.c.query_one("SELECT to_regclass('tidemark.metadata') IS NOT NULL", &[]).await?;
+        if exists.try_get::<_, bool>(0)? {
+            self.c
+                .execute("DELETE FROM tidemark.metadata WHERE instance_schema = $1", &[&self.schema.as_str()])
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The stored public config of `schema`, read through `pool` (none while the metadata
+/// table does not exist yet). The indexer's one way to read it: at start-up, before it
+/// takes the writer lock, and again once it holds it.
+#[cfg(feature = "writer")]
+pub async fn stored_public_config(
+    pool: &crate::pool::PgPool,
+    schema: &SchemaName,
+) -> Result<Option<PublicConfig>> {
+    let stored = pool.run(async |c| read_public_config(c, schema).await).await?;
+    Ok(stored.map(|s| s.value))
 }

@@ -1,5 +1,5 @@
-//! Embedded migrations, run under a PostgreSQL advisory lock so that any number of
-//! processes may start at once.
+//! Embedded migrations (feature `writer`), run under a PostgreSQL advisory lock so that
+//! any number of processes may start at once. Readers never migrate.
 
 use diesel_async::AsyncMigrationHarness;
 use diesel_async::AsyncPgConnection;
@@ -10,10 +10,10 @@ use crate::error::{DbError, Result};
 use crate::pool::PgPool;
 
 /// The SQL migrations in `migrations/`, compiled into the binary.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
 /// Advisory-lock key serializing migrations and instance-schema DDL ("tidemark" in ASCII).
-pub const MIGRATION_LOCK_KEY: i64 = 0x7469_6465_6d61_726b;
+pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x7469_6465_6d61_726b;
 
 /// Runs pending migrations. Safe to call concurrently from several processes: the first
 /// caller runs them under a session advisory lock while the others wait, then find

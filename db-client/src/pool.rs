@@ -1,5 +1,11 @@
 //! The connection pool: diesel-async over deadpool, with connect, checkout and statement
 //! timeouts so that no caller ever waits forever on a database that does not answer.
+//!
+//! Readers see only [`PoolConfig`] (the pool settings of a [`DbClient`](crate::DbClient))
+//! and [`default_max_size`]; the pool itself is public to the indexer (feature `writer`).
+
+// Public to writers and tests; readers reach only the settings.
+#![cfg_attr(not(feature = "writer"), allow(unreachable_pub))]
 
 use std::time::Duration;
 
@@ -92,8 +98,9 @@ pub struct PoolConfig {
     /// `statement_timeout` set on every connection (0 disables it).
     pub statement_timeout: Duration,
     /// Client-side limit on waiting for one query's (or cache refresh's) answer, for a
-    /// server that hangs without closing the socket (see [`within`]). Keep it above
-    /// `statement_timeout`, so that the server's own cancellation normally comes first.
+    /// server that hangs without closing the socket; a connection that ran out of time is
+    /// closed, never reused. Keep it above `statement_timeout`, so that the server's own
+    /// cancellation normally comes first.
     pub query_timeout: Duration,
     /// Silence on a connection before TCP keepalive probes start.
     pub keepalives_idle: Duration,
@@ -141,6 +148,8 @@ impl PoolConfig {
 pub struct PgPool {
     pool: Pool<PoolManager>,
     config: PoolConfig,
+    /// For connections outside the pool (the writer's).
+    #[cfg_attr(not(feature = "writer"), allow(dead_code))]
     connector: PgConnector,
 }
 
@@ -183,6 +192,11 @@ impl PgPool {
     /// Checks out a connection, waiting at most the checkout timeout.
     pub async fn get(&self) -> Result<PooledConnection> {
         self.pool.get().await.map_err(|e| match e {
+            // Waiting for a connection in use: this client is saturated. Creating or
+            // recycling one timed out: the database did not answer.
+            PoolError::Timeout(deadpool::managed::TimeoutType::Wait) => {
+                DbError::Busy(self.config.checkout_timeout)
+            }
             PoolError::Timeout(_) => DbError::Timeout(self.config.checkout_timeout),
             PoolError::Backend(e) => DbError::Unavailable(e.to_string()),
             other => DbError::Unavailable(other.to_string()),
@@ -190,13 +204,15 @@ impl PgPool {
     }
 
     /// Checks out a connection and runs `f` on it within [`PoolConfig::query_timeout`]
-    /// (see [`within`]).
+    /// (a connection that ran out of time is closed, never reused).
+    #[cfg(feature = "writer")]
     pub async fn run<T>(&self, f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T>) -> Result<T> {
         within(self.config.query_timeout, self.get().await?, f).await
     }
 
     /// Opens a connection outside the pool with the same timeouts and settings (for
     /// session-scoped work such as advisory locks and LISTEN).
+    #[cfg(feature = "writer")]
     pub async fn connect_dedicated(&self) -> Result<AsyncPgConnection> {
         Ok(connect(self.connector.clone(), self.config.clone()).await?)
     }
@@ -205,6 +221,7 @@ impl PgPool {
     /// timeout and session settings, for work diesel-async cannot do (binary `COPY`). The
     /// connection runs on a spawned task; it ends when the client is dropped or the
     /// socket fails (then every call returns a closed-connection error).
+    #[cfg(feature = "writer")]
     pub async fn connect_raw(&self) -> Result<tokio_postgres::Client> {
         let config = &self.config;
         let timeout = config.connect_timeout;
@@ -220,6 +237,7 @@ impl PgPool {
     }
 
     /// The settings the pool was built with.
+    #[cfg(feature = "writer")]
     pub fn config(&self) -> &PoolConfig {
         &self.config
     }
@@ -245,7 +263,7 @@ async fn connect(connector: PgConnector, config: PoolConfig) -> Result<AsyncPgCo
 /// Invariant: a connection whose query ran out of time never returns to the pool. Its
 /// answer may still arrive (or never, from a hung server), so it is detached from the
 /// pool and closed, and the caller gets [`DbError::Timeout`].
-pub async fn within<T>(
+pub(crate) async fn within<T>(
     limit: Duration,
     mut conn: PooledConnection,
     f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T>,

@@ -6,7 +6,8 @@
 //! to the [`Recorder`] through a bounded channel, which coalesces them and flushes one bulk
 //! upsert every 250 ms. `stored` is written inside the batch's commit transaction (see
 //! [`crate::store::Writer::commit`]), and `finalized` by the same transaction for earlier
-//! epochs whose last block is now `finality_depth` behind the head.
+//! epochs whose last block is now `finality_depth` behind the head. The statements belong
+//! to the db-client's `epochs` module; this module decides what to write and when.
 //!
 //! Invariants:
 //! - every write here (stages, discards, pruning, stale-epoch cleanup) goes through the
@@ -25,8 +26,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tidemark_db_client::{DbError, PgPool};
+use tidemark_db_client::DbError;
+pub use tidemark_db_client::writer::{Epoch, now_secs};
+use tidemark_db_client::writer::{PgPool, epoch_summaries};
 use tidemark_shared_types::SchemaName;
 use tidemark_shared_types::epoch::EpochStage;
 use tokio::sync::mpsc;
@@ -48,58 +50,6 @@ fn cut_error(mut text: String) -> String {
 
 /// The writer, shared by the pipelines, the status loop and the recorder.
 type SharedWriter = Arc<tokio::sync::Mutex<Writer>>;
-
-/// One entry of an epoch's stage history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StageEntry {
-    /// Stage reached.
-    pub stage: EpochStage,
-    /// When (unix seconds, millisecond precision, the indexer's clock).
-    pub at: f64,
-}
-
-/// An epoch as the pipeline tracks it until it is stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Epoch {
-    /// Chain.
-    pub chain_id: u64,
-    /// Per-chain id.
-    pub id: i64,
-    /// First block.
-    pub from: u64,
-    /// Last block.
-    pub to: u64,
-    /// History, oldest first.
-    pub stages: Vec<StageEntry>,
-    /// Last failure, as `<stage>: <message>`.
-    pub error: Option<String>,
-}
-
-impl Epoch {
-    /// The current stage.
-    pub fn stage(&self) -> EpochStage {
-        self.stages.last().map_or(EpochStage::Planned, |s| s.stage)
-    }
-
-    /// Appends `stage` now.
-    pub fn push(&mut self, stage: EpochStage) {
-        let at = now_secs();
-        // Never decreasing, even if the wall clock steps back.
-        let at = self.stages.last().map_or(at, |l| at.max(l.at));
-        self.stages.push(StageEntry { stage, at });
-    }
-
-    /// History as JSON.
-    pub fn stages_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.stages).unwrap_or(serde_json::Value::Array(Vec::new()))
-    }
-}
-
-/// Unix seconds with millisecond precision.
-pub fn now_secs() -> f64 {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    ms as f64 / 1000.0
-}
 
 enum Op {
     Upsert(Epoch),
@@ -202,27 +152,6 @@ pub struct Recorder {
     retain: u64,
 }
 
-/// An epoch left in an intermediate stage.
-struct Unfinished {
-    epoch_id: i64,
-    from_block: i64,
-    to_block: i64,
-    stages: serde_json::Value,
-    error: Option<String>,
-}
-
-impl Unfinished {
-    fn from_row(r: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error> {
-        Ok(Self {
-            epoch_id: r.try_get(0)?,
-            from_block: r.try_get(1)?,
-            to_block: r.try_get(2)?,
-            stages: r.try_get(3)?,
-            error: r.try_get(4)?,
-        })
-    }
-}
-
 impl Recorder {
     /// A recorder keeping the newest `retain` epochs per chain (`enabled = false` records
     /// nothing). It writes through `writer` and reads its summary through `pool`.
@@ -241,59 +170,19 @@ impl Recorder {
     /// Bookkeeping for one chain: the next id and the unfinished epochs above `checkpoint`
     /// (those at or below it are covered by finished epochs and deleted now).
     pub async fn chain(&self, chain_id: u64, checkpoint: Option<u64>) -> Result<Arc<ChainEpochs>, DbError> {
-        let s = self.schema.quoted();
-        let chain = chain_id as i64;
         let mut w = self.writer.lock().await;
-        let max: Option<i64> = w
-            .query(&format!("SELECT max(epoch_id) FROM {s}.epochs WHERE chain_id = $1"), &[&chain])
-            .await?
-            .first()
-            .map(|r| r.try_get(0))
-            .transpose()?
-            .flatten();
-        let rows = w
-            .query(
-                &format!(
-                    "SELECT epoch_id, from_block, to_block, stages, error FROM {s}.epochs
-                      WHERE chain_id = $1 AND stage IN ('planned', 'fetched', 'decoded') ORDER BY epoch_id"
-                ),
-                &[&chain],
-            )
-            .await?
-            .iter()
-            .map(Unfinished::from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (max, rows) = w.unfinished_epochs(chain_id).await?;
         let mut leftovers = BTreeMap::new();
         let mut stale = Vec::new();
-        for r in rows {
-            if checkpoint.is_some_and(|c| r.from_block as u64 <= c)
-                || leftovers.contains_key(&(r.from_block as u64))
-            {
-                stale.push(r.epoch_id);
+        for e in rows {
+            if checkpoint.is_some_and(|c| e.from <= c) || leftovers.contains_key(&e.from) {
+                stale.push((chain_id, e.id));
                 continue;
             }
-            let stages: Vec<StageEntry> = serde_json::from_value(r.stages).unwrap_or_default();
-            leftovers.insert(
-                r.from_block as u64,
-                Epoch {
-                    chain_id,
-                    id: r.epoch_id,
-                    from: r.from_block as u64,
-                    to: r.to_block as u64,
-                    stages,
-                    error: r.error,
-                },
-            );
+            leftovers.insert(e.from, e);
         }
         if !stale.is_empty() {
-            w.execute(
-                &format!(
-                    "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id = ANY($2)
-                        AND stage IN ('planned', 'fetched', 'decoded')"
-                ),
-                &[&chain, &stale],
-            )
-            .await?;
+            w.record_epochs(&[], &stale).await?;
         }
         Ok(Arc::new(ChainEpochs {
             chain_id,
@@ -342,47 +231,8 @@ impl Recorder {
         let batch: Vec<((u64, i64), Option<Epoch>)> = pending.drain().collect();
         let (upserts, discards): (Vec<_>, Vec<_>) = batch.iter().partition(|(_, e)| e.is_some());
         let upserts: Vec<&Epoch> = upserts.iter().filter_map(|(_, e)| e.as_ref()).collect();
-        let s = self.schema.quoted();
-        let result: Result<(), DbError> = async {
-            let mut w = self.writer.lock().await;
-            if !upserts.is_empty() {
-                let chains: Vec<i64> = upserts.iter().map(|e| e.chain_id as i64).collect();
-                let ids: Vec<i64> = upserts.iter().map(|e| e.id).collect();
-                let froms: Vec<i64> = upserts.iter().map(|e| e.from as i64).collect();
-                let tos: Vec<i64> = upserts.iter().map(|e| e.to as i64).collect();
-                let stages: Vec<&str> = upserts.iter().map(|e| e.stage().as_str()).collect();
-                let histories: Vec<serde_json::Value> = upserts.iter().map(|e| e.stages_json()).collect();
-                let errors: Vec<Option<String>> = upserts.iter().map(|e| e.error.clone()).collect();
-                w.execute(
-                    &format!(
-                        "INSERT INTO {s}.epochs AS e (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
-                         SELECT u.c, u.i, u.f, u.t, u.s, u.h, u.e, now()
-                           FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::jsonb[], $7::text[])
-                                AS u(c, i, f, t, s, h, e)
-                         ON CONFLICT (chain_id, epoch_id) DO UPDATE
-                            SET from_block = EXCLUDED.from_block, to_block = EXCLUDED.to_block, stage = EXCLUDED.stage,
-                                stages = EXCLUDED.stages, error = EXCLUDED.error, updated_at = now()
-                          WHERE e.stage IN ('planned', 'fetched', 'decoded')"
-                    ),
-                    &[&chains, &ids, &froms, &tos, &stages, &histories, &errors],
-                )
-                .await?;
-            }
-            if !discards.is_empty() {
-                let chains: Vec<i64> = discards.iter().map(|((c, _), _)| *c as i64).collect();
-                let ids: Vec<i64> = discards.iter().map(|((_, i), _)| *i).collect();
-                w.execute(
-                    &format!(
-                        "DELETE FROM {s}.epochs e USING UNNEST($1::bigint[], $2::bigint[]) AS d(c, i)
-                          WHERE e.chain_id = d.c AND e.epoch_id = d.i AND e.stage IN ('planned', 'fetched', 'decoded')"
-                    ),
-                    &[&chains, &ids],
-                )
-                .await?;
-            }
-            Ok(())
-        }
-        .await;
+        let discards: Vec<(u64, i64)> = discards.iter().map(|(k, _)| *k).collect();
+        let result = self.writer.lock().await.record_epochs(&upserts, &discards).await;
         if let Err(e) = result {
             tracing::warn!(target: "tidemark::epochs", error = %e, "epoch stages not recorded; retrying");
             // Keep them for the next flush, unless newer entries arrived meanwhile.
@@ -397,12 +247,7 @@ impl Recorder {
         if !self.enabled {
             return;
         }
-        let result = async {
-            let mut conn = self.pool.get().await?;
-            tidemark_db_client::epochs::query_epoch_summaries(&mut conn, &self.schema).await
-        }
-        .await;
-        match result {
+        match epoch_summaries(&self.pool, &self.schema).await {
             Ok(s) => {
                 if let Ok(mut guard) = self.summaries.write() {
                     *guard = s;
@@ -413,21 +258,8 @@ impl Recorder {
     }
 
     async fn prune(&self, chain_ids: &[u64]) {
-        let s = self.schema.quoted();
         for &chain_id in chain_ids {
-            let (chain, retain) = (chain_id as i64, self.retain as i64);
-            let result = self
-                .writer
-                .lock()
-                .await
-                .execute(
-                    &format!(
-                        "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id <
-                           (SELECT epoch_id FROM {s}.epochs WHERE chain_id = $1 ORDER BY epoch_id DESC OFFSET $2 - 1 LIMIT 1)"
-                    ),
-                    &[&chain, &retain],
-                )
-                .await;
+            let result = self.writer.lock().await.prune_epochs(chain_id, self.retain).await;
             match result {
                 Ok(0) => {}
                 Ok(n) => {

@@ -1,65 +1,21 @@
 //! The indexer's own small HTTP server: `/health`, `/status`, `/config`, `/metrics`.
 //! It serves what this process knows in memory; the API service never calls it.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
-use tidemark_db_client::epochs::EpochSummaries;
-use tidemark_shared_types::{PublicConfig, RealtimeProjection};
+use tidemark_db_client::EpochSummaries;
+use tidemark_shared_types::{ErrorBody, HealthBody, PublicConfig, RealtimeProjection, StatusBody};
 use tokio_util::sync::CancellationToken;
 
+use crate::liveness::Liveness;
+use crate::progress::{Progress, unix_now};
 use crate::rpc::Standing;
-use crate::status::{Progress, unix_now};
-
-/// This process's role for the instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Role {
-    /// Connecting, migrating, or between writer terms.
-    Starting = 0,
-    /// Another process holds the writer lock.
-    Standby = 1,
-    /// This process writes.
-    Writer = 2,
-}
-
-/// Liveness facts shared with the HTTP server.
-#[derive(Debug, Default)]
-pub struct Health {
-    db_ok_at: AtomicU64,
-    role: AtomicU8,
-}
-
-impl Health {
-    /// Records a successful database round-trip.
-    pub fn db_ok(&self) {
-        self.db_ok_at.store(unix_now(), Ordering::Relaxed);
-    }
-
-    /// Sets the role.
-    pub fn set_role(&self, role: Role) {
-        self.role.store(role as u8, Ordering::Relaxed);
-    }
-
-    fn role(&self) -> &'static str {
-        match self.role.load(Ordering::Relaxed) {
-            1 => "standby",
-            2 => "writer",
-            _ => "starting",
-        }
-    }
-
-    fn db_reachable(&self) -> bool {
-        unix_now().saturating_sub(self.db_ok_at.load(Ordering::Relaxed)) <= 10
-    }
-}
+use crate::telemetry::Metrics;
 
 /// State of the HTTP handlers.
 #[derive(Clone)]
@@ -69,25 +25,15 @@ pub struct HttpState {
     /// The public config of this process.
     pub config: PublicConfig,
     /// Liveness facts.
-    pub health: Arc<Health>,
+    pub health: Arc<Liveness>,
     /// Per-chain epoch summary, refreshed every second by the epoch recorder.
     pub epochs: SharedSummaries,
+    /// This indexer's metrics, rendered by `/metrics`.
+    pub metrics: Metrics,
 }
 
 /// The latest epoch summaries, shared between the recorder and the HTTP server.
 pub type SharedSummaries = Arc<std::sync::RwLock<EpochSummaries>>;
-
-/// The process-wide Prometheus recorder (installed once).
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Another recorder may already be installed (tests): metrics then go there.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
-}
 
 /// The router.
 pub fn app(state: HttpState) -> Router {
@@ -97,10 +43,7 @@ pub fn app(state: HttpState) -> Router {
         .route("/config", get(config))
         .route("/metrics", get(metrics_text))
         .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                Json(json!({"error": {"code": "not_found", "message": "no such endpoint"}})),
-            )
+            (StatusCode::NOT_FOUND, Json(ErrorBody::<String>::new("not_found", "no such endpoint")))
         })
         .with_state(state)
 }
@@ -110,18 +53,7 @@ pub fn app(state: HttpState) -> Router {
 /// Also runs the metrics exporter's upkeep every 5 s, so histograms stay bounded whether
 /// or not anything scrapes `/metrics`.
 pub async fn serve(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
-    let handle = prometheus();
-    let upkeep_stop = shutdown.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                _ = upkeep_stop.cancelled() => break,
-                _ = tick.tick() => handle.run_upkeep(),
-            }
-        }
-    });
+    tokio::spawn(state.metrics.clone().upkeep_until(shutdown.clone()));
     let result = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
     if let Err(e) = result {
         tracing::error!(target: "tidemark::http", error = %e, "HTTP server failed");
@@ -148,13 +80,9 @@ async fn health(State(s): State<HttpState>) -> Response {
             }
         }
     }
-    let role = s.health.role();
-    let code = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = if reasons.is_empty() {
-        json!({"status": "ok", "role": role, "warnings": warnings})
-    } else {
-        json!({"status": "unhealthy", "role": role, "reasons": reasons, "warnings": warnings})
-    };
+    let mut body = HealthBody::new(reasons, warnings);
+    body.role = Some(s.health.role());
+    let code = if body.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
@@ -162,15 +90,14 @@ async fn status(State(s): State<HttpState>) -> Response {
     match s.progress.snapshot(unix_now()) {
         Some(snapshot) => {
             let projection = RealtimeProjection::project(snapshot, unix_now());
-            let epochs = s.epochs.read().map(|e| json!(*e)).unwrap_or_else(|_| json!({}));
-            let body = json!({"responseCode": "ok", "realtimeProjection": projection, "config": s.config,
-                "warnings": [], "epochs": epochs});
+            let epochs = s.epochs.read().map(|e| e.clone()).unwrap_or_default();
+            let body: StatusBody = StatusBody::ok(projection, s.config, Vec::new(), epochs);
             (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
         }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CACHE_CONTROL, "no-store")],
-            Json(json!({"responseCode": "error", "reasons": ["no-status"]})),
+            Json(StatusBody::error(vec!["no-status".to_owned()])),
         )
             .into_response(),
     }
@@ -180,6 +107,6 @@ async fn config(State(s): State<HttpState>) -> Response {
     ([(header::CACHE_CONTROL, "max-age=60")], Json(s.config)).into_response()
 }
 
-async fn metrics_text() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
+async fn metrics_text(State(s): State<HttpState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
 }

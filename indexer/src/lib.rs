@@ -9,59 +9,27 @@ pub mod cli;
 pub mod config;
 pub mod epochs;
 pub mod http;
+pub mod liveness;
 pub mod pipeline;
 pub mod progress;
-pub mod reorg;
 pub mod reset;
 pub mod rpc;
 pub mod run;
 pub mod status;
 pub mod store;
+pub mod telemetry;
 
-/// Process exit codes (DESIGN §2).
-pub mod exit {
-    /// Clean shutdown.
-    pub const OK: u8 = 0;
-    /// Runtime failure.
-    pub const FAILURE: u8 = 1;
-    /// Invalid configuration or arguments.
-    pub const INVALID_CONFIG: u8 = 2;
-    /// Incompatible with the persisted config.
-    pub const INCOMPATIBLE: u8 = 3;
-}
+/// How the process ends (exit codes, DESIGN §2) and SIGINT/SIGTERM handling.
+pub use tidemark_service_kit::{Exit, cancel_on_signal};
 
-/// Maps an error to its exit code.
-pub fn exit_code(err: &anyhow::Error) -> u8 {
+/// Maps an error to how the process ends: 2 for an invalid config, 3 for a persisted
+/// config it is incompatible with, 1 otherwise.
+pub fn exit_for(err: &anyhow::Error) -> Exit {
     if err.downcast_ref::<config::ConfigError>().is_some() {
-        exit::INVALID_CONFIG
+        Exit::InvalidConfig
     } else if err.downcast_ref::<tidemark_shared_types::Incompatibility>().is_some() {
-        exit::INCOMPATIBLE
+        Exit::Incompatible
     } else {
-        exit::FAILURE
+        Exit::Runtime
     }
-}
-
-/// Cancels `token` on SIGINT or SIGTERM.
-pub async fn cancel_on_signal(token: tokio_util::sync::CancellationToken) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-        _ = token.cancelled() => return,
-    }
-    tracing::info!(target: "tidemark::run", "shutdown signal received");
-    token.cancel();
 }

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use tidemark_indexer::cli::{Cli, Command, init_logging};
+use tidemark_indexer::cli::{Cli, Command};
 use tidemark_indexer::config::{ConfigError, IndexerConfig};
-use tidemark_indexer::{cancel_on_signal, exit, exit_code, reset, run};
+use tidemark_indexer::{cancel_on_signal, exit_for, reset, run};
+use tidemark_service_kit::init_logging;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -14,21 +15,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     // Before any HTTP client is built: reqwest has no TLS provider of its own here.
     tidemark_db_client::tls::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::from(exit::FAILURE);
-        }
-    };
-    match runtime.block_on(main_async(cli)) {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(e) => {
-            let code = exit_code(&e);
-            tracing::error!(exit_code = code, "{e:#}");
-            ExitCode::from(code)
-        }
-    }
+    tidemark_service_kit::block_on(None, main_async(cli), exit_for)
 }
 
 async fn main_async(cli: Cli) -> anyhow::Result<()> {

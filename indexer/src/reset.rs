@@ -1,7 +1,8 @@
 //! `tidemark-indexer reset`: drop the instance schema and its metadata rows.
 
 use anyhow::Context;
-use tidemark_db_client::{PgPool, PoolConfig};
+use tidemark_db_client::PoolConfig;
+use tidemark_db_client::writer::PgPool;
 
 use crate::config::IndexerConfig;
 use crate::store::Writer;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tidemark_db_client::{PgPool, PoolConfig, metadata, migrate};
+use tidemark_db_client::PoolConfig;
+use tidemark_db_client::writer::{PgPool, probe_session_pinning, run_migrations, stored_public_config};
 use tidemark_shared_types::{Incompatibility, PublicConfig, check_compatible};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -19,11 +20,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::IndexerConfig;
 use crate::epochs::Recorder;
-use crate::http::{self, Health, Role};
+use crate::http;
+use crate::liveness::{Liveness, Role};
 use crate::pipeline::{ChainPipeline, PipelineError};
+use crate::progress::Progress;
 use crate::rpc::ChainRpc;
-use crate::status::{self, Progress};
-use crate::store::{self, Writer};
+use crate::status;
+use crate::store::Writer;
+use crate::telemetry::Metrics;
 
 /// What every writer term shares.
 struct Ctx<'a> {
@@ -31,8 +35,9 @@ struct Ctx<'a> {
     public: &'a PublicConfig,
     pool: &'a PgPool,
     progress: &'a Progress,
-    health: &'a Arc<Health>,
+    health: &'a Arc<Liveness>,
     summaries: &'a http::SharedSummaries,
+    metrics: &'a Metrics,
 }
 
 /// How long shutdown may take before tasks are abandoned.
@@ -53,7 +58,8 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
     for chain in &config.chains {
         progress.set_poll_interval(chain.chain_id, chain.poll_interval);
     }
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Liveness::default());
+    let metrics = Metrics::new();
     let tracker = TaskTracker::new();
 
     let listener = tokio::net::TcpListener::bind(config.http_listen)
@@ -66,9 +72,10 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
         config: public.clone(),
         health: health.clone(),
         epochs: summaries.clone(),
+        metrics: metrics.clone(),
     };
-    tracker.spawn(http::serve(listener, http_state, shutdown.clone()));
-    tracker.spawn(crate::progress::log_progress(progress.clone(), shutdown.clone()));
+    tracker.spawn(metrics.scope(http::serve(listener, http_state, shutdown.clone())));
+    tracker.spawn(metrics.scope(crate::progress::log::log_progress(progress.clone(), shutdown.clone())));
 
     let ctx = Ctx {
         config: &config,
@@ -77,8 +84,9 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
         progress: &progress,
         health: &health,
         summaries: &summaries,
+        metrics: &metrics,
     };
-    let result = lifecycle(&ctx, &shutdown).await;
+    let result = metrics.scope(lifecycle(&ctx, &shutdown)).await;
     shutdown.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
@@ -91,10 +99,9 @@ async fn lifecycle(ctx: &Ctx<'_>, shutdown: &CancellationToken) -> anyhow::Resul
     let (config, public, pool, health) = (ctx.config, ctx.public, ctx.pool, ctx.health);
     // Before the migration lock: a session advisory lock is meaningless behind a pooler in
     // transaction mode, and the writer's fencing relies on one.
-    let Some(probe) = with_db_retry("checking for a connection pooler", shutdown, health, || {
-        store::probe_session_pinning(pool)
-    })
-    .await?
+    let Some(probe) =
+        with_db_retry("checking for a connection pooler", shutdown, health, || probe_session_pinning(pool))
+            .await?
     else {
         return Ok(());
     };
@@ -111,19 +118,18 @@ async fn lifecycle(ctx: &Ctx<'_>, shutdown: &CancellationToken) -> anyhow::Resul
         )
         .into());
     }
-    if with_db_retry("migrations", shutdown, health, || migrate::run_migrations(pool)).await?.is_none() {
+    if with_db_retry("migrations", shutdown, health, || run_migrations(pool)).await?.is_none() {
         return Ok(());
     }
     // Fail fast, before waiting for the lock, when the stored config is incompatible.
-    let Some(stored) = with_db_retry("reading the stored config", shutdown, health, || async {
-        let mut conn = pool.get().await?;
-        metadata::read_public_config(&mut conn, &config.schema).await
+    let Some(stored) = with_db_retry("reading the stored config", shutdown, health, || {
+        stored_public_config(pool, &config.schema)
     })
     .await?
     else {
         return Ok(());
     };
-    check_stored(stored.as_ref().map(|s| &s.value), public)?;
+    check_stored(stored.as_ref(), public)?;
 
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -156,7 +162,7 @@ fn check_stored(stored: Option<&PublicConfig>, public: &PublicConfig) -> Result<
 async fn with_db_retry<T, F, Fut>(
     what: &'static str,
     shutdown: &CancellationToken,
-    health: &Health,
+    health: &Liveness,
     f: F,
 ) -> anyhow::Result<Option<T>>
 where
@@ -187,7 +193,7 @@ where
 async fn acquire(
     pool: &PgPool,
     config: &IndexerConfig,
-    health: &Health,
+    health: &Liveness,
     shutdown: &CancellationToken,
 ) -> Option<Writer> {
     let mut announced = false;
@@ -234,7 +240,8 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     let (config, public, pool, progress, health, summaries) =
         (ctx.config, ctx.public, ctx.pool, ctx.progress, ctx.health, ctx.summaries);
     writer.ensure_instance_schema().await?;
-    let stored = writer.read_public_config().await?;
+    // Read again now that the lock is held: no other indexer can change it any more.
+    let stored = stored_public_config(pool, &config.schema).await?;
     check_stored(stored.as_ref(), public).map_err(|e| TermError::Fatal(e.into()))?;
     // New instance: store; compatible: refresh versionInfo.
     writer.write_public_config(public).await?;
@@ -248,12 +255,12 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     {
         let (writer, progress, token, health) =
             (writer.clone(), progress.clone(), token.clone(), health.clone());
-        tasks.spawn(async move {
+        tasks.spawn(ctx.metrics.scope(async move {
             status::status_loop(writer, progress, token, health).await;
             Ok(())
-        });
+        }));
     }
-    tasks.spawn(watch_lock(writer.clone(), token.clone()));
+    tasks.spawn(ctx.metrics.scope(watch_lock(writer.clone(), token.clone())));
     let recorder = Recorder::new(
         writer.clone(),
         pool.clone(),
@@ -269,22 +276,22 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     }
     {
         let (ids, token) = (config.chains.iter().map(|c| c.chain_id).collect(), token.clone());
-        tasks.spawn(async move {
+        tasks.spawn(ctx.metrics.scope(async move {
             recorder.run(ids, token).await;
             Ok(())
-        });
+        }));
     }
     for (chain, epochs) in config.chains.iter().zip(chain_epochs) {
         let rpc = ChainRpc::new(chain.chain_id, &chain.rpc_urls, chain.request_timeout)
             .map_err(|e| TermError::Fatal(e.into()))?;
         let pipeline =
             ChainPipeline::new(chain.clone(), rpc, writer.clone(), progress.clone(), token.clone(), epochs);
-        tasks.spawn(async move {
+        tasks.spawn(ctx.metrics.scope(async move {
             pipeline.run().await.map_err(|e| match e {
                 PipelineError::Db(db) => TermError::Retry(db.into()),
                 other => TermError::Retry(other.into()),
             })
-        });
+        }));
     }
 
     // The first failure ends the term; shutdown ends it cleanly.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// A processing stage of an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EpochStage {
     /// The block range was chosen.
@@ -67,6 +68,7 @@ impl fmt::Display for EpochStage {
 
 /// One entry of an epoch's stage history: `{stage, at}`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct EpochStageEntry {
     /// The stage reached.
     pub stage: EpochStage,
@@ -78,6 +80,7 @@ pub struct EpochStageEntry {
 /// One epoch as served by readers (camelCase JSON): `{chainId, epochId, fromBlock,
 /// toBlock, stage, stages: [{stage, at}], error}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EpochItem {
     /// Chain id.
@@ -94,14 +97,17 @@ pub struct EpochItem {
     pub stages: Vec<EpochStageEntry>,
     /// The last failure, as `<stage>: <message>` (`null` when none); an epoch that failed
     /// is retried and keeps its history.
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub error: Option<String>,
 }
 
 /// The epochs of one chain at a glance (camelCase JSON): `{latest, notFinalized}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EpochSummary {
     /// The chain's epoch with the highest id (`null` when it has none).
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub latest: Option<EpochItem>,
     /// How many of the chain's epochs are neither finalized nor reorged (stage
     /// `planned`, `fetched`, `decoded` or `stored`).

@@ -62,9 +62,11 @@ pub enum JournalKind {
 /// stored JSON text as a `Box<serde_json::value::RawValue>` where it is only passed
 /// through (the API serves it without parsing and re-encoding it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema), schema(bound = ""))]
 #[serde(rename_all = "camelCase")]
 pub struct EventItem<A = Value> {
-    /// Journal position.
+    /// Journal position (a decimal string; it may exceed 2^53).
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub cursor: Cursor,
     /// Chain id.
     pub chain_id: u64,
@@ -88,9 +90,15 @@ pub struct EventItem<A = Value> {
     pub event: String,
     /// Canonical full event signature.
     pub signature: String,
-    /// Decoded arguments (DESIGN §3); JSON `null` when the log does not fit its ABI.
+    /// Decoded arguments keyed by parameter name (DESIGN §3): integers as decimal
+    /// strings, bytes and addresses as 0x hex, tuples and arrays as arrays, an indexed
+    /// dynamic value as `{"topicHash": "0x…"}`, a string that is not valid UTF-8 or holds
+    /// NUL as `{"hex": "0x…"}`. `null` when the log does not fit its ABI (see
+    /// `decodeError`).
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<Object>))]
     pub args: A,
-    /// Why the log could not be decoded (then `args` is null); absent when it was.
+    /// Why the log could not be decoded against its event's ABI (then `args` is `null`;
+    /// the raw log is kept). Absent when the log decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decode_error: Option<String>,
     /// True when the block is at least `finalityDepth` behind the chain's latest known block.

@@ -6,6 +6,7 @@
 //! the indexer (the single writer), the db-client (readers) and the API, so that every
 //! part agrees on one JSON contract (`DESIGN.md` §2–§4).
 
+pub mod bodies;
 pub mod compat;
 pub mod config;
 pub mod epoch;
@@ -15,6 +16,7 @@ pub mod schema;
 pub mod signature;
 pub mod status;
 
+pub use bodies::{ErrorBody, ErrorDetail, HealthBody, StatusBody};
 pub use compat::{FieldDiff, Incompatibility, check_compatible};
 pub use config::{PublicChainConfig, PublicConfig, PublicContractConfig, VersionInfo};
 pub use epoch::{EpochItem, EpochStage, EpochStageEntry, EpochSummary};

@@ -351,7 +351,7 @@ impl IndexingStatus {
     /// True when the snapshot describes exactly the chains of `config`: the same as
     /// `self.chain_ids() == config.chain_ids()`, without allocating (readers check it
     /// on every cached read).
-    pub fn has_chains_of(&self, config: &crate::PublicConfig) -> bool {
+    pub fn has_chains_of(&self, config: &crate::config::PublicConfig) -> bool {
         let chains = &self.omnichain_snapshot.chains;
         chains.len() == config.chains.len()
             && config.chains.iter().all(|c| chains.contains_key(&c.chain_id))

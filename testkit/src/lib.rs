@@ -30,7 +30,6 @@ mod pgbouncer;
 mod process;
 mod proxy;
 pub mod tls;
-mod wait;
 
 pub use anvil::Anvil;
 pub use chain::{LogRow, block_hash, canonical_logs, head};
@@ -44,6 +43,6 @@ pub use pgbouncer::PgBouncer;
 pub use process::{Process, ProcessBuilder, free_port};
 pub use proxy::RpcProxy;
 pub use tempfile::{TempDir, tempdir};
+pub use tidemark_db_client::test_utils::wait::{POLL, eventually};
 pub use tidemark_db_client::test_utils::{TestDb, TestRole};
 pub use tls::TestCa;
-pub use wait::{POLL, eventually};

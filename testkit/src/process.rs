@@ -5,16 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// A TCP port on 127.0.0.1 that nothing listened on a moment ago.
-///
-/// # Panics
-/// When no port can be bound at all.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot bind a free port on 127.0.0.1: {e}"))
-}
+pub use tidemark_db_client::test_utils::free_port;
 
 /// How to start a [`Process`].
 #[derive(Debug, Clone)]

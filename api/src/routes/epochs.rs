@@ -6,14 +6,13 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use tidemark_db_client::epochs::DEFAULT_PAGE_SIZE;
 use tidemark_db_client::{DbClient, EpochQuery};
 use tidemark_shared_types::{EpochItem, EpochStage};
 use utoipa::{IntoParams, ToSchema};
 
-use super::cache_control;
 use crate::error::ApiError;
 use crate::extract::{Query, QueryParams};
+use crate::response::cache_control;
 use crate::state::AppState;
 
 /// Routes of this group.
@@ -30,7 +29,7 @@ pub struct EpochsParams {
     pub chain_id: Option<u64>,
     /// Only epochs currently in this stage: `planned`, `fetched`, `decoded`, `stored`,
     /// `finalized` or `reorged`.
-    #[param(value_type = Option<crate::openapi::EpochStageSchema>)]
+    #[param(value_type = Option<tidemark_shared_types::EpochStage>)]
     pub stage: Option<String>,
     /// The page, from 1 (default 1).
     #[param(minimum = 1, default = 1)]
@@ -64,7 +63,7 @@ impl EpochsParams {
             chain_id,
             stage,
             page: self.page.unwrap_or(1),
-            size: self.size.unwrap_or(DEFAULT_PAGE_SIZE),
+            size: self.size.unwrap_or(EpochQuery::DEFAULT_PAGE_SIZE),
         };
         // Out-of-range pages and sizes are 400s naming the field (see `ApiError`).
         query.validate()?;
@@ -77,7 +76,7 @@ impl EpochsParams {
 #[serde(rename_all = "camelCase")]
 pub struct EpochsBody {
     /// The epochs of the page, newest first; empty past the last page.
-    #[schema(value_type = Vec<crate::openapi::EpochItemSchema>)]
+    #[schema(value_type = Vec<tidemark_shared_types::EpochItem>)]
     pub items: Vec<EpochItem>,
     /// How many epochs match the filters.
     pub total: u64,

@@ -12,9 +12,9 @@ use tidemark_db_client::{DbClient, EventQuery, Limit};
 use tidemark_shared_types::{Cursor, EventItem};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{cache_control, json_content};
 use crate::error::ApiError;
 use crate::extract::{Query, QueryParams};
+use crate::response::{cache_control, json_content};
 use crate::settings::HttpSettings;
 use crate::state::AppState;
 
@@ -153,7 +153,7 @@ impl EventsParams {
 #[serde(rename_all = "camelCase")]
 pub struct EventsBody {
     /// The events, ascending by cursor.
-    #[schema(value_type = Vec<crate::openapi::EventItemSchema>)]
+    #[schema(value_type = Vec<tidemark_shared_types::EventItem>)]
     pub items: Vec<EventItem<Box<RawValue>>>,
     /// Pass as `after` to get the next page; null at the end.
     #[schema(value_type = Option<String>)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tidemark_db_client::{DbClient, Reason};
 use utoipa::ToSchema;
 
-use super::cache_control;
+use crate::response::cache_control;
 use crate::state::AppState;
 
 /// Routes of this group.
@@ -24,20 +24,10 @@ pub struct LiveBody {
     pub status: &'static str,
 }
 
-/// `/health` body: `{status: "ok", warnings}` or `{status: "unhealthy", reasons, warnings}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HealthBody {
-    /// `ok` or `unhealthy`.
-    pub status: &'static str,
-    /// Why it is unhealthy: `database-unreachable`, `uninitialized`, `no-status`,
-    /// `incompatible` (absent when healthy).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub reasons: Option<Vec<Reason>>,
-    /// Warnings: `status-stale`.
-    #[schema(value_type = Vec<String>)]
-    pub warnings: Vec<Reason>,
-}
+/// `/health` body: `{status: "ok", warnings}` or `{status: "unhealthy", reasons, warnings}`
+/// (reasons: `database-unreachable`, `uninitialized`, `no-status`, `incompatible`;
+/// warnings: `status-stale`).
+pub type HealthBody = tidemark_shared_types::HealthBody<Reason>;
 
 /// The process is up: always 200.
 #[utoipa::path(get, path = "/live", tag = "health",
@@ -52,14 +42,8 @@ pub async fn live() -> Response {
     (status = 200, description = "Healthy", body = HealthBody),
     (status = 503, description = "Unhealthy, with reasons", body = HealthBody)))]
 pub async fn health(State(db): State<DbClient>) -> Response {
-    let h = db.health().await;
-    let (code, body) = if h.healthy {
-        (StatusCode::OK, HealthBody { status: "ok", reasons: None, warnings: h.warnings })
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            HealthBody { status: "unhealthy", reasons: Some(h.reasons), warnings: h.warnings },
-        )
-    };
+    let h = db.health();
+    let body = HealthBody::new(if h.healthy { Vec::new() } else { h.reasons }, h.warnings);
+    let code = if body.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, cache_control("no-store"), Json(body)).into_response()
 }

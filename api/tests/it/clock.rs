@@ -5,9 +5,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{migrated_instance, public_config};
+use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
 use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus};
 
 use crate::support::{ApiProcess, SCHEMA, schema};

@@ -1,16 +1,18 @@
 //! `GET /v1/epochs` and the `epochs` of `/status` over HTTP against a real database.
 
 use std::collections::HashSet;
+use std::time::Duration;
+use tidemark_db_client::test_utils::eventually;
 
 use serde_json::{Value, json};
-use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
     epoch, epochs_matching, following_status, insert_epochs, migrated_instance, public_config, varied_epochs,
 };
+use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
 use tidemark_shared_types::{EpochItem, EpochStage};
 
-use crate::support::{SCHEMA, TestApi, eventually, fast_config, schema};
+use crate::support::{SCHEMA, TestApi, fast_config, schema};
 
 /// 150 epochs of chain 1 and 100 of chain 10, every stage on both.
 fn two_chains() -> Vec<EpochItem> {
@@ -178,8 +180,8 @@ async fn status_carries_the_cached_epoch_summary_per_chain() {
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let api = TestApi::start(fast_config(&test_db.url)).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
-    eventually("epochs cached", 15, || async {
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "epochs cached", || async {
         api.get("/status").await.body["epochs"].as_object().is_some_and(|m| m.len() == 2)
     })
     .await;
@@ -202,7 +204,7 @@ async fn status_carries_the_cached_epoch_summary_per_chain() {
     // A new epoch shows up within the refresh interval.
     let newer = epoch(1, 151, EpochStage::Decoded);
     insert_epochs(&mut conn, &schema(), std::slice::from_ref(&newer)).await.expect("insert");
-    eventually("summary refreshed", 15, || async {
+    eventually(Duration::from_secs(15), "summary refreshed", || async {
         api.get("/status").await.body["epochs"]["1"]["latest"]["epochId"] == json!(151)
     })
     .await;
@@ -220,7 +222,7 @@ async fn status_with_epochs_is_served_from_the_cache() {
     insert_epochs(&mut conn, &schema(), &two_chains()).await.expect("insert");
     // Default refresh intervals (config 60 s, status and epoch summary 1 s).
     let api = TestApi::start(tidemark_db_client::DbClientConfig::new(&test_db.url, SCHEMA)).await;
-    eventually("epochs cached", 15, || async {
+    eventually(Duration::from_secs(15), "epochs cached", || async {
         let r = api.get("/status").await;
         r.status == 200 && r.body["epochs"].as_object().is_some_and(|m| m.len() == 2)
     })
@@ -249,7 +251,7 @@ async fn status_before_any_epoch_has_an_empty_epochs_object() {
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
     let api = TestApi::start(fast_config(&test_db.url)).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
     let status = api.get("/status").await;
     assert_eq!(status.status, 200);
     assert_eq!(status.body["epochs"], json!({}));

@@ -1,18 +1,21 @@
 //! `GET /v1/events` over HTTP against a real database (acceptance 5).
 
 use std::collections::HashSet;
+use std::time::Duration;
+use tidemark_db_client::test_utils::eventually;
 
 use serde_json::Value;
-use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
     TestEvent, block, following_status, insert_event, insert_synthetic_events, migrated_instance,
     public_config, varied_events, word,
 };
-use tidemark_db_client::{DbClientConfig, EventQuery, PgPool, PoolConfig};
+use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
+use tidemark_db_client::writer::PgPool;
+use tidemark_db_client::{DbClientConfig, EventQuery, PoolConfig};
 use tidemark_shared_types::{Cursor, EventItem};
 
-use crate::support::{SCHEMA, TestApi, eventually, fast_config, schema};
+use crate::support::{SCHEMA, TestApi, fast_config, schema};
 
 fn cursors(body: &Value) -> Vec<i64> {
     body["items"]
@@ -230,7 +233,7 @@ async fn serve_with_finality_using(
     let mut config = fast_config(&test_db.url);
     tweak(&mut config);
     let api = TestApi::start(config).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
     (test_db, api, stored)
 }
 
@@ -361,7 +364,7 @@ async fn the_status_stays_current_while_slow_queries_hold_every_pooled_connectio
     // Watched from outside the locking transaction, whose view of pg_stat_activity is
     // the snapshot of its first read.
     let observer = session(&test_db.url).await;
-    eventually("both requests waiting on the lock", 5, || async {
+    eventually(Duration::from_secs(5), "both requests waiting on the lock", || async {
         observer.query_one(waiting, &[]).await.is_ok_and(|r| r.get::<_, i64>(0) == 2)
     })
     .await;
@@ -373,10 +376,11 @@ async fn the_status_stays_current_while_slow_queries_hold_every_pooled_connectio
         .await
         .expect("status");
     let indexed = || async {
-        let status = api.db.indexing_status().await.expect("status");
+        let status = api.db.indexing_status().expect("status");
         status.omnichain_snapshot.chains.get(&1).and_then(|c| c.latest_indexed_block()).map(|b| b.number)
     };
-    eventually("the new status served", 3, || async { indexed().await == Some(40) }).await;
+    eventually(Duration::from_secs(3), "the new status served", || async { indexed().await == Some(40) })
+        .await;
     assert_eq!(api.get("/status").await.status, 200);
     assert!(slow.iter().all(|t| !t.is_finished()), "the slow requests were still waiting");
 

@@ -7,17 +7,19 @@ use axum::http::{HeaderName, HeaderValue, Method, Request};
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::time::Duration;
 use tidemark_api::AppState;
 use tidemark_db_client::DbClient;
-use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::TestDb;
+use tidemark_db_client::test_utils::eventually;
 use tidemark_db_client::test_utils::fixtures::{
     following_status, insert_epochs, insert_synthetic_events, migrated_instance, public_config,
     token_address, varied_epochs, word,
 };
+use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
 use tower::ServiceExt;
 
-use crate::support::{SCHEMA, eventually, fast_config, schema};
+use crate::support::{SCHEMA, fast_config, schema};
 
 const REQUESTS: usize = 10_000;
 
@@ -164,7 +166,7 @@ async fn ten_thousand_random_requests_never_get_a_5xx_or_a_panic() {
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 49, 60)])).await.expect("status");
     let db = DbClient::new(fast_config(&test_db.url)).expect("client");
-    eventually("healthy", 15, || db.is_healthy()).await;
+    eventually(Duration::from_secs(15), "healthy", async || db.is_healthy()).await;
     let app = tidemark_api::app(AppState::new(db));
 
     let seed = std::env::var("TIDEMARK_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x7469_6465);

@@ -1,14 +1,20 @@
 //! Health and status through the instance's life, in-process against a real database
 //! (acceptance 1, 2, 4 and 7).
 
-use tidemark_db_client::metadata::{INDEXING_STATUS_KEY, write_indexing_status, write_public_config};
+use std::time::Duration;
+use tidemark_db_client::test_utils::eventually;
 use tidemark_db_client::test_utils::fixtures::{
     TestEvent, backdate_metadata, following_status, insert_event, migrated_instance, public_config,
+};
+use tidemark_db_client::test_utils::metadata::{
+    INDEXING_STATUS_KEY, write_indexing_status, write_public_config,
 };
 use tidemark_db_client::test_utils::proxy::TcpProxy;
 use tidemark_db_client::test_utils::{TestDb, authority};
 
-use crate::support::{SCHEMA, TestApi, eventually, fast_config, schema};
+use tidemark_api::clock::Clock;
+
+use crate::support::{SCHEMA, TestApi, fast_config, schema};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_follows_the_database_and_the_instance_without_a_restart() {
@@ -31,20 +37,23 @@ async fn health_follows_the_database_and_the_instance_without_a_restart() {
 
     // The database comes up (nothing migrated yet).
     proxy.set_up(true);
-    eventually("uninitialized", 15, || async { api.reasons().await == ["uninitialized"] }).await;
+    eventually(Duration::from_secs(15), "uninitialized", || async {
+        api.reasons().await == ["uninitialized"]
+    })
+    .await;
 
     // The indexer stores its config.
     let pool = migrated_instance(&test_db.url, &schema()).await;
     let mut conn = pool.get().await.expect("conn");
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    eventually("no-status", 15, || async { api.reasons().await == ["no-status"] }).await;
+    eventually(Duration::from_secs(15), "no-status", || async { api.reasons().await == ["no-status"] }).await;
     let config = api.get("/config").await;
     assert_eq!(config.status, 200);
     assert_eq!(config.body["instanceSchema"], SCHEMA);
 
     // And its first status snapshot.
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
     let health = api.get("/health").await;
     assert_eq!(health.body, serde_json::json!({"status": "ok", "warnings": []}));
 
@@ -72,11 +81,11 @@ async fn a_stopped_indexer_leaves_everything_served_with_a_stale_warning() {
     insert_event(&mut conn, &schema(), &TestEvent::transfer(31337, 7, 0, 1, 2)).await.expect("event");
 
     let api = TestApi::start(fast_config(&proxy.url_for(&test_db.url))).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
 
     // The indexer stopped 31 s ago (by the database clock, with the default threshold).
     backdate_metadata(&mut conn, &schema(), INDEXING_STATUS_KEY, 31.0).await.expect("backdate");
-    eventually("stale", 15, || async {
+    eventually(Duration::from_secs(15), "stale", || async {
         api.get("/health").await.body["warnings"] == serde_json::json!(["status-stale"])
     })
     .await;
@@ -91,7 +100,7 @@ async fn a_stopped_indexer_leaves_everything_served_with_a_stale_warning() {
 
     // The database goes away too: /health says so, /status still serves the cache.
     proxy.set_up(false);
-    eventually("unreachable", 15, || async {
+    eventually(Duration::from_secs(15), "unreachable", || async {
         api.reasons().await.contains(&"database-unreachable".to_owned())
     })
     .await;
@@ -112,7 +121,8 @@ async fn a_status_for_other_chains_is_not_served() {
         .expect("status");
 
     let api = TestApi::start(fast_config(&test_db.url)).await;
-    eventually("incompatible", 15, || async { api.reasons().await == ["incompatible"] }).await;
+    eventually(Duration::from_secs(15), "incompatible", || async { api.reasons().await == ["incompatible"] })
+        .await;
     let status = api.get("/status").await;
     assert_eq!(status.status, 503);
     assert_eq!(status.body, serde_json::json!({"responseCode": "error", "reasons": ["incompatible"]}));
@@ -131,7 +141,7 @@ async fn status_is_served_from_the_cache() {
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
     // Default refresh intervals (config 60 s, status and epoch summary 1 s).
     let api = TestApi::start(tidemark_db_client::DbClientConfig::new(&test_db.url, SCHEMA)).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
 
     let before = api.db.queries_executed();
     let started = std::time::Instant::now();
@@ -153,23 +163,28 @@ async fn realtime_compares_the_distance_with_the_threshold() {
     let mut conn = pool.get().await.expect("conn");
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
-    let api = TestApi::start(fast_config(&test_db.url)).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    // The slowest chain is indexed up to the fixture's block timestamp 1_795_400_040;
+    // "now" is fixed 100 s later.
+    let clock = Clock::fixed(1_795_400_140);
+    let api = TestApi::start_with_clock(fast_config(&test_db.url), clock.clone()).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
 
-    // The fixture's blocks are from 2026-11: far behind or ahead of "now" depending on
-    // the clock, so choose thresholds from the reported distance.
-    let r = api.get("/v1/realtime?maxWorstCaseDistance=0").await;
-    let distance = r.body["worstCaseDistance"].as_u64().expect("distance");
-    let cursor = r.body["slowestChainIndexingCursor"].as_u64().expect("cursor");
-    assert_eq!(cursor, 1_795_400_040);
-    if distance > 0 {
-        assert_eq!(r.status, 503);
-        assert!(r.body["error"].is_string());
-    }
-    let ok = api.get(&format!("/v1/realtime?maxWorstCaseDistance={}", distance + 3600)).await;
+    let r = api.get("/v1/realtime?maxWorstCaseDistance=99").await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.body["worstCaseDistance"], 100);
+    assert_eq!(r.body["slowestChainIndexingCursor"], 1_795_400_040u64);
+    assert!(r.body["error"].as_str().is_some_and(|e| e.contains("100 s behind")), "{:?}", r.body);
+    let ok = api.get("/v1/realtime?maxWorstCaseDistance=100").await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
-    assert_eq!(ok.body["maxWorstCaseDistance"], distance + 3600);
+    assert_eq!(ok.body["maxWorstCaseDistance"], 100);
     assert!(ok.body.get("error").is_none());
-    assert_eq!(api.get("/v1/realtime").await.body["maxWorstCaseDistance"], 60);
+    // The default threshold is 60 s: 100 s behind fails it, 30 s behind passes.
+    let default = api.get("/v1/realtime").await;
+    assert_eq!((default.status.as_u16(), default.body["maxWorstCaseDistance"].as_u64()), (503, Some(60)));
+    clock.set(1_795_400_070);
+    assert_eq!(api.get("/v1/realtime").await.status, 200);
+    // /status projects to the same clock.
+    let status = api.get("/status").await;
+    assert_eq!(status.body["realtimeProjection"]["worstCaseDistance"], 30, "{:?}", status.body);
     assert_eq!(api.get("/v1/realtime?maxWorstCaseDistance=-1").await.status, 400);
 }

@@ -3,6 +3,7 @@
 //! CORS and the database URL from a file.
 
 use std::time::{Duration, Instant};
+use tidemark_db_client::test_utils::eventually;
 
 use tidemark_api::AppState;
 use tidemark_api::settings::HttpSettings;
@@ -227,7 +228,7 @@ async fn the_database_url_comes_from_a_file_and_a_command_line_url_is_warned_abo
     let (mut child, log, addr) = spawn_raw(&[("DATABASE_URL_FILE", file)], &common);
     let addr = wait(&mut child, addr).await;
     assert_eq!(get(&addr, "/live").await.status(), 200);
-    crate::support::eventually("the database reached through the URL from the file", 20, || async {
+    eventually(Duration::from_secs(20), "the database reached through the URL from the file", || async {
         let body: serde_json::Value = get(&addr, "/health").await.json().await.unwrap_or_default();
         body["reasons"] == serde_json::json!(["uninitialized"])
     })

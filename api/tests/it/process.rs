@@ -2,14 +2,15 @@
 //! transitions (acceptance 3), signals.
 
 use std::time::{Duration, Instant};
+use tidemark_db_client::test_utils::eventually;
 
-use tidemark_db_client::metadata::{
-    PUBLIC_CONFIG_KEY, delete_metadata, write_indexing_status, write_public_config,
-};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{following_status, migrated_instance, public_config};
+use tidemark_db_client::test_utils::metadata::{
+    PUBLIC_CONFIG_KEY, delete_metadata, write_indexing_status, write_public_config,
+};
 
-use crate::support::{ApiProcess, SCHEMA, eventually, schema, spawn_raw};
+use crate::support::{ApiProcess, SCHEMA, schema, spawn_raw};
 
 /// A URL where nothing listens.
 fn closed_url() -> String {
@@ -18,7 +19,7 @@ fn closed_url() -> String {
 }
 
 /// A migrated instance with a config and a following status stored.
-pub(crate) async fn healthy_instance(test_db: &TestDb) -> tidemark_db_client::PgPool {
+pub(crate) async fn healthy_instance(test_db: &TestDb) -> tidemark_db_client::writer::PgPool {
     let pool = migrated_instance(&test_db.url, &schema()).await;
     let mut conn = pool.get().await.expect("conn");
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
@@ -88,13 +89,13 @@ async fn config_transitions_compatible_deleted_then_incompatible_exit_3() {
     let pool = healthy_instance(&test_db).await;
     let mut conn = pool.get().await.expect("conn");
     let mut api = ApiProcess::spawn(&test_db.url, &["--config-refresh-ms", "200"]).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
 
     // A compatible change (versionInfo): adopted, the process keeps running.
     let mut newer = public_config(SCHEMA, &[31337]);
     newer.version_info.tidemark = "9.9.9".into();
     write_public_config(&mut conn, &newer).await.expect("compatible");
-    eventually("new version served", 15, || async {
+    eventually(Duration::from_secs(15), "new version served", || async {
         api.get("/config").await.body["versionInfo"]["tidemark"] == "9.9.9"
     })
     .await;
@@ -103,7 +104,7 @@ async fn config_transitions_compatible_deleted_then_incompatible_exit_3() {
 
     // The row disappears (a reset): uninitialized, still running.
     delete_metadata(&mut conn, &schema(), PUBLIC_CONFIG_KEY).await.expect("delete");
-    eventually("uninitialized", 15, || async {
+    eventually(Duration::from_secs(15), "uninitialized", || async {
         api.get("/health").await.body["reasons"] == serde_json::json!(["uninitialized"])
     })
     .await;
@@ -123,7 +124,7 @@ async fn with_the_default_refresh_an_incompatible_config_exits_3_within_70_s() {
     let mut conn = pool.get().await.expect("conn");
     // Default settings: the config is re-read every 60 s.
     let mut api = ApiProcess::spawn(&test_db.url, &[]).await;
-    eventually("healthy", 15, || async { api.get("/health").await.status == 200 }).await;
+    eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
 
     write_public_config(&mut conn, &public_config(SCHEMA, &[1])).await.expect("incompatible");
     let changed = Instant::now();

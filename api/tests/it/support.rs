@@ -2,7 +2,6 @@
 //! polling. Built so that a test with a real indexer only has to point both at one
 //! database: `TestApi::start(fast_config(&db.url))` or `ApiProcess::spawn(&db.url, ...)`.
 
-use std::future::Future;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tidemark_api::AppState;
+use tidemark_api::clock::Clock;
 use tidemark_db_client::{DbClient, DbClientConfig};
 use tidemark_shared_types::SchemaName;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -74,12 +74,21 @@ pub(crate) struct TestApi {
 
 impl TestApi {
     pub(crate) async fn start(config: DbClientConfig) -> Self {
+        Self::start_with_clock(config, Clock::default()).await
+    }
+
+    /// As [`TestApi::start`], with the handlers' "now" read from `clock`.
+    pub(crate) async fn start_with_clock(config: DbClientConfig, clock: Clock) -> Self {
         let db = DbClient::new(config).expect("client");
         tidemark_db_client::tls::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let shutdown = CancellationToken::new();
-        tokio::spawn(tidemark_api::run(listener, AppState::new(db.clone()), shutdown.clone()));
+        tokio::spawn(tidemark_api::run(
+            listener,
+            AppState::new(db.clone()).with_clock(clock),
+            shutdown.clone(),
+        ));
         Self { base, db, http: reqwest::Client::new(), shutdown }
     }
 
@@ -207,17 +216,4 @@ pub(crate) fn spawn_raw(
         }
     });
     (child, log, rx)
-}
-
-/// Polls `condition` every 20 ms until it holds; fails the test after `secs` seconds.
-pub(crate) async fn eventually<F, Fut>(what: &str, secs: u64, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

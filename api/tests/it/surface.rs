@@ -125,6 +125,34 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
         ["items", "page", "pages", "size", "total"].into_iter().map(String::from).collect()
     );
     assert!(doc.body["components"]["schemas"]["StatusBody"]["properties"]["epochs"].is_object());
+    for (name, fields) in [
+        ("HealthBody", &["status", "role", "reasons", "warnings"][..]),
+        ("ErrorBody", &["error"]),
+        ("ErrorDetail", &["code", "message", "field", "reasons"]),
+    ] {
+        assert_eq!(documented(name), fields.iter().map(|f| f.to_string()).collect(), "{name}");
+    }
+
+    // Every reference in the document names a documented schema.
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc.body, &mut found);
+    assert!(!found.is_empty());
+    for r in found {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("unexpected $ref {r}"));
+        assert!(doc.body["components"]["schemas"][name].is_object(), "$ref {r} names no schema");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

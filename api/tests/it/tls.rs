@@ -2,12 +2,13 @@
 //! settings it cannot honour.
 
 use std::time::Duration;
+use tidemark_db_client::test_utils::eventually;
 
 use tidemark_db_client::test_utils::fixtures::insert_synthetic_events;
 use tidemark_db_client::test_utils::{TestDb, encrypted_sessions, with_param};
 
 use crate::process::healthy_instance;
-use crate::support::{ApiProcess, eventually, schema, spawn_raw};
+use crate::support::{ApiProcess, schema, spawn_raw};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_health_and_events_over_tls_sessions() {
@@ -15,7 +16,8 @@ async fn the_binary_serves_health_and_events_over_tls_sessions() {
     let pool = healthy_instance(&test_db).await;
     insert_synthetic_events(&mut pool.get().await.expect("conn"), &schema(), 31337, 5).await.expect("events");
     let api = ApiProcess::spawn(&with_param(&test_db.url, "sslmode", "require"), &[]).await;
-    eventually("/health is 200", 20, async || api.get("/health").await.status == 200).await;
+    eventually(Duration::from_secs(20), "/health is 200", async || api.get("/health").await.status == 200)
+        .await;
     let events = api.get("/v1/events?limit=10").await;
     assert_eq!(events.status, 200, "{:?}", events.body);
     assert_eq!(events.body["items"].as_array().map(Vec::len), Some(5), "{:?}", events.body);

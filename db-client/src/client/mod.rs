@@ -31,9 +31,12 @@ use crate::swr::{Lookup, Swr, SwrOptions};
 /// and epoch queries, and a cached per-chain epoch summary.
 ///
 /// Building a client never touches the network, so it never fails because the database
-/// is down: background tasks keep retrying (with backoff) until it answers, and reads
-/// return the cached values or a [`Reason`] at once, never waiting for the database —
-/// except [`DbClient::events`] and [`DbClient::epochs`], which query it.
+/// is down: background tasks keep retrying (with backoff) until it answers. The cached
+/// reads ([`DbClient::public_config`], [`DbClient::indexing_status`],
+/// [`DbClient::realtime_projection`], [`DbClient::health`], [`DbClient::status_parts`],
+/// [`DbClient::epoch_summary`]) are synchronous: they return the cached values or a
+/// [`Reason`] at once, never waiting for the database. [`DbClient::events`] and
+/// [`DbClient::epochs`] query it.
 ///
 /// Cheap to clone; clones share the caches. The background tasks stop when the last
 /// clone is dropped or [`DbClient::shutdown`] is called.
@@ -44,7 +47,7 @@ use crate::swr::{Lookup, Swr, SwrOptions};
 ///
 /// let db = DbClient::new(DbClientConfig::new("postgres://localhost/tidemark", "tidemark_demo"))?;
 /// db.first_load().await;
-/// match db.indexing_status().await {
+/// match db.indexing_status() {
 ///     Ok(status) => println!("{:?}", status.omnichain_snapshot.omnichain_status),
 ///     Err(reason) => println!("not ready: {reason}"),
 /// }
@@ -79,6 +82,23 @@ impl DbClient {
     /// Fails only on bad settings — an invalid schema name ([`DbError::InvalidSchema`],
     /// before any SQL), an unusable pool configuration, or no Tokio runtime
     /// ([`DbError::Config`]) — never because the database is down.
+    ///
+    /// ```
+    /// use tidemark_db_client::{DbClient, DbClientConfig, Reason};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tidemark_db_client::DbError> {
+    /// // Nothing listens on port 1: the client is built all the same, and says why it
+    /// // cannot serve yet.
+    /// let db = DbClient::new(DbClientConfig::new("postgres://127.0.0.1:1/app", "tidemark_demo"))?;
+    /// assert_eq!(db.health().reasons, [Reason::DatabaseUnreachable]);
+    /// assert_eq!(db.public_config().err(), Some(Reason::DatabaseUnreachable));
+    ///
+    /// // A bad schema name is refused before any SQL.
+    /// let bad = DbClient::new(DbClientConfig::new("postgres://127.0.0.1:1/app", "Not-A-Schema"));
+    /// assert!(bad.is_err_and(|e| e.is_invalid_input()));
+    /// # Ok(()) }
+    /// ```
     pub fn new(config: DbClientConfig) -> Result<Self> {
         let schema = SchemaName::new(config.schema.clone())?;
         tokio::runtime::Handle::try_current()
@@ -151,12 +171,6 @@ impl DbClient {
         &self.inner.shared.schema
     }
 
-    /// The connection pool, for applications that run queries of their own (read-only:
-    /// readers never run DDL).
-    pub fn pool(&self) -> &PgPool {
-        &self.inner.shared.pool
-    }
-
     /// The settings the client was built with.
     pub fn settings(&self) -> &DbClientConfig {
         &self.inner.shared.settings
@@ -175,7 +189,7 @@ impl DbClient {
     ///
     /// Errors: [`Reason::Uninitialized`] when the database holds no config for the
     /// instance, [`Reason::DatabaseUnreachable`] when none could be read yet.
-    pub async fn public_config(&self) -> std::result::Result<Arc<PublicConfig>, Reason> {
+    pub fn public_config(&self) -> std::result::Result<Arc<PublicConfig>, Reason> {
         self.config_now(&self.inner.config.get())
     }
 
@@ -185,7 +199,7 @@ impl DbClient {
     /// Errors: those of [`DbClient::public_config`], then [`Reason::NoStatus`] when no
     /// snapshot is stored and [`Reason::Incompatible`] when the stored one does not
     /// describe the config's chains (it is rejected and logged, never served).
-    pub async fn indexing_status(&self) -> std::result::Result<Arc<IndexingStatus>, Reason> {
+    pub fn indexing_status(&self) -> std::result::Result<Arc<IndexingStatus>, Reason> {
         self.view().map(|v| v.status)
     }
 
@@ -199,17 +213,28 @@ impl DbClient {
 
     /// The cached status projected to `now` (unix seconds): `worstCaseDistance` is how
     /// far behind `now` the slowest chain is.
-    pub async fn realtime_projection(&self, now: u64) -> std::result::Result<RealtimeProjection, Reason> {
-        let status = self.indexing_status().await?;
+    pub fn realtime_projection(&self, now: u64) -> std::result::Result<RealtimeProjection, Reason> {
+        let status = self.indexing_status()?;
         Ok(RealtimeProjection::project(IndexingStatus::clone(&status), now))
     }
 
     /// The reader's health: healthy iff the database answered within
     /// [`DbClientConfig::unreachable_after`] (10 s), a config and a status are cached,
     /// and they are compatible. Warns `status-stale` when the cached snapshot is older
-    /// than [`DbClientConfig::status_stale_after`] (30 s) by the database clock.
+    /// than [`DbClientConfig::status_stale_after`] (30 s) by the database clock, and
+    /// `chain-stalled:<chainId>` for each chain the indexer reports stalled.
     /// Never waits for the database.
-    pub async fn health(&self) -> Health {
+    ///
+    /// ```no_run
+    /// # fn demo(db: &tidemark_db_client::DbClient) {
+    /// let health = db.health();
+    /// if !health.healthy {
+    ///     // e.g. ["database-unreachable"] or ["uninitialized"]
+    ///     eprintln!("unhealthy: {:?}", health.reasons.iter().map(|r| r.code()).collect::<Vec<_>>());
+    /// }
+    /// # }
+    /// ```
+    pub fn health(&self) -> Health {
         self.health_of(&self.view())
     }
 
@@ -251,7 +276,7 @@ impl DbClient {
     /// each cache, so the parts describe the same moment): the config, the status, the
     /// epoch summary and the health. Fails with the [`Health`] (whose `reasons` say why)
     /// when no compatible config and status are cached. Never waits for the database.
-    pub async fn status_parts(&self) -> std::result::Result<StatusParts, Health> {
+    pub fn status_parts(&self) -> std::result::Result<StatusParts, Health> {
         let config = self.inner.config.get();
         let status = self.inner.status.get();
         let view = self.view_of(&config, &status);
@@ -269,16 +294,43 @@ impl DbClient {
     }
 
     /// `health().healthy`.
-    pub async fn is_healthy(&self) -> bool {
-        self.health().await.healthy
+    pub fn is_healthy(&self) -> bool {
+        self.health().healthy
     }
 
     /// Reads one page of events (keyset pagination by cursor: pass the page's
     /// `next_cursor` as the next query's `after`). `finalized` is derived from the
     /// cached config and status. A missing instance table reads as an empty page.
     ///
-    /// This is the one read that queries the database each time; it fails with
-    /// [`DbError`] when the database does not answer within the pool's timeouts.
+    /// It queries the database each time; it fails with [`DbError`] when the database
+    /// does not answer within the pool's timeouts ([`DbError::is_unavailable`],
+    /// [`DbError::is_timeout`]) and, before any SQL, when the filters have no index to
+    /// serve them ([`EventQuery::check_indexed`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: tidemark_db_client::DbClient) -> Result<(), tidemark_db_client::DbError> {
+    /// use tidemark_db_client::{EventQuery, Limit};
+    ///
+    /// // Every `Transfer` of `Token` on chain 1, 500 per page, oldest first.
+    /// let mut query = EventQuery {
+    ///     chain_id: Some(1),
+    ///     contract: Some("Token".into()),
+    ///     event: Some("Transfer".into()),
+    ///     limit: Limit::new(500).unwrap_or_default(),
+    ///     ..EventQuery::default()
+    /// };
+    /// loop {
+    ///     let page = db.events(&query).await?;
+    ///     for e in &page.items {
+    ///         println!("{} block {} {} final: {}", e.cursor, e.block_number, e.args, e.finalized);
+    ///     }
+    ///     match page.next_cursor {
+    ///         Some(cursor) => query.after = Some(cursor),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn events(&self, query: &EventQuery) -> Result<EventPage> {
         parse_args(self.events_raw(query).await?)
     }
@@ -304,7 +356,7 @@ impl DbClient {
     }
 
     /// Reads one page of epochs, newest first: by `epoch_id` descending, then `chain_id`
-    /// ascending (newest first within a chain; see [`crate::epochs`]). `total` counts
+    /// ascending (newest first within a chain, chains interleaved by id). `total` counts
     /// every matching epoch and `pages` is `ceil(total / size)`; a page past the last one
     /// has no items. A missing instance table reads as an empty page.
     ///
@@ -330,7 +382,7 @@ impl DbClient {
     ///
     /// `None` until the first read succeeds; an empty map while the instance has no
     /// epochs (or no epochs table yet). After a failed read the last good summary stays.
-    pub async fn epoch_summary(&self) -> Option<Arc<EpochSummaries>> {
+    pub fn epoch_summary(&self) -> Option<Arc<EpochSummaries>> {
         self.inner.epochs.get().value
     }
 

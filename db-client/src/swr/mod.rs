@@ -1,4 +1,5 @@
-//! A stale-while-revalidate cache of one value.
+//! A stale-while-revalidate cache of one value (crate-private: the caches of
+//! [`DbClient`](crate::DbClient) are built on it).
 //!
 //! [`Swr`] holds the last value its fetch function returned successfully and serves it
 //! without waiting:
@@ -31,24 +32,24 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Timing of an [`Swr`] cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SwrOptions {
+pub(crate) struct SwrOptions {
     /// A value fetched less than this long ago is fresh; older values are stale.
-    pub fresh_for: Duration,
+    pub(crate) fresh_for: Duration,
     /// Interval of proactive revalidation while a non-empty value is cached.
-    pub refresh_every: Duration,
+    pub(crate) refresh_every: Duration,
     /// Interval of proactive revalidation while no value, or an empty one (see
     /// [`Swr::with_empty_check`]), is cached.
-    pub refresh_every_while_empty: Duration,
+    pub(crate) refresh_every_while_empty: Duration,
     /// Delay before the first retry after a failure; doubled after each further failure.
-    pub retry_min: Duration,
+    pub(crate) retry_min: Duration,
     /// Longest delay between retries after failures.
-    pub retry_max: Duration,
+    pub(crate) retry_max: Duration,
 }
 
 impl SwrOptions {
     /// Options where values stay fresh for `every` and are refreshed on that interval;
     /// retries back off from 100 ms up to `every` (at least 100 ms).
-    pub fn every(every: Duration) -> Self {
+    pub(crate) fn every(every: Duration) -> Self {
         Self {
             fresh_for: every,
             refresh_every: every,
@@ -65,17 +66,18 @@ impl SwrOptions {
 }
 
 /// What a read of an [`Swr`] found.
-pub struct Lookup<T, E> {
+#[derive(Debug)]
+pub(crate) struct Lookup<T, E> {
     /// The last value fetched successfully, if any.
-    pub value: Option<Arc<T>>,
+    pub(crate) value: Option<Arc<T>>,
     /// How long ago `value` was fetched.
-    pub age: Option<Duration>,
+    pub(crate) age: Option<Duration>,
     /// True when `value` is present and younger than [`SwrOptions::fresh_for`].
-    pub fresh: bool,
+    pub(crate) fresh: bool,
     /// The error of the latest fetch, when it failed (cleared by the next success).
-    pub error: Option<Arc<E>>,
+    pub(crate) error: Option<Arc<E>>,
     /// True once at least one fetch has completed, successfully or not.
-    pub attempted: bool,
+    pub(crate) attempted: bool,
 }
 
 impl<T, E> Clone for Lookup<T, E> {
@@ -90,25 +92,13 @@ impl<T, E> Clone for Lookup<T, E> {
     }
 }
 
-impl<T: fmt::Debug, E: fmt::Debug> fmt::Debug for Lookup<T, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lookup")
-            .field("value", &self.value)
-            .field("age", &self.age)
-            .field("fresh", &self.fresh)
-            .field("error", &self.error)
-            .field("attempted", &self.attempted)
-            .finish()
-    }
-}
-
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type FetchFn<T, E> = dyn Fn(Option<Arc<T>>) -> BoxFuture<Result<T, E>> + Send + Sync;
 type EmptyFn<T> = dyn Fn(&T) -> bool + Send + Sync;
 
 /// A stale-while-revalidate cache of one value of type `T`, fetched by a function that
 /// may fail with `E`. Cheap to clone; clones share the value.
-pub struct Swr<T, E> {
+pub(crate) struct Swr<T, E> {
     inner: Arc<Inner<T, E>>,
     _stop_on_drop: Arc<DropGuard>,
 }
@@ -173,7 +163,12 @@ where
     /// # Panics
     ///
     /// Outside a Tokio runtime (it spawns the background task).
-    pub fn new<F, Fut>(name: &'static str, options: SwrOptions, cancel: CancellationToken, fetch: F) -> Self
+    pub(crate) fn new<F, Fut>(
+        name: &'static str,
+        options: SwrOptions,
+        cancel: CancellationToken,
+        fetch: F,
+    ) -> Self
     where
         F: Fn(Option<Arc<T>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -188,7 +183,7 @@ where
     /// # Panics
     ///
     /// Outside a Tokio runtime.
-    pub fn with_empty_check<F, Fut, P>(
+    pub(crate) fn with_empty_check<F, Fut, P>(
         name: &'static str,
         options: SwrOptions,
         cancel: CancellationToken,
@@ -249,7 +244,7 @@ where
     /// the current backoff ago; so at most one fetch is ever in flight, and a failing
     /// source sees at most one attempt per backoff period however many readers there
     /// are. A failed fetch never replaces the value: it is reported in `error` alongside.
-    pub fn get(&self) -> Lookup<T, E> {
+    pub(crate) fn get(&self) -> Lookup<T, E> {
         let now = Instant::now();
         let mut state = self.inner.lock();
         let lookup = lookup(&state, &self.inner.options, now);
@@ -260,14 +255,14 @@ where
     }
 
     /// Returns the cached value like [`Swr::get`] without ever starting a revalidation.
-    pub fn peek(&self) -> Lookup<T, E> {
+    pub(crate) fn peek(&self) -> Lookup<T, E> {
         let state = self.inner.lock();
         lookup(&state, &self.inner.options, Instant::now())
     }
 
     /// Starts a revalidation now unless one is in flight or the source is backing off
     /// after a failure, and returns without waiting. Returns true when one was started.
-    pub fn trigger(&self) -> bool {
+    pub(crate) fn trigger(&self) -> bool {
         let mut state = self.inner.lock();
         if may_start(&state, &self.inner.options, Instant::now()) {
             start(&self.inner, &mut state);
@@ -279,14 +274,15 @@ where
 
     /// Revalidates now — joining the fetch in flight, if any, instead of starting a
     /// second one — and waits for it to complete (or for the cache to be shut down).
-    pub async fn revalidate(&self) -> Lookup<T, E> {
+    #[cfg(test)]
+    pub(crate) async fn revalidate(&self) -> Lookup<T, E> {
         revalidate(&self.inner).await;
         self.peek()
     }
 
     /// Waits until at least one fetch has completed (successfully or not), or the cache
     /// is shut down.
-    pub async fn first_attempt(&self) {
+    pub(crate) async fn first_attempt(&self) {
         let mut rx = self.inner.completed.subscribe();
         tokio::select! {
             _ = self.inner.cancel.cancelled() => {}
@@ -295,14 +291,9 @@ where
     }
 
     /// How many fetches have been started since construction.
-    pub fn fetches_started(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn fetches_started(&self) -> u64 {
         self.inner.lock().started
-    }
-
-    /// Stops the background tasks (the proactive loop and any fetch in flight). The last
-    /// value stays readable.
-    pub fn shutdown(&self) {
-        self.inner.cancel.cancel();
     }
 }
 

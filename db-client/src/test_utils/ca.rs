@@ -82,10 +82,10 @@ impl TestCa {
         &self.server_key
     }
 
-    /// Settings for a [`PrivatePg`](super::PrivatePg) that serves TLS with the server
+    /// Settings for a [`PrivatePg`](super::cluster::PrivatePg) that serves TLS with the server
     /// certificate (`ssl = on`, certificate and key in its data directory).
-    pub fn pg_options(&self) -> super::PgOptions {
-        super::PgOptions::new()
+    pub fn pg_options(&self) -> super::cluster::PgOptions {
+        super::cluster::PgOptions::new()
             .file("server.crt", self.server_cert.clone())
             .file("server.key", self.server_key.clone())
             .setting("ssl", "on")

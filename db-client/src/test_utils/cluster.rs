@@ -7,6 +7,7 @@
 //! As root, `initdb` and `pg_ctl` run as user `postgres` (through `runuser`), which owns
 //! the directory. A missing installation fails the test with a message; nothing skips.
 
+use super::wait::free_port;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -48,13 +49,6 @@ impl PgOptions {
         self.files.push((name.to_owned(), contents.into()));
         self
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot bind a free port on 127.0.0.1: {e}"))
 }
 
 fn pg_bin() -> PathBuf {

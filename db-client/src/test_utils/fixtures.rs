@@ -12,9 +12,15 @@ use tidemark_shared_types::{
     IndexingStatus, PublicConfig, SchemaName, VersionInfo,
 };
 
-use crate::error::Result;
+use crate::error::{DbError, Result};
+use crate::events::write::EventRow;
+use crate::migrate;
 use crate::pool::{PgPool, PoolConfig};
-use crate::{instance, migrate};
+use crate::writer::Writer;
+
+/// The columns of an events page as the client selects them, in its order (for
+/// benchmarks that run the same statement on a connection of their own).
+pub const EVENT_PAGE_COLUMNS: &str = crate::events::SELECT_COLUMNS;
 
 /// The event signature of the fixtures' contracts.
 pub const TRANSFER: &str = "event Transfer(address indexed from, address indexed to, uint256 value)";
@@ -81,10 +87,30 @@ pub fn following_status(heads: &[(u64, u64, u64)]) -> IndexingStatus {
 /// on it — the state an indexer leaves after start-up.
 pub async fn migrated_instance(url: &str, schema: &SchemaName) -> PgPool {
     let pool = PgPool::new(PoolConfig::new(url)).unwrap_or_else(|e| panic!("pool: {e}"));
-    migrate::run_migrations(&pool).await.unwrap_or_else(|e| panic!("migrations: {e}"));
-    let mut conn = pool.get().await.unwrap_or_else(|e| panic!("connection: {e}"));
-    instance::ensure_instance_schema(&mut conn, schema).await.unwrap_or_else(|e| panic!("instance: {e}"));
+    create_instance(&pool, schema).await.unwrap_or_else(|e| panic!("instance {schema}: {e}"));
     pool
+}
+
+/// Runs the migrations and creates `schema`'s tables as the indexer does at start-up:
+/// through a [`Writer`], which holds the instance's lock until it returns.
+pub async fn create_instance(pool: &PgPool, schema: &SchemaName) -> Result<()> {
+    migrate::run_migrations(pool).await?;
+    let mut writer = Writer::try_acquire(pool, schema)
+        .await?
+        .ok_or_else(|| DbError::Unavailable(format!("the writer lock of {schema} is taken")))?;
+    writer.ensure_instance_schema().await
+}
+
+/// Binary `COPY` of `rows` of `chain_id` into `schema`'s `events` (cursors from 1) on
+/// `client`, outside any writer and transaction — the writer's `COPY` alone, the raw
+/// write rate the benchmark compares the writer with.
+pub async fn copy_events(
+    client: &tokio_postgres::Client,
+    schema: &SchemaName,
+    chain_id: u64,
+    rows: &[EventRow],
+) -> Result<()> {
+    crate::statements::Statements::new(client, schema).copy_events(1, chain_id, rows).await
 }
 
 /// One row of `events`, as the indexer would store it.

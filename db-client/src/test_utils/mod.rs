@@ -4,7 +4,7 @@
 //! A test that cannot reach PostgreSQL fails with a clear message; it never skips.
 //!
 //! [`fixtures`] writes what an indexer would (configs, snapshots, events) so that
-//! readers can be tested without one; [`proxy`] puts a TCP proxy that a test can switch
+//! readers can be tested without one, and [`metadata`] reads and writes the metadata rows; [`proxy`] puts a TCP proxy that a test can switch
 //! off and on between a client and the server; [`cluster`] starts a private PostgreSQL
 //! that a test may stop or configure; [`ca`] makes a certificate authority and server
 //! certificates for TLS tests.
@@ -13,10 +13,13 @@ pub mod ca;
 pub mod cluster;
 pub mod fixtures;
 pub mod freeze;
+pub mod metadata;
 pub mod proxy;
+pub mod wait;
 
 pub use ca::TestCa;
 pub use cluster::{PgOptions, PrivatePg};
+pub use wait::{eventually, free_port};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -7,9 +7,9 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::TlsError;
-use super::params::{self, RootCert, SslMode};
+use super::params;
 use super::roots::{libpq_default_root, pem_roots, system_roots};
+use super::settings::{RootCert, SslMode, TlsError};
 use super::verify::{Check, client_config};
 
 /// Socket-level time limits of a [`PgConnector`] (see [`PgConnector::with_socket_timeouts`]).
@@ -67,7 +67,7 @@ impl PgConnector {
     ///
     /// These catch a dead network path or host. A server whose processes hang while its
     /// kernel still acknowledges packets is caught by the callers' own time limits
-    /// ([`crate::pool::within`]).
+    /// (the pool's query time limit).
     pub fn with_socket_timeouts(mut self, socket: SocketTimeouts) -> Self {
         let c = &mut self.config;
         if c.get_connect_timeout().is_none() {
@@ -157,7 +157,7 @@ fn verify_roots(root: &RootCert, mode: SslMode) -> Result<rustls::RootCertStore,
 }
 
 /// Opens a diesel-async connection to `database_url`, honouring its TLS parameters (for
-/// tools and tests; applications keep a [`PgConnector`] or a [`PgPool`](crate::PgPool)).
+/// tools and tests; applications keep a [`PgConnector`] or a [`PgPool`](crate::writer::PgPool)).
 pub async fn establish(database_url: &str) -> Result<AsyncPgConnection, TlsError> {
     PgConnector::new(database_url)?.establish().await
 }

@@ -3,85 +3,10 @@
 //! `prefer` and `require`).
 
 use std::borrow::Cow;
-use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::TlsError;
-
-/// libpq's `sslmode`: whether to encrypt and how much of the server's certificate to check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SslMode {
-    /// Plain TCP only.
-    Disable,
-    /// libpq tries plain first; here treated like [`SslMode::Prefer`] (TLS first, plain
-    /// when the server refuses TLS), which is never less private.
-    Allow,
-    /// TLS when the server offers it, plain otherwise; the certificate is not checked.
-    #[default]
-    Prefer,
-    /// TLS or nothing; the certificate is not checked unless `sslrootcert` is given (then
-    /// as [`SslMode::VerifyCa`], like libpq).
-    Require,
-    /// TLS with the certificate chained to a trusted root; the hostname is not checked.
-    VerifyCa,
-    /// TLS with the certificate chained to a trusted root and issued for the host name or
-    /// IP address connected to.
-    VerifyFull,
-}
-
-impl SslMode {
-    /// The name used in connection strings.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Disable => "disable",
-            Self::Allow => "allow",
-            Self::Prefer => "prefer",
-            Self::Require => "require",
-            Self::VerifyCa => "verify-ca",
-            Self::VerifyFull => "verify-full",
-        }
-    }
-}
-
-impl fmt::Display for SslMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SslMode {
-    type Err = TlsError;
-
-    fn from_str(s: &str) -> Result<Self, TlsError> {
-        Ok(match s {
-            "disable" => Self::Disable,
-            "allow" => Self::Allow,
-            "prefer" => Self::Prefer,
-            "require" => Self::Require,
-            "verify-ca" => Self::VerifyCa,
-            "verify-full" => Self::VerifyFull,
-            _ => {
-                return Err(TlsError::InvalidUrl(format!(
-                    "sslmode must be disable, allow, prefer, require, verify-ca or verify-full, not `{s}`"
-                )));
-            }
-        })
-    }
-}
-
-/// Where the trusted roots of a verifying connection come from (`sslrootcert`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum RootCert {
-    /// Not given: `~/.postgresql/root.crt` when it exists, else the platform's roots plus
-    /// `SSL_CERT_FILE` / `SSL_CERT_DIR`.
-    #[default]
-    Default,
-    /// A PEM file of one or more certificates.
-    File(PathBuf),
-    /// `sslrootcert=system`: the platform's roots plus `SSL_CERT_FILE` / `SSL_CERT_DIR`.
-    System,
-}
+use super::settings::{RootCert, SslMode, TlsError};
 
 /// A connection string split into what `tokio-postgres` reads and the TLS settings.
 #[derive(Debug)]
@@ -243,8 +168,9 @@ fn rebuild_keywords(kept: &[(String, String)]) -> String {
 mod tests {
     use std::path::PathBuf;
 
-    use super::{RootCert, SslMode, parse};
+    use super::parse;
     use crate::tls::TlsError;
+    use crate::tls::{RootCert, SslMode};
 
     #[test]
     fn the_tls_parameters_are_read_and_removed() {

@@ -7,7 +7,7 @@ use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::TlsError;
+use super::settings::TlsError;
 
 /// Bundle files of the common Linux distributions (Debian/Ubuntu, RHEL/Fedora, SUSE,
 /// Alpine), tried in order when `SSL_CERT_FILE` hides the platform's store from

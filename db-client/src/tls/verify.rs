@@ -11,7 +11,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::{TlsError, crypto_provider};
+use super::provider::crypto_provider;
+use super::settings::TlsError;
 
 /// The server certificate check of `prefer`/`require` (`roots: None`: any certificate,
 /// as libpq without a root certificate) and of `verify-ca` (`Some`: the chain up to a

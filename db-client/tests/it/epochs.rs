@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
-use tidemark_db_client::epochs::{EpochQuery, MAX_PAGE_SIZE, query_epochs};
+use tidemark_db_client::EpochQuery;
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
     epoch, epochs_matching, insert_epochs, migrated_instance, varied_epochs,
@@ -81,8 +81,10 @@ async fn pages_of_1_7_and_100_return_every_epoch_once_newest_first() {
     );
     // Far past the end, even beyond the bigint range of the offset: empty, not an error.
     for page in [26, 1000, u64::MAX] {
-        let past =
-            db.epochs(&EpochQuery { page, size: MAX_PAGE_SIZE, ..Default::default() }).await.expect("past");
+        let past = db
+            .epochs(&EpochQuery { page, size: EpochQuery::MAX_PAGE_SIZE, ..Default::default() })
+            .await
+            .expect("past");
         assert!(past.items.is_empty());
         assert_eq!((past.total, past.pages, past.page), (250, 3, page));
     }
@@ -124,18 +126,15 @@ async fn an_empty_table_and_a_missing_instance_read_as_empty_pages() {
         let page = db.epochs(&q).await.expect("no error");
         assert_eq!(page, EpochPage { items: vec![], total: 0, page: q.page, size: q.size, pages: 0 });
     }
-    eventually("summary read", || async { db.epoch_summary().await.is_some() }).await;
-    assert_eq!(db.epoch_summary().await.as_deref(), Some(&Default::default()));
+    eventually("summary read", || async { db.epoch_summary().is_some() }).await;
+    assert_eq!(db.epoch_summary().as_deref(), Some(&Default::default()));
 
     // The instance exists, without epochs.
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let _pool = migrated_instance(&test_db.url, &schema()).await;
     for size in [1, 7, 100] {
         let page = db.epochs(&EpochQuery { size, ..Default::default() }).await.expect("page");
         assert_eq!((page.items.len(), page.total, page.pages), (0, 0, 0));
-        let past = query_epochs(&mut conn, &schema(), &EpochQuery { size, page: 2, ..Default::default() })
-            .await
-            .expect("page");
+        let past = db.epochs(&EpochQuery { size, page: 2, ..Default::default() }).await.expect("page");
         assert_eq!((past.items.len(), past.total, past.pages, past.page), (0, 0, 0, 2));
     }
 }
@@ -165,9 +164,9 @@ async fn the_summary_holds_the_latest_epoch_and_the_unfinished_count_per_chain()
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let db = DbClient::new(fast(&test_db.url)).expect("client");
-    eventually("summary", || async { db.epoch_summary().await.is_some_and(|s| s.len() == 2) }).await;
+    eventually("summary", || async { db.epoch_summary().is_some_and(|s| s.len() == 2) }).await;
 
-    let summary = db.epoch_summary().await.expect("cached");
+    let summary = db.epoch_summary().expect("cached");
     for (chain, n) in [(1, 150), (10, 100)] {
         let s = &summary[&chain];
         assert_eq!(s.latest.as_ref(), epochs.iter().find(|e| e.chain_id == chain && e.epoch_id == n));
@@ -195,7 +194,6 @@ async fn the_summary_holds_the_latest_epoch_and_the_unfinished_count_per_chain()
         + 1;
     eventually("summary refreshed", || async {
         db.epoch_summary()
-            .await
             .is_some_and(|s| s[&10].latest.as_ref() == Some(&newer) && s[&10].not_finalized == unfinished)
     })
     .await;
@@ -209,11 +207,11 @@ async fn reading_the_summary_costs_no_query() {
     insert_epochs(&mut conn, &schema(), &two_chains()).await.expect("insert");
     // Default refresh intervals: config 60 s, status and epoch summary 1 s.
     let db = DbClient::new(DbClientConfig::new(&test_db.url, SCHEMA)).expect("client");
-    eventually("summary", || async { db.epoch_summary().await.is_some_and(|s| s.len() == 2) }).await;
+    eventually("summary", || async { db.epoch_summary().is_some_and(|s| s.len() == 2) }).await;
     let before = db.queries_executed();
     let started = std::time::Instant::now();
     for _ in 0..1000 {
-        assert!(db.epoch_summary().await.is_some());
+        assert!(db.epoch_summary().is_some());
     }
     let elapsed = started.elapsed();
     let used = db.queries_executed() - before;
@@ -251,8 +249,8 @@ async fn stages_a_newer_indexer_added_are_left_out() {
     let six = page.items.iter().find(|e| e.epoch_id == 6).expect("epoch 6");
     assert_eq!(six.stages, epochs[5].stages, "the unknown history entry is skipped");
 
-    eventually("summary", || async { db.epoch_summary().await.is_some_and(|s| !s.is_empty()) }).await;
-    let summary = db.epoch_summary().await.expect("cached");
+    eventually("summary", || async { db.epoch_summary().is_some_and(|s| !s.is_empty()) }).await;
+    let summary = db.epoch_summary().expect("cached");
     assert_eq!(summary[&1].latest.as_ref().map(|e| e.epoch_id), Some(11));
 
     // A malformed row is an error, never a panic; the summary keeps the last good value.
@@ -263,5 +261,5 @@ async fn stages_a_newer_indexer_added_are_left_out() {
     let err = db.epochs(&EpochQuery::default()).await.expect_err("invalid");
     assert!(matches!(err, DbError::InvalidStoredValue { key: "epochs", .. }), "{err:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(db.epoch_summary().await.expect("kept")[&1].latest.as_ref().map(|e| e.epoch_id), Some(11));
+    assert_eq!(db.epoch_summary().expect("kept")[&1].latest.as_ref().map(|e| e.epoch_id), Some(11));
 }

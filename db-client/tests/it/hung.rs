@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use tidemark_db_client::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::PrivatePg;
 use tidemark_db_client::test_utils::fixtures::{following_status, migrated_instance, public_config};
+use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::{DbClient, DbError, EventQuery, Reason};
 use tidemark_shared_types::SchemaName;
 
@@ -29,7 +29,7 @@ async fn a_hung_server_times_out_is_reported_and_recovers() {
     settings.pool.max_size = 1;
     settings.pool.query_timeout = Duration::from_secs(2);
     let db = DbClient::new(settings).expect("client");
-    eventually("healthy", || async { db.health().await.healthy }).await;
+    eventually("healthy", || async { db.health().healthy }).await;
     // A connection used just now is handed out again without a test query: only the
     // query's own time limit can end a call on it.
     db.events(&EventQuery::default()).await.expect("events before the freeze");
@@ -44,13 +44,13 @@ async fn a_hung_server_times_out_is_reported_and_recovers() {
     assert!(matches!(err, DbError::Timeout(_)), "{err:?}");
     assert!(took < Duration::from_secs(4), "the call took {took:?} (query timeout 2 s)");
     eventually("database-unreachable", || async {
-        db.health().await.reasons.contains(&Reason::DatabaseUnreachable)
+        db.health().reasons.contains(&Reason::DatabaseUnreachable)
     })
     .await;
     let detected = started.elapsed();
     assert!(detected < Duration::from_secs(15), "reported after {detected:?}");
 
     frozen.thaw();
-    eventually("healthy again", || async { db.health().await.healthy }).await;
+    eventually("healthy again", || async { db.health().healthy }).await;
     db.events(&EventQuery::default()).await.expect("events after the thaw");
 }

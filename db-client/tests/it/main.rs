@@ -13,14 +13,15 @@ mod tls;
 use std::future::Future;
 use std::time::Duration;
 
+use tidemark_db_client::PoolConfig;
 use tidemark_db_client::test_utils::TestDb;
-use tidemark_db_client::{PgPool, PoolConfig};
+use tidemark_db_client::writer::PgPool;
 
 /// A fresh database with the migrations applied, and a pool on it.
 pub(crate) async fn migrated() -> (TestDb, PgPool) {
     let db = TestDb::new().await;
     let pool = PgPool::new(PoolConfig::new(db.url.clone())).expect("pool");
-    tidemark_db_client::migrate::run_migrations(&pool).await.expect("migrations");
+    tidemark_db_client::writer::run_migrations(&pool).await.expect("migrations");
     (db, pool)
 }
 

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use tidemark_db_client::metadata::{
+use tidemark_db_client::test_utils::metadata::{
     read_indexing_status, read_public_config, write_indexing_status, write_public_config,
 };
 use tidemark_shared_types::config::{PublicChainConfig, PublicContractConfig};

@@ -1,9 +1,9 @@
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use tidemark_db_client::migrate::run_migrations;
+use tidemark_db_client::PoolConfig;
 use tidemark_db_client::test_utils::TestDb;
-use tidemark_db_client::{PgPool, PoolConfig, instance};
+use tidemark_db_client::writer::{PgPool, Writer, run_migrations};
 use tidemark_shared_types::SchemaName;
 
 #[derive(QueryableByName)]
@@ -33,14 +33,12 @@ async fn concurrent_clients_migrate_without_error() {
     for r in results {
         r.expect("concurrent migration");
     }
-    // And the per-instance DDL, concurrently too.
-    let schema = SchemaName::new("tidemark_race").expect("name");
-    let results = futures::future::join_all(pools.iter().map(|p| {
-        let schema = schema.clone();
-        async move {
-            let mut c = p.get().await?;
-            instance::ensure_instance_schema(&mut c, &schema).await
-        }
+    // And the per-instance DDL of several instances, concurrently too (each through its
+    // own writer, as indexers starting at once do).
+    let results = futures::future::join_all(pools.iter().enumerate().map(|(i, p)| async move {
+        let schema = SchemaName::new(format!("tidemark_race_{i}")).expect("name");
+        let mut writer = Writer::try_acquire(p, &schema).await?.expect("a free lock");
+        writer.ensure_instance_schema().await
     }))
     .await;
     for r in results {
@@ -52,9 +50,10 @@ async fn concurrent_clients_migrate_without_error() {
 async fn instance_schema_has_the_tables_and_drops_cleanly() {
     let (_db, pool) = crate::migrated().await;
     let schema = SchemaName::new("tidemark_demo").expect("name");
+    let mut writer = Writer::try_acquire(&pool, &schema).await.expect("connects").expect("a free lock");
+    writer.ensure_instance_schema().await.expect("create");
+    writer.ensure_instance_schema().await.expect("idempotent");
     let mut conn = pool.get().await.expect("conn");
-    instance::ensure_instance_schema(&mut conn, &schema).await.expect("create");
-    instance::ensure_instance_schema(&mut conn, &schema).await.expect("idempotent");
     let c: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'tidemark_demo'
            AND table_name IN ('events', 'removals', 'journal', 'blocks', 'checkpoints', 'epochs')",
@@ -63,7 +62,7 @@ async fn instance_schema_has_the_tables_and_drops_cleanly() {
     .await
     .expect("tables");
     assert_eq!(c.n, 6);
-    instance::drop_instance(&mut conn, &schema).await.expect("drop");
+    writer.drop_instance().await.expect("drop");
     let c: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name = 'tidemark_demo'",
     )

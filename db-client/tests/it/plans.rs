@@ -4,7 +4,7 @@
 //! no such plan (a sequential scan, or a full scan of an index on a later column).
 
 use serde_json::Value;
-use tidemark_db_client::events::EventQuery;
+use tidemark_db_client::EventQuery;
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{insert_event, migrated_instance, varied_events, word};
 use tidemark_shared_types::SchemaName;

@@ -1,7 +1,8 @@
 use std::time::{Duration, Instant};
 
-use tidemark_db_client::metadata::read_public_config;
-use tidemark_db_client::{DbError, PgPool, PoolConfig};
+use tidemark_db_client::test_utils::metadata::read_public_config;
+use tidemark_db_client::writer::PgPool;
+use tidemark_db_client::{DbError, PoolConfig};
 use tidemark_shared_types::SchemaName;
 
 /// A port with nothing listening: bind, read the port, close.
@@ -107,7 +108,7 @@ struct Pid {
     pid: i32,
 }
 
-async fn backend_pid(conn: &mut tidemark_db_client::AsyncPgConnection) -> Result<i32, diesel::result::Error> {
+async fn backend_pid(conn: &mut diesel_async::AsyncPgConnection) -> Result<i32, diesel::result::Error> {
     let row: Pid =
         diesel_async::RunQueryDsl::get_result(diesel::sql_query("SELECT pg_backend_pid() AS pid"), conn)
             .await?;
@@ -123,9 +124,10 @@ async fn a_connection_whose_server_process_ended_is_replaced_at_checkout() {
     let admin = PgPool::new(cfg).expect("admin pool");
     // Checked out again soon after its last use (no test query on checkout), and after
     // an idle spell (test query on checkout): either way the caller gets a live connection.
-    for idle in
-        [Duration::from_millis(100), tidemark_db_client::VERIFY_AFTER_IDLE + Duration::from_millis(200)]
-    {
+    for idle in [
+        Duration::from_millis(100),
+        tidemark_db_client::writer::VERIFY_AFTER_IDLE + Duration::from_millis(200),
+    ] {
         let before = backend_pid(&mut pool.get().await.expect("conn")).await.expect("pid");
         let mut a = admin.get().await.expect("admin conn");
         diesel_async::RunQueryDsl::execute(

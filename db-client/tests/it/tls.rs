@@ -4,9 +4,10 @@
 
 use diesel::sql_types::Bool;
 use diesel_async::RunQueryDsl;
+use tidemark_db_client::PoolConfig;
 use tidemark_db_client::test_utils::{PgOptions, PrivatePg, TestCa, TestDb, with_param};
 use tidemark_db_client::tls::{self, SslMode, TlsError};
-use tidemark_db_client::{PgPool, PoolConfig};
+use tidemark_db_client::writer::PgPool;
 
 const SESSION_SSL: &str = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
 

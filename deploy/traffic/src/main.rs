@@ -16,6 +16,7 @@ use alloy::primitives::{Address, B256, U256};
 use clap::{Args, Parser, Subcommand};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tidemark_service_kit::{Exit, LogFormat, cancel_on_signal, init_logging};
 use tidemark_traffic::{Call, Demo, RECIPIENTS, TrafficError};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -148,27 +149,8 @@ impl Mix {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(main_async(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    init_logging(LogFormat::Text);
+    tidemark_service_kit::block_on(Some(2), main_async(cli), |_| Exit::Runtime)
 }
 
 async fn main_async(cli: Cli) -> anyhow::Result<()> {
@@ -371,27 +353,6 @@ impl Generator {
             "{msg}"
         );
     }
-}
-
-async fn cancel_on_signal(token: CancellationToken) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-        _ = token.cancelled() => return,
-    }
-    tracing::info!("shutdown signal received");
-    token.cancel();
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use alloy::json_abi::{Event, JsonAbi};
 use alloy::primitives::B256;
 use tidemark_shared_types::canonical_event;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// An event ready for filtering and decoding.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! `${VAR}` substitution in string values, before the typed parse.
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Replaces `${NAME}` in every string of `value`; a missing variable is an error naming
 /// the variable and the key path. `$${` escapes a literal `${`.

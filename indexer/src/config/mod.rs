@@ -7,6 +7,7 @@
 
 mod abi;
 mod env;
+mod error;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,32 +20,7 @@ use serde::Deserialize;
 use tidemark_shared_types::{PublicChainConfig, PublicConfig, PublicContractConfig, SchemaName, VersionInfo};
 
 pub use abi::ResolvedEvent;
-
-/// A configuration problem; the message names the key path. Exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {path}: {message}")]
-pub struct ConfigError {
-    /// TOML key path, or the file name for file-level errors.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
-    }
-
-    /// No configuration file was given.
-    pub fn new_missing() -> Self {
-        Self::new("--config", "a configuration file is required (--config FILE or TIDEMARK_CONFIG)")
-    }
-
-    /// A command-line flag problem.
-    pub fn new_flag(message: &str) -> Self {
-        Self::new("arguments", message)
-    }
-}
+pub use error::ConfigError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

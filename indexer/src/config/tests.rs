@@ -39,7 +39,7 @@ fn the_example_gives_the_documented_public_config() {
         "chains": [{"chainId": 31337, "finalityDepth": 12,
           "contracts": [{"name": "Token", "addresses": ["0x5fbdb2315678afecb367f032d93f642f64180aa3"], "startBlock": 0, "endBlock": null,
             "events": ["event Transfer(address indexed from, address indexed to, uint256 value)"]}]}],
-        "versionInfo": {"tidemark": env!("CARGO_PKG_VERSION"), "schemaVersion": 2}});
+        "versionInfo": {"tidemark": env!("CARGO_PKG_VERSION"), "schemaVersion": tidemark_shared_types::config::SCHEMA_VERSION}});
     assert_eq!(public, expected);
     // Secrets never reach the public view or the debug output.
     let text = format!("{public} {cfg:?}");

@@ -9,8 +9,9 @@ use futures::future::BoxFuture;
 use tidemark_shared_types::BlockRef;
 use tidemark_shared_types::epoch::EpochStage;
 
+use super::chain::{ChainPipeline, PipelineError};
 use super::decode::EventRow;
-use super::{ChainPipeline, PipelineError, Step, fetch};
+use super::fetch;
 use crate::epochs::Epoch;
 use crate::rpc::{BadAnswer, Header, RpcError};
 use crate::store::Batch;
@@ -23,7 +24,7 @@ impl ChainPipeline {
         from: u64,
         to: u64,
         finalized_upto: u64,
-    ) -> Result<Step<Option<BlockRef>>, PipelineError> {
+    ) -> Result<Option<BlockRef>, PipelineError> {
         let id = self.id();
         // Ranges are planned lazily, so each takes the range size current when it starts.
         // Epoch ids are drawn here, in block order; a retried epoch keeps its range.
@@ -63,14 +64,11 @@ impl ChainPipeline {
             loop {
                 let item = tokio::select! {
                     biased;
-                    _ = self.shutdown.cancelled() => return Ok(Step::Shutdown),
+                    _ = self.shutdown.cancelled() => return Err(PipelineError::Shutdown),
                     item = rx.recv() => item,
                 };
                 let Some(result) = item else { break };
-                let (rows, end_header, mut epoch) = match result? {
-                    Step::Done(v) => v,
-                    Step::Shutdown => return Ok(Step::Shutdown),
-                };
+                let (rows, end_header, mut epoch) = result?;
                 let started = std::time::Instant::now();
                 epoch.push(EpochStage::Stored);
                 {
@@ -93,7 +91,7 @@ impl ChainPipeline {
                 self.committed(&rows, &end_header.block, None);
                 last = Some(end_header.block);
             }
-            Ok(Step::Done(last))
+            Ok(last)
         };
         tokio::select! {
             result = consumer => result,
@@ -136,39 +134,35 @@ impl ChainPipeline {
         Ok(known)
     }
 
-    /// One range (one epoch): end header first (so a lagging node cannot answer empty for
-    /// blocks it does not have), then logs, checked against the end block's hash.
-    async fn fetch_range(&self, epoch: Epoch) -> Result<Step<(Vec<EventRow>, Header, Epoch)>, PipelineError> {
-        let (from, to) = (epoch.from, epoch.to);
-        let epoch = std::sync::Mutex::new(epoch);
-        let lock = || epoch.lock().unwrap_or_else(|e| e.into_inner());
-        let step = self
-            .retry("fetch range", || async {
-                let result: Result<_, PipelineError> = async {
-                    let end = self.rpc.header(to).await.map_err(|e| self.rpc_err(e))?;
-                    let end_hash = HashMap::from([(to, end.block.hash.clone())]);
-                    let mut logs =
-                        fetch::logs_in_range(&self.rpc, &self.filter, from, to, &self.size, &end_hash)
-                            .await
-                            .map_err(|e| self.rpc_err(e))?;
-                    let known = self.confirm_range(&mut logs, &end).await?;
-                    self.epochs.advance(&mut lock(), EpochStage::Fetched);
-                    let rows = self.decode(&logs, &known).await?;
-                    self.epochs.advance(&mut lock(), EpochStage::Decoded);
-                    Ok((rows, end))
+    /// One range (one epoch), retried until it is fetched and decoded; every failed
+    /// attempt is recorded in the epoch's history.
+    async fn fetch_range(&self, mut epoch: Epoch) -> Result<(Vec<EventRow>, Header, Epoch), PipelineError> {
+        let mut backoff = self.backoff("fetch range");
+        loop {
+            match self.attempt(self.fetch_range_once(&mut epoch)).await {
+                Ok((rows, end)) => return Ok((rows, end, epoch)),
+                Err(PipelineError::Shutdown) => return Err(PipelineError::Shutdown),
+                Err(e) => {
+                    self.epochs.fail(&mut epoch, &e.to_string());
+                    backoff.wait_after(e).await?;
                 }
-                .await;
-                if let Err(e) = &result {
-                    self.epochs.fail(&mut lock(), &e.to_string());
-                }
-                result
-            })
-            .await?;
-        Ok(match step {
-            Step::Done((rows, end)) => {
-                Step::Done((rows, end, epoch.into_inner().unwrap_or_else(|e| e.into_inner())))
             }
-            Step::Shutdown => Step::Shutdown,
-        })
+        }
+    }
+
+    /// One attempt at a range: end header first (so a lagging node cannot answer empty
+    /// for blocks it does not have), then logs, checked against the end block's hash.
+    async fn fetch_range_once(&self, epoch: &mut Epoch) -> Result<(Vec<EventRow>, Header), PipelineError> {
+        let (from, to) = (epoch.from, epoch.to);
+        let end = self.rpc.header(to).await.map_err(|e| self.rpc_err(e))?;
+        let end_hash = HashMap::from([(to, end.block.hash.clone())]);
+        let mut logs = fetch::logs_in_range(&self.rpc, &self.filter, from, to, &self.size, &end_hash)
+            .await
+            .map_err(|e| self.rpc_err(e))?;
+        let known = self.confirm_range(&mut logs, &end).await?;
+        self.epochs.advance(epoch, EpochStage::Fetched);
+        let rows = self.decode(&logs, &known).await?;
+        self.epochs.advance(epoch, EpochStage::Decoded);
+        Ok((rows, end))
     }
 }

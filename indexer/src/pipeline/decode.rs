@@ -20,38 +20,8 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{ChainConfig, ResolvedEvent};
 
-/// A decoded log, ready to insert.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRow {
-    /// Block number.
-    pub block_number: u64,
-    /// 0x block hash.
-    pub block_hash: String,
-    /// Unix seconds.
-    pub block_timestamp: u64,
-    /// 0x transaction hash.
-    pub tx_hash: String,
-    /// Transaction index in the block.
-    pub tx_index: u64,
-    /// Log index in the block.
-    pub log_index: u64,
-    /// Emitting address, lowercase.
-    pub address: String,
-    /// Contract name.
-    pub contract: String,
-    /// Event name.
-    pub event: String,
-    /// Canonical signature.
-    pub signature: String,
-    /// 0x topics.
-    pub topics: Vec<String>,
-    /// 0x data.
-    pub data: String,
-    /// Decoded args; `None` when the log does not fit its ABI.
-    pub args: Option<Value>,
-    /// Why `args` is `None`.
-    pub decode_error: Option<String>,
-}
+/// A decoded log, ready to insert (the row type of the writer, which owns `events`).
+pub use tidemark_db_client::writer::EventRow;
 
 /// Why a log could not be turned into a row at all: the node's answer is malformed (not
 /// the log's content), so the caller fetches it again.

@@ -1,20 +1,20 @@
 //! Following the head, block by block: each step links new headers to the checkpoint by
 //! parent hash, checks every log against its block's header, and commits events, window,
 //! epoch and checkpoint together. A checkpoint that is no longer canonical triggers a
-//! reorg repair ([`crate::reorg`]).
+//! reorg repair ([`super::reorg`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tidemark_shared_types::BlockRef;
 use tidemark_shared_types::epoch::EpochStage;
 
+use super::chain::{ChainPipeline, PipelineError};
 use super::decode::EventRow;
-use super::{ChainPipeline, PipelineError, Step, fetch};
+use super::{fetch, reorg};
 use crate::epochs::Epoch;
+use crate::progress::Phase;
 use crate::rpc::Header;
-use crate::status::Phase;
 use crate::store::Batch;
 
 /// Blocks handled per follow step.
@@ -37,13 +37,10 @@ impl ChainPipeline {
     ) -> Result<(), PipelineError> {
         let id = self.id();
         // The epoch of the step in progress; kept across retries of the same range.
-        let pending: Mutex<Option<Epoch>> = Mutex::new(None);
-        let lock = || pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending: Option<Epoch> = None;
         let mut finalized_upto = 0u64;
         loop {
-            if self.shutdown.is_cancelled() {
-                return Ok(());
-            }
+            self.check_shutdown()?;
             if let (Some(end), Some(c)) = (end_n, &cp)
                 && c.number >= end
             {
@@ -56,8 +53,8 @@ impl ChainPipeline {
                 }
                 // Until the end block is final, a reorg can still replace it: keep checking.
                 match self.watch_unfinalized_end(c, end).await? {
-                    Step::Done(None) => return self.finalize_until_shutdown(end).await,
-                    Step::Done(Some(new_cp)) => {
+                    None => return self.finalize_until_shutdown(end).await,
+                    Some(new_cp) => {
                         self.progress.update(id, |s| {
                             s.end = None;
                             s.phase = Phase::Following;
@@ -65,54 +62,16 @@ impl ChainPipeline {
                         cp = new_cp;
                         continue;
                     }
-                    Step::Shutdown => return Ok(()),
                 }
             }
-            let step = self
-                .retry("follow", || async {
-                    let head = self.rpc.block_number().await.map_err(|e| self.rpc_err(e))?;
-                    // Is the checkpoint still canonical?
-                    if let Some(c) = &cp {
-                        // A node without the block answers `null`: asked again, never a reorg.
-                        let canonical = self.rpc.header(c.number).await.map_err(|e| self.rpc_err(e))?;
-                        if canonical.block.hash != c.hash {
-                            return Ok(FollowStep::Reorg);
-                        }
+            let step = {
+                let mut backoff = self.backoff("follow");
+                loop {
+                    match self.attempt(self.follow_once(cp.as_ref(), start_n, end_n, &mut pending)).await {
+                        Ok(step) => break step,
+                        Err(e) => backoff.wait_after(e).await?,
                     }
-                    let next = cp.as_ref().map_or(start_n, |c| c.number + 1);
-                    let target = end_n.map_or(head, |e| e.min(head));
-                    if next > target {
-                        return Ok(FollowStep::Idle(head));
-                    }
-                    let to = target.min(next + FOLLOW_BATCH - 1);
-                    {
-                        let mut p = lock();
-                        match p.take() {
-                            // Same range as the interrupted attempt: retry it, history kept.
-                            Some(mut e) if e.from == next && e.to == to => {
-                                e.push(EpochStage::Planned);
-                                *p = Some(e);
-                            }
-                            other => {
-                                if let Some(e) = other {
-                                    self.epochs.discard(&e);
-                                }
-                                *p = Some(self.epochs.plan(next, to));
-                            }
-                        }
-                    }
-                    let result = self.fetch_step(cp.as_ref(), next, to, head, &pending).await;
-                    if let Err(e) = &result
-                        && let Some(epoch) = lock().as_mut()
-                    {
-                        self.epochs.fail(epoch, &e.to_string());
-                    }
-                    result
-                })
-                .await?;
-            let step = match step {
-                Step::Done(s) => s,
-                Step::Shutdown => return Ok(()),
+                }
             };
             match step {
                 FollowStep::Idle(head) => {
@@ -129,28 +88,22 @@ impl ChainPipeline {
                         self.writer.lock().await.finalize(id, upto).await?;
                         finalized_upto = upto;
                     }
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(self.chain.poll_interval) => {}
-                    }
+                    self.pause(self.chain.poll_interval).await?;
                 }
                 FollowStep::Unlinked => {
                     // The chain moved under us; the next step re-checks the checkpoint.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 FollowStep::Reorg => {
-                    if let Some(e) = lock().take() {
+                    if let Some(e) = pending.take() {
                         self.epochs.discard(&e);
                     }
                     let Some(c) = cp.clone() else { continue };
-                    cp = match crate::reorg::repair(self, &c, start_n).await? {
-                        Step::Done(new_cp) => new_cp,
-                        Step::Shutdown => return Ok(()),
-                    };
+                    cp = reorg::repair(self, &c, start_n).await?;
                 }
                 FollowStep::Batch { rows, headers, head } => {
                     let Some(last) = headers.last().cloned() else { continue };
-                    let mut epoch = lock().take();
+                    let mut epoch = pending.take();
                     if let Some(e) = epoch.as_mut() {
                         e.push(EpochStage::Stored);
                     }
@@ -189,6 +142,53 @@ impl ChainPipeline {
         }
     }
 
+    /// One attempt of a follow step: is the checkpoint still canonical, is there anything
+    /// new, and if so the next batch fetched and decoded (its epoch planned in `pending`,
+    /// kept across attempts of the same range; a failure is recorded in its history).
+    async fn follow_once(
+        &self,
+        cp: Option<&BlockRef>,
+        start_n: u64,
+        end_n: Option<u64>,
+        pending: &mut Option<Epoch>,
+    ) -> Result<FollowStep, PipelineError> {
+        let head = self.rpc.block_number().await.map_err(|e| self.rpc_err(e))?;
+        // Is the checkpoint still canonical?
+        if let Some(c) = cp {
+            // A node without the block answers `null`: asked again, never a reorg.
+            let canonical = self.rpc.header(c.number).await.map_err(|e| self.rpc_err(e))?;
+            if canonical.block.hash != c.hash {
+                return Ok(FollowStep::Reorg);
+            }
+        }
+        let next = cp.map_or(start_n, |c| c.number + 1);
+        let target = end_n.map_or(head, |e| e.min(head));
+        if next > target {
+            return Ok(FollowStep::Idle(head));
+        }
+        let to = target.min(next + FOLLOW_BATCH - 1);
+        match pending.take() {
+            // Same range as the interrupted attempt: retry it, history kept.
+            Some(mut e) if e.from == next && e.to == to => {
+                e.push(EpochStage::Planned);
+                *pending = Some(e);
+            }
+            other => {
+                if let Some(e) = other {
+                    self.epochs.discard(&e);
+                }
+                *pending = Some(self.epochs.plan(next, to));
+            }
+        }
+        let result = self.fetch_step(cp, next, to, head, pending.as_mut()).await;
+        if let Err(e) = &result
+            && let Some(epoch) = pending.as_mut()
+        {
+            self.epochs.fail(epoch, &e.to_string());
+        }
+        result
+    }
+
     /// Fetches headers and logs of `[next, to]` and decodes them, or reports that the
     /// chain moved under the step.
     async fn fetch_step(
@@ -197,9 +197,8 @@ impl ChainPipeline {
         next: u64,
         to: u64,
         head: u64,
-        pending: &Mutex<Option<Epoch>>,
+        mut epoch: Option<&mut Epoch>,
     ) -> Result<FollowStep, PipelineError> {
-        let epoch = || pending.lock().unwrap_or_else(|e| e.into_inner());
         let headers = fetch::headers(&self.rpc, next, to, self.chain.max_concurrency)
             .await
             .map_err(|e| self.rpc_err(e))?;
@@ -229,25 +228,25 @@ impl ChainPipeline {
         .await
         .map_err(|e| self.rpc_err(e))?;
         let by_number: HashMap<u64, Header> = headers.iter().map(|h| (h.block.number, h.clone())).collect();
-        if let Some(e) = epoch().as_mut() {
+        if let Some(e) = epoch.as_deref_mut() {
             self.epochs.advance(e, EpochStage::Fetched);
         }
         let rows = self.decode(&logs, &by_number).await?;
-        if let Some(e) = epoch().as_mut() {
+        if let Some(e) = epoch {
             self.epochs.advance(e, EpochStage::Decoded);
         }
         Ok(FollowStep::Batch { rows, headers, head })
     }
 
     /// A completed bounded range whose end block `cp` is not final yet: checks every poll
-    /// interval that it is still canonical. `Done(None)` once it is final; `Done(Some(new
-    /// checkpoint))` after a reorg replaced it (repaired: the follower indexes the new
-    /// branch up to the end again).
+    /// interval that it is still canonical. `None` once it is final; `Some(new checkpoint)`
+    /// after a reorg replaced it (repaired: the follower indexes the new branch up to the
+    /// end again).
     async fn watch_unfinalized_end(
         &self,
         cp: &BlockRef,
         end: u64,
-    ) -> Result<Step<Option<Option<BlockRef>>>, PipelineError> {
+    ) -> Result<Option<Option<BlockRef>>, PipelineError> {
         let start_n = self.chain.start_block();
         loop {
             let step = self
@@ -261,25 +260,16 @@ impl ChainPipeline {
                 })
                 .await?;
             match step {
-                Step::Shutdown => return Ok(Step::Shutdown),
-                Step::Done(None) => return Ok(Step::Done(None)),
-                Step::Done(Some((false, _))) => {
-                    return Ok(match crate::reorg::repair(self, cp, start_n).await? {
-                        Step::Done(new_cp) => Step::Done(Some(new_cp)),
-                        Step::Shutdown => Step::Shutdown,
-                    });
-                }
-                Step::Done(Some((true, head))) => {
+                None => return Ok(None),
+                Some((false, _)) => return Ok(Some(reorg::repair(self, cp, start_n).await?)),
+                Some((true, head)) => {
                     if self.epochs.enabled() {
                         let upto = head.saturating_sub(self.chain.finality_depth).min(end);
                         self.writer.lock().await.finalize(self.id(), upto).await?;
                     }
                 }
             }
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(Step::Shutdown),
-                _ = tokio::time::sleep(self.chain.poll_interval) => {}
-            }
+            self.pause(self.chain.poll_interval).await?;
         }
     }
 
@@ -287,13 +277,9 @@ impl ChainPipeline {
     /// wait for shutdown.
     async fn finalize_until_shutdown(&self, end: u64) -> Result<(), PipelineError> {
         loop {
-            let head = match self
+            let head = self
                 .retry("head", || async { self.rpc.block_number().await.map_err(|e| self.rpc_err(e)) })
-                .await?
-            {
-                Step::Done(h) => h,
-                Step::Shutdown => return Ok(()),
-            };
+                .await?;
             let upto = head.saturating_sub(self.chain.finality_depth);
             if !self.epochs.enabled() {
                 self.shutdown.cancelled().await;
@@ -304,10 +290,7 @@ impl ChainPipeline {
                 self.shutdown.cancelled().await;
                 return Ok(());
             }
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(self.chain.poll_interval) => {}
-            }
+            self.pause(self.chain.poll_interval).await?;
         }
     }
 }

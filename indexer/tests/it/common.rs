@@ -135,18 +135,42 @@ pub(crate) struct Indexer {
     pub(crate) http: String,
 }
 
+/// An indexer run in-process: only its HTTP base URL.
+pub(crate) struct InProcess {
+    pub(crate) http: String,
+}
+
+impl Indexer {
+    /// The HTTP side of an indexer run in this process.
+    pub(crate) fn in_process(http: String) -> InProcess {
+        InProcess { http }
+    }
+}
+
+impl InProcess {
+    /// `GET path` on its HTTP server: status code and body text.
+    pub(crate) async fn get_text(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&self.http, path).await
+    }
+}
+
+/// `GET path` on an indexer's HTTP server at `base`: status code and body text.
+async fn http_get(base: &str, path: &str) -> Option<(u16, String)> {
+    tidemark_db_client::tls::install_crypto_provider();
+    let r = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
+}
+
 impl Indexer {
     /// `GET path` on the indexer's HTTP server: status code and body text.
     pub(crate) async fn get_text(&self, path: &str) -> Option<(u16, String)> {
-        tidemark_db_client::tls::install_crypto_provider();
-        let r = reqwest::Client::new()
-            .get(format!("{}{path}", self.http))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
+        http_get(&self.http, path).await
     }
 
     /// `GET path` as JSON.

@@ -1,5 +1,6 @@
 //! Acceptance tests of `tidemark-indexer` against a real anvil and a real PostgreSQL:
-//! each test has its own database and chain and runs the real binary, then compares what
+//! each test has its own database and chain and runs the real binary (or, in
+//! `in_process`, the library's `run`), then compares what
 //! it stored with what the chain says (`eth_getLogs`). DESIGN §9's invariants are named
 //! where they are checked. Missing anvil or PostgreSQL fails the tests; nothing skips.
 
@@ -8,6 +9,7 @@ mod config_changes;
 mod crash;
 mod epochs;
 mod events;
+mod in_process;
 mod lying_rpc;
 mod multichain;
 mod payloads;
@@ -20,3 +22,4 @@ mod signatures;
 mod status;
 mod tls;
 mod writer;
+mod writer_session;

@@ -235,14 +235,15 @@ async fn assert_second_chain_ranges(db: &mut InstanceDb, demo: &Demo, url: &str,
 /// (here a NUL escape, which `jsonb` refuses) is committed with that row stored raw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn args_the_database_rejects_are_stored_raw_with_the_reason() {
-    use tidemark_db_client::{PgPool, PoolConfig, migrate};
+    use tidemark_db_client::PoolConfig;
+    use tidemark_db_client::writer::{PgPool, run_migrations};
     use tidemark_indexer::pipeline::decode::EventRow;
     use tidemark_indexer::store::{Batch, Writer};
     use tidemark_shared_types::{BlockRef, SchemaName};
 
     let test_db = tidemark_testkit::TestDb::new().await;
     let pool = PgPool::new(PoolConfig::new(test_db.url.clone())).expect("pool");
-    migrate::run_migrations(&pool).await.expect("migrations");
+    run_migrations(&pool).await.expect("migrations");
     let schema = SchemaName::new(SCHEMA).expect("schema name");
     let mut writer = Writer::try_acquire(&pool, &schema).await.expect("connection").expect("writer lock");
     writer.ensure_instance_schema().await.expect("instance schema");
@@ -264,16 +265,7 @@ async fn args_the_database_rejects_are_stored_raw_with_the_reason() {
     };
     let events = [row(0, json!({"text": "nul\u{0}"})), row(1, json!({"text": "fine"}))];
     let checkpoint = BlockRef { number: 1, timestamp: 1, hash: format!("0x{:064x}", 1) };
-    let batch = Batch {
-        chain_id: 1,
-        events: &events,
-        headers: &[],
-        checkpoint: &checkpoint,
-        prune_below: None,
-        epoch: None,
-        finalize_upto: None,
-    };
-    writer.commit(batch).await.expect("the batch commits");
+    writer.commit(Batch::new(1, &events, &checkpoint)).await.expect("the batch commits");
 
     let mut db = InstanceDb::connect(&test_db.url, SCHEMA).await.expect("instance");
     let stored = db.events().await.expect("events");

@@ -124,7 +124,7 @@ async fn an_instance_of_the_previous_build_is_upgraded_and_stays_compatible() {
     assert_eq!(count(&mut db, &nullable).await, 1, "args nullable");
     assert!(!db.journal().await.expect("journal").is_empty(), "the journal view reads");
     let stored = db.metadata("public_config").await.expect("query").expect("stored config").value;
-    assert_eq!(stored["versionInfo"]["schemaVersion"], 2);
+    assert_eq!(stored["versionInfo"]["schemaVersion"], tidemark_shared_types::config::SCHEMA_VERSION);
     assert_eq!(stored["chains"], current["chains"], "rewritten in canonical form");
     assert_eq!(second.stop(Duration::from_secs(5)).await, 0);
 }

@@ -12,8 +12,8 @@ use tidemark_testkit::{JournalReplay, eventually};
 use crate::common::{SCHEMA, SOON, Stack, traffic};
 
 /// Advisory-lock class of the writer lock: `pg_advisory_lock(0x74646d01, hashtext(schema))`
-/// (indexer/src/store.rs).
-const WRITER_LOCK_CLASS: i32 = 0x7464_6d01;
+/// (db-client/src/writer/mod.rs).
+pub(crate) const WRITER_LOCK_CLASS: i32 = 0x7464_6d01;
 
 #[derive(QueryableByName)]
 struct Pid {
@@ -22,9 +22,9 @@ struct Pid {
 }
 
 #[derive(QueryableByName)]
-struct Flag {
+pub(crate) struct Flag {
     #[diesel(sql_type = Bool)]
-    flag: bool,
+    pub(crate) flag: bool,
 }
 
 /// Backends of the indexer's writer connections (`tidemark-indexer-writer`) that hold an advisory lock in this database.
@@ -40,7 +40,7 @@ async fn lock_holders(conn: &mut AsyncPgConnection) -> Vec<i64> {
     rows.into_iter().map(|r| r.pid).collect()
 }
 
-fn assert_no_duplicates(events: &[tidemark_testkit::StoredEvent]) {
+pub(crate) fn assert_no_duplicates(events: &[tidemark_testkit::StoredEvent]) {
     let mut keys: Vec<_> = events.iter().map(|e| (e.chain_id, e.block_hash.clone(), e.log_index)).collect();
     keys.sort();
     keys.dedup();

@@ -190,9 +190,15 @@ impl Stack {
     /// Starts `tidemark-api` on a free port for `database_url` (e.g. another role) and
     /// `schema`.
     pub(crate) fn spawn_api_as(&self, database_url: &str, schema: &str, extra: &[&str]) -> Api {
+        self.spawn_api_env(schema, &[("DATABASE_URL", database_url)], extra)
+    }
+
+    /// Starts `tidemark-api` on a free port for `schema`, with `env` added to its
+    /// environment (`DATABASE_URL` among them; `RUST_LOG` to change the default `info`).
+    pub(crate) fn spawn_api_env(&self, schema: &str, env: &[(&str, &str)], extra: &[&str]) -> Api {
         let listen = format!("127.0.0.1:{}", free_port());
-        let proc = Process::builder("api", bins::api())
-            .args(["--database-url", database_url, "--schema", schema, "--listen", &listen])
+        let mut b = Process::builder("api", bins::api())
+            .args(["--schema", schema, "--listen", &listen])
             .args(extra)
             .env("RUST_LOG", "info")
             .env("TIDEMARK_LOG_FORMAT", "text")
@@ -201,9 +207,11 @@ impl Stack {
             .env_remove("TIDEMARK_SCHEMA")
             .env_remove("TIDEMARK_API_LISTEN")
             .env_remove("TIDEMARK_CONFIG_REFRESH_MS")
-            .log_dir(self.dir.path())
-            .spawn();
-        Api { proc, http: format!("http://{listen}") }
+            .log_dir(self.dir.path());
+        for (k, v) in env {
+            b = b.env(k, v);
+        }
+        Api { proc: b.spawn(), http: format!("http://{listen}") }
     }
 
     /// A connection looking at the instance.

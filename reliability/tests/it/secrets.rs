@@ -1,8 +1,9 @@
-//! Scenario 7 — secrets (DESIGN §2): an RPC URL carrying an API key (in the user-info and
-//! the query string, given through `${VAR}`) never appears in the database (all of
-//! `tidemark.metadata` and every table of the instance), in the logs of either service —
-//! even at debug level and while an endpoint fails and errors are logged — or in any
-//! response of either service.
+//! Scenario 7 — secrets (DESIGN §2): an RPC URL carrying an API key (in the user-info,
+//! the path, the query string or a host name label, given through `${VAR}`) and the
+//! database password never appear in the database (all of `tidemark.metadata` and every
+//! table of the instance), in the logs of either service — even at trace level, where
+//! the HTTP client libraries print the URLs and hosts they connect to unless capped, and
+//! while endpoints fail and errors are logged — or in any response of either service.
 
 use std::time::Duration;
 
@@ -13,27 +14,49 @@ use tidemark_testkit::free_port;
 use crate::common::{Frozen, SOON, Stack, traffic};
 
 const KEY: &str = "k3yR3liab1lity7Secret";
+/// The database password of both services (the test server trusts any password).
+const PASSWORD: &str = "pw7Reliab1lityDbSecret";
+
+/// Whether `text` holds the key or the password, in any letter case: a host name comes
+/// out of URL parsing in lowercase.
+fn holds_a_secret(text: &str) -> bool {
+    let text = text.to_lowercase();
+    [KEY, PASSWORD].iter().any(|secret| text.contains(&secret.to_lowercase()))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rpc_key_appears_nowhere() {
     summary::run("7 secrets", |rec| async move {
-        rec.step("indexer with keyed RPC URLs (a dead one first), and the API");
+        rec.step("indexer with keyed RPC URLs (two dead ones first), and the API, both at trace level");
         let stack = Stack::shared("tidemark_rel_secrets").await;
         traffic(&stack.demo, 8, 4).await;
         let dead = format!("http://user:{KEY}@127.0.0.1:{}/v2/{KEY}?apikey={KEY}", free_port());
+        // Resolving `.invalid` fails at once, after the client libraries logged the host.
+        let unresolvable = format!("http://{KEY}.invalid/v2/{KEY}?apikey={KEY}");
         let live = format!("http://user:{KEY}@127.0.0.1:{}/?apikey={KEY}", stack.anvil.port());
+        let mut database_url = reqwest::Url::parse(&stack.db_url).expect("the database URL");
+        database_url.set_password(Some(PASSWORD)).expect("a database URL takes a password");
         let mut cfg = stack.config();
-        cfg.chains[0] = cfg.chains[0]
-            .clone()
-            .rpc_urls(vec!["${TIDEMARK_REL_DEAD_RPC}".into(), "${TIDEMARK_REL_LIVE_RPC}".into()]);
+        cfg.database_url = "${TIDEMARK_REL_DATABASE_URL}".into();
+        cfg.chains[0] = cfg.chains[0].clone().rpc_urls(vec![
+            "${TIDEMARK_REL_DEAD_RPC}".into(),
+            "${TIDEMARK_REL_UNRESOLVABLE_RPC}".into(),
+            "${TIDEMARK_REL_LIVE_RPC}".into(),
+        ]);
         cfg.chains[0].request_timeout_ms = Some(500);
         let env = [
             ("TIDEMARK_REL_DEAD_RPC", dead.as_str()),
+            ("TIDEMARK_REL_UNRESOLVABLE_RPC", unresolvable.as_str()),
             ("TIDEMARK_REL_LIVE_RPC", live.as_str()),
-            ("RUST_LOG", "debug"),
+            ("TIDEMARK_REL_DATABASE_URL", database_url.as_str()),
+            ("RUST_LOG", "trace"),
         ];
         let mut indexer = stack.spawn_indexer_env(&cfg, &env);
-        let mut api = stack.spawn_api(&[]);
+        let mut api = stack.spawn_api_env(
+            &stack.schema,
+            &[("DATABASE_URL", database_url.as_str()), ("RUST_LOG", "trace")],
+            &[],
+        );
         let mut db = stack.instance().await;
         stack.wait_synced(&mut db, SOON).await;
         api.wait_healthy(SOON).await;
@@ -80,17 +103,21 @@ async fn an_rpc_key_appears_nowhere() {
         let ea = api.proc.exit_code(Duration::from_secs(10)).await;
         let places = [
             ("database (tidemark.metadata and the instance tables)", dump.as_str()),
-            ("indexer logs (RUST_LOG=debug)", &indexer.proc.logs()),
-            ("API logs", &api.proc.logs()),
+            ("indexer logs (RUST_LOG=trace)", &indexer.proc.logs()),
+            ("API logs (RUST_LOG=trace)", &api.proc.logs()),
             ("responses of both services", responses.as_str()),
             ("check-config output", &check.logs()),
             ("configuration error output", &broken_run.logs()),
         ];
-        let leaks: Vec<&str> = places.iter().filter(|(_, text)| text.contains(KEY)).map(|(name, _)| *name).collect();
-        let errors_logged = indexer.proc.logs().contains("rpc[0]");
+        let leaks: Vec<&str> = places.iter().filter(|(_, text)| holds_a_secret(text)).map(|(name, _)| *name).collect();
+        let errors_logged = ["rpc[0]", "rpc[1]"].iter().all(|label| indexer.proc.logs().contains(label));
         rec.record(
-            "RPC key in user-info and query string; dead endpoint and a frozen one; debug logs",
-            if leaks.is_empty() { "the key appears nowhere".to_owned() } else { format!("the key leaks into: {}", leaks.join(", ")) },
+            "RPC key in user-info, path, query string and host name; two dead endpoints and a frozen one; database password; trace logs",
+            if leaks.is_empty() {
+                "neither the key nor the password appears anywhere".to_owned()
+            } else {
+                format!("the key or the password leaks into: {}", leaks.join(", "))
+            },
             leaks.is_empty() && errors_logged && code == 2 && (ei, ea) == (0, 0),
             format!(
                 "{asked} responses, {} bytes of database dump, {} + {} bytes of logs checked; endpoint errors logged: {errors_logged}; health while frozen: {:?}; bad-URL config exit {code}",

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::status::{Phase, Progress};
+use super::{Phase, Progress};
 
 /// Interval between progress lines.
 const EVERY: Duration = Duration::from_secs(10);

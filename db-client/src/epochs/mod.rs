@@ -24,12 +24,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use tidemark_shared_types::{EpochItem, EpochStage, EpochStageEntry, EpochSummary, SchemaName};
 
-use crate::error::{DbError, Result};
+use crate::error::{DbError, Result, stored_u64};
 
-/// Default page size of [`EpochQuery`].
-pub const DEFAULT_PAGE_SIZE: u64 = 10;
-/// Largest page size of [`EpochQuery`].
-pub const MAX_PAGE_SIZE: u64 = 100;
+#[cfg(feature = "writer")]
+pub(crate) mod write;
 
 /// Which page of epochs to read. Filters are optional and combine with AND.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,35 +38,48 @@ pub struct EpochQuery {
     pub stage: Option<EpochStage>,
     /// The page, from 1.
     pub page: u64,
-    /// Epochs per page, 1 to [`MAX_PAGE_SIZE`].
+    /// Epochs per page, 1 to [`EpochQuery::MAX_PAGE_SIZE`].
     pub size: u64,
 }
 
 impl Default for EpochQuery {
-    /// Every epoch, first page, [`DEFAULT_PAGE_SIZE`] per page.
+    /// Every epoch, first page, [`EpochQuery::DEFAULT_PAGE_SIZE`] per page.
     fn default() -> Self {
-        Self { chain_id: None, stage: None, page: 1, size: DEFAULT_PAGE_SIZE }
+        Self { chain_id: None, stage: None, page: 1, size: Self::DEFAULT_PAGE_SIZE }
     }
 }
 
 impl EpochQuery {
-    /// Checks the bounds: `page` at least 1, `size` from 1 to [`MAX_PAGE_SIZE`].
+    /// Page size when none is given.
+    pub const DEFAULT_PAGE_SIZE: u64 = 10;
+    /// Largest page size.
+    pub const MAX_PAGE_SIZE: u64 = 100;
+
+    /// Checks the bounds: `page` at least 1, `size` from 1 to [`EpochQuery::MAX_PAGE_SIZE`].
     /// Errors are [`DbError::InvalidQuery`] naming `page` or `size`.
+    ///
+    /// ```
+    /// use tidemark_db_client::EpochQuery;
+    ///
+    /// assert!(EpochQuery::default().validate().is_ok());
+    /// let too_large = EpochQuery { size: EpochQuery::MAX_PAGE_SIZE + 1, ..EpochQuery::default() };
+    /// assert!(too_large.validate().is_err_and(|e| e.is_invalid_input()));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if self.page == 0 {
             return Err(DbError::InvalidQuery { field: "page", message: "page must be at least 1".into() });
         }
-        if !(1..=MAX_PAGE_SIZE).contains(&self.size) {
+        if !(1..=Self::MAX_PAGE_SIZE).contains(&self.size) {
             return Err(DbError::InvalidQuery {
                 field: "size",
-                message: format!("size must be between 1 and {MAX_PAGE_SIZE}"),
+                message: format!("size must be between 1 and {}", Self::MAX_PAGE_SIZE),
             });
         }
         Ok(())
     }
 
     /// How many matching epochs come before this page: `(page - 1) * size`, saturating.
-    pub fn offset(&self) -> u64 {
+    pub(crate) fn offset(&self) -> u64 {
         self.page.saturating_sub(1).saturating_mul(self.size)
     }
 }
@@ -91,13 +102,13 @@ pub struct EpochPage {
 
 impl EpochPage {
     /// A page of `query` holding `items` out of `total` matching epochs.
-    pub fn new(query: &EpochQuery, items: Vec<EpochItem>, total: u64) -> Self {
+    pub(crate) fn new(query: &EpochQuery, items: Vec<EpochItem>, total: u64) -> Self {
         Self { items, total, page: query.page, size: query.size, pages: pages(total, query.size) }
     }
 }
 
 /// `ceil(total / size)`; 0 when `total` or `size` is 0.
-pub fn pages(total: u64, size: u64) -> u64 {
+fn pages(total: u64, size: u64) -> u64 {
     if size == 0 { 0 } else { total.div_ceil(size) }
 }
 
@@ -171,7 +182,7 @@ fn invalid(message: String) -> DbError {
 }
 
 fn unsigned(value: i64, column: &str) -> Result<u64> {
-    u64::try_from(value).map_err(|_| invalid(format!("column {column} holds the negative value {value}")))
+    stored_u64(value, "epochs", column)
 }
 
 /// A history entry as stored, before its stage name is checked.
@@ -221,22 +232,13 @@ fn count(queries: Option<&AtomicU64>, n: u64) {
 }
 
 /// Reads one page of `schema`'s epochs, newest first (see the module documentation for
-/// the order). A missing schema or table reads as an empty page; a page past the last
-/// one has no items but the right `total` and `pages`.
+/// the order), adding the number of SQL statements run to `queries`. A missing schema or
+/// table reads as an empty page; a page past the last one has no items but the right
+/// `total` and `pages`. A failure at or past `statement_timeout` (the connection's, zero
+/// when unknown) is [`DbError::StatementTimeout`](crate::DbError::StatementTimeout).
 ///
 /// One statement: the count and the page come from the same snapshot, so `total` always
 /// agrees with the items.
-pub async fn query_epochs(
-    conn: &mut AsyncPgConnection,
-    schema: &SchemaName,
-    query: &EpochQuery,
-) -> Result<EpochPage> {
-    query_epochs_counted(conn, schema, query, None, Duration::ZERO).await
-}
-
-/// [`query_epochs`], adding the number of SQL statements run to `queries`; a failure at
-/// or past `statement_timeout` (the connection's, zero when unknown) is
-/// [`DbError::StatementTimeout`](crate::DbError::StatementTimeout).
 pub(crate) async fn query_epochs_counted(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
@@ -325,11 +327,20 @@ pub(crate) async fn query_epochs_counted(
 /// are found by stepping through the primary key (a recursive "loose index scan"), the
 /// latest epoch of each is one backward step on the primary key, and the count walks the
 /// `(chain_id, stage)` index over the unfinished stages only.
-pub async fn query_epoch_summaries(
+#[cfg(feature = "writer")]
+pub(crate) async fn query_epoch_summaries(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
 ) -> Result<EpochSummaries> {
     query_epoch_summaries_counted(conn, schema, None).await
+}
+
+/// The summary of every chain of `schema` that has epochs (as
+/// [`DbClient::epoch_summary`](crate::DbClient::epoch_summary) caches it), read through
+/// `pool` within its query time limit: the summary the indexer serves on its own HTTP.
+#[cfg(feature = "writer")]
+pub async fn epoch_summaries(pool: &crate::pool::PgPool, schema: &SchemaName) -> Result<EpochSummaries> {
+    pool.run(async |c| query_epoch_summaries(c, schema).await).await
 }
 
 /// [`query_epoch_summaries`], adding the number of SQL statements run to `queries`.
@@ -422,8 +433,12 @@ mod tests {
         assert!(EpochQuery::default().validate().is_ok());
         assert_eq!(field(EpochQuery { page: 0, ..Default::default() }), "page");
         assert_eq!(field(EpochQuery { size: 0, ..Default::default() }), "size");
-        assert_eq!(field(EpochQuery { size: MAX_PAGE_SIZE + 1, ..Default::default() }), "size");
-        assert!(EpochQuery { size: MAX_PAGE_SIZE, page: u64::MAX, ..Default::default() }.validate().is_ok());
+        assert_eq!(field(EpochQuery { size: EpochQuery::MAX_PAGE_SIZE + 1, ..Default::default() }), "size");
+        assert!(
+            EpochQuery { size: EpochQuery::MAX_PAGE_SIZE, page: u64::MAX, ..Default::default() }
+                .validate()
+                .is_ok()
+        );
         assert_eq!(EpochQuery { page: 3, size: 7, ..Default::default() }.offset(), 14);
         assert_eq!(EpochQuery { page: u64::MAX, size: 100, ..Default::default() }.offset(), u64::MAX);
     }

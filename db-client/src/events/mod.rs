@@ -19,15 +19,18 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tidemark_shared_types::{ChainSnapshot, Cursor, EventItem, IndexingStatus, PublicConfig, SchemaName};
 
-use crate::error::{DbError, Result};
+use crate::error::{DbError, Result, stored_u64};
 use crate::prepared::PreparedSql;
 
-/// Page size when none is given.
-pub const DEFAULT_LIMIT: u32 = 100;
-/// Largest page size.
-pub const MAX_LIMIT: u32 = 1000;
+#[cfg(feature = "writer")]
+pub(crate) mod write;
 
-/// A page size between 1 and [`MAX_LIMIT`]; [`DEFAULT_LIMIT`] by default.
+/// Page size when none is given.
+const DEFAULT_LIMIT: u32 = 100;
+/// Largest page size.
+const MAX_LIMIT: u32 = 1000;
+
+/// A page size between 1 and [`Limit::MAX`]; [`Limit::DEFAULT`] by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Limit(u32);
 
@@ -37,7 +40,21 @@ pub struct Limit(u32);
 pub struct InvalidLimit;
 
 impl Limit {
+    /// The page size when none is given: 100.
+    pub const DEFAULT: Self = Self(DEFAULT_LIMIT);
+    /// The largest page size: 1000.
+    pub const MAX: Self = Self(MAX_LIMIT);
+
     /// Validates a page size.
+    ///
+    /// ```
+    /// use tidemark_db_client::Limit;
+    ///
+    /// assert_eq!(Limit::new(500).map(Limit::get), Ok(500));
+    /// assert!(Limit::new(0).is_err());
+    /// assert!(Limit::new(1001).is_err());
+    /// assert_eq!(Limit::default(), Limit::DEFAULT);
+    /// ```
     pub fn new(n: u64) -> std::result::Result<Self, InvalidLimit> {
         match u32::try_from(n) {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(Self(n)),
@@ -141,7 +158,7 @@ impl<A> EventPage<A> {
 /// `finalityDepth` behind the chain's latest known block (the latest indexed block when
 /// no head is known).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Finality {
+pub(crate) struct Finality {
     /// Per chain id, the highest final block number.
     final_up_to: BTreeMap<u64, u64>,
 }
@@ -149,7 +166,7 @@ pub struct Finality {
 impl Finality {
     /// Derives finality from a public config (finality depths) and a status snapshot
     /// (heads). Chains missing from either have no final blocks.
-    pub fn new(config: Option<&PublicConfig>, status: Option<&IndexingStatus>) -> Self {
+    pub(crate) fn new(config: Option<&PublicConfig>, status: Option<&IndexingStatus>) -> Self {
         let (Some(config), Some(status)) = (config, status) else { return Self::default() };
         let final_up_to = config
             .chains
@@ -170,7 +187,7 @@ impl Finality {
     }
 
     /// True when `block` of `chain_id` is final.
-    pub fn is_final(&self, chain_id: u64, block: u64) -> bool {
+    pub(crate) fn is_final(&self, chain_id: u64, block: u64) -> bool {
         self.final_up_to.get(&chain_id).is_some_and(|&f| block <= f)
     }
 }
@@ -194,7 +211,7 @@ type RowSql = (
 );
 
 /// The columns of a page, in the order of [`Row`]'s fields (rows load by position).
-pub const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
+pub(crate) const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
      log_index, address, contract, event, signature, args::text, decode_error";
 
 /// One stored event, loaded by position from [`SELECT_COLUMNS`].
@@ -226,10 +243,7 @@ struct Exists {
 }
 
 fn unsigned<T: TryInto<u64> + Copy + std::fmt::Display>(value: T, column: &str) -> Result<u64> {
-    value.try_into().map_err(|_| DbError::InvalidStoredValue {
-        key: "events",
-        message: format!("column {column} holds the negative value {value}"),
-    })
+    stored_u64(value, "events", column)
 }
 
 impl Row {
@@ -301,28 +315,6 @@ fn is_unfiltered(query: &EventQuery) -> bool {
         && to_block.is_none()
 }
 
-/// Reads one page of events of `schema`, ascending by cursor, with `finalized` set from
-/// `finality`.
-pub async fn query_events(
-    conn: &mut AsyncPgConnection,
-    schema: &SchemaName,
-    query: &EventQuery,
-    finality: &Finality,
-) -> Result<EventPage> {
-    parse_args(query_events_raw(conn, schema, query, finality).await?)
-}
-
-/// [`query_events`] with each event's arguments as the stored JSON text, for callers
-/// that pass them through (serving them as they are costs no parsing and re-encoding).
-pub async fn query_events_raw(
-    conn: &mut AsyncPgConnection,
-    schema: &SchemaName,
-    query: &EventQuery,
-    finality: &Finality,
-) -> Result<EventPage<Box<RawValue>>> {
-    query_events_counted(conn, schema, query, finality, None, Duration::ZERO).await
-}
-
 /// Parses the arguments of a raw page.
 pub(crate) fn parse_args(page: EventPage<Box<RawValue>>) -> Result<EventPage> {
     let items = page
@@ -355,9 +347,10 @@ pub(crate) fn parse_args(page: EventPage<Box<RawValue>>) -> Result<EventPage> {
     Ok(EventPage { items, next_cursor: page.next_cursor })
 }
 
-/// [`query_events_raw`], adding the number of SQL statements run to `queries`; a failure
-/// at or past `statement_timeout` (the connection's, zero when unknown) is
-/// [`DbError::StatementTimeout`].
+/// Reads one page of events of `schema`, ascending by cursor, with `finalized` set from
+/// `finality` and each event's arguments as the stored JSON text; adds the number of SQL
+/// statements run to `queries`. A failure at or past `statement_timeout` (the
+/// connection's, zero when unknown) is [`DbError::StatementTimeout`].
 pub(crate) async fn query_events_counted(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,

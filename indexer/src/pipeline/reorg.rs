@@ -8,7 +8,7 @@
 
 use tidemark_shared_types::BlockRef;
 
-use crate::pipeline::{ChainPipeline, PipelineError, Step};
+use super::chain::{ChainPipeline, PipelineError};
 
 /// Heights examined per database round-trip.
 const WALK_CHUNK: u64 = 64;
@@ -24,12 +24,9 @@ pub async fn repair(
     p: &ChainPipeline,
     cp: &BlockRef,
     start_n: u64,
-) -> Result<Step<Option<BlockRef>>, PipelineError> {
+) -> Result<Option<BlockRef>, PipelineError> {
     let id = p.id();
-    let ancestor = match find_ancestor(p, cp, start_n).await? {
-        Step::Done(a) => a,
-        Step::Shutdown => return Ok(Step::Shutdown),
-    };
+    let ancestor = find_ancestor(p, cp, start_n).await?;
     let depth = cp.number - ancestor.as_ref().map_or(start_n.saturating_sub(1), |a| a.number);
     if ancestor.is_none() && depth > p.chain.finality_depth {
         // No block the index holds is on the chain the node serves, and the difference is
@@ -41,11 +38,8 @@ pub async fn repair(
             cp.number, p.chain.finality_depth
         );
         p.rpc.set_aside_active(&message);
-        tokio::select! {
-            _ = p.shutdown.cancelled() => return Ok(Step::Shutdown),
-            _ = tokio::time::sleep(p.chain.poll_interval.max(std::time::Duration::from_secs(1))) => {}
-        }
-        return Ok(Step::Done(Some(cp.clone())));
+        p.pause(p.chain.poll_interval.max(std::time::Duration::from_secs(1))).await?;
+        return Ok(Some(cp.clone()));
     }
     if depth > p.chain.finality_depth {
         tracing::error!(target: "tidemark::reorg", chain_id = id, depth, finality_depth = p.chain.finality_depth, "reorg deeper than the finality depth; repaired from stored event hashes");
@@ -57,15 +51,12 @@ pub async fn repair(
                 if first <= start_n {
                     None
                 } else {
-                    match p
+                    let h = p
                         .retry("reorg boundary", || async {
                             p.rpc.header(first - 1).await.map_err(|e| p.rpc_err(e))
                         })
-                        .await?
-                    {
-                        Step::Done(h) => Some(h.block),
-                        Step::Shutdown => return Ok(Step::Shutdown),
-                    }
+                        .await?;
+                    Some(h.block)
                 }
             }
             _ => Some(a),
@@ -79,45 +70,40 @@ pub async fn repair(
     tracing::warn!(target: "tidemark::reorg", chain_id = id, from = cp.number, ancestor = ancestor.as_ref().map(|a| a.number), depth, removed, "reorg repaired");
     p.progress.update(id, |s| s.latest_indexed = ancestor.clone());
     p.rpc.set_floor(ancestor.as_ref().map_or(0, |a| a.number));
-    Ok(Step::Done(ancestor))
+    Ok(ancestor)
 }
 
 async fn find_ancestor(
     p: &ChainPipeline,
     cp: &BlockRef,
     start_n: u64,
-) -> Result<Step<Option<BlockRef>>, PipelineError> {
+) -> Result<Option<BlockRef>, PipelineError> {
     let id = p.id();
     let mut hi = cp.number;
     loop {
         if hi < start_n {
-            return Ok(Step::Done(None));
+            return Ok(None);
         }
         let lo = hi.saturating_sub(WALK_CHUNK - 1).max(start_n);
         let stored = p.writer.lock().await.stored_hashes(id, lo, hi).await?;
         for (n, hash) in stored {
-            let canonical = match p
-                .retry("reorg walk", || async { p.rpc.header(n).await.map_err(|e| p.rpc_err(e)) })
-                .await?
-            {
-                Step::Done(h) => h,
-                Step::Shutdown => return Ok(Step::Shutdown),
-            };
+            let canonical =
+                p.retry("reorg walk", || async { p.rpc.header(n).await.map_err(|e| p.rpc_err(e)) }).await?;
             // Only hashes the nodes returned decide: a node without the block answers
             // `null`, which `header` asks again instead of taking as a difference.
             if canonical.block.hash == hash {
-                return Ok(Step::Done(Some(canonical.block)));
+                return Ok(Some(canonical.block));
             }
         }
         if lo == start_n {
-            return Ok(Step::Done(None));
+            return Ok(None);
         }
         // Skip stretches with nothing stored: jump to the next block that has events.
         // Below the window only events carry hashes; with none left, nothing below is
         // known to be canonical and indexing restarts at the start block.
         hi = match p.writer.lock().await.previous_event_block(id, lo).await? {
             Some(n) => n,
-            None => return Ok(Step::Done(None)),
+            None => return Ok(None),
         };
     }
 }

@@ -1,0 +1,355 @@
+//! The instance's single writer (DESIGN §3 "One writer per instance"): feature `writer`,
+//! for the indexer.
+//!
+//! [`Writer`] owns one dedicated connection holding the session advisory lock keyed by
+//! the instance schema. Every write of the instance goes through that connection: each
+//! statement lives beside the readers' queries in the module of the table it writes
+//! (`events`, `checkpoints`, `epochs`, `metadata`, `instance`), as a crate-private method
+//! of `Statements`, which only this type makes, on its own connection. So a process that
+//! lost its lock (e.g. its connection died with a database restart) cannot commit: its
+//! connection is gone, and a new one must win the lock first. Callers share the writer
+//! behind a mutex, which also makes it the one committer: cursor order is commit order.
+//!
+//! The connection is a plain `tokio-postgres` one (not diesel-async): events are written
+//! with binary `COPY`, which diesel-async does not offer and which PostgreSQL loads
+//! markedly faster than an `INSERT` of the same rows.
+//!
+//! Outside the lock the indexer needs only reads and set-up, through a [`PgPool`]:
+//! [`run_migrations`], [`probe_session_pinning`], [`stored_public_config`] and
+//! [`epoch_summaries`].
+
+mod limits;
+mod probe;
+
+use tidemark_shared_types::{BlockRef, IndexingStatus, PublicConfig, SchemaName};
+use tokio_postgres::{Client, Transaction};
+
+use self::limits::{COMMIT_LIMIT, QUERY_LIMIT, timed};
+pub use self::probe::{SessionProbe, probe_session_pinning};
+pub use crate::checkpoints::{WindowBlock, WindowHeader};
+pub use crate::epochs::epoch_summaries;
+pub use crate::epochs::write::{Epoch, now_secs};
+use crate::error::{DbError, Result};
+pub use crate::events::write::EventRow;
+pub use crate::metadata::stored_public_config;
+use crate::metadata::{INDEXING_STATUS_KEY, PUBLIC_CONFIG_KEY};
+pub use crate::migrate::run_migrations;
+pub use crate::pool::{PgPool, PooledConnection, VERIFY_AFTER_IDLE};
+use crate::statements::{Statements, signed};
+
+/// Advisory-lock class of the per-instance writer lock (`pg_advisory_lock(class, hashtext(schema))`).
+const WRITER_LOCK_CLASS: i32 = 0x7464_6d01;
+/// Advisory-lock class taken per transaction before cursors are drawn.
+const COMMIT_LOCK_CLASS: i32 = 0x7464_6d02;
+
+/// Session settings of the writer's connection. `lock_timeout`: a write waiting this
+/// long for a row or advisory lock (e.g. held by a stuck session) fails and the term
+/// restarts, instead of hanging. `idle_in_transaction_session_timeout`: if this process
+/// hangs inside a transaction, the server ends its session, releasing the writer lock
+/// and every row lock it held, so a standby can take over.
+const WRITER_SESSION: &str = "SET statement_timeout = '120s'; SET lock_timeout = '10s';
+     SET idle_in_transaction_session_timeout = '30s'; SET application_name = 'tidemark-indexer-writer'";
+
+/// The lock-holding connection of the instance.
+pub struct Writer {
+    client: Client,
+    schema: SchemaName,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("schema", &self.schema).finish_non_exhaustive()
+    }
+}
+
+/// A batch of one chain: its events and the checkpoint they lead to, committed in one
+/// transaction by [`Writer::commit`]. `H` is the caller's header type.
+#[derive(Debug)]
+pub struct Batch<'a, H = WindowBlock> {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Decoded events, in block and log order.
+    pub events: &'a [EventRow],
+    /// Headers to add to the unfinalized window (follow mode), ascending.
+    pub headers: &'a [H],
+    /// The last block the batch covers.
+    pub checkpoint: &'a BlockRef,
+    /// Window headers below this number are pruned.
+    pub prune_below: Option<u64>,
+    /// The batch's epoch, with its `stored` stage already appended.
+    pub epoch: Option<&'a Epoch>,
+    /// Stored epochs ending at or below this block become `finalized`, at this time.
+    pub finalize_upto: Option<(u64, f64)>,
+}
+
+impl<'a> Batch<'a> {
+    /// The events of `chain_id` up to `checkpoint`, with no window headers, pruning or
+    /// epochs.
+    pub fn new(chain_id: u64, events: &'a [EventRow], checkpoint: &'a BlockRef) -> Self {
+        Self {
+            chain_id,
+            events,
+            headers: &[],
+            checkpoint,
+            prune_below: None,
+            epoch: None,
+            finalize_upto: None,
+        }
+    }
+}
+
+/// True for errors about a value (SQLSTATE class 22, e.g. `\u0000` in `jsonb`) or a size
+/// limit (class 54): the same rows would fail again.
+fn is_value_error(e: &DbError) -> bool {
+    e.sqlstate().is_some_and(|c| matches!(&c[..2], "22" | "54"))
+}
+
+impl Writer {
+    /// Opens a connection and tries to take the writer lock once. `Ok(None)` when another
+    /// process holds it.
+    pub async fn try_acquire(pool: &PgPool, schema: &SchemaName) -> Result<Option<Self>> {
+        let client = pool.connect_raw().await?;
+        timed(QUERY_LIMIT, async {
+            // Batches may be large: the pool's statement timeout is for readers.
+            client.batch_execute(WRITER_SESSION).await?;
+            let row = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&WRITER_LOCK_CLASS, &schema.as_str()],
+                )
+                .await?;
+            Ok(row.try_get::<_, bool>(0)?)
+        })
+        .await
+        .map(|locked| locked.then(|| Self { client, schema: schema.clone() }))
+    }
+
+    /// The instance schema.
+    pub fn schema(&self) -> &SchemaName {
+        &self.schema
+    }
+
+    /// Checks that the connection is alive and still holds the lock.
+    pub async fn still_holds_lock(&mut self) -> Result<bool> {
+        timed(QUERY_LIMIT, async {
+            let sql = format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+                    AND classid = {WRITER_LOCK_CLASS}::oid AND objid = hashtext($1)::oid AND objsubid = 2 AND granted)"
+            );
+            Ok(self.client.query_one(&sql, &[&self.schema.as_str()]).await?.try_get(0)?)
+        })
+        .await
+    }
+
+    fn statements(&self) -> Statements<'_, Client> {
+        Statements::new(&self.client, &self.schema)
+    }
+
+    /// Takes the commit lock for `tx`'s transaction: commits are serialized, so cursor
+    /// order is commit order across every chain of the instance.
+    async fn commit_lock(tx: &Statements<'_, Transaction<'_>>) -> Result<()> {
+        tx.c.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&COMMIT_LOCK_CLASS, &tx.schema.as_str()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates the instance schema and tables if missing, or upgrades an earlier layout
+    /// (under the migration lock, like every schema change).
+    pub async fn ensure_instance_schema(&mut self) -> Result<()> {
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            Statements::new(&tx, &self.schema).ensure_instance().await?;
+            Ok(tx.commit().await?)
+        })
+        .await
+    }
+
+    /// Drops the instance schema with all its data and deletes its metadata rows, in one
+    /// transaction (for a deliberate reindex).
+    pub async fn drop_instance(&mut self) -> Result<()> {
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            Statements::new(&tx, &self.schema).drop_instance().await?;
+            Ok(tx.commit().await?)
+        })
+        .await
+    }
+
+    /// Stores the public config (upsert; `updated_at` by the database clock).
+    pub async fn write_public_config(&mut self, config: &PublicConfig) -> Result<()> {
+        timed(QUERY_LIMIT, self.statements().upsert_metadata(PUBLIC_CONFIG_KEY, config)).await
+    }
+
+    /// Stores the status snapshot (upsert; `updated_at` by the database clock).
+    pub async fn write_status(&mut self, status: &IndexingStatus) -> Result<()> {
+        timed(QUERY_LIMIT, self.statements().upsert_metadata(INDEXING_STATUS_KEY, status)).await
+    }
+
+    /// The chain's start block as the stored status snapshot has it (the block the index
+    /// was built on), when a snapshot with that chain exists.
+    pub async fn stored_start_block(&mut self, chain_id: u64) -> Result<Option<BlockRef>> {
+        timed(QUERY_LIMIT, self.statements().stored_start_block(chain_id)).await
+    }
+
+    /// The chain's checkpoint.
+    pub async fn checkpoint(&mut self, chain_id: u64) -> Result<Option<BlockRef>> {
+        timed(QUERY_LIMIT, self.statements().checkpoint(chain_id)).await
+    }
+
+    /// Stored hashes for `chain_id` at heights `[from, to]`, from the window and, below
+    /// it, from the events themselves (descending by number).
+    pub async fn stored_hashes(&mut self, chain_id: u64, from: u64, to: u64) -> Result<Vec<(u64, String)>> {
+        timed(QUERY_LIMIT, async {
+            let statements = self.statements();
+            let mut hashes = statements.window_hashes(chain_id, from, to).await?;
+            hashes.extend(statements.event_block_hashes(chain_id, from, to).await?);
+            hashes.sort_unstable_by(|a, b| b.cmp(a));
+            hashes.dedup();
+            Ok(hashes)
+        })
+        .await
+    }
+
+    /// The highest block below `below` that has stored events (for walking back past
+    /// the window).
+    pub async fn previous_event_block(&mut self, chain_id: u64, below: u64) -> Result<Option<u64>> {
+        timed(QUERY_LIMIT, self.statements().previous_event_block(chain_id, below)).await
+    }
+
+    /// Commits a batch: events (binary `COPY`), window headers and the checkpoint, with
+    /// the epoch's `stored` stage and the finalized marks, in one transaction.
+    ///
+    /// Invariant (DESIGN §9.2): data and checkpoint commit together or not at all.
+    /// Invariant (§9.3): the commit lock is taken before cursors are drawn, so cursor
+    /// order is commit order across every chain of the instance.
+    /// Invariant (§9.8): when PostgreSQL rejects a value of the batch (something decoding
+    /// did not foresee), the batch is committed again with the args of each rejected row
+    /// replaced by a `decode_error`, so one log can never stall the chain.
+    pub async fn commit<H: WindowHeader + Sync>(&mut self, batch: Batch<'_, H>) -> Result<()> {
+        timed(COMMIT_LIMIT, async {
+            match self.commit_once(&batch).await {
+                Err(e) if is_value_error(&e) && batch.events.iter().any(|r| r.args.is_some()) => {
+                    tracing::warn!(target: "tidemark::store", chain_id = batch.chain_id, error = %e,
+                        "batch rejected by the database; storing the rejected args raw");
+                    let events = self.storable(batch.events).await?;
+                    self.commit_once(&Batch { events: &events, ..batch }).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// `events` with the args that PostgreSQL rejects on their own replaced by a
+    /// `decode_error` (one round trip per decoded row: only after a rejected batch).
+    async fn storable(&mut self, events: &[EventRow]) -> Result<Vec<EventRow>> {
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let mut e = e.clone();
+            if let Some(args) = &e.args
+                && let Err(err) = self.statements().check_args(args).await
+            {
+                if !is_value_error(&err) {
+                    return Err(err);
+                }
+                e.args = None;
+                e.decode_error = Some(format!("args not storable: {err}").replace('\0', "\u{fffd}"));
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    async fn commit_once<H: WindowHeader + Sync>(&mut self, batch: &Batch<'_, H>) -> Result<()> {
+        let chain = batch.chain_id;
+        let tx = self.client.transaction().await?;
+        let t = Statements::new(&tx, &self.schema);
+        Self::commit_lock(&t).await?;
+        if !batch.events.is_empty() {
+            // One block of `n` cursors drawn at once (under the commit lock, so still in
+            // commit order), numbered in the batch's order: base + 1 ..= base + n.
+            let base = t.draw_cursors(i64::try_from(batch.events.len()).unwrap_or(i64::MAX)).await?;
+            t.copy_events(base + 1, chain, batch.events).await?;
+        }
+        if !batch.headers.is_empty() {
+            t.insert_window(chain, batch.headers).await?;
+        }
+        if let Some(below) = batch.prune_below {
+            t.prune_window(chain, below).await?;
+        }
+        t.set_checkpoint(chain, Some(batch.checkpoint)).await?;
+        if let Some(e) = batch.epoch {
+            t.store_epoch(e).await?;
+        }
+        if let Some((upto, at)) = batch.finalize_upto {
+            t.finalize_epochs(chain, upto, at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls a chain back to `ancestor` (or to nothing, before the start block) in one
+    /// transaction: orphaned events are deleted and recorded as `removed` journal entries
+    /// (with fresh cursors, in the order they were added), the window above the ancestor
+    /// is dropped, the epochs above it are marked `reorged` and the checkpoint rewound.
+    /// Returns the number of events removed.
+    ///
+    /// Invariant (§9.1): after this commits, no stored event lies above the checkpoint.
+    pub async fn rollback(&mut self, chain_id: u64, ancestor: Option<&BlockRef>) -> Result<usize> {
+        timed(COMMIT_LIMIT, async {
+            let above = ancestor.map_or(-1, |a| signed(a.number));
+            let tx = self.client.transaction().await?;
+            let t = Statements::new(&tx, &self.schema);
+            Self::commit_lock(&t).await?;
+            let removed = t.remove_events_above(chain_id, above).await?;
+            t.drop_window_above(chain_id, above).await?;
+            t.reorg_epochs(chain_id, above, now_secs()).await?;
+            t.set_checkpoint(chain_id, ancestor).await?;
+            tx.commit().await?;
+            Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+        })
+        .await
+    }
+
+    /// Marks stored epochs ending at or below `upto` as finalized (outside a batch, e.g.
+    /// while the head moves on without new blocks to commit).
+    pub async fn finalize(&mut self, chain_id: u64, upto: u64) -> Result<()> {
+        timed(QUERY_LIMIT, self.statements().finalize_epochs(chain_id, upto, now_secs())).await
+    }
+
+    /// The first block of the lowest finished epoch that ends above `ancestor`: a rollback
+    /// to `ancestor` must go back to just before it, so finished epochs never overlap.
+    pub async fn epoch_boundary(&mut self, chain_id: u64, ancestor: u64) -> Result<Option<u64>> {
+        timed(QUERY_LIMIT, self.statements().epoch_boundary(chain_id, ancestor)).await
+    }
+
+    /// The chain's highest epoch id, and its epochs a crash left in an intermediate stage
+    /// (by id).
+    pub async fn unfinished_epochs(&mut self, chain_id: u64) -> Result<(Option<i64>, Vec<Epoch>)> {
+        timed(QUERY_LIMIT, self.statements().unfinished_epochs(chain_id)).await
+    }
+
+    /// Records intermediate stages: upserts `upserts` (never moving a finished epoch
+    /// backwards) and deletes the unfinished epochs `discards` (`(chain_id, epoch_id)`).
+    pub async fn record_epochs(&mut self, upserts: &[&Epoch], discards: &[(u64, i64)]) -> Result<()> {
+        timed(QUERY_LIMIT, async {
+            let statements = self.statements();
+            if !upserts.is_empty() {
+                statements.upsert_unfinished_epochs(upserts).await?;
+            }
+            if !discards.is_empty() {
+                statements.discard_epochs(discards).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes the chain's epochs older than its newest `retain`; returns how many.
+    pub async fn prune_epochs(&mut self, chain_id: u64, retain: u64) -> Result<u64> {
+        timed(QUERY_LIMIT, self.statements().prune_epochs(chain_id, retain)).await
+    }
+}

@@ -1,0 +1,115 @@
+//! A chain's pipeline from start to end: resolve the range, repair a checkpoint a reorg
+//! orphaned while no indexer ran, backfill in bulk up to the finalized part of the chain,
+//! then follow the head.
+
+use super::chain::{ChainPipeline, PipelineError};
+use super::{follow, reorg};
+use crate::progress::Phase;
+
+/// Bulk backfill stops this many blocks (or the finality depth, when larger) below the
+/// highest head seen; the follower, which checks every block's header and bloom, indexes
+/// the rest.
+pub const TIP_MARGIN: u64 = 64;
+
+impl ChainPipeline {
+    /// Runs until shutdown (`Ok`) or a failure that needs a new writer term (`Err`).
+    pub async fn run(self) -> Result<(), PipelineError> {
+        match self.start().await {
+            Err(PipelineError::Shutdown) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn start(&self) -> Result<(), PipelineError> {
+        let id = self.id();
+        // The block every endpoint must agree on: the start block as first indexed (from
+        // the stored status), so a failover endpoint on another chain is set aside instead
+        // of being taken as evidence of a reorg.
+        let stored_anchor = self.writer.lock().await.stored_start_block(id).await?;
+        if let Some(anchor) = stored_anchor.clone() {
+            self.rpc.set_anchor(anchor);
+        }
+        self.retry("endpoint check", || async {
+            self.rpc.ensure_usable().await.map_err(|e| self.rpc_err(e))
+        })
+        .await?;
+        let start_n = self.chain.start_block();
+        let end_n = self.chain.end_block();
+        // Wait until the chain has reached the start block, then resolve it.
+        let start = (self
+            .retry("start block", || async { self.rpc.header(start_n).await.map_err(|e| self.rpc_err(e)) })
+            .await?)
+            .block;
+        if stored_anchor.is_none() {
+            self.rpc.set_anchor(start.clone());
+        }
+        let checkpoint = self.writer.lock().await.checkpoint(id).await?;
+        if let Some(c) = &checkpoint {
+            self.rpc.set_floor(c.number);
+        }
+        let head = self
+            .retry("head", || async { self.rpc.block_number().await.map_err(|e| self.rpc_err(e)) })
+            .await?;
+        let backfill_end_n = end_n.map_or(head, |e| e.min(head));
+        let backfill_end = (self
+            .retry("backfill end", || async {
+                self.rpc.header(backfill_end_n).await.map_err(|e| self.rpc_err(e))
+            })
+            .await?)
+            .block;
+        let end_ref = end_n.filter(|e| *e <= head).map(|_| backfill_end.clone());
+        self.progress.update(id, |s| {
+            s.start = Some(start.clone());
+            s.end = end_ref;
+            s.backfill_end = Some(backfill_end.clone());
+            s.latest_known = Some(backfill_end.clone());
+            s.latest_indexed = checkpoint.clone();
+            s.phase = if checkpoint.is_some() { Phase::Backfill } else { Phase::Queued };
+        });
+        tracing::info!(target: "tidemark::pipeline", chain_id = id, start = start_n, backfill_end = backfill_end_n, checkpoint = checkpoint.as_ref().map(|c| c.number), "chain range resolved");
+
+        let mut cp = checkpoint;
+        // A reorg while no indexer ran may have orphaned the checkpoint. Bulk ranges are not
+        // linked to it by parent hash, so repair before backfilling on top of it.
+        if let Some(c) = cp.clone() {
+            let canonical = self
+                .retry("checkpoint", || async {
+                    self.rpc.header(c.number).await.map_err(|e| self.rpc_err(e))
+                })
+                .await?;
+            if canonical.block.hash != c.hash {
+                cp = reorg::repair(self, &c, start_n).await?;
+                if cp.as_ref() == Some(&c) {
+                    // Repair refused (the node serves another chain): no bulk ranges on top
+                    // of it; the follower checks every step against the checkpoint.
+                    self.epochs.drop_leftovers();
+                    return self.follow(cp, start_n, end_n).await;
+                }
+            }
+        }
+        // Bulk backfill while the finalized part of the chain is far ahead.
+        loop {
+            let head = self
+                .retry("head", || async { self.rpc.block_number().await.map_err(|e| self.rpc_err(e)) })
+                .await?;
+            // Bulk ranges are checked against their end block only, so they stay clear of
+            // the tip, where lagging nodes answer short; the follower checks every block.
+            let safe = head.saturating_sub(self.chain.finality_depth.max(TIP_MARGIN)).min(backfill_end_n);
+            let next = cp.as_ref().map_or(start_n, |c| c.number + 1);
+            if next > safe
+                || safe - next < follow::FOLLOW_BATCH.min(self.chain.max_block_range) && cp.is_some()
+            {
+                break;
+            }
+            if let Some(last) = self.bulk(next, safe, safe).await? {
+                cp = Some(last);
+            }
+            if safe >= backfill_end_n {
+                break;
+            }
+        }
+        // Unfinished epochs of an earlier run that bulk backfill did not retry.
+        self.epochs.drop_leftovers();
+        self.follow(cp, start_n, end_n).await
+    }
+}

@@ -1,0 +1,254 @@
+//! Per-chain progress shared by the pipelines (which update it), the status loop (which
+//! persists it as the snapshot, [`crate::status`]), the HTTP server and the progress
+//! log ([`log`]).
+
+pub mod log;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, Stalled};
+
+use crate::rpc::Standing;
+
+/// Phase of one chain's pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Start block not resolved yet, or nothing committed.
+    Queued,
+    /// Catching up.
+    Backfill,
+    /// At the head.
+    Following,
+    /// Bounded range done.
+    Completed,
+}
+
+/// What the status loop and the HTTP server know about one chain.
+#[derive(Debug, Clone)]
+pub struct ChainState {
+    /// Current phase.
+    pub phase: Phase,
+    /// Configured start block, once resolved.
+    pub start: Option<BlockRef>,
+    /// Configured end block number.
+    pub end_number: Option<u64>,
+    /// End block, once it exists on chain.
+    pub end: Option<BlockRef>,
+    /// Highest committed block.
+    pub latest_indexed: Option<BlockRef>,
+    /// Fixed at start: min(end, head).
+    pub backfill_end: Option<BlockRef>,
+    /// Highest block seen.
+    pub latest_known: Option<BlockRef>,
+    /// Whether the last RPC call succeeded.
+    pub rpc_healthy: bool,
+    /// Events committed by this process.
+    pub events_indexed: u64,
+    /// Blocks committed by this process.
+    pub blocks_indexed: u64,
+    /// Each RPC endpoint's label and standing, as last seen.
+    pub endpoints: Vec<(String, Standing)>,
+    /// Highest head the pipeline has seen.
+    pub head_seen: Option<u64>,
+    /// When the pipeline last made progress (a commit, or finding itself at the head), on
+    /// tokio's clock (so tests can pause and advance it).
+    pub progress_at: Instant,
+    /// The same, in unix seconds.
+    pub progress_unix: u64,
+    /// The last error the pipeline retried, redacted.
+    pub last_error: Option<String>,
+    /// No progress for this long while the head is ahead: stalled.
+    pub stall_after: Duration,
+}
+
+impl ChainState {
+    fn new(end_number: Option<u64>) -> Self {
+        Self {
+            phase: Phase::Queued,
+            start: None,
+            end_number,
+            end: None,
+            latest_indexed: None,
+            backfill_end: None,
+            latest_known: None,
+            rpc_healthy: true,
+            events_indexed: 0,
+            blocks_indexed: 0,
+            endpoints: Vec::new(),
+            head_seen: None,
+            progress_at: Instant::now(),
+            progress_unix: unix_now(),
+            last_error: None,
+            stall_after: Duration::from_secs(30),
+        }
+    }
+
+    /// Records progress: a commit, or the pipeline at the head.
+    pub fn progressed(&mut self) {
+        self.progress_at = Instant::now();
+        self.progress_unix = unix_now();
+        self.last_error = None;
+    }
+
+    /// Stalled: no progress for `stall_after` while the head seen is ahead of what is
+    /// indexed (a completed chain never is).
+    pub fn stalled(&self) -> Option<Stalled> {
+        let behind = match (&self.head_seen, &self.latest_indexed) {
+            (Some(head), Some(indexed)) => *head > indexed.number,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        (self.phase != Phase::Completed && behind && self.progress_at.elapsed() >= self.stall_after)
+            .then(|| Stalled { since: self.progress_unix, last_error: self.last_error.clone() })
+    }
+
+    /// The chain's snapshot, or `None` while its start block is unknown.
+    pub fn snapshot(&self) -> Option<ChainSnapshot> {
+        let start = self.start.clone()?;
+        let config = match &self.end {
+            Some(end) => ChainIndexingConfig::Bounded { start_block: start, end_block: end.clone() },
+            // An end beyond the head has no hash yet: left-bounded until it exists.
+            None => ChainIndexingConfig::LeftBounded { start_block: start },
+        };
+        let Some(latest) = self.latest_indexed.clone() else {
+            return Some(ChainSnapshot::Queued { stalled: self.stalled(), config });
+        };
+        Some(match self.phase {
+            Phase::Queued | Phase::Backfill => match &self.backfill_end {
+                Some(end) if end.number >= latest.number => ChainSnapshot::Backfill {
+                    stalled: self.stalled(),
+                    config,
+                    latest_indexed_block: latest,
+                    backfill_end_block: end.clone(),
+                },
+                _ => ChainSnapshot::Following {
+                    stalled: self.stalled(),
+                    config,
+                    latest_known_block: self.known_at_least(&latest),
+                    latest_indexed_block: latest,
+                },
+            },
+            Phase::Following => ChainSnapshot::Following {
+                stalled: self.stalled(),
+                config,
+                latest_known_block: self.known_at_least(&latest),
+                latest_indexed_block: latest,
+            },
+            Phase::Completed => ChainSnapshot::Completed { config, latest_indexed_block: latest },
+        })
+    }
+
+    fn known_at_least(&self, latest: &BlockRef) -> BlockRef {
+        match &self.latest_known {
+            Some(k) if k.number >= latest.number => k.clone(),
+            _ => latest.clone(),
+        }
+    }
+}
+
+/// Shared progress of every chain.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    chains: Arc<Mutex<BTreeMap<u64, ChainState>>>,
+}
+
+impl Progress {
+    /// Progress for the configured chains: `(chain_id, end block)`.
+    pub fn new(chains: impl IntoIterator<Item = (u64, Option<u64>)>) -> Self {
+        Self {
+            chains: Arc::new(Mutex::new(
+                chains.into_iter().map(|(id, end)| (id, ChainState::new(end))).collect(),
+            )),
+        }
+    }
+
+    /// Sets how long a chain may go without progress, while behind, before it is
+    /// reported stalled: `2 × poll_interval + 30 s`.
+    pub fn set_poll_interval(&self, chain_id: u64, poll_interval: Duration) {
+        self.update(chain_id, |s| s.stall_after = 2 * poll_interval + Duration::from_secs(30));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, ChainState>> {
+        // A panic while holding the lock leaves plain data behind: keep using it.
+        self.chains.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a chain's state.
+    pub fn update<R>(&self, chain_id: u64, f: impl FnOnce(&mut ChainState) -> R) -> Option<R> {
+        self.lock().get_mut(&chain_id).map(f)
+    }
+
+    /// A copy of every chain's state.
+    pub fn states(&self) -> BTreeMap<u64, ChainState> {
+        self.lock().clone()
+    }
+
+    /// The snapshot, once every chain's start block is known.
+    pub fn snapshot(&self, now: u64) -> Option<IndexingStatus> {
+        let chains = self
+            .lock()
+            .iter()
+            .map(|(id, s)| s.snapshot().map(|snap| (*id, snap)))
+            .collect::<Option<BTreeMap<_, _>>>()?;
+        match IndexingStatus::derive(chains, now) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(target: "tidemark::status", error = %e, "inconsistent status; not written");
+                None
+            }
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(number: u64) -> BlockRef {
+        BlockRef { number, hash: format!("0x{number:064x}"), timestamp: 1_800_000_000 + number }
+    }
+
+    /// Stall detection on simulated time: no real waiting, no flakiness.
+    #[tokio::test(start_paused = true)]
+    async fn a_chain_behind_without_progress_is_stalled_after_its_poll_interval_bound() {
+        let progress = Progress::new([(1, None), (2, Some(10))]);
+        progress.set_poll_interval(1, Duration::from_secs(2));
+        progress.set_poll_interval(2, Duration::from_secs(2));
+        progress.update(1, |s| {
+            s.phase = Phase::Backfill;
+            s.latest_indexed = Some(block(5));
+            s.head_seen = Some(100);
+            s.progressed();
+            s.last_error = Some("rpc: 429".into());
+        });
+        progress.update(2, |s| {
+            s.phase = Phase::Completed;
+            s.latest_indexed = Some(block(10));
+            s.head_seen = Some(100);
+        });
+        let stalled = |id| progress.states()[&id].stalled();
+        // 2 × 2 s + 30 s = 34 s without progress while behind.
+        tokio::time::advance(Duration::from_secs(33)).await;
+        assert_eq!(stalled(1), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let s = stalled(1).expect("stalled after 34 s");
+        assert_eq!(s.last_error.as_deref(), Some("rpc: 429"), "the stall names the error retried");
+        // A completed chain is never stalled; progress clears a stall.
+        assert_eq!(stalled(2), None);
+        progress.update(1, ChainState::progressed);
+        assert_eq!(stalled(1), None);
+        // At the head (nothing to do) is not stalled either.
+        progress.update(1, |s| s.latest_indexed = Some(block(100)));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(stalled(1), None);
+    }
+}
