@@ -8,68 +8,16 @@
 //! allocator, which other tests running alongside would disturb. Time is paused and
 //! advanced by tokio, so each 5 s period passes at once and exactly.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use axum::http::Method;
 use tidemark_api::AppState;
+use tidemark_db_client::test_utils::alloc::{Counting, live_bytes};
 use tidemark_db_client::{DbClient, DbClientConfig};
 use tokio_util::sync::CancellationToken;
 
-/// The system allocator, counting the bytes currently allocated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-fn signed(n: usize) -> isize {
-    isize::try_from(n).unwrap_or(isize::MAX)
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is only
-// updated after it, from the sizes the caller passed.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which is `System`'s.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(signed(layout.size()), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as in `alloc`.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(signed(layout.size()), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` through this allocator with `layout`.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(signed(layout.size()), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as in `dealloc`; the caller upholds `realloc`'s contract on `new_size`.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(signed(new_size) - signed(layout.size()), Ordering::Relaxed);
-        }
-        p
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// Bytes held by the process's allocations.
-fn live_bytes() -> isize {
-    LIVE.load(Ordering::Relaxed)
-}
 
 /// The interval of the exporter's upkeep in `tidemark_api::run`.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);

@@ -9,6 +9,7 @@
 //! that a test may stop or configure; [`ca`] makes a certificate authority and server
 //! certificates for TLS tests.
 
+pub mod alloc;
 pub mod ca;
 pub mod cluster;
 pub mod fixtures;
