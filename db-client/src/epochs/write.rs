@@ -182,7 +182,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         let s = &self.s;
         let sql = format!(
             "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id <
-               (SELECT epoch_id FROM {s}.epochs WHERE chain_id = $1 ORDER BY epoch_id DESC OFFSET $2 - 1 LIMIT 1)"
+               (SELECT epoch_id FROM {s}.epochs WHERE chain_id = $1 ORDER BY epoch_id DESC OFFSET $2::bigint - 1 LIMIT 1)"
         );
         Ok(self.c.execute(&sql, &[&signed(chain_id), &signed(retain)]).await?)
     }

@@ -9,6 +9,7 @@ mod migrations;
 mod plans;
 mod pool;
 mod tls;
+mod writer;
 
 use std::future::Future;
 use std::time::Duration;

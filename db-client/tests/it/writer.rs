@@ -1,0 +1,42 @@
+//! The writer's statements that no reader path exercises.
+
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use tidemark_db_client::test_utils::TestDb;
+use tidemark_db_client::test_utils::fixtures::{epoch, insert_epochs, migrated_instance};
+use tidemark_db_client::types::{EpochStage, SchemaName};
+use tidemark_db_client::writer::Writer;
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct Key {
+    #[diesel(sql_type = BigInt)]
+    chain_id: i64,
+    #[diesel(sql_type = BigInt)]
+    epoch_id: i64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_the_newest_epochs_of_each_chain() {
+    let test_db = TestDb::new().await;
+    let schema = SchemaName::new("tidemark_demo").expect("name");
+    let pool = migrated_instance(&test_db.url, &schema).await;
+    let mut conn = pool.get().await.expect("conn");
+    let epochs: Vec<_> = (1..=5)
+        .map(|i| epoch(1, i, EpochStage::Finalized))
+        .chain((1..=3).map(|i| epoch(2, i, EpochStage::Stored)))
+        .collect();
+    insert_epochs(&mut conn, &schema, &epochs).await.expect("epochs");
+
+    let mut writer = Writer::try_acquire(&pool, &schema).await.expect("connects").expect("the lock");
+    assert_eq!(writer.prune_epochs(1, 2).await.expect("pruned"), 3);
+    assert_eq!(writer.prune_epochs(1, 2).await.expect("pruned again"), 0);
+    assert_eq!(writer.prune_epochs(2, 10).await.expect("fewer than retained"), 0);
+    let left: Vec<Key> =
+        diesel::sql_query("SELECT chain_id, epoch_id FROM tidemark_demo.epochs ORDER BY 1, 2")
+            .load(&mut conn)
+            .await
+            .expect("epochs left");
+    let left: Vec<(i64, i64)> = left.iter().map(|k| (k.chain_id, k.epoch_id)).collect();
+    assert_eq!(left, [(1, 4), (1, 5), (2, 1), (2, 2), (2, 3)]);
+}
