@@ -5,7 +5,9 @@
 //!   dataset (`--dataset realistic`, the default, or `burst`), their serial bound, and
 //!   Tidemark's full backfill of the same dataset;
 //! - `api`: throughput and latency of `/status` and `/v1/events` against a bare axum
-//!   handler on the same machine, at 1 M and 10 M stored events.
+//!   handler on the same machine, at 1 M and 10 M stored events;
+//! - `plans`: the query plan and cost of every accepted `/v1/events` filter shape on a
+//!   large instance (`--rows`, default 10 M).
 //!
 //! Each figure is the median of `--runs` runs (default 3).
 
@@ -13,6 +15,7 @@ mod api;
 mod backfill;
 mod chain;
 mod layout;
+mod plans;
 mod procs;
 mod report;
 
@@ -38,6 +41,8 @@ enum Command {
     Backfill(backfill::Args),
     /// API latency and throughput against a bare handler.
     Api(api::Args),
+    /// Query plans of every accepted events filter shape at `--rows` events.
+    Plans(plans::Args),
     /// Serves the bare handler of `api` (started by `api` as a process of its own, so
     /// that it is measured like the API: another process on the same cores).
     #[command(hide = true)]
@@ -62,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Backfill(args) => backfill::run(&cli.database_url, cli.runs, args).await,
             Command::Api(args) => api::run(&cli.database_url, cli.runs, args).await,
+            Command::Plans(args) => plans::run(&cli.database_url, args).await,
             Command::BareServer { listen } => api::serve_bare(listen).await,
         }
     })

@@ -60,6 +60,37 @@ impl<ST> PreparedSql<ST> {
     }
 }
 
+/// A bound value of a rendered statement (test utilities: the plans test prepares the
+/// same text itself).
+#[cfg(feature = "test-utils")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    /// A `bigint`.
+    BigInt(i64),
+    /// A `text`.
+    Text(String),
+}
+
+#[cfg(feature = "test-utils")]
+impl<ST> PreparedSql<ST> {
+    /// The SQL text with `$n` placeholders, as the connection prepares it, and the bound
+    /// values in order.
+    pub(crate) fn render(&self) -> (String, Vec<Param>) {
+        let (mut sql, mut params) = (String::new(), Vec::new());
+        for part in &self.parts {
+            match part {
+                Part::Sql(s) => sql.push_str(s),
+                Part::BigInt(v) => params.push(Param::BigInt(*v)),
+                Part::Text(v) => params.push(Param::Text(v.clone())),
+            }
+            if !matches!(part, Part::Sql(_)) {
+                sql.push_str(&format!("${}", params.len()));
+            }
+        }
+        (sql, params)
+    }
+}
+
 impl<ST> QueryFragment<Pg> for PreparedSql<ST> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         for part in &self.parts {

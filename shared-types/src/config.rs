@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Version of the per-instance table layout that this build writes. Version 2 added
 /// `events.decode_error` (and made `events.args` nullable); an instance of version 1 is
 /// upgraded in place at start-up.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The public configuration of an indexer instance (camelCase JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -81,12 +81,17 @@ async fn every_filter_works() {
         (format!("topic2={}", word(6)), EventQuery { topic2: Some(word(6)), ..Default::default() }),
         (format!("topic3={}", word(1)), EventQuery { topic3: Some(word(1)), ..Default::default() }),
         (
-            "chainId=1&fromBlock=20".into(),
-            EventQuery { chain_id: Some(1), from_block: Some(20), ..Default::default() },
+            "chainId=1&fromBlock=20&toBlock=1000".into(),
+            EventQuery {
+                chain_id: Some(1),
+                from_block: Some(20),
+                to_block: Some(1000),
+                ..Default::default()
+            },
         ),
         (
-            "chainId=10&toBlock=5".into(),
-            EventQuery { chain_id: Some(10), to_block: Some(5), ..Default::default() },
+            "chainId=10&fromBlock=0&toBlock=5".into(),
+            EventQuery { chain_id: Some(10), from_block: Some(0), to_block: Some(5), ..Default::default() },
         ),
         (
             format!("chainId=1&event=Transfer&fromBlock=3&toBlock=25&topic1={}", word(2)),
@@ -190,6 +195,11 @@ async fn bad_parameters_are_400s_naming_the_field() {
         ("fromBlock=20", "chainId"),
         ("toBlock=5", "chainId"),
         ("fromBlock=1&toBlock=5&limit=3", "chainId"),
+        ("chainId=1&event=Transfer", "contract"),
+        ("address=0x0000000000000000000000000000000000000001&event=Transfer", "contract"),
+        ("chainId=1&fromBlock=20", "toBlock"),
+        ("chainId=1&toBlock=5", "fromBlock"),
+        ("contract=Token&fromBlock=1&toBlock=5", "chainId"),
     ];
     for (qs, field) in cases {
         let r = api.get(&format!("/v1/events?{qs}")).await;
@@ -265,7 +275,7 @@ async fn finalized_flags_and_cache_headers_follow_finality() {
     }
     assert_eq!(r.header("cache-control"), "public, max-age=1");
     // A full page of final events with more to come cannot change: cacheable longer.
-    let r = api.get("/v1/events?chainId=1&toBlock=5&limit=2").await;
+    let r = api.get("/v1/events?chainId=1&fromBlock=0&toBlock=5&limit=2").await;
     assert!(r.body["nextCursor"].is_string());
     assert_eq!(r.header("cache-control"), "public, max-age=60");
 }

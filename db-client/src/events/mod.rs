@@ -22,6 +22,7 @@ use tidemark_shared_types::{ChainSnapshot, Cursor, EventItem, IndexingStatus, Pu
 use crate::error::{DbError, Result, stored_u64};
 use crate::prepared::PreparedSql;
 
+pub(crate) mod shape;
 #[cfg(feature = "writer")]
 pub(crate) mod write;
 
@@ -106,33 +107,26 @@ pub struct EventQuery {
 
 impl EventQuery {
     /// Checks that an index of the instance's `events` table serves this filter shape,
-    /// so that no accepted query reads the whole table. Each of `chain_id`, `contract`,
-    /// `address`, `tx_hash` and `topic1..3` leads an index; `event` is only served after
-    /// `contract` (index `(contract, event, cursor)`) and a block range only after
-    /// `chain_id` (index `(chain_id, block_number)`). So either no filter is set (the
-    /// cursor's primary key serves the page), or at least one of those leading filters.
+    /// so that no accepted query walks the table past rows it discards (the rule and the
+    /// index behind each shape: [`shape`](self::shape)). In short: `event` needs
+    /// `contract`; a block range needs `chainId`, `fromBlock` and `toBlock`; a `txHash` or
+    /// a topic serves any shape.
     ///
     /// Errors are [`DbError::InvalidQuery`] naming the missing companion parameter as the
-    /// API spells it: `contract` for `event` alone, `chainId` for a block range alone.
+    /// API spells it.
+    ///
+    /// ```
+    /// use tidemark_db_client::EventQuery;
+    ///
+    /// let q = EventQuery { chain_id: Some(1), event: Some("Transfer".into()), ..Default::default() };
+    /// assert!(q.check_indexed().is_err());
+    /// let q = EventQuery { contract: Some("Token".into()), ..q };
+    /// assert!(q.check_indexed().is_ok());
+    /// ```
     pub fn check_indexed(&self) -> Result<()> {
-        let leading = self.chain_id.is_some()
-            || [&self.contract, &self.address, &self.tx_hash, &self.topic1, &self.topic2, &self.topic3]
-                .iter()
-                .any(|f| f.is_some());
-        if leading {
-            return Ok(());
-        }
-        if self.event.is_some() {
-            let message =
-                "event needs contract (or another indexed filter: chainId, address, txHash, topic1..3)";
-            return Err(DbError::InvalidQuery { field: "contract", message: message.into() });
-        }
-        if self.from_block.is_some() || self.to_block.is_some() {
-            let message = "fromBlock and toBlock need chainId (or another indexed filter: contract, address, \
-                           txHash, topic1..3)";
-            return Err(DbError::InvalidQuery { field: "chainId", message: message.into() });
-        }
-        Ok(())
+        shape::Shape::of(self)
+            .check()
+            .map_err(|m| DbError::InvalidQuery { field: m.field, message: m.message.into() })
     }
 }
 
@@ -193,7 +187,7 @@ impl Finality {
 }
 
 /// The SQL types of [`Row`], in the order of [`SELECT_COLUMNS`].
-type RowSql = (
+pub(crate) type RowSql = (
     BigInt,
     BigInt,
     BigInt,
@@ -289,30 +283,15 @@ const COMMON_LIMITS: [u32; 9] = [10, 20, 25, 50, 100, 200, 250, 500, MAX_LIMIT];
 /// generic plan and re-plans each execution (planning was about a fifth of the server's
 /// time per page).
 ///
-/// Filtered statements keep `LIMIT` bound and are planned per call with their values: a
-/// generic plan estimates `contract = $2` as matching 1/(distinct values) of the rows, and
-/// with few contracts prefers the primary key's scan with a filter, which reads the whole
-/// table for a value that matches few rows or none (seen on 1 M rows:
-/// `Index Scan using events_pkey … Filter: ((contract = $2) AND (event = $3))`).
+/// Filtered statements keep `LIMIT` bound. PostgreSQL plans their first five executions
+/// with the values and may then switch to a generic plan (at 10 M rows, 42 of 57 measured
+/// shapes did). A generic plan estimates `contract = $2` as matching 1/(distinct values)
+/// of the rows, so it is only safe when the index the shape needs is also the generic
+/// plan's choice: the rule admits only such shapes ([`shape`]), and
+/// `db-client/tests/it/plans.rs` checks both plans, the first execution's and the
+/// seventh's.
 fn is_unfiltered(query: &EventQuery) -> bool {
-    let EventQuery {
-        chain_id,
-        contract,
-        event,
-        address,
-        tx_hash,
-        topic1,
-        topic2,
-        topic3,
-        from_block,
-        to_block,
-        after: _,
-        limit: _,
-    } = query;
-    [contract, event, address, tx_hash, topic1, topic2, topic3].iter().all(|f| f.is_none())
-        && chain_id.is_none()
-        && from_block.is_none()
-        && to_block.is_none()
+    shape::Shape::of(query).is_empty()
 }
 
 /// Parses the arguments of a raw page.
@@ -347,6 +326,174 @@ pub(crate) fn parse_args(page: EventPage<Box<RawValue>>) -> Result<EventPage> {
     Ok(EventPage { items, next_cursor: page.next_cursor })
 }
 
+/// The statement of an events page: `None` when nothing can match (a bound beyond the
+/// `bigint` range, a NUL in a text filter), an error when no index serves the shape
+/// ([`EventQuery::check_indexed`]).
+pub(crate) fn statement(schema: &SchemaName, query: &EventQuery) -> Result<Option<PreparedSql<RowSql>>> {
+    query.check_indexed()?;
+    Ok(unchecked_statement(schema, query))
+}
+
+/// A filter's bound value.
+enum Bound {
+    BigInt(i64),
+    Text(String),
+}
+
+impl Bound {
+    fn bind(&self, q: &mut PreparedSql<RowSql>) {
+        match self {
+            Bound::BigInt(v) => q.bigint(*v),
+            Bound::Text(v) => q.text(v.clone()),
+        };
+    }
+}
+
+/// What reads a page's rows. PostgreSQL estimates a `LIMIT` in cursor order as if the
+/// matching rows were spread evenly over the table; when they are not (a chain or a
+/// contract added late, a range of recent blocks), it walks the primary key past every
+/// row before them. So the statement names the index instead, by the most specific
+/// filter it has (see [`shape`]):
+enum Driver {
+    /// An index `(key…, cursor)`: the statement selects `(key…, cursor)` between
+    /// `(values…, after)` and `(values…, max)` and orders by `key…, cursor`, an order only
+    /// that index yields. Topics, then `address`, `contract` + `event`, `contract`,
+    /// `chainId`.
+    Key(Vec<&'static str>),
+    /// A block range of one chain: its rows, sorted (`ORDER BY cursor + 0`).
+    Range,
+    /// No filter (the primary key), or a transaction hash (few rows): the plain
+    /// statement.
+    Planner,
+}
+
+impl Driver {
+    fn of(query: &EventQuery) -> Self {
+        let key = |columns: &[&'static str]| Self::Key(columns.to_vec());
+        if query.tx_hash.is_some() {
+            return Self::Planner;
+        }
+        for (topic, column) in
+            [(&query.topic1, "topics[2]"), (&query.topic2, "topics[3]"), (&query.topic3, "topics[4]")]
+        {
+            if topic.is_some() {
+                return key(&[column]);
+            }
+        }
+        if query.address.is_some() {
+            return key(&["address"]);
+        }
+        match (&query.contract, &query.event) {
+            (Some(_), Some(_)) => return key(&["contract", "event"]),
+            _ if query.chain_id.is_some() && query.from_block.is_some() && query.to_block.is_some() => {
+                return Self::Range;
+            }
+            (Some(_), None) => return key(&["contract"]),
+            _ => {}
+        }
+        if query.chain_id.is_some() { key(&["chain_id"]) } else { Self::Planner }
+    }
+}
+
+/// [`statement`] without the rule: also for shapes no index serves (the plans test shows
+/// what they cost).
+pub(crate) fn unchecked_statement(schema: &SchemaName, query: &EventQuery) -> Option<PreparedSql<RowSql>> {
+    // Bounds beyond the bigint range: nothing can match, or the bound is no bound.
+    let to_i64 = |v: u64| i64::try_from(v).ok();
+    let chain_id = match query.chain_id.map(to_i64) {
+        Some(None) => return None,
+        other => other.flatten(),
+    };
+    let from_block = match query.from_block.map(to_i64) {
+        Some(None) => return None,
+        other => other.flatten(),
+    };
+    let to_block = query.to_block.map(|v| to_i64(v).unwrap_or(i64::MAX));
+    // PostgreSQL text cannot hold NUL, so a filter containing one matches nothing (and
+    // sending it would be an encoding error).
+    let texts = [&query.contract, &query.event, &query.address, &query.tx_hash, &query.topic1, &query.topic2];
+    if texts.into_iter().chain([&query.topic3]).flatten().any(|t| t.contains('\0')) {
+        return None;
+    }
+
+    let after = query.after.map_or(i64::MIN, |c| c.0);
+    let lower = |v: &Option<String>| v.as_ref().map(|v| v.to_ascii_lowercase());
+    // The filters as (column, value) conditions, in the order of the SQL text.
+    let mut conditions: Vec<(&str, Bound)> = Vec::new();
+    let mut push = |column, value: Option<Bound>| {
+        if let Some(v) = value {
+            conditions.push((column, v));
+        }
+    };
+    push("chain_id", chain_id.map(Bound::BigInt));
+    push("contract", query.contract.clone().map(Bound::Text));
+    push("event", query.event.clone().map(Bound::Text));
+    push("address", lower(&query.address).map(Bound::Text));
+    push("tx_hash", lower(&query.tx_hash).map(Bound::Text));
+    push("topics[2]", lower(&query.topic1).map(Bound::Text));
+    push("topics[3]", lower(&query.topic2).map(Bound::Text));
+    push("topics[4]", lower(&query.topic3).map(Bound::Text));
+    let driver = Driver::of(query);
+
+    let mut q =
+        PreparedSql::<RowSql>::new(format!("SELECT {SELECT_COLUMNS} FROM {}.events WHERE ", schema.quoted()));
+    match &driver {
+        Driver::Key(key) => {
+            // `(key…, cursor)` between `(values…, after)` and `(values…, max)`: only the
+            // index on `(key…, cursor)` yields these rows in the `ORDER BY` below.
+            let values: Vec<&Bound> =
+                key.iter().filter_map(|k| conditions.iter().find(|(c, _)| c == k).map(|(_, v)| v)).collect();
+            let tuple = format!("({}, cursor)", key.join(", "));
+            for (op, last) in [(" > ", Bound::BigInt(after)), (" <= ", Bound::BigInt(i64::MAX))] {
+                if op == " <= " {
+                    q.sql(" AND ");
+                }
+                q.sql(&tuple).sql(op).sql("(");
+                for v in &values {
+                    v.bind(&mut q);
+                    q.sql(", ");
+                }
+                last.bind(&mut q);
+                q.sql(")");
+            }
+            conditions.retain(|(c, _)| !key.contains(c));
+        }
+        Driver::Range | Driver::Planner => {
+            q.sql("cursor > ").bigint(after);
+        }
+    }
+    // Each filter adds a condition and its bound value; the SQL text depends only on which
+    // filters are present (and, unfiltered, on the page size if it is one of
+    // `COMMON_LIMITS`), so there are few distinct statements to prepare per connection.
+    for (column, value) in &conditions {
+        q.sql(" AND ").sql(column).sql(" = ");
+        value.bind(&mut q);
+    }
+    if let Some(v) = from_block {
+        q.sql(" AND block_number >= ").bigint(v);
+    }
+    if let Some(v) = to_block {
+        q.sql(" AND block_number <= ").bigint(v);
+    }
+    q.sql(&match &driver {
+        Driver::Key(key) => format!(" ORDER BY {}, cursor", key.join(", ")),
+        // No index yields `cursor + 0` in order: the range's rows (index
+        // `(chain_id, block_number)`) are read and sorted, never the table walked in
+        // cursor order past the rows before the range.
+        Driver::Range => " ORDER BY cursor + 0".to_owned(),
+        Driver::Planner => " ORDER BY cursor ASC".to_owned(),
+    });
+    // One row more than the page tells whether another page follows.
+    q.sql(" LIMIT ");
+    let limit = query.limit.get();
+    if is_unfiltered(query) && COMMON_LIMITS.contains(&limit) {
+        q.sql(&(limit + 1).to_string());
+    } else {
+        q.bigint(i64::from(limit) + 1);
+    }
+    Some(q)
+}
+
 /// Reads one page of events of `schema`, ascending by cursor, with `finalized` set from
 /// `finality` and each event's arguments as the stored JSON text; adds the number of SQL
 /// statements run to `queries`. A failure at or past `statement_timeout` (the
@@ -359,74 +506,13 @@ pub(crate) async fn query_events_counted(
     queries: Option<&AtomicU64>,
     statement_timeout: Duration,
 ) -> Result<EventPage<Box<RawValue>>> {
-    query.check_indexed()?;
+    let Some(q) = statement(schema, query)? else { return Ok(EventPage::empty()) };
     let count = |n| {
         if let Some(q) = queries {
             q.fetch_add(n, Ordering::Relaxed);
         }
     };
-    // Bounds beyond the bigint range: nothing can match, or the bound is no bound.
-    let to_i64 = |v: u64| i64::try_from(v).ok();
-    let chain_id = match query.chain_id.map(to_i64) {
-        Some(None) => return Ok(EventPage::empty()),
-        other => other.flatten(),
-    };
-    let from_block = match query.from_block.map(to_i64) {
-        Some(None) => return Ok(EventPage::empty()),
-        other => other.flatten(),
-    };
-    let to_block = query.to_block.map(|v| to_i64(v).unwrap_or(i64::MAX));
-    // PostgreSQL text cannot hold NUL, so a filter containing one matches nothing (and
-    // sending it would be an encoding error).
-    let texts = [&query.contract, &query.event, &query.address, &query.tx_hash, &query.topic1, &query.topic2];
-    if texts.into_iter().chain([&query.topic3]).flatten().any(|t| t.contains('\0')) {
-        return Ok(EventPage::empty());
-    }
-
     let limit = query.limit.get();
-    let mut q = PreparedSql::<RowSql>::new(format!(
-        "SELECT {SELECT_COLUMNS} FROM {}.events WHERE cursor > ",
-        schema.quoted()
-    ));
-    q.bigint(query.after.map_or(i64::MIN, |c| c.0));
-    // Each filter adds a condition and its bound value; the SQL text depends only on which
-    // filters are present (and, unfiltered, on the page size if it is one of
-    // `COMMON_LIMITS`), so there are few distinct statements to prepare per connection.
-    if let Some(v) = chain_id {
-        q.sql(" AND chain_id = ").bigint(v);
-    }
-    if let Some(v) = &query.contract {
-        q.sql(" AND contract = ").text(v.clone());
-    }
-    if let Some(v) = &query.event {
-        q.sql(" AND event = ").text(v.clone());
-    }
-    let hex = [
-        (" AND address = ", &query.address),
-        (" AND tx_hash = ", &query.tx_hash),
-        (" AND topics[2] = ", &query.topic1),
-        (" AND topics[3] = ", &query.topic2),
-        (" AND topics[4] = ", &query.topic3),
-    ];
-    for (condition, value) in hex {
-        if let Some(v) = value {
-            q.sql(condition).text(v.to_ascii_lowercase());
-        }
-    }
-    if let Some(v) = from_block {
-        q.sql(" AND block_number >= ").bigint(v);
-    }
-    if let Some(v) = to_block {
-        q.sql(" AND block_number <= ").bigint(v);
-    }
-    // One row more than the page tells whether another page follows.
-    q.sql(" ORDER BY cursor ASC LIMIT ");
-    if is_unfiltered(query) && COMMON_LIMITS.contains(&limit) {
-        q.sql(&(limit + 1).to_string());
-    } else {
-        q.bigint(i64::from(limit) + 1);
-    }
-
     count(1);
     let sent = Instant::now();
     let rows: Vec<Row> = match q.load(conn).await {

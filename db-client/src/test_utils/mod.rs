@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod fixtures;
 pub mod freeze;
 pub mod metadata;
+pub mod plans;
 pub mod proxy;
 pub mod wait;
 

@@ -9,6 +9,7 @@ use tidemark_db_client::test_utils::fixtures::{
     varied_events, word,
 };
 use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
+use tidemark_db_client::test_utils::plans::{Filter, Shape};
 use tidemark_db_client::{DbClient, DbClientConfig};
 use tidemark_db_client::{EventQuery, Limit};
 use tidemark_shared_types::{Cursor, EventItem, SchemaName};
@@ -83,9 +84,11 @@ async fn every_filter_matches_the_model() {
     add(&|q| {
         q.chain_id = Some(1);
         q.from_block = Some(30);
+        q.to_block = Some(u64::MAX - 1);
     });
     add(&|q| {
         q.chain_id = Some(10);
+        q.from_block = Some(0);
         q.to_block = Some(12);
     });
     add(&|q| {
@@ -99,13 +102,42 @@ async fn every_filter_matches_the_model() {
     add(&|q| {
         q.chain_id = Some(1);
         q.from_block = Some(u64::MAX);
+        q.to_block = Some(u64::MAX);
     });
     add(&|q| {
         q.chain_id = Some(1);
+        q.from_block = Some(3);
         q.to_block = Some(u64::MAX);
     });
     add(&|q| q.chain_id = Some(u64::MAX));
     add(&|q| q.contract = Some("Tok\0en".into()));
+    // Every shape the rule accepts, with the values of a `Registry` event (four topics)
+    // and of a `Token` one: the statement names a different index per shape.
+    for e in [&events[199], &events[200]] {
+        // A shape with a topic the event lacks is left out (it would be another shape).
+        let has = |f: Filter| match f {
+            Filter::Topic3 => e.topics.len() > 3,
+            _ => true,
+        };
+        for shape in Shape::all().filter(|s| s.check().is_ok() && s.filters().all(has)) {
+            let mut q = base.clone();
+            for f in shape.filters() {
+                match f {
+                    Filter::ChainId => q.chain_id = Some(e.chain_id),
+                    Filter::Contract => q.contract = Some(e.contract.clone()),
+                    Filter::Event => q.event = Some(e.event.clone()),
+                    Filter::Address => q.address = Some(e.address.clone()),
+                    Filter::TxHash => q.tx_hash = Some(e.tx_hash.clone()),
+                    Filter::Topic1 => q.topic1 = e.topics.get(1).cloned(),
+                    Filter::Topic2 => q.topic2 = e.topics.get(2).cloned(),
+                    Filter::Topic3 => q.topic3 = e.topics.get(3).cloned(),
+                    Filter::FromBlock => q.from_block = Some(e.block_number.saturating_sub(20)),
+                    Filter::ToBlock => q.to_block = Some(e.block_number + 3),
+                }
+            }
+            queries.push(q);
+        }
+    }
     // 7 is bound as a parameter; 10 is one of the page sizes written into the SQL text of
     // the statements planned once: both must read the same events.
     for limit in [7, 10] {

@@ -97,7 +97,7 @@ async fn api_events(client: &reqwest::Client, api: &str, to_block: u64) -> Vec<V
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let mut url = format!("{api}/v1/events?chainId=31337&toBlock={to_block}&limit=1000");
+        let mut url = format!("{api}/v1/events?chainId=31337&fromBlock=0&toBlock={to_block}&limit=1000");
         if let Some(a) = &after {
             url.push_str(&format!("&after={a}"));
         }
