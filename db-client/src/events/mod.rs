@@ -155,18 +155,28 @@ impl<A> EventPage<A> {
 pub(crate) struct Finality {
     /// Per chain id, the highest final block number.
     final_up_to: BTreeMap<u64, u64>,
+    /// Per chain id, the blocks indexed so far: the start block and the latest indexed.
+    spans: BTreeMap<u64, (u64, u64)>,
 }
 
 impl Finality {
     /// Derives finality from a public config (finality depths) and a status snapshot
     /// (heads). Chains missing from either have no final blocks.
     pub(crate) fn new(config: Option<&PublicConfig>, status: Option<&IndexingStatus>) -> Self {
-        let (Some(config), Some(status)) = (config, status) else { return Self::default() };
+        let Some(status) = status else { return Self::default() };
+        let chains = &status.omnichain_snapshot.chains;
+        let spans = chains
+            .iter()
+            .filter_map(|(id, c)| {
+                Some((*id, (c.config().start_block().number, c.latest_indexed_block()?.number)))
+            })
+            .collect();
+        let Some(config) = config else { return Self { spans, ..Self::default() } };
         let final_up_to = config
             .chains
             .iter()
             .filter_map(|chain| {
-                let head = match status.omnichain_snapshot.chains.get(&chain.chain_id)? {
+                let head = match chains.get(&chain.chain_id)? {
                     ChainSnapshot::Queued { .. } => return None,
                     ChainSnapshot::Backfill { latest_indexed_block, backfill_end_block, .. } => {
                         latest_indexed_block.number.max(backfill_end_block.number)
@@ -177,7 +187,16 @@ impl Finality {
                 Some((chain.chain_id, head.checked_sub(chain.finality_depth)?))
             })
             .collect();
-        Self { final_up_to }
+        Self { final_up_to, spans }
+    }
+
+    /// True when the range `from..=to` holds at least half of the blocks `chain_id` has
+    /// indexed (unknown: false).
+    pub(crate) fn covers_most_of(&self, chain_id: u64, from: u64, to: u64) -> bool {
+        let Some(&(start, head)) = self.spans.get(&chain_id) else { return false };
+        let span = head.saturating_sub(start) + 1;
+        let inside = to.min(head).saturating_add(1).saturating_sub(from.max(start));
+        inside.saturating_mul(2) >= span
     }
 
     /// True when `block` of `chain_id` is final.
@@ -329,9 +348,13 @@ pub(crate) fn parse_args(page: EventPage<Box<RawValue>>) -> Result<EventPage> {
 /// The statement of an events page: `None` when nothing can match (a bound beyond the
 /// `bigint` range, a NUL in a text filter), an error when no index serves the shape
 /// ([`EventQuery::check_indexed`]).
-pub(crate) fn statement(schema: &SchemaName, query: &EventQuery) -> Result<Option<PreparedSql<RowSql>>> {
+pub(crate) fn statement(
+    schema: &SchemaName,
+    query: &EventQuery,
+    finality: &Finality,
+) -> Result<Option<PreparedSql<RowSql>>> {
     query.check_indexed()?;
-    Ok(unchecked_statement(schema, query))
+    Ok(unchecked_statement(schema, query, finality))
 }
 
 /// A filter's bound value.
@@ -353,14 +376,17 @@ impl Bound {
 /// matching rows were spread evenly over the table; when they are not (a chain or a
 /// contract added late, a range of recent blocks), it walks the primary key past every
 /// row before them. So the statement names the index instead, by the most specific
-/// filter it has (see [`shape`]):
+/// filter it has (see [`shape`]): topics, then a block range narrower than half the
+/// chain, `address`, `contract` + `event`, `contract`, `chainId`.
 enum Driver {
     /// An index `(key…, cursor)`: the statement selects `(key…, cursor)` between
     /// `(values…, after)` and `(values…, max)` and orders by `key…, cursor`, an order only
-    /// that index yields. Topics, then `address`, `contract` + `event`, `contract`,
-    /// `chainId`.
+    /// that index yields.
     Key(Vec<&'static str>),
-    /// A block range of one chain: its rows, sorted (`ORDER BY cursor + 0`).
+    /// A block range of one chain over less than half of the blocks it has indexed (by its
+    /// status; unknown counts as less): the rows of the range or of another filter, as
+    /// PostgreSQL estimates fewer, sorted (`ORDER BY cursor + 0`). A wider range is read
+    /// by the shape's key.
     Range,
     /// No filter (the primary key), or a transaction hash (few rows): the plain
     /// statement.
@@ -368,7 +394,7 @@ enum Driver {
 }
 
 impl Driver {
-    fn of(query: &EventQuery) -> Self {
+    fn of(query: &EventQuery, finality: &Finality) -> Self {
         let key = |columns: &[&'static str]| Self::Key(columns.to_vec());
         if query.tx_hash.is_some() {
             return Self::Planner;
@@ -380,16 +406,25 @@ impl Driver {
                 return key(&[column]);
             }
         }
+        if let (Some(chain), Some(from), Some(to)) = (query.chain_id, query.from_block, query.to_block) {
+            // A range over less than half of what the chain has indexed (or of unknown
+            // share) is read by its rows, or by those of a more selective filter of the
+            // shape, whichever PostgreSQL estimates fewer: no index yields `cursor + 0` in
+            // order, so it cannot walk one past the rows before the range. Over most of the
+            // chain, the range's rows are most of the chain's, and walking a key in cursor
+            // order finds them at once, where sorting them would cost them all per page.
+            if !finality.covers_most_of(chain, from, to) {
+                return Self::Range;
+            }
+        }
         if query.address.is_some() {
             return key(&["address"]);
         }
-        match (&query.contract, &query.event) {
-            (Some(_), Some(_)) => return key(&["contract", "event"]),
-            _ if query.chain_id.is_some() && query.from_block.is_some() && query.to_block.is_some() => {
-                return Self::Range;
-            }
-            (Some(_), None) => return key(&["contract"]),
-            _ => {}
+        if query.contract.is_some() && query.event.is_some() {
+            return key(&["contract", "event"]);
+        }
+        if query.contract.is_some() {
+            return key(&["contract"]);
         }
         if query.chain_id.is_some() { key(&["chain_id"]) } else { Self::Planner }
     }
@@ -397,7 +432,11 @@ impl Driver {
 
 /// [`statement`] without the rule: also for shapes no index serves (the plans test shows
 /// what they cost).
-pub(crate) fn unchecked_statement(schema: &SchemaName, query: &EventQuery) -> Option<PreparedSql<RowSql>> {
+pub(crate) fn unchecked_statement(
+    schema: &SchemaName,
+    query: &EventQuery,
+    finality: &Finality,
+) -> Option<PreparedSql<RowSql>> {
     // Bounds beyond the bigint range: nothing can match, or the bound is no bound.
     let to_i64 = |v: u64| i64::try_from(v).ok();
     let chain_id = match query.chain_id.map(to_i64) {
@@ -433,7 +472,7 @@ pub(crate) fn unchecked_statement(schema: &SchemaName, query: &EventQuery) -> Op
     push("topics[2]", lower(&query.topic1).map(Bound::Text));
     push("topics[3]", lower(&query.topic2).map(Bound::Text));
     push("topics[4]", lower(&query.topic3).map(Bound::Text));
-    let driver = Driver::of(query);
+    let driver = Driver::of(query, finality);
 
     let mut q =
         PreparedSql::<RowSql>::new(format!("SELECT {SELECT_COLUMNS} FROM {}.events WHERE ", schema.quoted()));
@@ -506,7 +545,7 @@ pub(crate) async fn query_events_counted(
     queries: Option<&AtomicU64>,
     statement_timeout: Duration,
 ) -> Result<EventPage<Box<RawValue>>> {
-    let Some(q) = statement(schema, query)? else { return Ok(EventPage::empty()) };
+    let Some(q) = statement(schema, query, finality)? else { return Ok(EventPage::empty()) };
     let count = |n| {
         if let Some(q) = queries {
             q.fetch_add(n, Ordering::Relaxed);
@@ -598,5 +637,22 @@ mod tests {
         assert!(!f.is_final(2, 0), "depth beyond the head: nothing final");
         assert!(!f.is_final(3, 0), "unknown chain");
         assert!(!Finality::new(Some(&config), None).is_final(1, 0));
+
+        // Chain 1 has indexed blocks 0..=90: a range over half of them or more is read by
+        // the chain's key, a narrower one by its own rows.
+        assert!(f.covers_most_of(1, 0, 1000));
+        assert!(f.covers_most_of(1, 45, 90));
+        assert!(!f.covers_most_of(1, 46, 90));
+        assert!(!f.covers_most_of(1, 80, 85));
+        assert!(!f.covers_most_of(3, 0, u64::MAX), "unknown chain");
+        let range = |from, to| EventQuery {
+            chain_id: Some(1),
+            from_block: Some(from),
+            to_block: Some(to),
+            ..EventQuery::default()
+        };
+        assert!(matches!(Driver::of(&range(0, 90), &f), Driver::Key(k) if k == ["chain_id"]));
+        assert!(matches!(Driver::of(&range(80, 90), &f), Driver::Range));
+        assert!(matches!(Driver::of(&range(0, 90), &Finality::default()), Driver::Range));
     }
 }

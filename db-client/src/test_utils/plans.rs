@@ -11,7 +11,7 @@ use tidemark_shared_types::{Cursor, SchemaName};
 use super::fixtures::word;
 use crate::error::Result;
 use crate::events::write::EventRow;
-use crate::events::{EventQuery, unchecked_statement};
+use crate::events::{EventQuery, Finality, unchecked_statement};
 use crate::statements::Statements;
 
 pub use crate::events::shape::{Filter, Missing, Shape};
@@ -45,10 +45,11 @@ pub struct Statement {
 }
 
 impl Statement {
-    /// The statement for `query` on `schema`, whether or not the rule admits its shape;
-    /// `None` when the db-client would not run one (nothing can match).
+    /// The statement for `query` on `schema`, whether or not the rule admits its shape,
+    /// with no status known (a block range reads its rows); `None` when the db-client
+    /// would not run one (nothing can match).
     pub fn of(schema: &SchemaName, query: &EventQuery) -> Option<Self> {
-        let (sql, params) = unchecked_statement(schema, query)?.render();
+        let (sql, params) = unchecked_statement(schema, query, &Finality::default())?.render();
         Some(Self { sql, params })
     }
 
