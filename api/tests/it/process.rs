@@ -2,7 +2,7 @@
 //! transitions (acceptance 3), signals.
 
 use std::time::{Duration, Instant};
-use tidemark_db_client::test_utils::eventually;
+use tidemark_db_client::test_utils::{eventually, free_port};
 
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{following_status, migrated_instance, public_config};
@@ -14,8 +14,7 @@ use crate::support::{ApiProcess, SCHEMA, schema, spawn_raw};
 
 /// A URL where nothing listens.
 fn closed_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    format!("postgres://postgres@127.0.0.1:{}/postgres", free_port())
 }
 
 /// A migrated instance with a config and a following status stored.

@@ -3,18 +3,18 @@
 
 use std::collections::HashSet;
 
-use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
     TestEvent, following_status, insert_event, insert_synthetic_events, migrated_instance, public_config,
     varied_events, word,
 };
 use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
+use tidemark_db_client::test_utils::{TestDb, eventually};
 use tidemark_db_client::{DbClient, DbClientConfig};
 use tidemark_db_client::{EventQuery, Limit};
 use tidemark_shared_types::{Cursor, EventItem, SchemaName};
 
+use crate::SOON;
 use crate::client::fast;
-use crate::eventually;
 
 const SCHEMA: &str = "tidemark_demo";
 
@@ -180,7 +180,7 @@ async fn finality_follows_the_cached_status_and_depth() {
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 95, 100)]))
         .await
         .expect("status");
-    eventually("healthy", || async { db.is_healthy() }).await;
+    eventually(SOON, "healthy", async || db.is_healthy()).await;
     // Depth 12 behind the latest known block 100: up to 88.
     assert_eq!(finalized(db.clone()).await, [true, true, false, false]);
 }
