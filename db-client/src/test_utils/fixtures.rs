@@ -15,8 +15,10 @@ use tidemark_shared_types::{
 use crate::error::{DbError, Result};
 use crate::events::write::EventRow;
 use crate::migrate;
-use crate::pool::{PgPool, PoolConfig};
+use crate::pool::{PgPool, PoolConfig, PooledConnection};
 use crate::statements::{narrow, signed};
+use crate::test_utils::TestDb;
+use crate::test_utils::metadata::{write_indexing_status, write_public_config};
 use crate::writer::Writer;
 
 /// The columns of an events page as the client selects them, in its order (for
@@ -90,6 +92,30 @@ pub async fn migrated_instance(url: &str, schema: &SchemaName) -> PgPool {
     let pool = PgPool::new(PoolConfig::new(url)).unwrap_or_else(|e| panic!("pool: {e}"));
     create_instance(&pool, schema).await.unwrap_or_else(|e| panic!("instance {schema}: {e}"));
     pool
+}
+
+/// The preamble of reader tests: a fresh database with `schema`'s instance created
+/// ([`migrated_instance`]), a connection on it, and, when `heads` names chains, what an
+/// indexer following them stores: a [`public_config`] for their ids and a
+/// [`following_status`] at `heads`. The database lives as long as the [`TestDb`].
+///
+/// # Panics
+/// When a step fails.
+pub async fn seeded_instance(
+    schema: &SchemaName,
+    heads: &[(u64, u64, u64)],
+) -> (TestDb, PgPool, PooledConnection) {
+    let db = TestDb::new().await;
+    let pool = migrated_instance(&db.url, schema).await;
+    let mut conn = pool.get().await.unwrap_or_else(|e| panic!("connection: {e}"));
+    if !heads.is_empty() {
+        let ids: Vec<u64> = heads.iter().map(|h| h.0).collect();
+        let config = public_config(schema.as_str(), &ids);
+        write_public_config(&mut conn, &config).await.unwrap_or_else(|e| panic!("config: {e}"));
+        let status = following_status(heads);
+        write_indexing_status(&mut conn, schema, &status).await.unwrap_or_else(|e| panic!("status: {e}"));
+    }
+    (db, pool, conn)
 }
 
 /// Runs the migrations and creates `schema`'s tables as the indexer does at start-up:

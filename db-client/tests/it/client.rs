@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tidemark_db_client::test_utils::fixtures::{
-    backdate_metadata, following_status, migrated_instance, public_config,
+    backdate_metadata, following_status, migrated_instance, public_config, seeded_instance,
 };
 use tidemark_db_client::test_utils::metadata::{
     INDEXING_STATUS_KEY, PUBLIC_CONFIG_KEY, delete_metadata, write_indexing_status, write_public_config,
@@ -95,9 +95,7 @@ async fn health_follows_the_instance_lifecycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_for_other_chains_is_not_served() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
     write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 5, 5)])).await.expect("status");
 
@@ -115,12 +113,8 @@ async fn a_status_for_other_chains_is_not_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_transitions_are_checked_across_a_deleted_row() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     let original = public_config(SCHEMA, &[31337]);
-    write_public_config(&mut conn, &original).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
 
     let db = DbClient::new(fast(&test_db.url)).expect("client");
     let mut transitions = db.subscribe_incompatible_transitions();
@@ -159,11 +153,7 @@ async fn config_transitions_are_checked_across_a_deleted_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_not_rewritten_for_30_seconds_is_stale_by_the_database_clock() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     // Default staleness threshold (30 s).
     let db = DbClient::new(fast(&test_db.url)).expect("client");
     assert_eq!(db.settings().status_stale_after, Duration::from_secs(30));
@@ -187,11 +177,7 @@ async fn a_status_not_rewritten_for_30_seconds_is_stale_by_the_database_clock() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_reads_do_not_query_the_database() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
+    let (test_db, _pool, _conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     // Default refresh intervals: config 60 s, status and epoch summary 1 s.
     let db = DbClient::new(DbClientConfig::new(&test_db.url, SCHEMA)).expect("client");
     eventually(SOON, "healthy", async || db.is_healthy()).await;
@@ -237,13 +223,7 @@ async fn dropping_the_client_stops_its_background_tasks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_the_indexer_reports_stalled_is_a_warning_naming_it() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 40, 41), (31337, 40, 41)]))
-        .await
-        .expect("status");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(1, 40, 41), (31337, 40, 41)]).await;
     let db = DbClient::new(fast(&test_db.url)).expect("client");
     eventually(SOON, "healthy", async || db.is_healthy()).await;
     assert!(db.health().warnings.is_empty());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use diesel_async::RunQueryDsl;
 use tidemark_db_client::EpochQuery;
 use tidemark_db_client::test_utils::fixtures::{
-    epoch, epochs_matching, insert_epochs, migrated_instance, varied_epochs,
+    epoch, epochs_matching, insert_epochs, migrated_instance, seeded_instance, varied_epochs,
 };
 use tidemark_db_client::test_utils::{TestDb, eventually};
 use tidemark_db_client::{DbClient, DbClientConfig, DbError, EpochPage};
@@ -52,9 +52,7 @@ async fn walk(db: &DbClient, query: EpochQuery, expected_total: u64) -> Vec<Epoc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_of_1_7_and_100_return_every_epoch_once_newest_first() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let db = DbClient::new(fast(&test_db.url)).expect("client");
@@ -92,9 +90,7 @@ async fn pages_of_1_7_and_100_return_every_epoch_once_newest_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_and_chain_filters_match_the_model() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let db = DbClient::new(fast(&test_db.url)).expect("client");
@@ -158,9 +154,7 @@ async fn out_of_range_pages_and_sizes_are_rejected_before_any_sql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_holds_the_latest_epoch_and_the_unfinished_count_per_chain() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let db = DbClient::new(fast(&test_db.url)).expect("client");
@@ -201,9 +195,7 @@ async fn the_summary_holds_the_latest_epoch_and_the_unfinished_count_per_chain()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_the_summary_costs_no_query() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     insert_epochs(&mut conn, &schema(), &two_chains()).await.expect("insert");
     // Default refresh intervals: config 60 s, status and epoch summary 1 s.
     let db = DbClient::new(DbClientConfig::new(&test_db.url, SCHEMA)).expect("client");
@@ -223,9 +215,7 @@ async fn reading_the_summary_costs_no_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_a_newer_indexer_added_are_left_out() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let epochs = varied_epochs(1, 12);
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     // A newer indexer delivered epoch 12 (the newest) and noted it in epoch 6's history.

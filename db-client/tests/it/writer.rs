@@ -3,8 +3,7 @@
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use tidemark_db_client::test_utils::TestDb;
-use tidemark_db_client::test_utils::fixtures::{block, epoch, insert_epochs, migrated_instance};
+use tidemark_db_client::test_utils::fixtures::{block, epoch, insert_epochs, seeded_instance};
 use tidemark_db_client::types::{BlockRef, EpochStage, SchemaName};
 use tidemark_db_client::writer::{Batch, Writer};
 
@@ -18,10 +17,8 @@ struct Key {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_keeps_the_newest_epochs_of_each_chain() {
-    let test_db = TestDb::new().await;
     let schema = SchemaName::new("tidemark_demo").expect("name");
-    let pool = migrated_instance(&test_db.url, &schema).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (_db, pool, mut conn) = seeded_instance(&schema, &[]).await;
     let epochs: Vec<_> = (1..=5)
         .map(|i| epoch(1, i, EpochStage::Finalized))
         .chain((1..=3).map(|i| epoch(2, i, EpochStage::Stored)))
@@ -43,9 +40,8 @@ async fn pruning_keeps_the_newest_epochs_of_each_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_number_beyond_bigint_is_refused_not_clamped() {
-    let test_db = TestDb::new().await;
     let schema = SchemaName::new("tidemark_demo").expect("name");
-    let pool = migrated_instance(&test_db.url, &schema).await;
+    let (_db, pool, _conn) = seeded_instance(&schema, &[]).await;
     let mut writer = Writer::try_acquire(&pool, &schema).await.expect("connects").expect("the lock");
     let beyond = BlockRef { number: i64::MAX as u64 + 1, ..block(1) };
     let e = writer.commit(Batch::new(1, &[], &beyond)).await.expect_err("refused");

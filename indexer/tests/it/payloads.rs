@@ -235,18 +235,14 @@ async fn assert_second_chain_ranges(db: &mut InstanceDb, demo: &Demo, url: &str,
 /// (here a NUL escape, which `jsonb` refuses) is committed with that row stored raw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn args_the_database_rejects_are_stored_raw_with_the_reason() {
-    use tidemark_db_client::PoolConfig;
-    use tidemark_db_client::writer::{PgPool, run_migrations};
+    use tidemark_db_client::test_utils::fixtures::seeded_instance;
     use tidemark_indexer::pipeline::decode::EventRow;
     use tidemark_indexer::store::{Batch, Writer};
     use tidemark_shared_types::{BlockRef, SchemaName};
 
-    let test_db = tidemark_testkit::TestDb::new().await;
-    let pool = PgPool::new(PoolConfig::new(test_db.url.clone())).expect("pool");
-    run_migrations(&pool).await.expect("migrations");
     let schema = SchemaName::new(SCHEMA).expect("schema name");
+    let (test_db, pool, _conn) = seeded_instance(&schema, &[]).await;
     let mut writer = Writer::try_acquire(&pool, &schema).await.expect("connection").expect("writer lock");
-    writer.ensure_instance_schema().await.expect("instance schema");
     let row = |log_index: u64, args: Value| EventRow {
         block_number: 1,
         block_hash: format!("0x{:064x}", 1),
