@@ -49,7 +49,9 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
             "SELECT block_number, block_hash, block_timestamp FROM {}.checkpoints WHERE chain_id = $1",
             self.s
         );
-        let Some(row) = self.c.query_opt(&sql, &[&signed(chain_id)]).await? else { return Ok(None) };
+        let Some(row) = self.c.query_opt(&sql, &[&signed(chain_id, "chain_id")?]).await? else {
+            return Ok(None);
+        };
         Ok(Some(BlockRef {
             number: column_u64(&row, 0, "checkpoints")?,
             hash: row.try_get(1)?,
@@ -61,7 +63,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
     pub(crate) async fn set_checkpoint(&self, chain_id: u64, b: Option<&BlockRef>) -> Result<()> {
         let Some(b) = b else {
             let sql = format!("DELETE FROM {}.checkpoints WHERE chain_id = $1", self.s);
-            return Ok(self.c.execute(&sql, &[&signed(chain_id)]).await.map(drop)?);
+            return Ok(self.c.execute(&sql, &[&signed(chain_id, "chain_id")?]).await.map(drop)?);
         };
         let sql = format!(
             "INSERT INTO {}.checkpoints (chain_id, block_number, block_hash, block_timestamp, updated_at)
@@ -70,7 +72,17 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
                  block_hash = EXCLUDED.block_hash, block_timestamp = EXCLUDED.block_timestamp, updated_at = now()",
             self.s
         );
-        self.c.execute(&sql, &[&signed(chain_id), &signed(b.number), &b.hash, &signed(b.timestamp)]).await?;
+        self.c
+            .execute(
+                &sql,
+                &[
+                    &signed(chain_id, "chain_id")?,
+                    &signed(b.number, "block_number")?,
+                    &b.hash,
+                    &signed(b.timestamp, "block_timestamp")?,
+                ],
+            )
+            .await?;
         Ok(())
     }
 
@@ -87,25 +99,29 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
                 SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash, timestamp = EXCLUDED.timestamp",
             self.s
         );
-        let numbers: Vec<i64> = headers.iter().map(|h| signed(h.block().number)).collect();
+        let numbers: Vec<i64> =
+            headers.iter().map(|h| signed(h.block().number, "number")).collect::<Result<_>>()?;
         let hashes: Vec<&str> = headers.iter().map(|h| h.block().hash.as_str()).collect();
         let parents: Vec<&str> = headers.iter().map(|h| h.parent_hash()).collect();
-        let timestamps: Vec<i64> = headers.iter().map(|h| signed(h.block().timestamp)).collect();
-        self.c.execute(&sql, &[&signed(chain_id), &numbers, &hashes, &parents, &timestamps]).await?;
+        let timestamps: Vec<i64> =
+            headers.iter().map(|h| signed(h.block().timestamp, "timestamp")).collect::<Result<_>>()?;
+        self.c
+            .execute(&sql, &[&signed(chain_id, "chain_id")?, &numbers, &hashes, &parents, &timestamps])
+            .await?;
         Ok(())
     }
 
     /// Drops `chain_id`'s window below block `below`.
     pub(crate) async fn prune_window(&self, chain_id: u64, below: u64) -> Result<()> {
         let sql = format!("DELETE FROM {}.blocks WHERE chain_id = $1 AND number < $2", self.s);
-        self.c.execute(&sql, &[&signed(chain_id), &signed(below)]).await?;
+        self.c.execute(&sql, &[&signed(chain_id, "chain_id")?, &signed(below, "below")?]).await?;
         Ok(())
     }
 
     /// Drops `chain_id`'s window above block `above` (-1: all of it).
     pub(crate) async fn drop_window_above(&self, chain_id: u64, above: i64) -> Result<()> {
         let sql = format!("DELETE FROM {}.blocks WHERE chain_id = $1 AND number > $2", self.s);
-        self.c.execute(&sql, &[&signed(chain_id), &above]).await?;
+        self.c.execute(&sql, &[&signed(chain_id, "chain_id")?, &above]).await?;
         Ok(())
     }
 
@@ -120,7 +136,10 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
             "SELECT number, hash FROM {}.blocks WHERE chain_id = $1 AND number BETWEEN $2 AND $3",
             self.s
         );
-        let rows = self.c.query(&sql, &[&signed(chain_id), &signed(from), &signed(to)]).await?;
+        let rows = self
+            .c
+            .query(&sql, &[&signed(chain_id, "chain_id")?, &signed(from, "from")?, &signed(to, "to")?])
+            .await?;
         rows.iter().map(|r| Ok((column_u64(r, 0, "blocks")?, r.try_get(1)?))).collect()
     }
 }

@@ -60,8 +60,9 @@ pub enum DbError {
         /// Why it was rejected.
         message: String,
     },
-    /// A query's parameters are out of range (e.g. an [`EpochQuery`](crate::EpochQuery)
-    /// page of 0); no SQL was run.
+    /// A query's or a write's parameters are out of range (e.g. an
+    /// [`EpochQuery`](crate::EpochQuery) page of 0, a block number above the bigint range);
+    /// nothing was read or stored.
     #[error("invalid {field}: {message}")]
     InvalidQuery {
         /// The parameter, e.g. `size`.
@@ -110,7 +111,7 @@ impl DbError {
         matches!(self, Self::Timeout(_) | Self::StatementTimeout { .. })
     }
 
-    /// True when the caller's input was refused before any SQL ran: a query out of range
+    /// True when the caller's input was refused: a query or a write out of range
     /// ([`DbError::InvalidQuery`]) or a bad schema name ([`DbError::InvalidSchema`]).
     pub fn is_invalid_input(&self) -> bool {
         matches!(self, Self::InvalidQuery { .. } | Self::InvalidSchema(_))

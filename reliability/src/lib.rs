@@ -12,17 +12,15 @@
 //! to loopback addresses only, and must never be pointed at a real network or database.
 //!
 //! - [`Scale`]: `TIDEMARK_RELIABILITY=full|reduced` (reduced by default);
-//! - [`bins`]: where the binaries under test are (built on demand, or given by
-//!   `TIDEMARK_INDEXER_BIN` / `TIDEMARK_API_BIN`);
 //! - [`PrivatePg`]: a throwaway PostgreSQL cluster the test may stop and start;
-//! - [`compare`]: stored events against the canonical chain, with counts;
 //! - [`audit`]: a trigger that records whether each write came from the lock holder;
 //! - [`fuzz`]: random and malformed HTTP requests, and a raw HTTP/1.1 client;
 //! - [`summary`]: the table of what was tried and found.
+//!
+//! The stack, the binaries under test (`TIDEMARK_INDEXER_BIN` / `TIDEMARK_API_BIN`) and the
+//! comparison with the chain are `tidemark-testkit`'s (`Stack`, `bins`, `compare`).
 
 pub mod audit;
-pub mod bins;
-pub mod compare;
 pub mod fuzz;
 mod scale;
 pub mod summary;

@@ -79,7 +79,7 @@ pub fn note(msg: &str) {
 
 /// Where the table is written: `$CARGO_TARGET_DIR/reliability-summary.md`.
 pub fn summary_path() -> PathBuf {
-    crate::bins::target_dir().join("reliability-summary.md")
+    tidemark_testkit::bins::target_dir().join("reliability-summary.md")
 }
 
 fn write_file(table: &str) {

@@ -11,7 +11,10 @@
 //! - [`RpcProxy`]: a JSON-RPC proxy that can slow down or refuse requests, over HTTP or
 //!   HTTPS ([`tls`]: a private CA, [`TestCa`]);
 //! - [`PgBouncer`]: a private PgBouncer in a given pool mode in front of the test server;
-//! - [`eventually`]: polling with a deadline instead of sleeping.
+//! - [`eventually`]: polling with a deadline instead of sleeping;
+//! - [`Stack`]: a database, an anvil with the demo contracts and a directory, on which the
+//!   real binaries run ([`Indexer`], [`Api`], found by [`bins`]);
+//! - [`compare`]: stored events against the canonical chain, asserted or counted.
 //!
 //! Missing tools are failures, never skips: a test that cannot start anvil or reach
 //! PostgreSQL panics with a message saying what to install. This crate never depends on
@@ -19,7 +22,9 @@
 //! database, as an outside observer would.
 
 mod anvil;
+pub mod bins;
 mod chain;
+pub mod compare;
 mod config;
 mod db;
 mod error;
@@ -29,10 +34,13 @@ mod metrics;
 mod pgbouncer;
 mod process;
 mod proxy;
+mod services;
+mod stack;
 pub mod tls;
 
 pub use anvil::Anvil;
 pub use chain::{LogRow, block_hash, canonical_logs, head};
+pub use compare::assert_matches_chain;
 pub use config::{ChainSpec, ContractSpec, IndexerConfigBuilder};
 pub use db::{Checkpoint, EpochRow, InstanceDb, JournalEntry, MetadataRow, StoredEvent};
 pub use error::{Error, Result};
@@ -42,6 +50,8 @@ pub use metrics::metric_sum;
 pub use pgbouncer::PgBouncer;
 pub use process::{Process, ProcessBuilder, free_port};
 pub use proxy::RpcProxy;
+pub use services::{Api, HealthView, Indexer, get_json, get_text, indexer_process};
+pub use stack::{Database, SOON, Stack, demo_contracts, wait_synced};
 pub use tempfile::{TempDir, tempdir};
 pub use tidemark_db_client::test_utils::wait::{POLL, eventually};
 pub use tidemark_db_client::test_utils::{TestDb, TestRole};

@@ -5,8 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tidemark_db_client::test_utils::TestDb;
-use tidemark_db_client::test_utils::fixtures::{migrated_instance, public_config};
+use tidemark_db_client::test_utils::fixtures::{public_config, seeded_instance};
 use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
 use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus};
 
@@ -35,9 +34,7 @@ async fn a_host_clock_30_s_ahead_of_the_database_changes_no_verdict() {
     let real = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs();
     assert!(shifted >= real + 25, "libfaketime shifts the clock: {shifted} vs {real}");
 
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, pool, mut conn) = seeded_instance(&schema(), &[]).await;
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
     let raw = pool.connect_raw().await.expect("raw connection");
     let row = raw.query_one("SELECT extract(epoch FROM now())::bigint", &[]).await.expect("now");

@@ -7,9 +7,8 @@ use tidemark_db_client::test_utils::eventually;
 use serde_json::{Value, json};
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
-    epoch, epochs_matching, following_status, insert_epochs, migrated_instance, public_config, varied_epochs,
+    epoch, epochs_matching, insert_epochs, seeded_instance, varied_epochs,
 };
-use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
 use tidemark_shared_types::{EpochItem, EpochStage};
 
 use crate::support::{SCHEMA, TestApi, fast_config, schema};
@@ -49,8 +48,7 @@ async fn walk(api: &TestApi, query: &str, size: u64, total: u64) -> Vec<EpochIte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagination_covers_every_epoch_once_newest_first_for_sizes_1_7_and_100() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let api = TestApi::start(fast_config(&test_db.url)).await;
 
     // The instance exists without epochs: empty pages, no page count.
@@ -60,7 +58,6 @@ async fn pagination_covers_every_epoch_once_newest_first_for_sizes_1_7_and_100()
     let r = api.get("/v1/epochs?page=9").await;
     assert_eq!(r.body, json!({"items": [], "total": 0, "page": 9, "size": 10, "pages": 0}));
 
-    let mut conn = pool.get().await.expect("conn");
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let model = epochs_matching(&epochs, None, None);
@@ -92,9 +89,7 @@ async fn pagination_covers_every_epoch_once_newest_first_for_sizes_1_7_and_100()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_and_chain_filters() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let api = TestApi::start(fast_config(&test_db.url)).await;
@@ -170,13 +165,7 @@ async fn bad_parameters_are_400s_naming_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_carries_the_cached_epoch_summary_per_chain() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 1509, 1509), (10, 1009, 1009)]))
-        .await
-        .expect("status");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(1, 1509, 1509), (10, 1009, 1009)]).await;
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let api = TestApi::start(fast_config(&test_db.url)).await;
@@ -212,13 +201,7 @@ async fn status_carries_the_cached_epoch_summary_per_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_with_epochs_is_served_from_the_cache() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 40, 41), (10, 40, 41)]))
-        .await
-        .expect("status");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(1, 40, 41), (10, 40, 41)]).await;
     insert_epochs(&mut conn, &schema(), &two_chains()).await.expect("insert");
     // Default refresh intervals (config 60 s, status and epoch summary 1 s).
     let api = TestApi::start(tidemark_db_client::DbClientConfig::new(&test_db.url, SCHEMA)).await;
@@ -245,11 +228,7 @@ async fn status_with_epochs_is_served_from_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_before_any_epoch_has_an_empty_epochs_object() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
+    let (test_db, _pool, _conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     let api = TestApi::start(fast_config(&test_db.url)).await;
     eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
     let status = api.get("/status").await;

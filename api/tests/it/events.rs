@@ -7,10 +7,10 @@ use tidemark_db_client::test_utils::eventually;
 use serde_json::Value;
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
-    TestEvent, block, following_status, insert_event, insert_synthetic_events, migrated_instance,
-    public_config, varied_events, word,
+    TestEvent, block, following_status, insert_event, insert_synthetic_events, seeded_instance,
+    varied_events, word,
 };
-use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
+use tidemark_db_client::test_utils::metadata::write_indexing_status;
 use tidemark_db_client::writer::PgPool;
 use tidemark_db_client::{DbClientConfig, EventQuery, PoolConfig};
 use tidemark_shared_types::{Cursor, EventItem};
@@ -51,9 +51,7 @@ async fn walk(api: &TestApi, query: &str) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_filter_works() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let events = varied_events(120);
     let mut stored = Vec::new();
     for e in &events {
@@ -148,9 +146,7 @@ async fn every_filter_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walking_the_pages_over_ten_thousand_events_returns_each_once_in_order() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     insert_synthetic_events(&mut conn, &schema(), 31337, 10_000).await.expect("insert");
     let api = TestApi::start(fast_config(&test_db.url)).await;
     for limit in [1000, 97] {
@@ -229,17 +225,11 @@ async fn serve_with_finality_using(
     events: &[TestEvent],
     tweak: impl FnOnce(&mut DbClientConfig),
 ) -> (TestDb, TestApi, Vec<Cursor>) {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(1, 17, 17), (10, 3, 3)]).await;
     let mut stored = Vec::new();
     for e in events {
         stored.push(insert_event(&mut conn, &schema(), e).await.expect("insert"));
     }
-    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 17, 17), (10, 3, 3)]))
-        .await
-        .expect("status");
     let mut config = fast_config(&test_db.url);
     tweak(&mut config);
     let api = TestApi::start(config).await;

@@ -10,16 +10,13 @@ use rand::{Rng, SeedableRng};
 use std::time::Duration;
 use tidemark_api::AppState;
 use tidemark_db_client::DbClient;
-use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::eventually;
 use tidemark_db_client::test_utils::fixtures::{
-    following_status, insert_epochs, insert_synthetic_events, migrated_instance, public_config,
-    token_address, varied_epochs, word,
+    insert_epochs, insert_synthetic_events, seeded_instance, token_address, varied_epochs, word,
 };
-use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
 use tower::ServiceExt;
 
-use crate::support::{SCHEMA, fast_config, schema};
+use crate::support::{fast_config, schema};
 
 const REQUESTS: usize = 10_000;
 
@@ -158,13 +155,9 @@ fn request(rng: &mut StdRng) -> Option<Request<Body>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_random_requests_never_get_a_5xx_or_a_panic() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(31337, 49, 60)]).await;
     insert_synthetic_events(&mut conn, &schema(), 31337, 500).await.expect("events");
     insert_epochs(&mut conn, &schema(), &varied_epochs(31337, 60)).await.expect("epochs");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 49, 60)])).await.expect("status");
     let db = DbClient::new(fast_config(&test_db.url)).expect("client");
     eventually(Duration::from_secs(15), "healthy", async || db.is_healthy()).await;
     let app = tidemark_api::app(AppState::new(db));

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tidemark_db_client::test_utils::eventually;
 use tidemark_db_client::test_utils::fixtures::{
     TestEvent, backdate_metadata, following_status, insert_event, migrated_instance, public_config,
+    seeded_instance,
 };
 use tidemark_db_client::test_utils::metadata::{
     INDEXING_STATUS_KEY, write_indexing_status, write_public_config,
@@ -72,12 +73,8 @@ async fn health_follows_the_database_and_the_instance_without_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_indexer_leaves_everything_served_with_a_stale_warning() {
-    let test_db = TestDb::new().await;
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     let proxy = TcpProxy::start(authority(&test_db.url), true).await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
     insert_event(&mut conn, &schema(), &TestEvent::transfer(31337, 7, 0, 1, 2)).await.expect("event");
 
     let api = TestApi::start(fast_config(&proxy.url_for(&test_db.url))).await;
@@ -112,9 +109,7 @@ async fn a_stopped_indexer_leaves_everything_served_with_a_stale_warning() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_for_other_chains_is_not_served() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
     write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 5, 5), (137, 5, 5)]))
         .await
@@ -134,11 +129,7 @@ async fn a_status_for_other_chains_is_not_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_served_from_the_cache() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
+    let (test_db, _pool, _conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     // Default refresh intervals (config 60 s, status and epoch summary 1 s).
     let api = TestApi::start(tidemark_db_client::DbClientConfig::new(&test_db.url, SCHEMA)).await;
     eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
@@ -158,11 +149,7 @@ async fn status_is_served_from_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realtime_compares_the_distance_with_the_threshold() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
+    let (test_db, _pool, _conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     // The slowest chain is indexed up to the fixture's block timestamp 1_795_400_040;
     // "now" is fixed 100 s later.
     let clock = Clock::fixed(1_795_400_140);

@@ -9,7 +9,7 @@ use tidemark_api::AppState;
 use tidemark_api::settings::HttpSettings;
 use tidemark_db_client::DbClient;
 use tidemark_db_client::test_utils::TestDb;
-use tidemark_db_client::test_utils::fixtures::{TestEvent, insert_event, migrated_instance};
+use tidemark_db_client::test_utils::fixtures::{TestEvent, insert_event, seeded_instance};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -151,9 +151,7 @@ async fn connections_beyond_the_cap_wait_for_one_to_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_stops_at_the_response_cap_and_continues_from_its_next_cursor() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     for i in 0..20 {
         let mut e = TestEvent::transfer(1, i, 0, i, i + 1);
         e.args = serde_json::json!({"blob": "x".repeat(4000)});

@@ -2,29 +2,16 @@
 //! transitions (acceptance 3), signals.
 
 use std::time::{Duration, Instant};
-use tidemark_db_client::test_utils::eventually;
+use tidemark_db_client::test_utils::{eventually, free_port};
 
-use tidemark_db_client::test_utils::TestDb;
-use tidemark_db_client::test_utils::fixtures::{following_status, migrated_instance, public_config};
-use tidemark_db_client::test_utils::metadata::{
-    PUBLIC_CONFIG_KEY, delete_metadata, write_indexing_status, write_public_config,
-};
+use tidemark_db_client::test_utils::fixtures::{public_config, seeded_instance};
+use tidemark_db_client::test_utils::metadata::{PUBLIC_CONFIG_KEY, delete_metadata, write_public_config};
 
 use crate::support::{ApiProcess, SCHEMA, schema, spawn_raw};
 
 /// A URL where nothing listens.
 fn closed_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    format!("postgres://postgres@127.0.0.1:{port}/postgres")
-}
-
-/// A migrated instance with a config and a following status stored.
-pub(crate) async fn healthy_instance(test_db: &TestDb) -> tidemark_db_client::writer::PgPool {
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
-    pool
+    format!("postgres://postgres@127.0.0.1:{}/postgres", free_port())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,9 +72,7 @@ async fn sigterm_shuts_down_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_transitions_compatible_deleted_then_incompatible_exit_3() {
-    let test_db = TestDb::new().await;
-    let pool = healthy_instance(&test_db).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     let mut api = ApiProcess::spawn(&test_db.url, &["--config-refresh-ms", "200"]).await;
     eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;
 
@@ -119,9 +104,7 @@ async fn config_transitions_compatible_deleted_then_incompatible_exit_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_default_refresh_an_incompatible_config_exits_3_within_70_s() {
-    let test_db = TestDb::new().await;
-    let pool = healthy_instance(&test_db).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     // Default settings: the config is re-read every 60 s.
     let mut api = ApiProcess::spawn(&test_db.url, &[]).await;
     eventually(Duration::from_secs(15), "healthy", || async { api.get("/health").await.status == 200 }).await;

@@ -4,17 +4,15 @@
 use std::time::Duration;
 use tidemark_db_client::test_utils::eventually;
 
-use tidemark_db_client::test_utils::fixtures::insert_synthetic_events;
-use tidemark_db_client::test_utils::{TestDb, encrypted_sessions, with_param};
+use tidemark_db_client::test_utils::fixtures::{insert_synthetic_events, seeded_instance};
+use tidemark_db_client::test_utils::{encrypted_sessions, with_param};
 
-use crate::process::healthy_instance;
 use crate::support::{ApiProcess, schema, spawn_raw};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_health_and_events_over_tls_sessions() {
-    let test_db = TestDb::new().await;
-    let pool = healthy_instance(&test_db).await;
-    insert_synthetic_events(&mut pool.get().await.expect("conn"), &schema(), 31337, 5).await.expect("events");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
+    insert_synthetic_events(&mut conn, &schema(), 31337, 5).await.expect("events");
     let api = ApiProcess::spawn(&with_param(&test_db.url, "sslmode", "require"), &[]).await;
     eventually(Duration::from_secs(20), "/health is 200", async || api.get("/health").await.status == 200)
         .await;

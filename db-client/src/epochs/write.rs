@@ -10,7 +10,7 @@ use tidemark_shared_types::{EpochStage, EpochStageEntry};
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
-use crate::error::Result;
+use crate::error::{Result, stored_u64};
 use crate::statements::{Statements, signed};
 
 /// An epoch as the indexer tracks it until it is stored: one batch of one chain.
@@ -70,8 +70,14 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
                  error = EXCLUDED.error, updated_at = now()",
             self.s
         );
-        let params: [&(dyn ToSql + Sync); 6] =
-            [&signed(e.chain_id), &e.id, &signed(e.from), &signed(e.to), &e.stages_json(), &e.error];
+        let params: [&(dyn ToSql + Sync); 6] = [
+            &signed(e.chain_id, "chain_id")?,
+            &e.id,
+            &signed(e.from, "from_block")?,
+            &signed(e.to, "to_block")?,
+            &e.stages_json(),
+            &e.error,
+        ];
         self.c.execute(&sql, &params).await?;
         Ok(())
     }
@@ -84,7 +90,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
               WHERE chain_id = $1 AND stage = 'stored' AND to_block <= $2",
             self.s
         );
-        self.c.execute(&sql, &[&signed(chain_id), &signed(upto), &at]).await?;
+        self.c.execute(&sql, &[&signed(chain_id, "chain_id")?, &signed(upto, "upto")?, &at]).await?;
         Ok(())
     }
 
@@ -96,7 +102,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
               WHERE chain_id = $1 AND to_block > $2 AND stage IN ('stored', 'finalized')",
             self.s
         );
-        self.c.execute(&sql, &[&signed(chain_id), &above, &at]).await?;
+        self.c.execute(&sql, &[&signed(chain_id, "chain_id")?, &above, &at]).await?;
         Ok(())
     }
 
@@ -107,15 +113,18 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
               WHERE chain_id = $1 AND stage IN ('stored', 'finalized') AND to_block > $2",
             self.s
         );
-        let n: Option<i64> =
-            self.c.query_one(&sql, &[&signed(chain_id), &signed(ancestor)]).await?.try_get(0)?;
-        Ok(n.map(|n| n as u64))
+        let n: Option<i64> = self
+            .c
+            .query_one(&sql, &[&signed(chain_id, "chain_id")?, &signed(ancestor, "ancestor")?])
+            .await?
+            .try_get(0)?;
+        n.map(|n| stored_u64(n, "epochs", "from_block")).transpose()
     }
 
     /// `chain_id`'s highest epoch id, and its epochs still in an intermediate stage (left
     /// by a crash), by id.
     pub(crate) async fn unfinished_epochs(&self, chain_id: u64) -> Result<(Option<i64>, Vec<Epoch>)> {
-        let chain = signed(chain_id);
+        let chain = signed(chain_id, "chain_id")?;
         let max_sql = format!("SELECT max(epoch_id) FROM {}.epochs WHERE chain_id = $1", self.s);
         let max: Option<i64> = self.c.query_one(&max_sql, &[&chain]).await?.try_get(0)?;
         let sql = format!(
@@ -130,8 +139,8 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
             unfinished.push(Epoch {
                 chain_id,
                 id: r.try_get(0)?,
-                from: from as u64,
-                to: to as u64,
+                from: stored_u64(from, "epochs", "from_block")?,
+                to: stored_u64(to, "epochs", "to_block")?,
                 stages: serde_json::from_value(stages).unwrap_or_default(),
                 error: r.try_get(4)?,
             });
@@ -153,10 +162,11 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
               WHERE e.stage IN {UNFINISHED}",
             self.s
         );
-        let chains: Vec<i64> = epochs.iter().map(|e| signed(e.chain_id)).collect();
+        let chains: Vec<i64> =
+            epochs.iter().map(|e| signed(e.chain_id, "chain_id")).collect::<Result<_>>()?;
         let ids: Vec<i64> = epochs.iter().map(|e| e.id).collect();
-        let froms: Vec<i64> = epochs.iter().map(|e| signed(e.from)).collect();
-        let tos: Vec<i64> = epochs.iter().map(|e| signed(e.to)).collect();
+        let froms: Vec<i64> = epochs.iter().map(|e| signed(e.from, "from_block")).collect::<Result<_>>()?;
+        let tos: Vec<i64> = epochs.iter().map(|e| signed(e.to, "to_block")).collect::<Result<_>>()?;
         let stages: Vec<&str> = epochs.iter().map(|e| e.stage().as_str()).collect();
         let histories: Vec<serde_json::Value> = epochs.iter().map(|e| e.stages_json()).collect();
         let errors: Vec<Option<&str>> = epochs.iter().map(|e| e.error.as_deref()).collect();
@@ -171,7 +181,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
               WHERE e.chain_id = d.c AND e.epoch_id = d.i AND e.stage IN {UNFINISHED}",
             self.s
         );
-        let chains: Vec<i64> = keys.iter().map(|(c, _)| signed(*c)).collect();
+        let chains: Vec<i64> = keys.iter().map(|(c, _)| signed(*c, "chain_id")).collect::<Result<_>>()?;
         let ids: Vec<i64> = keys.iter().map(|(_, i)| *i).collect();
         self.c.execute(&sql, &[&chains, &ids]).await?;
         Ok(())
@@ -184,6 +194,6 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
             "DELETE FROM {s}.epochs WHERE chain_id = $1 AND epoch_id <
                (SELECT epoch_id FROM {s}.epochs WHERE chain_id = $1 ORDER BY epoch_id DESC OFFSET $2::bigint - 1 LIMIT 1)"
         );
-        Ok(self.c.execute(&sql, &[&signed(chain_id), &signed(retain)]).await?)
+        Ok(self.c.execute(&sql, &[&signed(chain_id, "chain_id")?, &signed(retain, "retain")?]).await?)
     }
 }

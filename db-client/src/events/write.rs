@@ -10,7 +10,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::error::{Result, stored_u64};
-use crate::statements::{Statements, signed};
+use crate::statements::{Statements, narrow, signed};
 
 /// A decoded log, ready to store: one row of `events` without its cursor and chain id,
 /// which the writer adds.
@@ -77,16 +77,16 @@ async fn write_row(
     cursor: i64,
     chain_id: i64,
     e: &EventRow,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<()> {
     let values: [&(dyn ToSql + Sync); 16] = [
         &cursor,
         &chain_id,
-        &signed(e.block_number),
+        &signed(e.block_number, "block_number")?,
         &e.block_hash,
-        &signed(e.block_timestamp),
+        &signed(e.block_timestamp, "block_timestamp")?,
         &e.tx_hash,
-        &i32::try_from(e.tx_index).unwrap_or(i32::MAX),
-        &i32::try_from(e.log_index).unwrap_or(i32::MAX),
+        &narrow::<i32>(e.tx_index, "tx_index")?,
+        &narrow::<i32>(e.log_index, "log_index")?,
         &e.address,
         &e.contract,
         &e.event,
@@ -96,7 +96,7 @@ async fn write_row(
         &e.args,
         &e.decode_error,
     ];
-    rows.write(&values).await
+    Ok(rows.write(&values).await?)
 }
 
 impl<C: GenericClient + Sync> Statements<'_, C> {
@@ -120,7 +120,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         let sql = format!("COPY {}.events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)", self.s);
         let sink = self.c.client().copy_in(&sql).await?;
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
-        let chain = signed(chain_id);
+        let chain = signed(chain_id, "chain_id")?;
         for (cursor, e) in (first_cursor..).zip(rows) {
             write_row(writer.as_mut(), cursor, chain, e).await?;
         }
@@ -142,7 +142,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
                     to_jsonb(g)
                FROM (SELECT * FROM gone ORDER BY cursor) g"
         );
-        Ok(self.c.execute(&sql, &[&signed(chain_id), &above]).await?)
+        Ok(self.c.execute(&sql, &[&signed(chain_id, "chain_id")?, &above]).await?)
     }
 
     /// The distinct `(block number, hash)` pairs of `chain_id`'s stored events in
@@ -158,7 +158,10 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
               WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3",
             self.s
         );
-        let rows = self.c.query(&sql, &[&signed(chain_id), &signed(from), &signed(to)]).await?;
+        let rows = self
+            .c
+            .query(&sql, &[&signed(chain_id, "chain_id")?, &signed(from, "from")?, &signed(to, "to")?])
+            .await?;
         rows.iter()
             .map(|r| Ok((stored_u64(r.try_get::<_, i64>(0)?, "events", "block_number")?, r.try_get(1)?)))
             .collect()
@@ -170,7 +173,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
             "SELECT max(block_number) FROM {}.events WHERE chain_id = $1 AND block_number < $2",
             self.s
         );
-        let row = self.c.query_one(&sql, &[&signed(chain_id), &signed(below)]).await?;
+        let row = self.c.query_one(&sql, &[&signed(chain_id, "chain_id")?, &signed(below, "below")?]).await?;
         row.try_get::<_, Option<i64>>(0)?.map(|n| stored_u64(n, "events", "block_number")).transpose()
     }
 

@@ -15,7 +15,10 @@ use tidemark_shared_types::{
 use crate::error::{DbError, Result};
 use crate::events::write::EventRow;
 use crate::migrate;
-use crate::pool::{PgPool, PoolConfig};
+use crate::pool::{PgPool, PoolConfig, PooledConnection};
+use crate::statements::{narrow, signed};
+use crate::test_utils::TestDb;
+use crate::test_utils::metadata::{write_indexing_status, write_public_config};
 use crate::writer::Writer;
 
 /// The columns of an events page as the client selects them, in its order (for
@@ -89,6 +92,30 @@ pub async fn migrated_instance(url: &str, schema: &SchemaName) -> PgPool {
     let pool = PgPool::new(PoolConfig::new(url)).unwrap_or_else(|e| panic!("pool: {e}"));
     create_instance(&pool, schema).await.unwrap_or_else(|e| panic!("instance {schema}: {e}"));
     pool
+}
+
+/// The preamble of reader tests: a fresh database with `schema`'s instance created
+/// ([`migrated_instance`]), a connection on it, and, when `heads` names chains, what an
+/// indexer following them stores: a [`public_config`] for their ids and a
+/// [`following_status`] at `heads`. The database lives as long as the [`TestDb`].
+///
+/// # Panics
+/// When a step fails.
+pub async fn seeded_instance(
+    schema: &SchemaName,
+    heads: &[(u64, u64, u64)],
+) -> (TestDb, PgPool, PooledConnection) {
+    let db = TestDb::new().await;
+    let pool = migrated_instance(&db.url, schema).await;
+    let mut conn = pool.get().await.unwrap_or_else(|e| panic!("connection: {e}"));
+    if !heads.is_empty() {
+        let ids: Vec<u64> = heads.iter().map(|h| h.0).collect();
+        let config = public_config(schema.as_str(), &ids);
+        write_public_config(&mut conn, &config).await.unwrap_or_else(|e| panic!("config: {e}"));
+        let status = following_status(heads);
+        write_indexing_status(&mut conn, schema, &status).await.unwrap_or_else(|e| panic!("status: {e}"));
+    }
+    (db, pool, conn)
 }
 
 /// Runs the migrations and creates `schema`'s tables as the indexer does at start-up:
@@ -170,10 +197,6 @@ struct Inserted {
     cursor: i64,
 }
 
-fn signed(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 /// Inserts one event with the next cursor of the instance's sequence.
 pub async fn insert_event(
     conn: &mut AsyncPgConnection,
@@ -189,13 +212,13 @@ pub async fn insert_event(
         s = schema.quoted()
     ))
     .bind::<Text, _>(format!("{}.cursor_seq", schema.quoted()))
-    .bind::<BigInt, _>(signed(e.chain_id))
-    .bind::<BigInt, _>(signed(e.block_number))
+    .bind::<BigInt, _>(signed(e.chain_id, "chain_id")?)
+    .bind::<BigInt, _>(signed(e.block_number, "block_number")?)
     .bind::<Text, _>(b.hash)
-    .bind::<BigInt, _>(signed(b.timestamp))
+    .bind::<BigInt, _>(signed(b.timestamp, "block_timestamp")?)
     .bind::<Text, _>(&e.tx_hash)
-    .bind::<Integer, _>(i32::try_from(e.tx_index).unwrap_or(i32::MAX))
-    .bind::<Integer, _>(i32::try_from(e.log_index).unwrap_or(i32::MAX))
+    .bind::<Integer, _>(narrow::<i32>(e.tx_index.into(), "tx_index")?)
+    .bind::<Integer, _>(narrow::<i32>(e.log_index.into(), "log_index")?)
     .bind::<Text, _>(&e.address)
     .bind::<Text, _>(&e.contract)
     .bind::<Text, _>(&e.event)
@@ -227,11 +250,11 @@ pub async fn insert_synthetic_events(
         s = schema.quoted()
     ))
     .bind::<Text, _>(format!("{}.cursor_seq", schema.quoted()))
-    .bind::<BigInt, _>(signed(chain_id))
+    .bind::<BigInt, _>(signed(chain_id, "chain_id")?)
     .bind::<Text, _>(token_address(chain_id))
     .bind::<Text, _>(TRANSFER)
     .bind::<Text, _>(TRANSFER_TOPIC0)
-    .bind::<BigInt, _>(signed(n))
+    .bind::<BigInt, _>(signed(n, "n")?)
     .execute(conn)
     .await?;
     Ok(())
@@ -341,6 +364,9 @@ pub async fn insert_epochs(
     epochs: &[EpochItem],
 ) -> Result<()> {
     let history = |e: &EpochItem| serde_json::to_value(&e.stages).unwrap_or_else(|_| serde_json::json!([]));
+    let column = |f: fn(&EpochItem) -> u64, name| {
+        epochs.iter().map(|e| signed(f(e), name)).collect::<Result<Vec<_>>>()
+    };
     diesel::sql_query(format!(
         "INSERT INTO {s}.epochs (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
          SELECT u.c, u.i, u.f, u.t, u.s, u.h, u.e, now()
@@ -351,10 +377,10 @@ pub async fn insert_epochs(
                 stages = EXCLUDED.stages, error = EXCLUDED.error, updated_at = now()",
         s = schema.quoted()
     ))
-    .bind::<Array<BigInt>, _>(epochs.iter().map(|e| signed(e.chain_id)).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(epochs.iter().map(|e| signed(e.epoch_id)).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(epochs.iter().map(|e| signed(e.from_block)).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(epochs.iter().map(|e| signed(e.to_block)).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(column(|e| e.chain_id, "chain_id")?)
+    .bind::<Array<BigInt>, _>(column(|e| e.epoch_id, "epoch_id")?)
+    .bind::<Array<BigInt>, _>(column(|e| e.from_block, "from_block")?)
+    .bind::<Array<BigInt>, _>(column(|e| e.to_block, "to_block")?)
     .bind::<Array<Text>, _>(epochs.iter().map(|e| e.stage.as_str()).collect::<Vec<_>>())
     .bind::<Array<Jsonb>, _>(epochs.iter().map(history).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(epochs.iter().map(|e| e.error.clone()).collect::<Vec<_>>())

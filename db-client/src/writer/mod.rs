@@ -300,7 +300,7 @@ impl Writer {
     /// Invariant (§9.1): after this commits, no stored event lies above the checkpoint.
     pub async fn rollback(&mut self, chain_id: u64, ancestor: Option<&BlockRef>) -> Result<usize> {
         timed(COMMIT_LIMIT, async {
-            let above = ancestor.map_or(-1, |a| signed(a.number));
+            let above = ancestor.map_or(Ok(-1), |a| signed(a.number, "ancestor"))?;
             let tx = self.client.transaction().await?;
             let t = Statements::new(&tx, &self.schema);
             Self::commit_lock(&t).await?;

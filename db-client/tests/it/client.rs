@@ -3,17 +3,17 @@
 use std::time::Duration;
 
 use tidemark_db_client::test_utils::fixtures::{
-    backdate_metadata, following_status, migrated_instance, public_config,
+    backdate_metadata, following_status, migrated_instance, public_config, seeded_instance,
 };
 use tidemark_db_client::test_utils::metadata::{
     INDEXING_STATUS_KEY, PUBLIC_CONFIG_KEY, delete_metadata, write_indexing_status, write_public_config,
 };
 use tidemark_db_client::test_utils::proxy::TcpProxy;
-use tidemark_db_client::test_utils::{TestDb, authority};
+use tidemark_db_client::test_utils::{TestDb, authority, eventually};
 use tidemark_db_client::{DbClient, DbClientConfig, DbError, Reason};
 use tidemark_shared_types::SchemaName;
 
-use crate::eventually;
+use crate::SOON;
 
 const SCHEMA: &str = "tidemark_demo";
 
@@ -66,15 +66,15 @@ async fn health_follows_the_instance_lifecycle() {
 
     // The database comes up, empty: not even the migrations have run.
     proxy.set_up(true);
-    eventually("uninitialized", || async { reasons(&db) == [Reason::Uninitialized] }).await;
+    eventually(SOON, "uninitialized", async || reasons(&db) == [Reason::Uninitialized]).await;
 
     let pool = migrated_instance(&test_db.url, &schema()).await;
     let mut conn = pool.get().await.expect("conn");
     write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    eventually("no-status", || async { reasons(&db) == [Reason::NoStatus] }).await;
+    eventually(SOON, "no-status", async || reasons(&db) == [Reason::NoStatus]).await;
 
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
-    eventually("healthy", || async { db.is_healthy() }).await;
+    eventually(SOON, "healthy", async || db.is_healthy()).await;
     let health = db.health();
     assert!(health.warnings.is_empty(), "{health:?}");
     assert_eq!(db.public_config().expect("config").chain_ids(), [31337]);
@@ -84,53 +84,47 @@ async fn health_follows_the_instance_lifecycle() {
     // The database goes away: unhealthy after `unreachable_after`, but the cached status
     // is still served.
     proxy.set_up(false);
-    eventually("unreachable", || async { reasons(&db) == [Reason::DatabaseUnreachable] }).await;
+    eventually(SOON, "unreachable", async || reasons(&db) == [Reason::DatabaseUnreachable]).await;
     assert!(db.indexing_status().is_ok());
     assert!(db.events(&Default::default()).await.expect_err("down").is_unavailable());
 
     // And comes back.
     proxy.set_up(true);
-    eventually("healthy again", || async { db.is_healthy() }).await;
+    eventually(SOON, "healthy again", async || db.is_healthy()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_for_other_chains_is_not_served() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     write_public_config(&mut conn, &public_config(SCHEMA, &[1, 10])).await.expect("config");
     write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 5, 5)])).await.expect("status");
 
     let db = DbClient::new(fast(&test_db.url)).expect("client");
-    eventually("incompatible", || async { reasons(&db) == [Reason::Incompatible] }).await;
+    eventually(SOON, "incompatible", async || reasons(&db) == [Reason::Incompatible]).await;
     assert_eq!(db.indexing_status().expect_err("rejected"), Reason::Incompatible);
     assert_eq!(db.realtime_projection(0).expect_err("rejected"), Reason::Incompatible);
 
     write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 5, 5), (10, 7, 9)]))
         .await
         .expect("fix");
-    eventually("healthy", || async { db.is_healthy() }).await;
+    eventually(SOON, "healthy", async || db.is_healthy()).await;
     assert_eq!(db.indexing_status().expect("served").chain_ids(), [1, 10]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_transitions_are_checked_across_a_deleted_row() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     let original = public_config(SCHEMA, &[31337]);
-    write_public_config(&mut conn, &original).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
 
     let db = DbClient::new(fast(&test_db.url)).expect("client");
     let mut transitions = db.subscribe_incompatible_transitions();
-    eventually("healthy", || async { db.is_healthy() }).await;
+    eventually(SOON, "healthy", async || db.is_healthy()).await;
 
     // A compatible change (versionInfo) is adopted without a transition.
     let mut newer = original.clone();
     newer.version_info.tidemark = "9.9.9".into();
     write_public_config(&mut conn, &newer).await.expect("compatible");
-    eventually("new version cached", || async {
+    eventually(SOON, "new version cached", async || {
         db.public_config().is_ok_and(|c| c.version_info.tidemark == "9.9.9")
     })
     .await;
@@ -138,7 +132,7 @@ async fn config_transitions_are_checked_across_a_deleted_row() {
 
     // The row disappears: uninitialized.
     delete_metadata(&mut conn, &schema(), PUBLIC_CONFIG_KEY).await.expect("delete");
-    eventually("uninitialized", || async { reasons(&db) == [Reason::Uninitialized] }).await;
+    eventually(SOON, "uninitialized", async || reasons(&db) == [Reason::Uninitialized]).await;
 
     // A config for other chains arrives: compared with the one before the reset.
     let other = public_config(SCHEMA, &[1]);
@@ -152,22 +146,18 @@ async fn config_transitions_are_checked_across_a_deleted_row() {
     assert_eq!(t.incompatibility.diffs[0].field, "chains[].chainId");
     // The new config is cached right after the transition is raised (the transition
     // itself carries it); the old status does not describe it.
-    eventually("new config cached", || async { db.public_config().is_ok_and(|c| c.chain_ids() == [1]) })
+    eventually(SOON, "new config cached", async || db.public_config().is_ok_and(|c| c.chain_ids() == [1]))
         .await;
-    eventually("incompatible", || async { reasons(&db) == [Reason::Incompatible] }).await;
+    eventually(SOON, "incompatible", async || reasons(&db) == [Reason::Incompatible]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_not_rewritten_for_30_seconds_is_stale_by_the_database_clock() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     // Default staleness threshold (30 s).
     let db = DbClient::new(fast(&test_db.url)).expect("client");
     assert_eq!(db.settings().status_stale_after, Duration::from_secs(30));
-    eventually("healthy", || async { db.is_healthy() }).await;
+    eventually(SOON, "healthy", async || db.is_healthy()).await;
     assert!(db.health().warnings.is_empty());
 
     // The indexer stopped writing 25 s ago: not yet stale.
@@ -176,25 +166,21 @@ async fn a_status_not_rewritten_for_30_seconds_is_stale_by_the_database_clock() 
     assert!(db.health().warnings.is_empty());
     // 31 s ago: stale, still healthy, status still served.
     backdate_metadata(&mut conn, &schema(), INDEXING_STATUS_KEY, 31.0).await.expect("backdate");
-    eventually("stale", || async { db.health().warnings == [Reason::StatusStale] }).await;
+    eventually(SOON, "stale", async || db.health().warnings == [Reason::StatusStale]).await;
     let health = db.health();
     assert!(health.healthy, "{health:?}");
     assert!(db.indexing_status().is_ok());
     // A fresh snapshot clears the warning.
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 41, 41)])).await.expect("status");
-    eventually("fresh", || async { db.health().warnings.is_empty() }).await;
+    eventually(SOON, "fresh", async || db.health().warnings.is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_reads_do_not_query_the_database() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 40, 41)])).await.expect("status");
+    let (test_db, _pool, _conn) = seeded_instance(&schema(), &[(31337, 40, 41)]).await;
     // Default refresh intervals: config 60 s, status and epoch summary 1 s.
     let db = DbClient::new(DbClientConfig::new(&test_db.url, SCHEMA)).expect("client");
-    eventually("healthy", || async { db.is_healthy() }).await;
+    eventually(SOON, "healthy", async || db.is_healthy()).await;
     let before = db.queries_executed();
     let started = std::time::Instant::now();
     for _ in 0..1000 {
@@ -220,14 +206,15 @@ async fn dropping_the_client_stops_its_background_tasks() {
     db.first_load().await;
     assert!(metrics.num_alive_tasks() > baseline);
     drop(db);
-    eventually("tasks stopped after drop", || async { metrics.num_alive_tasks() <= baseline }).await;
+    eventually(SOON, "tasks stopped after drop", async || metrics.num_alive_tasks() <= baseline).await;
 
     // `shutdown` stops them too, and reads keep answering from the cache.
     let db = DbClient::new(fast(&test_db.url)).expect("client");
     db.first_load().await;
     db.shutdown();
     // What remains are the drivers of the pool's idle connections (at most one per cache).
-    eventually("tasks stopped after shutdown", || async { metrics.num_alive_tasks() <= baseline + 3 }).await;
+    eventually(SOON, "tasks stopped after shutdown", async || metrics.num_alive_tasks() <= baseline + 3)
+        .await;
     let before = db.queries_executed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(db.queries_executed(), before);
@@ -236,15 +223,9 @@ async fn dropping_the_client_stops_its_background_tasks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_the_indexer_reports_stalled_is_a_warning_naming_it() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
-    write_public_config(&mut conn, &public_config(SCHEMA, &[1, 31337])).await.expect("config");
-    write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 40, 41), (31337, 40, 41)]))
-        .await
-        .expect("status");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[(1, 40, 41), (31337, 40, 41)]).await;
     let db = DbClient::new(fast(&test_db.url)).expect("client");
-    eventually("healthy", || async { db.is_healthy() }).await;
+    eventually(SOON, "healthy", async || db.is_healthy()).await;
     assert!(db.health().warnings.is_empty());
 
     // The indexer marks chain 31337 stalled: a warning, still healthy, data still served.
@@ -257,7 +238,7 @@ async fn a_chain_the_indexer_reports_stalled_is_a_warning_naming_it() {
         *s = Some(stalled);
     }
     write_indexing_status(&mut conn, &schema(), &status).await.expect("status");
-    eventually("chain-stalled", || async { db.health().warnings == [Reason::ChainStalled(31337)] }).await;
+    eventually(SOON, "chain-stalled", async || db.health().warnings == [Reason::ChainStalled(31337)]).await;
     let health = db.health();
     assert!(health.healthy, "{health:?}");
     assert_eq!(serde_json::to_value(&health.warnings).ok(), Some(serde_json::json!(["chain-stalled:31337"])));
@@ -265,5 +246,5 @@ async fn a_chain_the_indexer_reports_stalled_is_a_warning_naming_it() {
     write_indexing_status(&mut conn, &schema(), &following_status(&[(1, 41, 41), (31337, 45, 45)]))
         .await
         .expect("status");
-    eventually("not stalled", || async { db.health().warnings.is_empty() }).await;
+    eventually(SOON, "not stalled", async || db.health().warnings.is_empty()).await;
 }

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use diesel_async::RunQueryDsl;
 use tidemark_db_client::EpochQuery;
-use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
-    epoch, epochs_matching, insert_epochs, migrated_instance, varied_epochs,
+    epoch, epochs_matching, insert_epochs, migrated_instance, seeded_instance, varied_epochs,
 };
+use tidemark_db_client::test_utils::{TestDb, eventually};
 use tidemark_db_client::{DbClient, DbClientConfig, DbError, EpochPage};
 use tidemark_shared_types::{EpochItem, EpochStage, SchemaName};
 
+use crate::SOON;
 use crate::client::fast;
-use crate::eventually;
 
 const SCHEMA: &str = "tidemark_demo";
 
@@ -52,9 +52,7 @@ async fn walk(db: &DbClient, query: EpochQuery, expected_total: u64) -> Vec<Epoc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_of_1_7_and_100_return_every_epoch_once_newest_first() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let db = DbClient::new(fast(&test_db.url)).expect("client");
@@ -92,9 +90,7 @@ async fn pages_of_1_7_and_100_return_every_epoch_once_newest_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_and_chain_filters_match_the_model() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let db = DbClient::new(fast(&test_db.url)).expect("client");
@@ -126,7 +122,7 @@ async fn an_empty_table_and_a_missing_instance_read_as_empty_pages() {
         let page = db.epochs(&q).await.expect("no error");
         assert_eq!(page, EpochPage { items: vec![], total: 0, page: q.page, size: q.size, pages: 0 });
     }
-    eventually("summary read", || async { db.epoch_summary().is_some() }).await;
+    eventually(SOON, "summary read", async || db.epoch_summary().is_some()).await;
     assert_eq!(db.epoch_summary().as_deref(), Some(&Default::default()));
 
     // The instance exists, without epochs.
@@ -158,13 +154,11 @@ async fn out_of_range_pages_and_sizes_are_rejected_before_any_sql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_summary_holds_the_latest_epoch_and_the_unfinished_count_per_chain() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let epochs = two_chains();
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     let db = DbClient::new(fast(&test_db.url)).expect("client");
-    eventually("summary", || async { db.epoch_summary().is_some_and(|s| s.len() == 2) }).await;
+    eventually(SOON, "summary", async || db.epoch_summary().is_some_and(|s| s.len() == 2)).await;
 
     let summary = db.epoch_summary().expect("cached");
     for (chain, n) in [(1, 150), (10, 100)] {
@@ -192,7 +186,7 @@ async fn the_summary_holds_the_latest_epoch_and_the_unfinished_count_per_chain()
         })
         .count() as u64
         + 1;
-    eventually("summary refreshed", || async {
+    eventually(SOON, "summary refreshed", async || {
         db.epoch_summary()
             .is_some_and(|s| s[&10].latest.as_ref() == Some(&newer) && s[&10].not_finalized == unfinished)
     })
@@ -201,13 +195,11 @@ async fn the_summary_holds_the_latest_epoch_and_the_unfinished_count_per_chain()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_the_summary_costs_no_query() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     insert_epochs(&mut conn, &schema(), &two_chains()).await.expect("insert");
     // Default refresh intervals: config 60 s, status and epoch summary 1 s.
     let db = DbClient::new(DbClientConfig::new(&test_db.url, SCHEMA)).expect("client");
-    eventually("summary", || async { db.epoch_summary().is_some_and(|s| s.len() == 2) }).await;
+    eventually(SOON, "summary", async || db.epoch_summary().is_some_and(|s| s.len() == 2)).await;
     let before = db.queries_executed();
     let started = std::time::Instant::now();
     for _ in 0..1000 {
@@ -223,9 +215,7 @@ async fn reading_the_summary_costs_no_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_a_newer_indexer_added_are_left_out() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let epochs = varied_epochs(1, 12);
     insert_epochs(&mut conn, &schema(), &epochs).await.expect("insert");
     // A newer indexer delivered epoch 12 (the newest) and noted it in epoch 6's history.
@@ -249,7 +239,7 @@ async fn stages_a_newer_indexer_added_are_left_out() {
     let six = page.items.iter().find(|e| e.epoch_id == 6).expect("epoch 6");
     assert_eq!(six.stages, epochs[5].stages, "the unknown history entry is skipped");
 
-    eventually("summary", || async { db.epoch_summary().is_some_and(|s| !s.is_empty()) }).await;
+    eventually(SOON, "summary", async || db.epoch_summary().is_some_and(|s| !s.is_empty())).await;
     let summary = db.epoch_summary().expect("cached");
     assert_eq!(summary[&1].latest.as_ref().map(|e| e.epoch_id), Some(11));
 

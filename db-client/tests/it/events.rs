@@ -3,19 +3,19 @@
 
 use std::collections::HashSet;
 
-use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{
-    TestEvent, following_status, insert_event, insert_synthetic_events, migrated_instance, public_config,
+    TestEvent, following_status, insert_event, insert_synthetic_events, public_config, seeded_instance,
     varied_events, word,
 };
 use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
 use tidemark_db_client::test_utils::plans::{Filter, Shape};
+use tidemark_db_client::test_utils::{TestDb, eventually};
 use tidemark_db_client::{DbClient, DbClientConfig};
 use tidemark_db_client::{EventQuery, Limit};
 use tidemark_shared_types::{Cursor, EventItem, SchemaName};
 
+use crate::SOON;
 use crate::client::fast;
-use crate::eventually;
 
 const SCHEMA: &str = "tidemark_demo";
 
@@ -47,9 +47,7 @@ async fn walk(db: &DbClient, mut q: EventQuery) -> Vec<EventItem> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_filter_matches_the_model() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let events = varied_events(240);
     let mut cursors = Vec::new();
     for e in &events {
@@ -168,9 +166,7 @@ async fn every_filter_matches_the_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_over_ten_thousand_events_return_each_once_in_order() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     insert_synthetic_events(&mut conn, &schema(), 31337, 10_000).await.expect("insert");
     let db = DbClient::new(fast(&test_db.url)).expect("client");
     for limit in [1000, 333] {
@@ -192,9 +188,7 @@ async fn pages_over_ten_thousand_events_return_each_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finality_follows_the_cached_status_and_depth() {
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     for block in [80, 88, 89, 100] {
         insert_event(&mut conn, &schema(), &TestEvent::transfer(31337, block, 0, 1, 2))
             .await
@@ -212,7 +206,7 @@ async fn finality_follows_the_cached_status_and_depth() {
     write_indexing_status(&mut conn, &schema(), &following_status(&[(31337, 95, 100)]))
         .await
         .expect("status");
-    eventually("healthy", || async { db.is_healthy() }).await;
+    eventually(SOON, "healthy", async || db.is_healthy()).await;
     // Depth 12 behind the latest known block 100: up to 88.
     assert_eq!(finalized(db.clone()).await, [true, true, false, false]);
 }
@@ -230,9 +224,7 @@ async fn a_missing_instance_reads_as_an_empty_page() {
 async fn undecoded_events_have_null_args_and_their_error() {
     use diesel_async::RunQueryDsl;
 
-    let test_db = TestDb::new().await;
-    let pool = migrated_instance(&test_db.url, &schema()).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (test_db, _pool, mut conn) = seeded_instance(&schema(), &[]).await;
     let decoded =
         insert_event(&mut conn, &schema(), &TestEvent::transfer(1, 1, 0, 1, 2)).await.expect("insert");
     let undecoded =

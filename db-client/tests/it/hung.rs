@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use tidemark_db_client::test_utils::PrivatePg;
 use tidemark_db_client::test_utils::fixtures::{following_status, migrated_instance, public_config};
 use tidemark_db_client::test_utils::metadata::{write_indexing_status, write_public_config};
+use tidemark_db_client::test_utils::{PrivatePg, eventually};
 use tidemark_db_client::{DbClient, DbError, EventQuery, Reason};
 use tidemark_shared_types::SchemaName;
 
+use crate::SOON;
 use crate::client::fast;
-use crate::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_server_times_out_is_reported_and_recovers() {
@@ -29,7 +29,7 @@ async fn a_hung_server_times_out_is_reported_and_recovers() {
     settings.pool.max_size = 1;
     settings.pool.query_timeout = Duration::from_secs(2);
     let db = DbClient::new(settings).expect("client");
-    eventually("healthy", || async { db.health().healthy }).await;
+    eventually(SOON, "healthy", async || db.health().healthy).await;
     // A connection used just now is handed out again without a test query: only the
     // query's own time limit can end a call on it.
     db.events(&EventQuery::default()).await.expect("events before the freeze");
@@ -43,7 +43,7 @@ async fn a_hung_server_times_out_is_reported_and_recovers() {
     let took = started.elapsed();
     assert!(matches!(err, DbError::Timeout(_)), "{err:?}");
     assert!(took < Duration::from_secs(4), "the call took {took:?} (query timeout 2 s)");
-    eventually("database-unreachable", || async {
+    eventually(SOON, "database-unreachable", async || {
         db.health().reasons.contains(&Reason::DatabaseUnreachable)
     })
     .await;
@@ -51,6 +51,6 @@ async fn a_hung_server_times_out_is_reported_and_recovers() {
     assert!(detected < Duration::from_secs(15), "reported after {detected:?}");
 
     frozen.thaw();
-    eventually("healthy again", || async { db.health().healthy }).await;
+    eventually(SOON, "healthy again", async || db.health().healthy).await;
     db.events(&EventQuery::default()).await.expect("events after the thaw");
 }

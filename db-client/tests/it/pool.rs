@@ -1,19 +1,14 @@
 use std::time::{Duration, Instant};
 
+use tidemark_db_client::test_utils::free_port;
 use tidemark_db_client::test_utils::metadata::read_public_config;
 use tidemark_db_client::writer::PgPool;
 use tidemark_db_client::{DbError, PoolConfig};
 use tidemark_shared_types::SchemaName;
 
-/// A port with nothing listening: bind, read the port, close.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_port_gives_a_typed_error_quickly() {
-    let mut cfg = PoolConfig::new(format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port()));
+    let mut cfg = PoolConfig::new(format!("postgres://postgres@127.0.0.1:{}/postgres", free_port()));
     cfg.connect_timeout = Duration::from_secs(1);
     cfg.checkout_timeout = Duration::from_secs(1);
     let pool = PgPool::new(cfg).expect("building the pool never connects");
@@ -93,7 +88,7 @@ async fn raw_connections_keep_the_settings_and_say_what_the_server_said() {
     let err = DbError::from(client.batch_execute("SELECT pg_sleep(5)").await.expect_err("cancelled"));
     assert!(err.to_string().contains("statement timeout"), "{err}");
     // Nothing listens: unavailable, and the message says why.
-    let mut cfg = PoolConfig::new(format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port()));
+    let mut cfg = PoolConfig::new(format!("postgres://postgres@127.0.0.1:{}/postgres", free_port()));
     cfg.connect_timeout = Duration::from_secs(1);
     let Err(err) = PgPool::new(cfg).expect("pool").connect_raw().await else {
         panic!("nothing listens there")

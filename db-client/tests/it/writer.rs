@@ -3,10 +3,9 @@
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use tidemark_db_client::test_utils::TestDb;
-use tidemark_db_client::test_utils::fixtures::{epoch, insert_epochs, migrated_instance};
-use tidemark_db_client::types::{EpochStage, SchemaName};
-use tidemark_db_client::writer::Writer;
+use tidemark_db_client::test_utils::fixtures::{block, epoch, insert_epochs, seeded_instance};
+use tidemark_db_client::types::{BlockRef, EpochStage, SchemaName};
+use tidemark_db_client::writer::{Batch, Writer};
 
 #[derive(QueryableByName, Debug, PartialEq)]
 struct Key {
@@ -18,10 +17,8 @@ struct Key {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_keeps_the_newest_epochs_of_each_chain() {
-    let test_db = TestDb::new().await;
     let schema = SchemaName::new("tidemark_demo").expect("name");
-    let pool = migrated_instance(&test_db.url, &schema).await;
-    let mut conn = pool.get().await.expect("conn");
+    let (_db, pool, mut conn) = seeded_instance(&schema, &[]).await;
     let epochs: Vec<_> = (1..=5)
         .map(|i| epoch(1, i, EpochStage::Finalized))
         .chain((1..=3).map(|i| epoch(2, i, EpochStage::Stored)))
@@ -39,4 +36,15 @@ async fn pruning_keeps_the_newest_epochs_of_each_chain() {
             .expect("epochs left");
     let left: Vec<(i64, i64)> = left.iter().map(|k| (k.chain_id, k.epoch_id)).collect();
     assert_eq!(left, [(1, 4), (1, 5), (2, 1), (2, 2), (2, 3)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_number_beyond_bigint_is_refused_not_clamped() {
+    let schema = SchemaName::new("tidemark_demo").expect("name");
+    let (_db, pool, _conn) = seeded_instance(&schema, &[]).await;
+    let mut writer = Writer::try_acquire(&pool, &schema).await.expect("connects").expect("the lock");
+    let beyond = BlockRef { number: i64::MAX as u64 + 1, ..block(1) };
+    let e = writer.commit(Batch::new(1, &[], &beyond)).await.expect_err("refused");
+    assert!(e.is_invalid_input(), "{e}");
+    assert_eq!(writer.checkpoint(1).await.expect("checkpoint"), None, "nothing stored");
 }

@@ -5,19 +5,19 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tidemark_testkit::{ChainSpec, IndexerConfigBuilder, free_port};
+use tidemark_testkit::{ChainSpec, IndexerConfigBuilder, SOON, Stack, free_port, indexer_process};
 use tidemark_traffic::TOKEN_EVENTS;
 
-use crate::common::{SOON, Stack, indexer_process, traffic};
+use crate::common::{SCHEMA, traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_settings_may_change_between_runs() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 6, 4).await;
     let mut db = stack.instance().await;
 
     let mut first = stack.spawn(&stack.config());
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     assert_eq!(first.stop(Duration::from_secs(5)).await, 0);
 
     // Another spelling of the same endpoint, and other tuning.
@@ -28,7 +28,7 @@ async fn private_settings_may_change_between_runs() {
     cfg.chains[0].poll_interval_ms = Some(20);
     let mut second = stack.spawn(&cfg);
     traffic(&stack.demo, 6, 4).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     assert!(second.proc.is_running(), "runs with a changed RPC URL");
     assert_eq!(second.stop(Duration::from_secs(5)).await, 0);
 
@@ -38,7 +38,7 @@ async fn private_settings_may_change_between_runs() {
     cfg.chains[0] = cfg.chains[0].clone().rpc_urls(vec![dead, stack.anvil.url().to_owned()]);
     let mut third = stack.spawn(&cfg);
     traffic(&stack.demo, 6, 4).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     assert!(third.proc.is_running(), "runs with a dead first endpoint");
     stack.assert_matches_chain(&mut db).await;
     assert_eq!(third.stop(Duration::from_secs(5)).await, 0);
@@ -55,10 +55,10 @@ async fn expect_incompatible(stack: &Stack, cfg: &IndexerConfigBuilder) -> Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_changes_exit_3_naming_the_field_with_both_values() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let mut db = stack.instance().await;
     let mut indexer = stack.spawn(&stack.config());
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
     let stored = db.metadata("public_config").await.expect("query").expect("stored config").value;
 
@@ -104,7 +104,7 @@ async fn run_raw(stack: &Stack, name: &str, text: &str, args: &[&str]) -> (i32, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_configs_exit_2_naming_the_problem() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let good = stack.config().to_toml();
 
     let (code, _, err) =
@@ -113,7 +113,7 @@ async fn invalid_configs_exit_2_naming_the_problem() {
     assert!(err.contains("invalid configuration") && err.contains("line"), "{err}");
 
     let text = good.replacen(
-        &format!("database_url = \"{}\"", stack.db.url),
+        &format!("database_url = \"{}\"", stack.db_url),
         "database_url = \"${TIDEMARK_IT_UNSET}\"",
         1,
     );
@@ -145,7 +145,7 @@ async fn invalid_configs_exit_2_naming_the_problem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_prints_the_public_config() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let (code, p) = stack.run_command(&stack.config(), &["check-config"]).await;
     assert_eq!(code, 0, "{}", p.logs());
     let public: Value = serde_json::from_str(&p.stdout()).expect("stdout is the public config as JSON");
@@ -167,16 +167,16 @@ async fn check_config_prints_the_public_config() {
         !text.contains(&stack.anvil.port().to_string()) && !text.contains("rpc_url"),
         "no RPC URL: {text}"
     );
-    assert!(!text.contains(&stack.db.url), "no database URL: {text}");
+    assert!(!text.contains(&stack.db_url), "no database URL: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_drops_the_schema_and_its_metadata() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 6, 4).await;
     let mut db = stack.instance().await;
     let mut indexer = stack.spawn(&stack.config());
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
 
     // Refused while an indexer holds the writer lock.
     let (code, p) = stack.run_command(&stack.config(), &["reset", "--yes"]).await;
@@ -191,7 +191,7 @@ async fn reset_drops_the_schema_and_its_metadata() {
 
     // A deliberate reindex from scratch.
     let mut indexer = stack.spawn(&stack.config());
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }

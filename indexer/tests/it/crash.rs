@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use rand::Rng;
-use tidemark_testkit::{RpcProxy, eventually};
+use tidemark_testkit::{RpcProxy, SOON, Stack, eventually};
 
-use crate::common::{SOON, Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_of_a_backfill_loses_and_duplicates_nothing() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 240, 3).await;
     stack.demo.mine(60).await.expect("anvil_mine");
     let head = stack.demo.block_number().await.expect("head");
@@ -51,7 +51,7 @@ async fn kill_9_at_random_moments_of_a_backfill_loses_and_duplicates_nothing() {
     }
 
     let mut indexer = stack.spawn(&cfg);
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let stored = stack.assert_matches_chain(&mut db).await;
     let mut cursors: Vec<i64> = stored.iter().map(|e| e.cursor).collect();
     cursors.sort_unstable();

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use tidemark_testkit::{EpochRow, InstanceDb, RpcProxy, eventually};
+use tidemark_testkit::{EpochRow, InstanceDb, RpcProxy, SOON, Stack, eventually};
 
-use crate::common::{SOON, Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 
 const FINALITY: u64 = 6;
 const INTERMEDIATE: [&str; 3] = ["planned", "fetched", "decoded"];
@@ -64,7 +64,7 @@ fn assert_covered(epochs: &[EpochRow], chain_id: u64, start: i64, checkpoint: i6
 /// stage, and the stored ones all within `FINALITY` of the checkpoint (the others
 /// finalized). Returns the epochs and the checkpoint.
 async fn settled(stack: &Stack, db: &mut InstanceDb) -> (Vec<EpochRow>, i64) {
-    stack.wait_synced(db).await;
+    stack.wait_synced(db, SOON).await;
     eventually(SOON, "epochs settled", async || {
         let cp = db.checkpoint(stack.chain_id).await.ok()??.block_number;
         let epochs = db.epochs().await.ok()?;
@@ -77,7 +77,7 @@ async fn settled(stack: &Stack, db: &mut InstanceDb) -> (Vec<EpochRow>, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn epochs_cover_thousands_of_blocks_exactly_once_and_finalize() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 60, 4).await;
     stack.demo.mine(3_000).await.expect("anvil_mine");
     traffic(&stack.demo, 12, 2).await;
@@ -114,7 +114,7 @@ async fn epochs_cover_thousands_of_blocks_exactly_once_and_finalize() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_backfill_leaves_no_epoch_stuck() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 120, 3).await;
     stack.demo.mine(300).await.expect("anvil_mine");
     let head = stack.demo.block_number().await.expect("head") as i64;
@@ -163,18 +163,18 @@ async fn kill_9_during_a_backfill_leaves_no_epoch_stuck() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reorg_marks_the_orphaned_epochs_and_covers_their_range_again() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let demo = &stack.demo;
     traffic(demo, 20, 3).await;
     let mut cfg = stack.config();
     cfg.chains[0].finality_depth = Some(FINALITY);
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     // Three more blocks, indexed one batch after another.
     for i in 0..3 {
         demo.burst(2 + i).await.expect("burst");
-        stack.wait_synced(&mut db).await;
+        stack.wait_synced(&mut db, SOON).await;
     }
     let (before, cp) = settled(&stack, &mut db).await;
     let depth = 3i64;

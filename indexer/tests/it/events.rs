@@ -6,14 +6,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::common::SCHEMA;
 use alloy::primitives::{Address, B256, U256, hex, keccak256};
 use alloy::sol_types::SolEvent;
 use serde_json::{Value, json};
-use tidemark_testkit::StoredEvent;
+use tidemark_testkit::{SOON, Stack, StoredEvent};
 use tidemark_traffic::abi::{Approval, Burst, Registered, Tagged, Transfer, Updated};
 use tidemark_traffic::{RECIPIENTS, REGISTRY_EVENTS, SENDER, TOKEN_EVENTS};
-
-use crate::common::Stack;
 
 fn hexs(a: impl std::fmt::LowerHex) -> String {
     format!("{a:#x}")
@@ -70,7 +69,7 @@ fn independent_args(e: &StoredEvent) -> (String, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_events_from_two_contracts_match_eth_get_logs_and_decode() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let demo = &stack.demo;
     let mut sent = Sent::default();
     let generated = Instant::now();
@@ -123,7 +122,7 @@ async fn thousands_of_events_from_two_contracts_match_eth_get_logs_and_decode() 
     let started = Instant::now();
     let mut indexer = stack.spawn(&stack.config());
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let took = started.elapsed().as_secs_f64();
     let stored = stack.assert_matches_chain(&mut db).await;
     eprintln!(

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use tidemark_testkit::{Anvil, Faults, InstanceDb, RpcProxy, eventually};
+use tidemark_testkit::{Anvil, Faults, Indexer, InstanceDb, RpcProxy, SOON, Stack, eventually};
 
-use crate::common::{Indexer, SOON, Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 
 /// Traffic while the indexer follows: `rounds` rounds of a few blocks each, with pauses so
 /// the follower works at the head, where lagging nodes answer short.
@@ -41,7 +41,7 @@ async fn bad_answers(indexer: &Indexer, kind: &str) -> u64 {
 /// Indexes the stack's chain through a proxy with `faults` under traffic; checks the
 /// result is exact and that `kind` answers were rejected, counted and logged.
 async fn index_through(faults: Faults, kind: &str) {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 10, 3).await;
     let proxy = RpcProxy::start(stack.anvil.url()).await;
     proxy.set_faults(faults);
@@ -52,7 +52,7 @@ async fn index_through(faults: Faults, kind: &str) {
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
     traffic_at_the_head(&stack, 12).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     assert_no_removals(&mut db).await;
     assert!(indexer.proc.is_running(), "the indexer keeps running");
@@ -108,7 +108,7 @@ async fn a_failover_node_of_a_fork_ahead_of_the_index_deletes_nothing() {
 /// A is the chain, behind a proxy that fails; B is a new anvil (`ahead`: mined past A's
 /// head, so its hashes at the indexed heights differ from A's).
 async fn failover_to_another_chain(ahead: bool) {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 10, 3).await;
     // A: the real chain, behind a proxy that can fail. B: a new anvil (same chain id, its
     // own genesis) that mines a block a second.
@@ -126,7 +126,7 @@ async fn failover_to_another_chain(ahead: bool) {
     cfg.chains[0].poll_interval_ms = Some(200);
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let before = db.event_count().await.expect("count");
 
     proxy.set_down(true);
@@ -154,7 +154,7 @@ async fn failover_to_another_chain(ahead: bool) {
     assert!(indexer.proc.is_running(), "the indexer waits");
 
     proxy.set_down(false);
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     assert_no_removals(&mut db).await;
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);

@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use tidemark_testkit::{
-    Anvil, ChainSpec, IndexerConfigBuilder, JournalReplay, StoredEvent, TestDb, eventually,
+    Anvil, ChainSpec, IndexerConfigBuilder, JournalReplay, SOON, StoredEvent, TestDb, assert_matches_chain,
+    demo_contracts, eventually, indexer_process, wait_synced,
 };
 use tidemark_traffic::Demo;
 
-use crate::common::{
-    SCHEMA, SOON, assert_matches_chain, demo_contracts, indexer_process, traffic, wait_synced,
-};
+use crate::common::{SCHEMA, traffic};
 
 struct Chain {
     anvil: Anvil,
@@ -58,8 +57,8 @@ async fn two_chains_share_one_cursor_order() {
     let mut inst = tidemark_testkit::InstanceDb::connect(&db.url, SCHEMA).await.expect("connect");
     let addrs = |c: &Chain| [c.demo.token, c.demo.registry];
 
-    wait_synced(&mut inst, a.id, a.anvil.url()).await;
-    wait_synced(&mut inst, b.id, b.anvil.url()).await;
+    wait_synced(&mut inst, a.id, a.anvil.url(), SOON).await;
+    wait_synced(&mut inst, b.id, b.anvil.url(), SOON).await;
     let phase1_a = assert_matches_chain(&mut inst, a.id, a.anvil.url(), &addrs(&a)).await;
     let phase1_b = assert_matches_chain(&mut inst, b.id, b.anvil.url(), &addrs(&b)).await;
     let max1 = inst.max_cursor().await.expect("max cursor").expect("some cursor");
@@ -87,8 +86,8 @@ async fn two_chains_share_one_cursor_order() {
         },
         reader
     );
-    wait_synced(&mut inst, a.id, a.anvil.url()).await;
-    wait_synced(&mut inst, b.id, b.anvil.url()).await;
+    wait_synced(&mut inst, a.id, a.anvil.url(), SOON).await;
+    wait_synced(&mut inst, b.id, b.anvil.url(), SOON).await;
     let all_a = assert_matches_chain(&mut inst, a.id, a.anvil.url(), &addrs(&a)).await;
     let all_b = assert_matches_chain(&mut inst, b.id, b.anvil.url(), &addrs(&b)).await;
 
@@ -137,7 +136,7 @@ async fn a_completed_chain_beside_a_following_one_is_omnichain_following() {
     let path = cfg.write(dir.path().join("mixed.toml"));
     let mut indexer = indexer_process(&path, &[]).log_dir(dir.path()).spawn();
     let mut inst = tidemark_testkit::InstanceDb::connect(&db.url, SCHEMA).await.expect("connect");
-    wait_synced(&mut inst, a.id, a.anvil.url()).await;
+    wait_synced(&mut inst, a.id, a.anvil.url(), SOON).await;
 
     let row = eventually(SOON, "31337 following and 31338 completed", async || {
         let row = inst.metadata("indexing_status").await.ok()??;

@@ -14,11 +14,14 @@ use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol_types::{SolCall, SolValue};
 use serde_json::{Value, json};
 use tidemark_db_client::{DbClient, DbClientConfig};
-use tidemark_testkit::{Anvil, ChainSpec, ContractSpec, InstanceDb, LogRow, StoredEvent, canonical_logs};
+use tidemark_testkit::{
+    Anvil, ChainSpec, ContractSpec, InstanceDb, LogRow, SOON, Stack, StoredEvent, assert_matches_chain,
+    canonical_logs, demo_contracts, wait_synced,
+};
 use tidemark_traffic::{Demo, SENDER};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{SCHEMA, Stack, assert_matches_chain, demo_contracts, traffic, wait_synced};
+use crate::common::{SCHEMA, traffic};
 
 alloy::sol! {
     function note(bytes b);
@@ -85,7 +88,7 @@ async fn api_events(base: &str, filter: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_payloads_are_stored_and_served_without_stalling_any_chain() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let demo = &stack.demo;
     let deployed = send(
         demo,
@@ -135,8 +138,8 @@ async fn hostile_payloads_are_stored_and_served_without_stalling_any_chain() {
 
     // Both chains reach their heads and every log is stored.
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
-    wait_synced(&mut db, 31338, other.url()).await;
+    stack.wait_synced(&mut db, SOON).await;
+    wait_synced(&mut db, 31338, other.url(), SOON).await;
     assert!(indexer.proc.is_running(), "the indexer runs on: {}", indexer.proc.logs());
     let stored = assert_matches_chain(
         &mut db,
@@ -183,7 +186,7 @@ async fn hostile_payloads_are_stored_and_served_without_stalling_any_chain() {
 
     // The API serves every one of them as JSON, decodeError only where set.
     let stop = CancellationToken::new();
-    let base = serve_api(&stack.db.url, &stop).await;
+    let base = serve_api(&stack.db_url, &stop).await;
     let items = api_events(&base, "contract=Payloads").await;
     assert_eq!(items.len(), of("Note").len() + of("Wrapped").len() + 1 + 5_000);
     let failed: Vec<&Value> = items.iter().filter(|i| i.get("decodeError").is_some()).collect();
@@ -235,18 +238,14 @@ async fn assert_second_chain_ranges(db: &mut InstanceDb, demo: &Demo, url: &str,
 /// (here a NUL escape, which `jsonb` refuses) is committed with that row stored raw.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn args_the_database_rejects_are_stored_raw_with_the_reason() {
-    use tidemark_db_client::PoolConfig;
-    use tidemark_db_client::writer::{PgPool, run_migrations};
+    use tidemark_db_client::test_utils::fixtures::seeded_instance;
     use tidemark_indexer::pipeline::decode::EventRow;
     use tidemark_indexer::store::{Batch, Writer};
     use tidemark_shared_types::{BlockRef, SchemaName};
 
-    let test_db = tidemark_testkit::TestDb::new().await;
-    let pool = PgPool::new(PoolConfig::new(test_db.url.clone())).expect("pool");
-    run_migrations(&pool).await.expect("migrations");
     let schema = SchemaName::new(SCHEMA).expect("schema name");
+    let (test_db, pool, _conn) = seeded_instance(&schema, &[]).await;
     let mut writer = Writer::try_acquire(&pool, &schema).await.expect("connection").expect("writer lock");
-    writer.ensure_instance_schema().await.expect("instance schema");
     let row = |log_index: u64, args: Value| EventRow {
         block_number: 1,
         block_hash: format!("0x{:064x}", 1),

@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use tidemark_testkit::PgBouncer;
+use tidemark_testkit::{PgBouncer, SOON, Stack};
 
-use crate::common::{Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_mode_pooler_is_refused_with_exit_code_2() {
-    let stack = Stack::new().await;
-    let bouncer = PgBouncer::start(&stack.db.url, "transaction").await;
+    let stack = Stack::shared(SCHEMA).await;
+    let bouncer = PgBouncer::start(&stack.db_url, "transaction").await;
     let mut cfg = stack.config();
-    cfg.database_url = bouncer.url(&stack.db.url);
+    cfg.database_url = bouncer.url(&stack.db_url);
     let (code, proc) = stack.run_command(&cfg, &[]).await;
     let logs = proc.logs();
     assert_eq!(code, 2, "{logs}\npgbouncer:\n{}", bouncer.logs());
@@ -26,14 +26,14 @@ async fn a_transaction_mode_pooler_is_refused_with_exit_code_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_mode_pooler_is_accepted() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 5, 3).await;
-    let bouncer = PgBouncer::start(&stack.db.url, "session").await;
+    let bouncer = PgBouncer::start(&stack.db_url, "session").await;
     let mut cfg = stack.config();
-    cfg.database_url = bouncer.url(&stack.db.url);
+    cfg.database_url = bouncer.url(&stack.db_url);
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0, "{}", indexer.proc.logs());
 }

@@ -13,10 +13,10 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tidemark_shared_types::canonical_event;
-use tidemark_testkit::{ContractSpec, InstanceDb};
+use tidemark_testkit::{ContractSpec, InstanceDb, SOON, Stack};
 use tidemark_traffic::{REGISTRY_EVENTS, TOKEN_EVENTS};
 
-use crate::common::{SCHEMA, Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 
 /// Registry's events (from its ABI file) as the previous build stored them.
 const PREVIOUS_REGISTRY_EVENTS: [&str; 4] = [
@@ -87,7 +87,7 @@ async fn make_previous_build_instance(db: &mut InstanceDb, current: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_of_the_previous_build_is_upgraded_and_stays_compatible() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 6, 4).await;
     stack.demo.update(7, stack.demo.token, 5, true, "note").await.expect("update");
     let mut chain = stack.chain_spec();
@@ -100,7 +100,7 @@ async fn an_instance_of_the_previous_build_is_upgraded_and_stays_compatible() {
     let config = tidemark_testkit::IndexerConfigBuilder { chains: vec![chain], ..stack.config() };
     let mut db = stack.instance().await;
     let mut first = stack.spawn(&config);
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     assert_eq!(first.stop(Duration::from_secs(5)).await, 0);
     let current = db.metadata("public_config").await.expect("query").expect("stored config").value;
     make_previous_build_instance(&mut db, &current).await;
@@ -113,7 +113,7 @@ async fn an_instance_of_the_previous_build_is_upgraded_and_stays_compatible() {
     // The new build starts on it: compatible, upgraded, indexing on.
     let mut second = stack.spawn(&config);
     traffic(&stack.demo, 4, 3).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     assert!(second.proc.is_running(), "no exit 3 on the previous build's config: {}", second.proc.logs());
     stack.assert_matches_chain(&mut db).await;
     assert_eq!(count(&mut db, &decode_error_columns).await, 1, "upgraded to layout 2");

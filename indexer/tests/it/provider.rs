@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use tidemark_testkit::{RpcProxy, eventually};
+use tidemark_testkit::{RpcProxy, SOON, Stack, eventually};
 
-use crate::common::{SOON, Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_rejected_as_too_wide_shrink_to_the_suggested_range() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 60, 3).await;
     let proxy = RpcProxy::start(stack.anvil.url()).await;
     proxy.limit_logs_range(Some(7));
@@ -19,7 +19,7 @@ async fn ranges_rejected_as_too_wide_shrink_to_the_suggested_range() {
     cfg.chains[0].max_block_range = Some(2000);
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     assert!(proxy.rejected_ranges() > 0, "the provider rejected wide ranges");
     assert!(indexer.proc.is_running());
@@ -28,14 +28,14 @@ async fn ranges_rejected_as_too_wide_shrink_to_the_suggested_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rpc_outage_is_reported_waited_out_and_leaves_no_gap() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 10, 3).await;
     let proxy = RpcProxy::start(stack.anvil.url()).await;
     let mut cfg = stack.config();
     cfg.chains[0].rpc_url = Some(proxy.url().to_owned());
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
 
     proxy.set_down(true);
     traffic(&stack.demo, 10, 3).await;
@@ -55,7 +55,7 @@ async fn an_rpc_outage_is_reported_waited_out_and_leaves_no_gap() {
     .await;
 
     proxy.set_down(false);
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     eventually(SOON, "/health healthy again", async || {
         let (code, _) = indexer.get_json("/health").await?;

@@ -6,13 +6,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::common::SCHEMA;
 use alloy::primitives::{B256, U256};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tidemark_testkit::{InstanceDb, JournalReplay, canonical_logs};
+use tidemark_testkit::{InstanceDb, JournalReplay, SOON, Stack, canonical_logs};
 use tidemark_traffic::RECIPIENTS;
-
-use crate::common::Stack;
 
 const FINALITY: u64 = 6;
 
@@ -31,14 +30,14 @@ async fn follow_journal(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reorgs_shallower_than_the_finality_depth_are_repaired() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let demo = &stack.demo;
     crate::common::traffic(demo, 12, 3).await;
     let mut cfg = stack.config();
     cfg.chains[0].finality_depth = Some(FINALITY);
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let mut consumer = JournalReplay::new();
     follow_journal(&mut consumer, &mut db).await;
 
@@ -50,7 +49,7 @@ async fn reorgs_shallower_than_the_finality_depth_are_repaired() {
         for i in 0..depth {
             demo.burst(2 + i).await.expect("burst");
         }
-        stack.wait_synced(&mut db).await;
+        stack.wait_synced(&mut db, SOON).await;
         follow_journal(&mut consumer, &mut db).await;
         let head = demo.block_number().await.expect("head");
         let orphans =
@@ -86,7 +85,7 @@ async fn reorgs_shallower_than_the_finality_depth_are_repaired() {
             canonical_logs(stack.anvil.url(), &addresses, head - depth + 1, new_head).await.expect("logs");
         assert!(!branch.is_empty(), "the new branch carries events");
         assert!(branch.iter().all(|l| !orphans.contains(l)), "the new branch has new blocks");
-        stack.wait_synced(&mut db).await;
+        stack.wait_synced(&mut db, SOON).await;
         stack.assert_matches_chain(&mut db).await;
 
         let entries = follow_journal(&mut consumer, &mut db).await;
@@ -125,7 +124,7 @@ async fn reorgs_shallower_than_the_finality_depth_are_repaired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_reorgs_racing_the_follower_end_on_the_canonical_chain() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let demo = &stack.demo;
     crate::common::traffic(demo, 12, 3).await;
     let mut cfg = stack.config();
@@ -133,7 +132,7 @@ async fn random_reorgs_racing_the_follower_end_on_the_canonical_chain() {
     cfg.chains[0].poll_interval_ms = Some(10);
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
 
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
@@ -158,7 +157,7 @@ async fn random_reorgs_racing_the_follower_end_on_the_canonical_chain() {
         consumer.apply(&entries).unwrap_or_else(|e| panic!("seed {seed}: journal consumer: {e}"));
     }
     demo.burst(1).await.expect("burst");
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let events = stack.assert_matches_chain(&mut db).await;
     follow_journal(&mut consumer, &mut db).await;
     let mut fresh = JournalReplay::new();
@@ -169,14 +168,14 @@ async fn random_reorgs_racing_the_follower_end_on_the_canonical_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reorg_while_the_indexer_is_down_is_repaired_on_restart() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let demo = &stack.demo;
     crate::common::traffic(demo, 12, 3).await;
     let mut cfg = stack.config();
     cfg.chains[0].finality_depth = Some(FINALITY);
     let mut db = stack.instance().await;
     let mut indexer = stack.spawn(&cfg);
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 
     // While it is down: the indexed head is orphaned, and the chain moves far ahead, so
@@ -190,7 +189,7 @@ async fn a_reorg_while_the_indexer_is_down_is_repaired_on_restart() {
     crate::common::traffic(demo, 3, 3).await;
 
     let mut indexer = stack.spawn(&cfg);
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     let journal = db.journal().await.expect("journal");
     let removed: HashSet<(String, i32)> =
@@ -209,7 +208,7 @@ async fn a_reorg_while_the_indexer_is_down_is_repaired_on_restart() {
 /// again up to its end on the new branch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_range_completed_near_the_head_follows_a_reorg_until_final() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let demo = &stack.demo;
     crate::common::traffic(demo, 6, 2).await;
     let end = demo.block_number().await.expect("head") + 3;
@@ -223,13 +222,13 @@ async fn a_bounded_range_completed_near_the_head_follows_a_reorg_until_final() {
     let mut indexer = stack.spawn(&cfg);
     crate::common::traffic(demo, 3, 2).await;
     assert_eq!(demo.block_number().await.expect("head"), end);
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let completed = db.checkpoint(stack.chain_id).await.expect("checkpoint").expect("a checkpoint");
     assert_eq!(completed.block_number as u64, end);
 
     // The end block and the one before are replaced, with events in the new branch.
     demo.reorg_with(2, &[(demo.burst_call(3), 1)]).await.expect("anvil_reorg");
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     let removed = db.journal().await.expect("journal").iter().filter(|e| e.kind == "removed").count();
     assert!(removed > 0, "the orphaned end of the range was removed");

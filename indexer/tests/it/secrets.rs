@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use tidemark_testkit::{eventually, free_port};
+use tidemark_testkit::{SOON, Stack, eventually, free_port};
 
-use crate::common::{SOON, Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 
 const SECRET: &str = "SECRET123";
 
@@ -16,7 +16,7 @@ fn assert_clean(what: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rpc_key_appears_nowhere() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 8, 3).await;
     // A dead first endpoint (its errors get logged) with the key in every part of the URL,
     // then the live one with the key in the query.
@@ -27,9 +27,9 @@ async fn an_rpc_key_appears_nowhere() {
     cfg.chains[0] = cfg.chains[0].clone().rpc_urls(vec![dead.clone(), live]);
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     traffic(&stack.demo, 4, 3).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
 
     for path in ["/health", "/status", "/config", "/metrics", "/nope"] {

@@ -3,9 +3,7 @@
 //! comes from a signature or an ABI file.
 
 use serde_json::Value;
-use tidemark_testkit::tempdir;
-
-use crate::common::{SOON, indexer_process};
+use tidemark_testkit::{SOON, indexer_process, tempdir};
 
 /// The config of one contract on one chain with `events` (and `abi`, when given).
 fn config(events: &str, abi: Option<&str>) -> String {

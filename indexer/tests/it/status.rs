@@ -5,9 +5,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tidemark_testkit::{InstanceDb, MetadataRow, RpcProxy, eventually};
+use tidemark_testkit::{InstanceDb, MetadataRow, RpcProxy, SOON, Stack, eventually};
 
-use crate::common::{SOON, Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 
 async fn status(db: &mut InstanceDb) -> Option<MetadataRow> {
     db.metadata("indexing_status").await.ok().flatten()
@@ -64,7 +64,7 @@ fn check_snapshot(s: &Value, chain_id: u64) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_moves_from_queued_through_backfill_to_following_and_stays_fresh() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 200, 2).await;
     // The first eth_getLogs hangs long enough for a queued snapshot; then every range is
     // slowed a little so that the one-block ranges backfill for several seconds.
@@ -118,7 +118,7 @@ async fn status_moves_from_queued_through_backfill_to_following_and_stays_fresh(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_range_completes_and_the_status_keeps_being_written() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 20, 3).await;
     let end = stack.demo.block_number().await.expect("head");
     traffic(&stack.demo, 10, 3).await;
@@ -156,7 +156,7 @@ async fn a_bounded_range_completes_and_the_status_keeps_being_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_backfill_exits_0_within_5_s_with_a_final_status() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 150, 2).await;
     let proxy = RpcProxy::start(stack.anvil.url()).await;
     proxy.delay("eth_getLogs", Duration::from_millis(30));
@@ -191,14 +191,14 @@ async fn sigterm_during_backfill_exits_0_within_5_s_with_a_final_status() {
     // The next run resumes and finishes.
     drop(proxy);
     let mut indexer = stack.spawn(&stack.config());
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_range_beyond_the_head_follows_until_its_end_block() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 6, 3).await;
     let end = stack.demo.block_number().await.expect("head") + 8;
     let mut cfg = stack.config();
@@ -207,7 +207,7 @@ async fn a_bounded_range_beyond_the_head_follows_until_its_end_block() {
     }
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let row = eventually(SOON, "a following snapshot", async || {
         let row = status(&mut db).await?;
         (row.value["omnichainSnapshot"]["chains"]["31337"]["chainStatus"] == "chain-following").then_some(row)
@@ -236,7 +236,7 @@ async fn a_bounded_range_beyond_the_head_follows_until_its_end_block() {
 /// the indexer's `/health` warnings; progress clears both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_without_progress_while_the_head_moves_is_reported_stalled() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 5, 2).await;
     let proxy = tidemark_testkit::RpcProxy::start(stack.anvil.url()).await;
     let mut cfg = stack.config();
@@ -245,7 +245,7 @@ async fn a_chain_without_progress_while_the_head_moves_is_reported_stalled() {
     cfg.chains[0].request_timeout_ms = Some(500);
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     assert!(indexer.proc.is_running());
 
     // Logs stop answering (slower than the request timeout) while the head moves on.
@@ -270,7 +270,7 @@ async fn a_chain_without_progress_while_the_head_moves_is_reported_stalled() {
     assert!(!last_error.contains(proxy.url().trim_start_matches("http://")), "redacted: {last_error}");
 
     proxy.clear_delays();
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     eventually(SOON, "the warning is gone", async || {
         let (_, body) = indexer.get_json("/health").await?;
         (!warned(&body)).then_some(())

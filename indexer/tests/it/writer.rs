@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tidemark_testkit::{JournalReplay, eventually};
+use tidemark_testkit::{JournalReplay, SOON, Stack, eventually};
 
-use crate::common::{SCHEMA, SOON, Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 
 /// Advisory-lock class of the writer lock: `pg_advisory_lock(0x74646d01, hashtext(schema))`
 /// (db-client/src/writer/mod.rs).
@@ -49,13 +49,13 @@ pub(crate) fn assert_no_duplicates(events: &[tidemark_testkit::StoredEvent]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_within_5_s_when_the_writer_is_killed() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 10, 3).await;
     let mut db = stack.instance().await;
     let cfg = stack.config();
     let mut first = stack.spawn(&cfg);
     first.wait_role("writer", SOON).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
 
     let mut second = stack.spawn(&cfg.clone().with_fresh_http_port());
     second.wait_role("standby", SOON).await;
@@ -63,7 +63,7 @@ async fn a_standby_takes_over_within_5_s_when_the_writer_is_killed() {
         second.proc.stderr().contains("standing by").then_some(())
     })
     .await;
-    let mut admin = tidemark_db_client::tls::establish(&stack.db.url).await.expect("connect");
+    let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
     assert_eq!(lock_holders(&mut admin).await.len(), 1, "one lock holder");
 
     traffic(&stack.demo, 6, 3).await;
@@ -73,7 +73,7 @@ async fn a_standby_takes_over_within_5_s_when_the_writer_is_killed() {
     eprintln!("standby took over {:.2} s after kill -9", killed.elapsed().as_secs_f64());
 
     traffic(&stack.demo, 6, 3).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let events = stack.assert_matches_chain(&mut db).await;
     assert_no_duplicates(&events);
     assert_eq!(lock_holders(&mut admin).await.len(), 1, "one lock holder");
@@ -82,17 +82,17 @@ async fn a_standby_takes_over_within_5_s_when_the_writer_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_lost_its_lock_cannot_commit_and_retakes_it() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 10, 3).await;
     let mut db = stack.instance().await;
     let mut indexer = stack.spawn(&stack.config());
     indexer.wait_role("writer", SOON).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let mut consumer = JournalReplay::new();
     consumer.apply(&db.journal().await.expect("journal")).expect("replay");
 
     // Cut the writer's connection, and take its lock before the indexer can.
-    let mut admin = tidemark_db_client::tls::establish(&stack.db.url).await.expect("connect");
+    let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
     let holders = lock_holders(&mut admin).await;
     assert_eq!(holders.len(), 1, "one writer backend: {holders:?}");
     let terminated: Flag = diesel::sql_query("SELECT pg_terminate_backend($1::int) AS flag")
@@ -101,7 +101,7 @@ async fn a_writer_that_lost_its_lock_cannot_commit_and_retakes_it() {
         .await
         .expect("pg_terminate_backend");
     assert!(terminated.flag);
-    let mut thief = tidemark_db_client::tls::establish(&stack.db.url).await.expect("connect");
+    let mut thief = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
     eventually(Duration::from_secs(5), "the test takes the writer lock", async || {
         let row: Flag = diesel::sql_query(format!(
             "SELECT pg_try_advisory_lock({WRITER_LOCK_CLASS}, hashtext($1)) AS flag"
@@ -131,7 +131,7 @@ async fn a_writer_that_lost_its_lock_cannot_commit_and_retakes_it() {
     // Released, the lock is re-taken and indexing resumes where it stopped.
     drop(thief);
     indexer.wait_role("writer", SOON).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let events = stack.assert_matches_chain(&mut db).await;
     assert_no_duplicates(&events);
     consumer

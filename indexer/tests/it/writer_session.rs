@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, Double, Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tidemark_testkit::{JournalReplay, eventually};
+use tidemark_testkit::{Indexer, JournalReplay, SOON, Stack, eventually};
 
-use crate::common::{Indexer, SCHEMA, SOON, Stack, traffic};
+use crate::common::{SCHEMA, traffic};
 use crate::writer::{Flag, WRITER_LOCK_CLASS, assert_no_duplicates};
 
 /// Advisory-lock class taken per transaction by a commit (db-client/src/writer/mod.rs).
@@ -103,7 +103,7 @@ async fn synced_indexer(stack: &Stack) -> (Indexer, JournalReplay) {
     .await;
     let indexer = stack.spawn(&stack.config());
     indexer.wait_role("writer", SOON).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     let mut consumer = JournalReplay::new();
     consumer.apply(&db.journal().await.expect("journal")).expect("replay");
     (indexer, consumer)
@@ -116,7 +116,7 @@ async fn assert_recovered(stack: &Stack, indexer: &mut Indexer, consumer: &mut J
     traffic(&stack.demo, 4, 3).await;
     let mut db = stack.instance().await;
     indexer.wait_role("writer", SOON).await;
-    stack.wait_synced(&mut db).await;
+    stack.wait_synced(&mut db, SOON).await;
     assert!(indexer.proc.is_running(), "the indexer recovered without a restart");
     let events = stack.assert_matches_chain(&mut db).await;
     assert_no_duplicates(&events);
@@ -129,12 +129,12 @@ async fn assert_recovered(stack: &Stack, indexer: &mut Indexer, consumer: &mut J
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_waiting_for_another_sessions_lock_gives_up_within_15_s_and_resumes() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let (mut indexer, mut consumer) = synced_indexer(&stack).await;
-    let mut admin = tidemark_db_client::tls::establish(&stack.db.url).await.expect("connect");
+    let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
 
     // The next batch's first write, the COPY into `events`, waits for this session.
-    let (mut blocker, blocker_pid) = lock_table_for_writers(&stack.db.url, "events").await;
+    let (mut blocker, blocker_pid) = lock_table_for_writers(&stack.db_url, "events").await;
     traffic(&stack.demo, 3, 3).await;
     writer_blocked_by(&mut admin, blocker_pid).await;
     let waiting_since = Instant::now();
@@ -167,15 +167,15 @@ async fn a_commit_waiting_for_another_sessions_lock_gives_up_within_15_s_and_res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_frozen_inside_a_transaction_loses_its_session_within_40_s_and_recovers() {
-    let stack = Stack::new().await;
+    let stack = Stack::shared(SCHEMA).await;
     let (mut indexer, mut consumer) = synced_indexer(&stack).await;
-    let mut admin = tidemark_db_client::tls::establish(&stack.db.url).await.expect("connect");
+    let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
 
     // Catch the writer inside a commit: its checkpoint upsert, after the events and
     // headers, waits for this session's lock. The process is frozen, then the lock
     // released: the statement completes and the session is left idle in transaction,
     // holding the writer lock and the transaction's locks, with nobody to finish it.
-    let (mut blocker, blocker_pid) = lock_table_for_writers(&stack.db.url, "checkpoints").await;
+    let (mut blocker, blocker_pid) = lock_table_for_writers(&stack.db_url, "checkpoints").await;
     traffic(&stack.demo, 3, 3).await;
     let writer_pid = writer_blocked_by(&mut admin, blocker_pid).await;
     indexer.proc.sigstop();
@@ -212,7 +212,7 @@ async fn a_writer_frozen_inside_a_transaction_loses_its_session_within_40_s_and_
 
     // Its locks went with it: another session takes the writer lock, the commit lock and
     // a lock on the table the frozen transaction wrote to, without waiting.
-    let mut other = tidemark_db_client::tls::establish(&stack.db.url).await.expect("connect");
+    let mut other = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
     let writer_lock = format!("{WRITER_LOCK_CLASS}, hashtext('{SCHEMA}')");
     assert!(
         flag(&mut other, &format!("SELECT pg_try_advisory_lock({writer_lock}) AS flag")).await,

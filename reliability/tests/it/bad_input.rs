@@ -13,10 +13,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tidemark_reliability::fuzz::{self, Known, Service, Tally};
 use tidemark_reliability::summary;
-use tidemark_testkit::free_port;
+use tidemark_testkit::{SOON, Stack, free_port, indexer_process};
 use tidemark_traffic::REGISTRY_ABI;
 
-use crate::common::{SOON, Stack, count_lines, indexer_process, traffic};
+use crate::common::{count_lines, traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_and_malformed_requests_get_no_5xx_and_no_panic() {
@@ -27,7 +27,7 @@ async fn random_and_malformed_requests_get_no_5xx_and_no_panic() {
         rec.step("indexer and API up");
         let stack = Stack::shared("tidemark_rel_fuzz").await;
         traffic(&stack.demo, 12, 4).await;
-        let mut indexer = stack.spawn_indexer(&stack.config());
+        let mut indexer = stack.spawn(&stack.config());
         let mut api = stack.spawn_api(&[]);
         let mut db = stack.instance().await;
         stack.wait_synced(&mut db, SOON).await;
@@ -142,7 +142,7 @@ async fn random_and_malformed_requests_get_no_5xx_and_no_panic() {
             c.is_exact(),
             format!("seed {seed}; {total} requests in {:.1} s, 16 in flight", elapsed.as_secs_f64()),
         );
-        let (ei, ea) = (indexer.stop().await, {
+        let (ei, ea) = (indexer.stop(Duration::from_secs(10)).await, {
             api.proc.sigterm();
             api.proc.exit_code(Duration::from_secs(10)).await
         });
@@ -345,7 +345,7 @@ async fn malformed_config_and_abi_files_exit_2_and_extreme_values_do_not_panic()
         for (i, (what, mut cfg)) in extremes.into_iter().enumerate() {
             cfg.schema = format!("tidemark_rel_extreme_{i}");
             cfg.http.listen = format!("127.0.0.1:{}", free_port());
-            let mut p = stack.spawn_indexer(&cfg);
+            let mut p = stack.spawn(&cfg);
             tokio::time::sleep(Duration::from_secs(3)).await;
             let early = p.proc.try_status();
             let code = match early {

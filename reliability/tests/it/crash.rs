@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tidemark_reliability::{audit, compare, summary};
-use tidemark_testkit::RpcProxy;
+use tidemark_reliability::{audit, summary};
+use tidemark_testkit::{RpcProxy, SOON, Stack, compare};
 
-use crate::common::{SOON, Stack, Traffic, secs, traffic};
+use crate::common::{Traffic, secs, traffic};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Moment {
@@ -81,7 +81,7 @@ async fn kill_9_at_crash_points_loses_and_duplicates_nothing() {
                 traffic_task = Some(Traffic::start(&stack.demo, 5, 20..80));
             }
             rec.step(format!("kill {}/{kills} ({moment:?})", k + 1));
-            let mut indexer = stack.spawn_indexer(&cfg);
+            let mut indexer = stack.spawn(&cfg);
             let spawned = Instant::now();
             match moment {
                 Moment::StartUp => {
@@ -145,12 +145,12 @@ async fn kill_9_at_crash_points_loses_and_duplicates_nothing() {
         );
 
         rec.step("last restart and comparison with eth_getLogs");
-        let mut indexer = stack.spawn_indexer(&cfg);
+        let mut indexer = stack.spawn(&cfg);
         let took = stack.wait_synced(&mut db, Duration::from_secs(120)).await;
         let c = stack.compare(&mut db).await;
         let removed = compare::replay_journal(&mut db).await;
         let (audited_writes, unfenced) = audit::counts(&mut admin).await.expect("audit");
-        let exit = indexer.stop().await;
+        let exit = indexer.stop(Duration::from_secs(10)).await;
         rec.record(
             "restart after the last kill; stored events vs eth_getLogs of the canonical chain",
             format!("missing {}, duplicated {}, orphaned {}, mismatched {}", c.missing, c.duplicated, c.orphaned, c.mismatched),

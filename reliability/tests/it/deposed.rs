@@ -11,7 +11,8 @@ use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use tidemark_reliability::{audit, summary};
 
-use crate::common::{SOON, Stack, Traffic, secs};
+use crate::common::{Traffic, audited_writer, secs};
+use tidemark_testkit::{SOON, Stack};
 
 #[derive(QueryableByName)]
 struct Now {
@@ -24,9 +25,9 @@ async fn a_deposed_writer_writes_nothing_after_the_takeover() {
     summary::run("4b deposed writer", |rec| async move {
         rec.step("a writer and a standby");
         let stack = Stack::private("tidemark_rel_deposed").await;
-        let (cfg, mut a) = stack.audited_writer().await;
+        let (cfg, mut a) = audited_writer(&stack).await;
         let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
-        let mut b = stack.spawn_indexer(&cfg.clone().with_fresh_http_port());
+        let mut b = stack.spawn(&cfg.clone().with_fresh_http_port());
         b.wait_role("standby", SOON).await;
         let load = Traffic::start(&stack.demo, 4, 50..150);
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -79,7 +80,7 @@ async fn a_deposed_writer_writes_nothing_after_the_takeover() {
             c.is_exact(),
             format!("{} events stored", c.stored),
         );
-        let (ea, eb) = (a.stop().await, b.stop().await);
+        let (ea, eb) = (a.stop(Duration::from_secs(10)).await, b.stop(Duration::from_secs(10)).await);
         assert_eq!((ea, eb), (0, 0), "exit codes");
     })
     .await;

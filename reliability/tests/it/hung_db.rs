@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use tidemark_reliability::summary;
 
-use crate::common::{Stack, Traffic, record_recovery, secs};
+use crate::common::{Traffic, private_with_services, record_recovery, secs};
+use tidemark_testkit::HealthView;
 
-fn unreachable(h: &Option<crate::common::HealthView>) -> bool {
+fn unreachable(h: &Option<HealthView>) -> bool {
     h.as_ref().is_some_and(|h| h.reasons.iter().any(|r| r == "database-unreachable"))
 }
 
@@ -17,7 +18,7 @@ fn unreachable(h: &Option<crate::common::HealthView>) -> bool {
 async fn both_services_survive_a_hung_database() {
     summary::run("3d outage: database hung (SIGSTOP)", |rec| async move {
         rec.step("private PostgreSQL, indexer and API up");
-        let (mut stack, mut indexer, mut api) = Stack::private_with_services("tidemark_rel_dbhung").await;
+        let (mut stack, mut indexer, mut api) = private_with_services("tidemark_rel_dbhung").await;
 
         rec.step("SIGSTOP every process of the cluster");
         let load = Traffic::start(&stack.demo, 4, 100..300);
@@ -79,7 +80,7 @@ async fn both_services_survive_a_hung_database() {
             None,
         )
         .await;
-        assert_eq!(indexer.stop().await, 0, "indexer exit code");
+        assert_eq!(indexer.stop(Duration::from_secs(10)).await, 0, "indexer exit code");
     })
     .await;
 }

@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use tidemark_reliability::summary;
-use tidemark_testkit::{Anvil, ChainSpec, IndexerConfigBuilder, free_port};
+use tidemark_testkit::{Anvil, ChainSpec, IndexerConfigBuilder, SOON, Stack, free_port};
 use tidemark_traffic::{Demo, TOKEN_EVENTS};
 
-use crate::common::{SOON, Stack, secs, traffic};
+use crate::common::{secs, traffic};
 
 /// What must not change: both metadata rows (value and `updated_at`), the event count,
 /// the checkpoints and the highest cursor.
@@ -36,9 +36,9 @@ async fn an_incompatible_config_exits_3_at_start_up_and_writes_nothing() {
         let stack = Stack::shared("tidemark_rel_incompat").await;
         traffic(&stack.demo, 8, 4).await;
         let mut db = stack.instance().await;
-        let mut first = stack.spawn_indexer(&stack.config());
+        let mut first = stack.spawn(&stack.config());
         stack.wait_synced(&mut db, SOON).await;
-        assert_eq!(first.stop().await, 0, "clean stop");
+        assert_eq!(first.stop(Duration::from_secs(10)).await, 0, "clean stop");
         let before = written_state(&mut db).await;
 
         let mut variants: Vec<(&str, &str, IndexerConfigBuilder)> = Vec::new();
@@ -73,7 +73,7 @@ async fn an_incompatible_config_exits_3_at_start_up_and_writes_nothing() {
         for (what, field, cfg) in &variants {
             rec.step(format!("start with: {what}"));
             let started = Instant::now();
-            let mut p = stack.spawn_indexer(cfg);
+            let mut p = stack.spawn(cfg);
             let code = p.proc.wait_timeout(SOON).await.and_then(|s| s.code());
             slowest = slowest.max(started.elapsed());
             let stderr = p.proc.stderr();
@@ -112,15 +112,15 @@ async fn the_api_exits_3_when_the_instance_is_recreated_for_other_chains() {
         let stack = Stack::shared("tidemark_rel_api3").await;
         traffic(&stack.demo, 6, 4).await;
         let mut db = stack.instance().await;
-        let mut indexer = stack.spawn_indexer(&stack.config());
+        let mut indexer = stack.spawn(&stack.config());
         stack.wait_synced(&mut db, SOON).await;
         // The full run keeps the default refresh (60 s); the reduced one refreshes every 2 s.
         let mut api = stack.spawn_api(if full { &[] } else { &["--config-refresh-ms", "2000"] });
         api.wait_healthy(SOON).await;
 
         rec.step("indexer stopped, reset --yes, indexer for chain 31338");
-        assert_eq!(indexer.stop().await, 0, "clean stop");
-        let (code, p) = stack.indexer_command(&stack.config(), &["reset", "--yes"]).await;
+        assert_eq!(indexer.stop(Duration::from_secs(10)).await, 0, "clean stop");
+        let (code, p) = stack.run_command(&stack.config(), &["reset", "--yes"]).await;
         assert_eq!(code, 0, "reset: {}", p.logs());
         let other = Anvil::spawn_with(&["--chain-id", "31338"]).await;
         let demo = Demo::deploy(other.url()).await.expect("deploying on 31338");
@@ -130,7 +130,7 @@ async fn the_api_exits_3_when_the_instance_is_recreated_for_other_chains() {
         let mut cfg = stack.config();
         cfg.chains = vec![spec];
         let started = Instant::now();
-        let mut second = stack.spawn_indexer(&cfg);
+        let mut second = stack.spawn(&cfg);
         let limit = Duration::from_secs(70);
         let exit = api.proc.wait_timeout(limit + Duration::from_secs(5)).await;
         let took = started.elapsed();
@@ -148,7 +148,7 @@ async fn the_api_exits_3_when_the_instance_is_recreated_for_other_chains() {
             code == Some(3) && took <= limit && !logs.contains("panicked"),
             format!("exited {} s after the new indexer started (limit {} s)", secs(took), limit.as_secs()),
         );
-        let exit = second.stop().await;
+        let exit = second.stop(Duration::from_secs(10)).await;
         assert_eq!(exit, 0, "second indexer exit code");
     })
     .await;

@@ -7,11 +7,10 @@
 use std::time::Duration;
 
 use tidemark_db_client::test_utils::TestRole;
-use tidemark_reliability::compare::Comparison;
 use tidemark_reliability::summary::{self, Recorder};
-use tidemark_testkit::{IndexerConfigBuilder, InstanceDb};
+use tidemark_testkit::{Api, Indexer, IndexerConfigBuilder, InstanceDb, SOON, Stack, compare::Comparison};
 
-use crate::common::{Api, Indexer, SOON, Stack, traffic};
+use crate::common::traffic;
 
 const SCHEMA: &str = "tidemark_rel_lp";
 /// A second instance, created by the indexer role after the grants.
@@ -20,7 +19,7 @@ const LATER_SCHEMA: &str = "tidemark_rel_lp_later";
 /// The SQL block between the `least-privilege` markers of docs/database.md, for roles
 /// `indexer` and `api` on database `db`, without its `CREATE ROLE` statements.
 fn documented_grants(indexer: &str, api: &str, db: &str) -> String {
-    let path = tidemark_reliability::bins::workspace_root().join("docs/database.md");
+    let path = tidemark_testkit::bins::workspace_root().join("docs/database.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let block = doc
         .split_once("<!-- least-privilege:begin -->")
@@ -131,7 +130,7 @@ async fn documented_roles_suffice_and_the_api_role_cannot_write() {
         let mut later = Served::start(&stack, &later_cfg, &api_role.url).await;
         later.require(&rec, "an instance created after the grants, served by the API role");
 
-        let codes = [first.indexer.stop().await, later.indexer.stop().await, stop(&mut first.api).await, stop(&mut later.api).await];
+        let codes = [first.indexer.stop(Duration::from_secs(10)).await, later.indexer.stop(Duration::from_secs(10)).await, stop(&mut first.api).await, stop(&mut later.api).await];
         rec.require("clean shutdown of all four", format!("exit codes {codes:?}"), codes == [0; 4], "");
     })
     .await;
@@ -148,7 +147,7 @@ struct Served {
 impl Served {
     /// Starts the indexer with `cfg` and, once it is synced, the API as `api_url`'s role.
     async fn start(stack: &Stack, cfg: &IndexerConfigBuilder, api_url: &str) -> Self {
-        let indexer = stack.spawn_indexer(cfg);
+        let indexer = stack.spawn(cfg);
         let mut db = InstanceDb::connect(&stack.db_url, &cfg.schema).await.expect("connecting");
         stack.wait_synced(&mut db, SOON).await;
         let comparison = stack.compare(&mut db).await;

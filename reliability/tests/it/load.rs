@@ -24,7 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::common::{SOON, Stack, Traffic, traffic};
+use crate::common::{Traffic, traffic};
+use tidemark_testkit::{SOON, Stack};
 
 /// The API's default header-read timeout (`--header-read-timeout-ms`).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -375,7 +376,7 @@ async fn the_api_under_load_keeps_its_probes_fast_and_sheds_only_as_documented()
         for _ in 0..5 {
             stack.demo.burst(300).await.expect("a burst of 300 events");
         }
-        let _indexer = stack.spawn_indexer(&stack.config());
+        let _indexer = stack.spawn(&stack.config());
         let api = stack.spawn_api(&[]);
         let mut db = stack.instance().await;
         stack.wait_synced(&mut db, SOON).await;

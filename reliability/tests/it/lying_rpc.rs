@@ -10,9 +10,9 @@
 use std::time::{Duration, Instant};
 
 use tidemark_reliability::summary::{self, Recorder};
-use tidemark_testkit::{Anvil, Faults, RpcProxy};
+use tidemark_testkit::{Anvil, Faults, Indexer, RpcProxy, SOON, Stack, get_json};
 
-use crate::common::{Indexer, SOON, Stack, get_json, secs, traffic};
+use crate::common::{secs, traffic};
 
 /// `tidemark_rpc_bad_answers_total` summed over endpoints for `kind`.
 async fn rejected(indexer: &Indexer, kind: &str) -> u64 {
@@ -34,7 +34,7 @@ async fn faulty_backend(rec: &Recorder, name: &str, faults: Faults, kind: &str) 
     cfg.chains[0].rpc_url = Some(proxy.url().to_owned());
     cfg.chains[0].finality_depth = Some(4);
     cfg.chains[0].poll_interval_ms = Some(200);
-    let mut indexer = stack.spawn_indexer(&cfg);
+    let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
     let started = Instant::now();
     let mut blocks = 0;
@@ -62,7 +62,7 @@ async fn faulty_backend(rec: &Recorder, name: &str, faults: Faults, kind: &str) 
         cmp.is_exact() && removed == 0 && !restarted && count > 0 && logged,
         format!("{} events, settled in {} s; injected {injected:?}", cmp.stored, secs(settle)),
     );
-    assert_eq!(indexer.stop().await, 0);
+    assert_eq!(indexer.stop(Duration::from_secs(10)).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +121,7 @@ async fn a_fresh_failover_node_of_another_chain() {
         cfg.chains[0].rpc_urls = Some(vec![proxy.url().to_owned(), fresh.url().to_owned()]);
         cfg.chains[0].finality_depth = Some(4);
         cfg.chains[0].poll_interval_ms = Some(200);
-        let mut indexer = stack.spawn_indexer(&cfg);
+        let mut indexer = stack.spawn(&cfg);
         let mut db = stack.instance().await;
         stack.wait_synced(&mut db, SOON).await;
         let before = db.event_count().await.expect("count");
@@ -171,7 +171,7 @@ async fn a_fresh_failover_node_of_another_chain() {
             cmp.is_exact() && removed == 0,
             format!("settled in {} s", secs(settle)),
         );
-        assert_eq!(indexer.stop().await, 0);
+        assert_eq!(indexer.stop(Duration::from_secs(10)).await, 0);
     })
     .await;
 }

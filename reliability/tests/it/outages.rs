@@ -14,7 +14,8 @@ use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use tidemark_reliability::summary;
 
-use crate::common::{Frozen, HealthView, SOON, Stack, Traffic, record_recovery, secs, traffic};
+use crate::common::{Frozen, Traffic, private_with_services, record_recovery, secs, traffic};
+use tidemark_testkit::{HealthView, SOON, Stack};
 
 /// Polls `f` every 100 ms until it returns `Some`; `None` after `timeout`.
 async fn poll<T>(timeout: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> Option<T> {
@@ -41,7 +42,7 @@ async fn the_api_serves_while_the_indexer_is_down() {
         rec.step("indexer and API up");
         let stack = Stack::shared("tidemark_rel_idxdown").await;
         traffic(&stack.demo, 12, 4).await;
-        let mut indexer = stack.spawn_indexer(&stack.config());
+        let mut indexer = stack.spawn(&stack.config());
         let api = stack.spawn_api(&[]);
         let mut db = stack.instance().await;
         stack.wait_synced(&mut db, SOON).await;
@@ -111,7 +112,7 @@ async fn the_api_serves_while_the_indexer_is_down() {
 
         rec.step("indexer restarted");
         let restarted = Instant::now();
-        let mut indexer = stack.spawn_indexer(&stack.config());
+        let mut indexer = stack.spawn(&stack.config());
         let fresh = poll(SOON, async || {
             let h = api.health().await?;
             (h.code == 200 && h.warnings.is_empty()).then_some(())
@@ -141,7 +142,7 @@ async fn the_api_serves_while_the_indexer_is_down() {
             oldest <= 4.0,
             "",
         );
-        let exit = indexer.stop().await;
+        let exit = indexer.stop(Duration::from_secs(10)).await;
         assert_eq!(exit, 0, "indexer exit code");
     })
     .await;
@@ -156,7 +157,7 @@ async fn a_frozen_rpc_node_times_out_and_the_indexer_recovers() {
         traffic(&stack.demo, 10, 4).await;
         let mut cfg = stack.config();
         cfg.chains[0].request_timeout_ms = Some(500);
-        let mut indexer = stack.spawn_indexer(&cfg);
+        let mut indexer = stack.spawn(&cfg);
         let mut db = stack.instance().await;
         stack.wait_synced(&mut db, SOON).await;
         let id = stack.chain_id;
@@ -218,7 +219,7 @@ async fn a_frozen_rpc_node_times_out_and_the_indexer_recovers() {
             recovered.is_some() && c.is_exact() && indexer.proc.is_running(),
             format!("/health 200 after {} s; synced {} s later", secs(recovered_after), secs(synced)),
         );
-        let exit = indexer.stop().await;
+        let exit = indexer.stop(Duration::from_secs(10)).await;
         assert_eq!(exit, 0, "indexer exit code");
     })
     .await;
@@ -229,7 +230,7 @@ async fn both_services_survive_a_database_outage() {
     summary::run("3c outage: database down", |rec| async move {
         let full = rec.scale().is_full();
         rec.step("private PostgreSQL, indexer and API up");
-        let (mut stack, mut indexer, mut api) = Stack::private_with_services("tidemark_rel_dbdown").await;
+        let (mut stack, mut indexer, mut api) = private_with_services("tidemark_rel_dbdown").await;
 
         rec.step("pg_ctl stop -m fast");
         let load = Traffic::start(&stack.demo, 4, 100..300);
@@ -291,7 +292,7 @@ async fn both_services_survive_a_database_outage() {
             Some(up_at),
         )
         .await;
-        let exit = indexer.stop().await;
+        let exit = indexer.stop(Duration::from_secs(10)).await;
         assert_eq!(exit, 0, "indexer exit code");
     })
     .await;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tidemark_reliability::summary;
-use tidemark_testkit::JournalReplay;
+use tidemark_testkit::{JournalReplay, SOON, Stack};
 
-use crate::common::{SOON, Stack, secs, traffic};
+use crate::common::{secs, traffic};
 
 const FINALITY: u64 = 8;
 
@@ -32,7 +32,7 @@ async fn reorg_storm_ends_on_the_canonical_chain_and_the_journal_replays() {
         let mut cfg = stack.config();
         cfg.chains[0].finality_depth = Some(FINALITY);
         cfg.chains[0].poll_interval_ms = Some(20);
-        let mut indexer = stack.spawn_indexer(&cfg);
+        let mut indexer = stack.spawn(&cfg);
         let mut db = stack.instance().await;
         stack.wait_synced(&mut db, SOON).await;
         let mut consumer = JournalReplay::new();
@@ -78,12 +78,12 @@ async fn reorg_storm_ends_on_the_canonical_chain_and_the_journal_replays() {
             }
             if while_down {
                 demo.mine(rng.random_range(210..260)).await.expect("anvil_mine");
-                indexer = stack.spawn_indexer(&cfg);
+                indexer = stack.spawn(&cfg);
             } else if i % 4 == 1 {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..60))).await;
                 indexer.proc.kill9();
                 restarts += 1;
-                indexer = stack.spawn_indexer(&cfg);
+                indexer = stack.spawn(&cfg);
             }
             *depths.entry(depth).or_default() += 1;
             // More traffic on the new branch.
@@ -131,7 +131,7 @@ async fn reorg_storm_ends_on_the_canonical_chain_and_the_journal_replays() {
         );
 
         rec.step("replaying the whole journal from scratch");
-        let fresh = tidemark_reliability::compare::replay_journal(&mut db).await;
+        let fresh = tidemark_testkit::compare::replay_journal(&mut db).await;
         let c = stack.compare(&mut db).await;
         rec.record(
             "whole journal replayed from scratch in cursor order",
@@ -142,7 +142,7 @@ async fn reorg_storm_ends_on_the_canonical_chain_and_the_journal_replays() {
             fresh.is_ok() && c.is_exact(),
             format!("{} events, {} blocks", c.stored, c.checkpoint.unwrap_or(0)),
         );
-        let exit = indexer.stop().await;
+        let exit = indexer.stop(Duration::from_secs(10)).await;
         rec.record("SIGTERM after the storm", format!("exit {exit}"), exit == 0, "");
     })
     .await;

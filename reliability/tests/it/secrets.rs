@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tidemark_reliability::fuzz::Service;
 use tidemark_reliability::summary;
-use tidemark_testkit::free_port;
+use tidemark_testkit::{SOON, Stack, free_port};
 
-use crate::common::{Frozen, SOON, Stack, traffic};
+use crate::common::{Frozen, traffic};
 
 const KEY: &str = "k3yR3liab1lity7Secret";
 /// The database password of both services (the test server trusts any password).
@@ -51,7 +51,7 @@ async fn an_rpc_key_appears_nowhere() {
             ("TIDEMARK_REL_DATABASE_URL", database_url.as_str()),
             ("RUST_LOG", "trace"),
         ];
-        let mut indexer = stack.spawn_indexer_env(&cfg, &env);
+        let mut indexer = stack.spawn_env(&cfg, &env);
         let mut api = stack.spawn_api_env(
             &stack.schema,
             &[("DATABASE_URL", database_url.as_str()), ("RUST_LOG", "trace")],
@@ -92,13 +92,13 @@ async fn an_rpc_key_appears_nowhere() {
         let dump = db.dump_text().await.expect("dumping the database");
 
         rec.step("check-config and a configuration error");
-        let (code, check) = stack.indexer_command_env(&cfg, &["check-config"], &env).await;
+        let (code, check) = stack.run_command_env(&cfg, &["check-config"], &env).await;
         assert_eq!(code, 0, "check-config: {}", check.logs());
         let mut broken = cfg.clone();
         broken.chains[0] = broken.chains[0].clone().rpc_urls(vec![format!("ftp://u:{KEY}@127.0.0.1/{KEY}")]);
-        let (code, broken_run) = stack.indexer_command_env(&broken, &[], &env).await;
+        let (code, broken_run) = stack.run_command_env(&broken, &[], &env).await;
 
-        let ei = indexer.stop().await;
+        let ei = indexer.stop(Duration::from_secs(10)).await;
         api.proc.sigterm();
         let ea = api.proc.exit_code(Duration::from_secs(10)).await;
         let places = [

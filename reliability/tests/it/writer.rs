@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use diesel_async::AsyncPgConnection;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tidemark_reliability::{audit, compare, summary};
+use tidemark_reliability::{audit, summary};
+use tidemark_testkit::{SOON, Stack, compare};
 
-use crate::common::{SOON, Stack, Traffic, secs};
+use crate::common::{Traffic, audited_writer, secs};
 
 /// Samples the number of writer-lock holders every 20 ms, reconnecting across restarts.
 struct Sampler {
@@ -68,8 +69,8 @@ async fn database_restarts_with_a_standby_never_make_two_writers() {
 
         rec.step("a writer and a standby on a private PostgreSQL");
         let mut stack = Stack::private("tidemark_rel_writer").await;
-        let (cfg, mut a) = stack.audited_writer().await;
-        let mut b = stack.spawn_indexer(&cfg.clone().with_fresh_http_port());
+        let (cfg, mut a) = audited_writer(&stack).await;
+        let mut b = stack.spawn(&cfg.clone().with_fresh_http_port());
         let waited = Instant::now();
         let mut b_role = b.role().await;
         while b_role.as_deref() != Some("standby") && waited.elapsed() < Duration::from_secs(15) {
@@ -151,7 +152,7 @@ async fn database_restarts_with_a_standby_never_make_two_writers() {
             c.is_exact() && replay.is_ok(),
             format!("{} events stored, {sent} sent during the restarts", c.stored),
         );
-        let (ea, eb) = (a.stop().await, b.stop().await);
+        let (ea, eb) = (a.stop(Duration::from_secs(10)).await, b.stop(Duration::from_secs(10)).await);
         assert_eq!((ea, eb), (0, 0), "exit codes");
     })
     .await;

@@ -1,14 +1,15 @@
 //! The binaries under test.
 //!
-//! `CARGO_BIN_EXE_*` only exists for a crate's own binaries, so the suite finds
-//! `tidemark-indexer` and `tidemark-api` next to its own test executable
-//! (`target/<profile>/deps/it-…` → `target/<profile>/`). When either is missing, or older
-//! than the sources it is built from, it runs `cargo build -p tidemark-indexer -p
-//! tidemark-api` once per process (same profile, same target directory).
-//!
-//! `TIDEMARK_INDEXER_BIN` and `TIDEMARK_API_BIN` name other binaries instead (e.g. an
-//! indexer with a fault patched in); nothing is built for a binary given that way.
+//! `TIDEMARK_INDEXER_BIN` and `TIDEMARK_API_BIN` name the binaries to run (e.g. an indexer
+//! with a fault patched in); nothing is built for a binary given that way. Otherwise a
+//! crate's own integration tests run the binary cargo built for them
+//! (`CARGO_BIN_EXE_<name>`, set while cargo runs them). The other suites find
+//! `tidemark-indexer` and `tidemark-api` next to their own test executable
+//! (`target/<profile>/deps/it-…` → `target/<profile>/`); when either is missing, or older
+//! than the sources it is built from, `cargo build -p tidemark-indexer -p tidemark-api`
+//! runs once per process (same profile, same target directory).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -67,6 +68,9 @@ fn resolve(var: &str, name: &str) -> PathBuf {
         assert!(bin.is_file(), "{var}={} is not a file", bin.display());
         return bin;
     }
+    if let Some(bin) = std::env::var_os(format!("CARGO_BIN_EXE_{name}")).filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
     let bin = profile_dir().join(name);
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     if needs_build(&bin) {
@@ -118,10 +122,12 @@ fn build() -> Result<(), String> {
     if profile.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
-    crate::summary::note(&format!(
-        "building tidemark-indexer and tidemark-api ({} profile) for the reliability suite",
+    // Straight to standard error: the test harness does not capture it.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "[testkit] building tidemark-indexer and tidemark-api ({} profile) for the tests",
         profile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
+    );
     let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", PathBuf::from(&cargo).display()))?;
     if out.status.success() {
         Ok(())

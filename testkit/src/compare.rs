@@ -1,11 +1,12 @@
-//! Stored events against the canonical chain (DESIGN §9.1), counted rather than asserted,
-//! so that the summary can say how many were missing, duplicated or orphaned.
+//! Stored events against the canonical chain (DESIGN §9.1): asserted row for row
+//! ([`assert_matches_chain`]), or counted ([`compare_with_chain`]) so that a report can
+//! say how many were missing, duplicated or orphaned.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use crate::{InstanceDb, JournalReplay, LogRow, StoredEvent, block_hash, canonical_logs};
 use alloy::primitives::Address;
-use tidemark_testkit::{InstanceDb, JournalReplay, LogRow, StoredEvent};
 
 /// What one comparison found, for one chain, up to its checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,10 +90,8 @@ pub async fn compare_with_chain(
         });
     };
     let cp_number = cp.block_number as u64;
-    let canonical_hash = tidemark_testkit::block_hash(rpc_url, cp_number).await.map_err(|e| e.to_string())?;
-    let canonical = tidemark_testkit::canonical_logs(rpc_url, addresses, 0, cp_number)
-        .await
-        .map_err(|e| e.to_string())?;
+    let canonical_hash = block_hash(rpc_url, cp_number).await.map_err(|e| e.to_string())?;
+    let canonical = canonical_logs(rpc_url, addresses, 0, cp_number).await.map_err(|e| e.to_string())?;
     let mut c = count(&canonical, &stored, cp_number);
     c.checkpoint = Some(cp_number);
     c.checkpoint_canonical = canonical_hash.as_deref() == Some(cp.block_hash.as_str());
@@ -101,6 +100,45 @@ pub async fn compare_with_chain(
             Some(format!("checkpoint {cp_number} hash {} vs canonical {canonical_hash:?}", cp.block_hash));
     }
     Ok(c)
+}
+
+/// Asserts that the stored events of `chain_id` equal the chain's logs of `addresses` up
+/// to the checkpoint, row for row and in order, and that the checkpoint is canonical.
+/// Returns the chain's stored events (by block and log index).
+///
+/// # Panics
+/// On the first difference, or when the database or the node cannot be read.
+pub async fn assert_matches_chain(
+    db: &mut InstanceDb,
+    chain_id: u64,
+    rpc_url: &str,
+    addresses: &[Address],
+) -> Vec<StoredEvent> {
+    // One snapshot: a commit landing between two separate reads would look like a torn batch.
+    let (checkpoints, events) = db.snapshot().await.expect("reading checkpoints and events");
+    let cp = checkpoints.into_iter().find(|c| c.chain_id as u64 == chain_id).expect("a checkpoint");
+    let canonical_hash = block_hash(rpc_url, cp.block_number as u64).await.expect("block hash");
+    assert_eq!(
+        Some(cp.block_hash.clone()),
+        canonical_hash,
+        "checkpoint hash is canonical at {}",
+        cp.block_number
+    );
+    let canonical = canonical_logs(rpc_url, addresses, 0, cp.block_number as u64).await.expect("eth_getLogs");
+    let stored: Vec<StoredEvent> = events.into_iter().filter(|e| e.chain_id as u64 == chain_id).collect();
+    let rows: Vec<_> = stored.iter().map(StoredEvent::log_row).collect();
+    if rows != canonical {
+        let first = rows.iter().zip(&canonical).position(|(a, b)| a != b);
+        panic!(
+            "chain {chain_id}: {} stored events vs {} canonical logs up to block {}; first difference at {first:?}: stored {:?} vs canonical {:?}",
+            rows.len(),
+            canonical.len(),
+            cp.block_number,
+            first.and_then(|i| rows.get(i)),
+            first.and_then(|i| canonical.get(i)),
+        );
+    }
+    stored
 }
 
 /// Counts the differences between canonical logs and stored events (pure).
