@@ -92,14 +92,14 @@ async fn attempt(
     let builder: IndexBuilder = writer.lock().await.index_builder(pool).await?;
     let to_build = builder.to_build().await?;
     let total = total();
-    let mut built = total.saturating_sub(u32::try_from(to_build.len()).unwrap_or(u32::MAX));
+    let already = DEFERRABLE.len() - to_build.len();
     let m = to_build.len();
     tracing::info!(target: "tidemark::indexes", to_build = m, total, "every chain finished its backfill; building the deferred indexes");
     let started = Instant::now();
     for (i, index) in to_build.iter().enumerate() {
         progress.set_index_build(Some(IndexBuild {
             state: IndexBuildState::Building,
-            built,
+            built: u32::try_from(already + i).unwrap_or(u32::MAX),
             total,
             current: Some(index.name.to_owned()),
         }));
@@ -110,7 +110,6 @@ async fn attempt(
             _ = token.cancelled() => return Ok(()),
             r = builder.build(index) => r?,
         }
-        built += 1;
         tracing::info!(target: "tidemark::indexes", index = index.name, seconds = t.elapsed().as_secs_f64(),
             n = i + 1, m, "index built");
     }

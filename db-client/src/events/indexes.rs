@@ -165,11 +165,13 @@ impl Statements<'_, Transaction<'_>> {
 }
 
 /// Session settings of the index build's connection: no statement timeout (a build takes
-/// as long as the table needs); notice a client that went away within a second, so an
-/// abandoned build stops instead of holding its lock on the table.
+/// as long as the table needs).
 const BUILD_SESSION: &str = "SET statement_timeout = 0; SET lock_timeout = 0; \
-     SET idle_in_transaction_session_timeout = 0; SET client_connection_check_interval = '1s'; \
-     SET application_name = 'tidemark-indexer-index-build'";
+     SET idle_in_transaction_session_timeout = 0; SET application_name = 'tidemark-indexer-index-build'";
+
+/// From PostgreSQL 14 on: notice a client that went away within a second, so an abandoned
+/// build stops instead of holding its lock on the table until it ends.
+const CHECK_CLIENT: &str = "SET client_connection_check_interval = '1s'";
 
 /// A dedicated connection that builds the deferred indexes with `CREATE INDEX
 /// CONCURRENTLY`, which cannot run inside a transaction and does not block the writer's
@@ -191,6 +193,11 @@ impl IndexBuilder {
     pub(crate) async fn connect(pool: &PgPool, schema: &SchemaName) -> Result<Self> {
         let client = pool.connect_raw().await?;
         client.batch_execute(BUILD_SESSION).await?;
+        let version: i32 =
+            client.query_one("SELECT current_setting('server_version_num')::int", &[]).await?.try_get(0)?;
+        if version >= 140_000 {
+            client.batch_execute(CHECK_CLIENT).await?;
+        }
         Ok(Self { client, schema: schema.clone() })
     }
 

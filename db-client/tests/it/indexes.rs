@@ -40,7 +40,7 @@ fn names(indexes: &[Index]) -> Vec<&str> {
     indexes.iter().map(|i| i.name.as_str()).collect()
 }
 
-fn sorted<'a>(mut v: Vec<&'a str>) -> Vec<&'a str> {
+fn sorted(mut v: Vec<&str>) -> Vec<&str> {
     v.sort_unstable();
     v
 }
