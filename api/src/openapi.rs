@@ -2,7 +2,9 @@
 //! derive from `tidemark-shared-types` (its `utoipa` feature), the types the handlers
 //! serialize, so the document cannot drift from the JSON.
 
-use tidemark_shared_types::{EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem};
+use tidemark_shared_types::{
+    EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem, IndexBuild, IndexBuildState,
+};
 use utoipa::OpenApi;
 
 use axum::Router;
@@ -43,6 +45,8 @@ use crate::state::AppState;
         EpochStageEntry,
         EpochStage,
         EpochSummary,
+        IndexBuild,
+        IndexBuildState,
         crate::error::ErrorBody,
         crate::error::ErrorDetail,
     ))

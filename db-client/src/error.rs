@@ -73,6 +73,10 @@ pub enum DbError {
     /// The pool could not be built from the configuration.
     #[error("invalid pool configuration: {0}")]
     Config(String),
+    /// The deferred index build cannot be recorded as done: these indexes of `events`
+    /// are missing or invalid.
+    #[error("indexes of events missing or invalid: {0}")]
+    IndexesMissing(String),
 }
 
 impl DbError {

@@ -80,6 +80,9 @@ async fn health(State(s): State<HttpState>) -> Response {
             }
         }
     }
+    if s.progress.index_build().is_some_and(|b| b.is_pending()) {
+        warnings.push("indexes-building".to_owned());
+    }
     let mut body = HealthBody::new(reasons, warnings);
     body.role = Some(s.health.role());
     let code = if body.is_healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

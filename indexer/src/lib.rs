@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod epochs;
 pub mod http;
+pub mod indexes;
 pub mod liveness;
 pub mod pipeline;
 pub mod progress;

@@ -240,6 +240,15 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     let (config, public, pool, progress, health, summaries) =
         (ctx.config, ctx.public, ctx.pool, ctx.progress, ctx.health, ctx.summaries);
     writer.ensure_instance_schema().await?;
+    if writer.defer_indexes().await? {
+        tracing::info!(target: "tidemark::run", schema = %config.schema,
+            "new instance: the secondary indexes of events are built once every chain has finished its backfill");
+    }
+    let build_pending = writer.index_build_pending().await?;
+    if build_pending {
+        let built = writer.valid_indexes().await?;
+        progress.set_index_build(Some(crate::indexes::deferred(built)));
+    }
     // Read again now that the lock is held: no other indexer can change it any more.
     let stored = stored_public_config(pool, &config.schema).await?;
     check_stored(stored.as_ref(), public).map_err(|e| TermError::Fatal(e.into()))?;
@@ -261,6 +270,13 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
         }));
     }
     tasks.spawn(ctx.metrics.scope(watch_lock(writer.clone(), token.clone())));
+    if build_pending {
+        let (writer, pool, progress, token) = (writer.clone(), pool.clone(), progress.clone(), token.clone());
+        tasks.spawn(ctx.metrics.scope(async move {
+            crate::indexes::build_when_backfilled(writer, pool, progress, token).await;
+            Ok(())
+        }));
+    }
     let recorder = Recorder::new(
         writer.clone(),
         pool.clone(),

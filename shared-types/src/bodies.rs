@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::PublicConfig;
 use crate::epoch::EpochSummary;
 use crate::projection::RealtimeProjection;
+use crate::status::IndexBuild;
 
 /// `/health`: `{status: "ok", warnings}` or `{status: "unhealthy", reasons, warnings}`;
 /// the indexer adds its `role`.
@@ -72,6 +73,11 @@ pub struct StatusBody<R = String> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "utoipa", schema(value_type = Option<std::collections::HashMap<String, EpochSummary>>))]
     pub epochs: Option<BTreeMap<u64, EpochSummary>>,
+    /// The deferred build of the `events` indexes (on success, while the snapshot carries
+    /// one: `deferred`, `building`, then `done`; absent when no build is pending). Taken
+    /// out of the projected snapshot, so it appears once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_build: Option<IndexBuild>,
     /// Why there is nothing to serve (on error).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "utoipa", schema(value_type = Option<Vec<String>>))]
@@ -79,19 +85,21 @@ pub struct StatusBody<R = String> {
 }
 
 impl<R> StatusBody<R> {
-    /// A successful body.
+    /// A successful body; the snapshot's index build becomes the top-level `indexBuild`.
     pub fn ok(
-        realtime_projection: RealtimeProjection,
+        mut realtime_projection: RealtimeProjection,
         config: PublicConfig,
         warnings: Vec<R>,
         epochs: BTreeMap<u64, EpochSummary>,
     ) -> Self {
+        let index_build = realtime_projection.snapshot.index_build.take();
         Self {
             response_code: "ok",
             realtime_projection: Some(realtime_projection),
             config: Some(config),
             warnings: Some(warnings),
             epochs: Some(epochs),
+            index_build,
             reasons: None,
         }
     }
@@ -104,6 +112,7 @@ impl<R> StatusBody<R> {
             config: None,
             warnings: None,
             epochs: None,
+            index_build: None,
             reasons: Some(reasons),
         }
     }

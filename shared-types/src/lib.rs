@@ -25,6 +25,6 @@ pub use projection::RealtimeProjection;
 pub use schema::{InvalidSchemaName, SchemaName};
 pub use signature::{SignatureError, canonical_event};
 pub use status::{
-    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, OmnichainSnapshot, OmnichainStatus,
-    Stalled, StatusError,
+    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexBuildState, IndexingStatus,
+    OmnichainSnapshot, OmnichainStatus, Stalled, StatusError,
 };

@@ -253,6 +253,45 @@ pub struct OmnichainSnapshot {
     pub chains: BTreeMap<u64, ChainSnapshot>,
 }
 
+/// Where the build of the `events` indexes a new instance deferred until its first
+/// backfill finished stands (docs/database.md, "Deferred indexes"): an additive field of
+/// the snapshot, absent when no build is pending (the instance was never deferred, or
+/// its indexes were built before the indexer that wrote the snapshot started).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct IndexBuild {
+    /// `deferred` (waiting for every chain to finish its backfill), `building` or `done`.
+    pub state: IndexBuildState,
+    /// Indexes that exist and are valid.
+    pub built: u32,
+    /// Indexes deferred in all.
+    pub total: u32,
+    /// The index being built (while `building`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+}
+
+impl IndexBuild {
+    /// True until every deferred index is built (`deferred` or `building`).
+    pub fn is_pending(&self) -> bool {
+        self.state != IndexBuildState::Done
+    }
+}
+
+/// The state of an [`IndexBuild`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum IndexBuildState {
+    /// Waiting for every chain to finish its backfill.
+    Deferred,
+    /// Building, one index at a time.
+    Building,
+    /// Every index is built.
+    Done,
+}
+
 /// The persisted status snapshot (`indexing_status` metadata key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "RawIndexingStatus")]
@@ -265,6 +304,11 @@ pub struct IndexingStatus {
     pub snapshot_time: u64,
     /// The omnichain snapshot.
     pub omnichain_snapshot: OmnichainSnapshot,
+    /// The deferred index build, while one is pending (and `done` once the indexer that
+    /// writes the snapshot finished it); absent otherwise, and in snapshots of earlier
+    /// builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_build: Option<IndexBuild>,
 }
 
 /// The status strategy; only `omnichain` exists.
@@ -282,6 +326,8 @@ struct RawIndexingStatus {
     slowest_chain_indexing_cursor: u64,
     snapshot_time: u64,
     omnichain_snapshot: OmnichainSnapshot,
+    #[serde(default)]
+    index_build: Option<IndexBuild>,
 }
 
 impl TryFrom<RawIndexingStatus> for IndexingStatus {
@@ -292,6 +338,7 @@ impl TryFrom<RawIndexingStatus> for IndexingStatus {
             slowest_chain_indexing_cursor: raw.slowest_chain_indexing_cursor,
             snapshot_time: raw.snapshot_time,
             omnichain_snapshot: raw.omnichain_snapshot,
+            index_build: raw.index_build,
         };
         status.validate()?;
         Ok(status)
@@ -317,6 +364,7 @@ impl IndexingStatus {
                 omnichain_indexing_cursor: cursor,
                 chains,
             },
+            index_build: None,
         };
         Ok(status)
     }

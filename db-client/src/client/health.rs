@@ -24,6 +24,10 @@ pub enum Reason {
     /// Warning: the indexer reports this chain stalled — no progress while its head moved
     /// (`stalled` in the chain's status snapshot).
     ChainStalled(u64),
+    /// Warning: the secondary indexes of `events` that a new instance builds after its
+    /// first backfill are not all built yet (`indexBuild` of the status snapshot):
+    /// filtered event pages are slower until they are.
+    IndexesBuilding,
 }
 
 impl Reason {
@@ -35,6 +39,7 @@ impl Reason {
             Self::NoStatus => "no-status",
             Self::Incompatible => "incompatible",
             Self::StatusStale => "status-stale",
+            Self::IndexesBuilding => "indexes-building",
             Self::ChainStalled(id) => return Cow::Owned(format!("chain-stalled:{id}")),
         })
     }
@@ -47,6 +52,7 @@ impl Reason {
             "no-status" => Self::NoStatus,
             "incompatible" => Self::Incompatible,
             "status-stale" => Self::StatusStale,
+            "indexes-building" => Self::IndexesBuilding,
             other => Self::ChainStalled(other.strip_prefix("chain-stalled:")?.parse().ok()?),
         })
     }
@@ -102,6 +108,7 @@ mod tests {
             Reason::Incompatible,
             Reason::StatusStale,
             Reason::ChainStalled(8453),
+            Reason::IndexesBuilding,
         ] {
             let json = serde_json::to_value(r).ok();
             assert_eq!(json, Some(serde_json::Value::from(r.code().into_owned())));

@@ -262,6 +262,9 @@ impl DbClient {
                         .filter(|(_, chain)| chain.stalled().is_some())
                         .map(|(id, _)| Reason::ChainStalled(*id)),
                 );
+                if view.status.index_build.as_ref().is_some_and(|b| b.is_pending()) {
+                    warnings.push(Reason::IndexesBuilding);
+                }
             }
             Err(reason) => {
                 if !reasons.contains(reason) {

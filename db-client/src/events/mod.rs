@@ -22,6 +22,8 @@ use tidemark_shared_types::{ChainSnapshot, Cursor, EventItem, IndexingStatus, Pu
 use crate::error::{DbError, Result, stored_u64};
 use crate::prepared::PreparedSql;
 
+#[cfg(feature = "writer")]
+pub(crate) mod indexes;
 pub(crate) mod shape;
 #[cfg(feature = "writer")]
 pub(crate) mod write;

@@ -30,6 +30,7 @@ pub use crate::checkpoints::{WindowBlock, WindowHeader};
 pub use crate::epochs::epoch_summaries;
 pub use crate::epochs::write::{Epoch, now_secs};
 use crate::error::{DbError, Result};
+pub use crate::events::indexes::{DEFERRABLE, DeferrableIndex, INDEX_BUILD_KEY, IndexBuilder};
 pub use crate::events::write::EventRow;
 pub use crate::metadata::stored_public_config;
 use crate::metadata::{INDEXING_STATUS_KEY, PUBLIC_CONFIG_KEY};
@@ -162,6 +163,48 @@ impl Writer {
         timed(QUERY_LIMIT, async {
             let tx = self.client.transaction().await?;
             Statements::new(&tx, &self.schema).ensure_instance().await?;
+            Ok(tx.commit().await?)
+        })
+        .await
+    }
+
+    /// On a new instance (no events, no checkpoint), drops the secondary indexes of
+    /// `events` that are built after the first backfill ([`DEFERRABLE`]) and records the
+    /// build as pending, in one transaction; returns whether it did. Does nothing on an
+    /// instance with data.
+    pub async fn defer_indexes(&mut self) -> Result<bool> {
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            let deferred = Statements::new(&tx, &self.schema).defer_indexes().await?;
+            tx.commit().await?;
+            Ok(deferred)
+        })
+        .await
+    }
+
+    /// Whether a deferred index build is pending (recorded and not done).
+    pub async fn index_build_pending(&mut self) -> Result<bool> {
+        timed(QUERY_LIMIT, self.statements().index_build_pending()).await
+    }
+
+    /// How many of the [`DEFERRABLE`] indexes exist and are valid.
+    pub async fn valid_indexes(&mut self) -> Result<usize> {
+        timed(QUERY_LIMIT, async { Ok(self.statements().valid_indexes().await?.len()) }).await
+    }
+
+    /// A dedicated connection for the deferred index build, made like this writer's:
+    /// `CREATE INDEX CONCURRENTLY` runs outside any transaction and must not hold up the
+    /// writer's commits.
+    pub async fn index_builder(&self, pool: &PgPool) -> Result<IndexBuilder> {
+        timed(QUERY_LIMIT, IndexBuilder::connect(pool, &self.schema)).await
+    }
+
+    /// Records the deferred index build as done, when every [`DEFERRABLE`] index exists
+    /// and is valid ([`DbError::IndexesMissing`] otherwise), in one transaction.
+    pub async fn finish_index_build(&mut self) -> Result<()> {
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            Statements::new(&tx, &self.schema).finish_index_build().await?;
             Ok(tx.commit().await?)
         })
         .await

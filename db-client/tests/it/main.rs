@@ -4,6 +4,7 @@ mod client;
 mod epochs;
 mod events;
 mod hung;
+mod indexes;
 mod metadata;
 mod migrations;
 mod plans;

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use tidemark_shared_types::{BlockRef, ChainIndexingConfig, ChainSnapshot, IndexingStatus, Stalled};
+use tidemark_shared_types::{
+    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexingStatus, Stalled,
+};
 
 use crate::rpc::Standing;
 
@@ -150,10 +152,11 @@ impl ChainState {
     }
 }
 
-/// Shared progress of every chain.
+/// Shared progress of every chain, and of the deferred index build.
 #[derive(Debug, Clone)]
 pub struct Progress {
     chains: Arc<Mutex<BTreeMap<u64, ChainState>>>,
+    index_build: Arc<Mutex<Option<IndexBuild>>>,
 }
 
 impl Progress {
@@ -163,7 +166,24 @@ impl Progress {
             chains: Arc::new(Mutex::new(
                 chains.into_iter().map(|(id, end)| (id, ChainState::new(end))).collect(),
             )),
+            index_build: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// The deferred index build, while one is pending or this process finished it.
+    pub fn index_build(&self) -> Option<IndexBuild> {
+        self.index_build.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Sets the deferred index build's state (carried in every snapshot from now on).
+    pub fn set_index_build(&self, build: Option<IndexBuild>) {
+        *self.index_build.lock().unwrap_or_else(|e| e.into_inner()) = build;
+    }
+
+    /// True when every chain has finished its backfill: each follows its head or has
+    /// completed its bounded range.
+    pub fn backfills_done(&self) -> bool {
+        self.lock().values().all(|s| matches!(s.phase, Phase::Following | Phase::Completed))
     }
 
     /// Sets how long a chain may go without progress, while behind, before it is
@@ -195,7 +215,10 @@ impl Progress {
             .map(|(id, s)| s.snapshot().map(|snap| (*id, snap)))
             .collect::<Option<BTreeMap<_, _>>>()?;
         match IndexingStatus::derive(chains, now) {
-            Ok(s) => Some(s),
+            Ok(mut s) => {
+                s.index_build = self.index_build();
+                Some(s)
+            }
             Err(e) => {
                 tracing::error!(target: "tidemark::status", error = %e, "inconsistent status; not written");
                 None

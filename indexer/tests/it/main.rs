@@ -7,6 +7,7 @@
 mod common;
 mod config_changes;
 mod crash;
+mod deferred_indexes;
 mod epochs;
 mod events;
 mod in_process;

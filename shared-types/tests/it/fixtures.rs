@@ -229,6 +229,8 @@ fn status_fixtures_equal_their_derivation() {
     for (name, status) in status_fixtures() {
         let derived = IndexingStatus::derive(status.omnichain_snapshot.chains.clone(), status.snapshot_time)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // `indexBuild` is reported, not derived from the chains.
+        let derived = IndexingStatus { index_build: status.index_build.clone(), ..derived };
         assert_eq!(derived, status, "{name}: the stored omnichain fields are not the derived ones");
         assert_eq!(status.validate(), Ok(()), "{name}");
     }
