@@ -22,6 +22,7 @@ use tidemark_shared_types::{ChainSnapshot, Cursor, EventItem, IndexingStatus, Pu
 use crate::error::{DbError, Result, stored_u64};
 use crate::prepared::PreparedSql;
 
+pub(crate) mod journal;
 pub(crate) mod shape;
 #[cfg(feature = "writer")]
 pub(crate) mod write;

@@ -4,6 +4,7 @@ mod client;
 mod epochs;
 mod events;
 mod hung;
+mod journal;
 mod metadata;
 mod migrations;
 mod plans;
