@@ -2,7 +2,7 @@
 //! derive from `tidemark-shared-types` (its `utoipa` feature), the types the handlers
 //! serialize, so the document cannot drift from the JSON.
 
-use tidemark_shared_types::{EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem};
+use tidemark_shared_types::{EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem, RemovedItem};
 use utoipa::OpenApi;
 
 use axum::Router;
@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 
-use crate::routes::{epochs, events, health, meta, status};
+use crate::routes::{epochs, events, health, meta, status, stream};
 use crate::state::AppState;
 
 /// The OpenAPI 3 document of the API.
@@ -27,6 +27,7 @@ use crate::state::AppState;
         status::config,
         status::realtime,
         events::events,
+        stream::stream,
         epochs::epochs,
         meta::metrics,
         openapi_json,
@@ -38,6 +39,7 @@ use crate::state::AppState;
         status::RealtimeBody,
         events::EventsBody,
         EventItem,
+        RemovedItem,
         epochs::EpochsBody,
         EpochItem,
         EpochStageEntry,

@@ -23,6 +23,8 @@ use crate::error::{DbError, Result, stored_u64};
 use crate::prepared::PreparedSql;
 
 pub(crate) mod journal;
+// Public to the plans test and the bench through `test_utils::plans`.
+#[cfg_attr(not(feature = "test-utils"), allow(unreachable_pub, dead_code))]
 pub(crate) mod shape;
 #[cfg(feature = "writer")]
 pub(crate) mod write;
