@@ -83,6 +83,17 @@ pub struct Cli {
         value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_connections: u64,
 
+    /// Concurrent `/v1/stream` clients; beyond this, 503 `too_many_streams`.
+    #[arg(long, env = "TIDEMARK_STREAM_MAX_CLIENTS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub stream_max_clients: u64,
+
+    /// Journal entries a stream client may fall behind the live tail before it is sent
+    /// `lagged` and catches up from the database.
+    #[arg(long, env = "TIDEMARK_STREAM_QUEUE", default_value_t = 1024,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub stream_queue: u64,
+
     /// Largest `/v1/events` body in bytes: a page stops before the event that would
     /// exceed it (it always holds one event) and `nextCursor` continues from there.
     #[arg(long, env = "TIDEMARK_API_MAX_RESPONSE_BYTES", default_value_t = 8 << 20,
@@ -164,6 +175,8 @@ impl Cli {
             max_concurrent_requests: size(self.max_concurrent_requests),
             max_connections: size(self.max_connections),
             max_response_bytes: size(self.max_response_bytes),
+            stream_max_clients: size(self.stream_max_clients),
+            stream_queue: size(self.stream_queue),
             cors_origins: self
                 .cors_origins
                 .iter()

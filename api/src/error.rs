@@ -41,6 +41,9 @@ pub enum ApiError {
     /// `Retry-After`): shed at once, never queued.
     #[error("the server is overloaded")]
     Overloaded,
+    /// As many `/v1/stream` clients as allowed are connected (503 with `Retry-After`).
+    #[error("too many streams")]
+    TooManyStreams,
     /// The request ran past the request timeout (503 with `Retry-After`).
     #[error("the request timed out")]
     RequestTimeout,
@@ -109,6 +112,11 @@ impl IntoResponse for ApiError {
             Self::Overloaded => {
                 let message = "too many requests in progress; retry after the Retry-After delay".to_owned();
                 return busy(ErrorDetail { code: "overloaded", message, field: None, reasons: None });
+            }
+            Self::TooManyStreams => {
+                let message =
+                    "as many streams as allowed are open; retry after the Retry-After delay".to_owned();
+                return busy(ErrorDetail { code: "too_many_streams", message, field: None, reasons: None });
             }
             Self::RequestTimeout => {
                 let message =

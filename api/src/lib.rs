@@ -21,6 +21,7 @@ pub mod cli;
 pub mod clock;
 pub mod error;
 pub mod extract;
+pub mod hub;
 pub mod listen;
 pub mod openapi;
 pub mod response;

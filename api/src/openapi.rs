@@ -3,7 +3,7 @@
 //! serialize, so the document cannot drift from the JSON.
 
 use tidemark_shared_types::{
-    EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem, IndexBuild, IndexBuildState,
+    EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem, IndexBuild, IndexBuildState, RemovedItem,
 };
 use utoipa::OpenApi;
 
@@ -12,7 +12,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 
-use crate::routes::{epochs, events, health, meta, status};
+use crate::routes::{epochs, events, health, meta, status, stream};
 use crate::state::AppState;
 
 /// The OpenAPI 3 document of the API.
@@ -29,6 +29,7 @@ use crate::state::AppState;
         status::config,
         status::realtime,
         events::events,
+        stream::stream,
         epochs::epochs,
         meta::metrics,
         openapi_json,
@@ -40,6 +41,7 @@ use crate::state::AppState;
         status::RealtimeBody,
         events::EventsBody,
         EventItem,
+        RemovedItem,
         epochs::EpochsBody,
         EpochItem,
         EpochStageEntry,

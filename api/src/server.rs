@@ -48,7 +48,8 @@ pub fn app(state: AppState) -> Router {
     let limited = Semaphore::new(http.max_concurrent_requests);
     let public = routes::public().method_not_allowed_fallback(response::method_not_allowed);
     let mut public = budget::apply(public, &http, Arc::new(limited))
-        .merge(routes::probes().method_not_allowed_fallback(response::method_not_allowed));
+        .merge(routes::probes().method_not_allowed_fallback(response::method_not_allowed))
+        .merge(routes::streams().method_not_allowed_fallback(response::method_not_allowed));
     if let Some(cors) = budget::cors(&http.cors_origins) {
         public = public.layer(cors);
     }
@@ -81,6 +82,13 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: CancellationT
         }
     });
     let http = state.http.clone();
+    // Streams never finish by themselves: end them when shutdown begins, so that the
+    // grace period is left to the requests that do.
+    let (hub, stop) = (state.hub.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        hub.close();
+    });
     listen::serve(listener, app(state), &http, shutdown).await
 }
 

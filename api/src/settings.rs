@@ -27,6 +27,11 @@ pub struct HttpSettings {
     pub max_response_bytes: usize,
     /// Origins a browser may read the public routes from (`*` for any; empty: CORS off).
     pub cors_origins: Vec<String>,
+    /// Concurrent `/v1/stream` clients; more are answered 503 `too_many_streams`.
+    pub stream_max_clients: usize,
+    /// Journal entries a stream client may fall behind the live tail before it gets
+    /// `lagged` and catches up from the database.
+    pub stream_queue: usize,
 }
 
 /// `Retry-After` of a shed or timed-out request, in seconds.
@@ -42,6 +47,8 @@ impl Default for HttpSettings {
             max_connections: 4096,
             max_response_bytes: 8 << 20,
             cors_origins: vec!["*".to_owned()],
+            stream_max_clients: 10_000,
+            stream_queue: 1024,
         }
     }
 }

@@ -6,6 +6,7 @@ use axum::extract::FromRef;
 use tidemark_db_client::DbClient;
 
 use crate::clock::Clock;
+use crate::hub::Hub;
 use crate::routes::status_body::StatusBodyCache;
 use crate::settings::HttpSettings;
 use crate::telemetry::Metrics;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub http: Arc<HttpSettings>,
     /// "Now" of the time-dependent handlers.
     pub clock: Clock,
+    /// The journal's tail shared by the `/v1/stream` clients.
+    pub hub: Arc<Hub>,
 }
 
 impl AppState {
@@ -34,8 +37,10 @@ impl AppState {
 
     /// State around `db` with a fresh metrics registry and the limits `http`.
     pub fn with_http(db: DbClient, http: HttpSettings) -> Self {
+        let hub = Arc::new(Hub::new(db.clone(), http.stream_queue, http.stream_max_clients));
         Self {
             db,
+            hub,
             metrics: Metrics::new(),
             status_body: StatusBodyCache::default(),
             http: Arc::new(http),
@@ -77,5 +82,11 @@ impl FromRef<AppState> for Arc<HttpSettings> {
 impl FromRef<AppState> for Clock {
     fn from_ref(state: &AppState) -> Self {
         state.clock.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Hub> {
+    fn from_ref(state: &AppState) -> Self {
+        state.hub.clone()
     }
 }

@@ -71,5 +71,6 @@ pub use tidemark_shared_types as types;
 pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition, Reason, StatusParts};
 pub use epochs::{EpochPage, EpochQuery, EpochSummaries};
 pub use error::{DbError, Result};
+pub use events::journal::{JOURNAL_CHANNEL, JournalFilter, JournalPage};
 pub use events::{EventPage, EventQuery, InvalidLimit, Limit};
 pub use pool::{PoolConfig, default_max_size};

@@ -217,6 +217,41 @@ impl PgPool {
         Ok(connect(self.connector.clone(), self.config.clone()).await?)
     }
 
+    /// Opens a connection outside the pool that `LISTEN`s on `channel`, calls `event(None)`
+    /// once it listens and `event(Some(payload))` for each notification, and returns when
+    /// the connection ends (`Ok`) or fails. Notifications sent while no such connection
+    /// exists are lost: a caller re-reads what it follows at `event(None)`.
+    pub(crate) async fn listen(&self, channel: &str, mut event: impl FnMut(Option<&str>)) -> Result<()> {
+        use futures::StreamExt;
+        use tokio_postgres::AsyncMessage;
+
+        let timeout = self.config.connect_timeout;
+        let (client, mut connection) = tokio::time::timeout(timeout, self.connector.connect())
+            .await
+            .map_err(|_| DbError::Unavailable(format!("connecting timed out after {timeout:?}")))?
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        let sql = format!("{}; LISTEN {channel}", session_settings(&self.config));
+        let listen = client.batch_execute(&sql);
+        tokio::pin!(listen);
+        let mut listening = false;
+        loop {
+            tokio::select! {
+                done = &mut listen, if !listening => {
+                    done?;
+                    listening = true;
+                    event(None);
+                }
+                message = messages.next() => match message {
+                    Some(Ok(AsyncMessage::Notification(n))) => event(Some(n.payload())),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Ok(()),
+                },
+            }
+        }
+    }
+
     /// Opens a plain `tokio-postgres` connection outside the pool, with the same connect
     /// timeout and session settings, for work diesel-async cannot do (binary `COPY`). The
     /// connection runs on a spawned task; it ends when the client is dropped or the

@@ -105,6 +105,68 @@ pub struct EventItem<A = Value> {
     pub finalized: bool,
 }
 
+/// A `removed` entry of the journal: a log that a reorg took back (DESIGN §8 "Streams").
+/// `event_cursor` is the cursor of the `log` entry it removes: a consumer replaying the
+/// journal deletes that one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedItem {
+    /// This entry's cursor.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
+    pub cursor: Cursor,
+    /// The cursor of the removed log's entry.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
+    pub event_cursor: Cursor,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Block number of the removed log.
+    pub block_number: u64,
+    /// Block hash of the removed log.
+    pub block_hash: String,
+    /// Log index of the removed log.
+    pub log_index: u64,
+    /// Transaction hash of the removed log.
+    pub transaction_hash: String,
+    /// Emitting address.
+    pub address: String,
+    /// Contract name.
+    pub contract: String,
+    /// Event name.
+    pub event: String,
+    /// The removed log's topics (`topics[0]` the signature's): for filtering, not part
+    /// of the served JSON.
+    #[serde(skip)]
+    pub topics: Vec<String>,
+}
+
+/// One entry of an instance's journal, in cursor order: a log added, or a log removed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JournalEntry<A = Value> {
+    /// A canonical log was added: the item `/v1/events` serves.
+    Log(EventItem<A>),
+    /// A log was removed by a reorg.
+    Removed(RemovedItem),
+}
+
+impl<A> JournalEntry<A> {
+    /// The entry's cursor.
+    pub fn cursor(&self) -> Cursor {
+        match self {
+            Self::Log(e) => e.cursor,
+            Self::Removed(r) => r.cursor,
+        }
+    }
+
+    /// The entry's kind.
+    pub fn kind(&self) -> JournalKind {
+        match self {
+            Self::Log(_) => JournalKind::Log,
+            Self::Removed(_) => JournalKind::Removed,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

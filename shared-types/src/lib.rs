@@ -20,7 +20,7 @@ pub use bodies::{ErrorBody, ErrorDetail, HealthBody, StatusBody};
 pub use compat::{FieldDiff, Incompatibility, check_compatible};
 pub use config::{PublicChainConfig, PublicConfig, PublicContractConfig, VersionInfo};
 pub use epoch::{EpochItem, EpochStage, EpochStageEntry, EpochSummary};
-pub use event::{Cursor, EventItem, InvalidCursor, JournalKind};
+pub use event::{Cursor, EventItem, InvalidCursor, JournalEntry, JournalKind, RemovedItem};
 pub use projection::RealtimeProjection;
 pub use schema::{InvalidSchemaName, SchemaName};
 pub use signature::{SignatureError, canonical_event};

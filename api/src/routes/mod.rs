@@ -7,6 +7,7 @@ pub mod health;
 pub mod meta;
 pub mod status;
 pub mod status_body;
+pub mod stream;
 
 pub use status_body::StatusBodyCache;
 
@@ -28,4 +29,10 @@ pub fn public() -> Router<AppState> {
 /// while the other routes are saturated (they never wait for the database).
 pub fn probes() -> Router<AppState> {
     health::router()
+}
+
+/// `/v1/stream`: long-lived, so outside the request timeout and concurrency limit; it has
+/// its own client limit (`stream_max_clients`) and counts against the connection cap.
+pub fn streams() -> Router<AppState> {
+    stream::router()
 }

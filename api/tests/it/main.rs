@@ -18,6 +18,7 @@ mod fuzz;
 mod lifecycle;
 mod limits;
 mod process;
+mod stream;
 mod support;
 mod surface;
 mod tls;

@@ -79,6 +79,22 @@ impl TestApi {
 
     /// As [`TestApi::start`], with the handlers' "now" read from `clock`.
     pub(crate) async fn start_with_clock(config: DbClientConfig, clock: Clock) -> Self {
+        Self::start_with(config, clock, tidemark_api::settings::HttpSettings::default()).await
+    }
+
+    /// As [`TestApi::start`], with the limits `http`.
+    pub(crate) async fn start_with_http(
+        config: DbClientConfig,
+        http: tidemark_api::settings::HttpSettings,
+    ) -> Self {
+        Self::start_with(config, Clock::default(), http).await
+    }
+
+    async fn start_with(
+        config: DbClientConfig,
+        clock: Clock,
+        http: tidemark_api::settings::HttpSettings,
+    ) -> Self {
         let db = DbClient::new(config).expect("client");
         tidemark_db_client::tls::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -86,7 +102,7 @@ impl TestApi {
         let shutdown = CancellationToken::new();
         tokio::spawn(tidemark_api::run(
             listener,
-            AppState::new(db.clone()).with_clock(clock),
+            AppState::with_http(db.clone(), http).with_clock(clock),
             shutdown.clone(),
         ));
         Self { base, db, http: reqwest::Client::new(), shutdown }

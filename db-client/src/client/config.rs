@@ -31,6 +31,10 @@ pub struct DbClientConfig {
     /// Longest delay between retries while the database fails; retries start after
     /// 100 ms and double up to this. Default 5 s.
     pub retry_max: Duration,
+    /// How often a [`subscribe`](crate::DbClient::subscribe) stream reads the journal when
+    /// no notification arrives (a missed one, or none at all on a read replica). Default
+    /// 1 s.
+    pub journal_poll: Duration,
 }
 
 impl DbClientConfig {
@@ -48,6 +52,7 @@ impl DbClientConfig {
             status_stale_after: Duration::from_secs(30),
             unreachable_after: Duration::from_secs(10),
             retry_max: Duration::from_secs(5),
+            journal_poll: Duration::from_secs(1),
         }
     }
 }

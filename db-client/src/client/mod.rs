@@ -3,6 +3,7 @@
 mod caches;
 mod config;
 mod health;
+mod tail;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

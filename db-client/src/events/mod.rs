@@ -24,6 +24,9 @@ use crate::prepared::PreparedSql;
 
 #[cfg(feature = "writer")]
 pub(crate) mod indexes;
+pub(crate) mod journal;
+// Public to the plans test and the bench through `test_utils::plans`.
+#[cfg_attr(not(feature = "test-utils"), allow(unreachable_pub, dead_code))]
 pub(crate) mod shape;
 #[cfg(feature = "writer")]
 pub(crate) mod write;

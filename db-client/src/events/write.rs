@@ -109,6 +109,18 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         Ok(self.c.query_one(&sql, &[&n]).await?.try_get(0)?)
     }
 
+    /// Tells the sessions that `LISTEN` on [`JOURNAL_CHANNEL`](super::journal::JOURNAL_CHANNEL)
+    /// that the journal grew, in the transaction that grows it: PostgreSQL delivers the
+    /// notification when it commits, once its entries are visible, and never for one that
+    /// rolls back. The payload is `<schema>:<head cursor>`; run under the commit lock, the
+    /// sequence's last value is this transaction's last cursor.
+    pub(crate) async fn notify_journal(&self) -> Result<()> {
+        let sql =
+            format!("SELECT pg_notify($1, $2 || ':' || (SELECT last_value FROM {}.cursor_seq))", self.s);
+        self.c.execute(&sql, &[&super::journal::JOURNAL_CHANNEL, &self.schema.as_str()]).await?;
+        Ok(())
+    }
+
     /// Loads `rows` of `chain_id` by binary `COPY`, numbered `first_cursor`,
     /// `first_cursor + 1`, … in their order.
     pub(crate) async fn copy_events(

@@ -316,6 +316,7 @@ impl Writer {
             // commit order), numbered in the batch's order: base + 1 ..= base + n.
             let base = t.draw_cursors(i64::try_from(batch.events.len()).unwrap_or(i64::MAX)).await?;
             t.copy_events(base + 1, chain, batch.events).await?;
+            t.notify_journal().await?;
         }
         if !batch.headers.is_empty() {
             t.insert_window(chain, batch.headers).await?;
@@ -348,6 +349,9 @@ impl Writer {
             let t = Statements::new(&tx, &self.schema);
             Self::commit_lock(&t).await?;
             let removed = t.remove_events_above(chain_id, above).await?;
+            if removed > 0 {
+                t.notify_journal().await?;
+            }
             t.drop_window_above(chain_id, above).await?;
             t.reorg_epochs(chain_id, above, now_secs()).await?;
             t.set_checkpoint(chain_id, ancestor).await?;

@@ -5,6 +5,7 @@ mod epochs;
 mod events;
 mod hung;
 mod indexes;
+mod journal;
 mod metadata;
 mod migrations;
 mod plans;

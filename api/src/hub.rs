@@ -1,0 +1,107 @@
+//! The process's one tail of the journal (DESIGN §8 "Streams"): one db-client
+//! subscription (one `LISTEN` connection, one read per commit) whose entries are handed,
+//! shared, to every `/v1/stream` client through a bounded broadcast.
+//!
+//! A client that falls more than the broadcast's capacity behind is told how far
+//! (`Lagged`) and catches up from the database by cursor; so a slow client never slows the
+//! tail or the others, holds no memory of its own for entries it has not read, and
+//! misses nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tidemark_db_client::types::{Cursor, JournalEntry};
+use tidemark_db_client::{DbClient, JournalFilter};
+use tokio::sync::{OnceCell, Semaphore, broadcast};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// The tail and the limits of the process's streams.
+#[derive(Debug)]
+pub struct Hub {
+    db: DbClient,
+    queue: usize,
+    /// Started with the first stream; its first value is the head it started after.
+    tail: OnceCell<broadcast::Sender<Arc<JournalEntry>>>,
+    /// Open streams, up to the client limit.
+    pub(crate) clients: Arc<Semaphore>,
+    /// Database catch-ups run at once, so that reconnecting clients cannot take every
+    /// connection of the pool.
+    pub(crate) catch_up: Semaphore,
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
+}
+
+impl Hub {
+    /// A hub reading `db`; `queue` entries of lag allowed per client, `max_clients`
+    /// streams at once. Nothing runs until the first stream.
+    pub fn new(db: DbClient, queue: usize, max_clients: usize) -> Self {
+        let stop = CancellationToken::new();
+        let catch_up = (db.settings().pool.max_size / 2).max(1);
+        Self {
+            db,
+            queue: queue.max(1),
+            tail: OnceCell::new(),
+            clients: Arc::new(Semaphore::new(max_clients)),
+            catch_up: Semaphore::new(catch_up),
+            _stop_on_drop: stop.clone().drop_guard(),
+            stop,
+        }
+    }
+
+    /// The database client.
+    pub(crate) fn db(&self) -> &DbClient {
+        &self.db
+    }
+
+    /// A receiver of every journal entry committed from now on (the tail started if it
+    /// was not; until its subscription is open, this waits).
+    pub(crate) async fn receiver(
+        &self,
+    ) -> tidemark_db_client::Result<broadcast::Receiver<Arc<JournalEntry>>> {
+        let tx = self.tail.get_or_try_init(|| self.start()).await?;
+        Ok(tx.subscribe())
+    }
+
+    /// Opens the subscription at the current head and spawns the task that broadcasts
+    /// its entries. Every entry committed after the head it started at is broadcast.
+    async fn start(&self) -> tidemark_db_client::Result<broadcast::Sender<Arc<JournalEntry>>> {
+        let entries = self.db.subscribe(None, JournalFilter::default()).await?;
+        let (tx, _) = broadcast::channel(self.queue);
+        let (sender, stop) = (tx.clone(), self.stop.clone());
+        tokio::spawn(async move {
+            let mut entries = std::pin::pin!(entries);
+            loop {
+                let next = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    next = entries.next() => next,
+                };
+                match next {
+                    // No receiver: nobody is streaming; the entry is in the database.
+                    Some(Ok(entry)) => drop(sender.send(Arc::new(entry))),
+                    Some(Err(e)) => {
+                        tracing::warn!(target: "tidemark_api::stream", error = %e, "journal tail read failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    None => return,
+                }
+            }
+        });
+        Ok(tx)
+    }
+
+    /// Ends every stream (API shutdown: clients reconnect elsewhere).
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+
+    /// Completes when the streams are to end.
+    pub(crate) async fn stopped(&self) {
+        self.stop.cancelled().await;
+    }
+
+    /// The newest committed cursor: where a stream without a start position begins.
+    pub(crate) async fn head(&self) -> tidemark_db_client::Result<Cursor> {
+        self.db.journal_head().await
+    }
+}

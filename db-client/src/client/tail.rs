@@ -1,0 +1,222 @@
+//! The journal's tail for applications (DESIGN §8 "Streams"): pages of entries after a
+//! cursor, and [`DbClient::subscribe`], which catches up from the database and then
+//! follows the writer's notifications — the same guarantees as the API's stream, without
+//! running the API.
+//!
+//! Invariant: the subscription reads every entry from the database by cursor, after the
+//! last one it handed out. A notification only says "read again"; a missed one (while
+//! the listening connection was down, or sent before it listened) is covered by the read
+//! when it listens again and by the poll. So no entry is skipped or repeated, whatever
+//! the notifications do.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use tidemark_shared_types::{Cursor, JournalEntry};
+use tokio::sync::Notify;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::DbClient;
+use crate::error::{DbError, Result};
+use crate::events::journal::{JOURNAL_CHANNEL, JournalFilter, JournalPage, journal_after};
+use crate::events::{Finality, Limit, parse_args};
+
+/// Entries read per page while catching up.
+const CATCH_UP_PAGE: u32 = 1000;
+
+impl DbClient {
+    fn finality(&self) -> Finality {
+        let config = self.inner.config.get().value.and_then(|c| c.current.clone());
+        let status = match self.inner.status.get().value.as_deref() {
+            Some(super::StatusState::Present { status, .. }) => Some(status.clone()),
+            _ => None,
+        };
+        Finality::new(config.as_deref(), status.as_deref())
+    }
+
+    /// Reads the journal entries after `after` that pass `filter`, at most `limit`, in
+    /// cursor order: `log` entries (the items of [`DbClient::events`]) and `removed`
+    /// entries (logs a reorg took back). Pass the page's `next_cursor` as the next
+    /// `after`. Fails before any SQL when no index serves the filter
+    /// ([`JournalFilter::check_indexed`]).
+    pub async fn journal_after(
+        &self,
+        after: Cursor,
+        filter: &JournalFilter,
+        limit: Limit,
+    ) -> Result<JournalPage> {
+        let finality = self.finality();
+        let shared = &self.inner.shared;
+        let timeout = shared.settings.pool.statement_timeout;
+        let conn = shared.pool.get().await;
+        let page = shared
+            .timed(conn, async |c| {
+                journal_after(c, &shared.schema, after, filter, limit, &finality, timeout).await
+            })
+            .await?;
+        let mut entries = Vec::with_capacity(page.entries.len());
+        // Parse the log entries' arguments as `events` does.
+        for entry in page.entries {
+            entries.push(match entry {
+                JournalEntry::Log(item) => {
+                    let parsed =
+                        parse_args(crate::events::EventPage { items: vec![item], next_cursor: None })?;
+                    JournalEntry::Log(parsed.items.into_iter().next().ok_or_else(|| {
+                        DbError::InvalidStoredValue {
+                            key: "events",
+                            message: "an event vanished while parsing".into(),
+                        }
+                    })?)
+                }
+                JournalEntry::Removed(r) => JournalEntry::Removed(r),
+            });
+        }
+        Ok(JournalPage { entries, next_cursor: page.next_cursor })
+    }
+
+    /// The cursor of the newest committed journal entry (`Cursor(0)` when there is none):
+    /// where a subscription without `after` starts.
+    pub async fn journal_head(&self) -> Result<Cursor> {
+        let shared = &self.inner.shared;
+        let conn = shared.pool.get().await;
+        shared.timed(conn, async |c| crate::events::journal::head(c, &shared.schema).await).await
+    }
+
+    /// Follows the journal: every entry after `after` that passes `filter`, in cursor
+    /// order, then each new one as the indexer commits it. `None` starts at the current
+    /// head (new entries only); `Some(Cursor(0))` replays everything.
+    ///
+    /// It catches up from the database in pages, then waits for the writer's
+    /// notification (`LISTEN tidemark_journal`, one connection per subscription) or
+    /// [`DbClientConfig::journal_poll`](crate::DbClientConfig::journal_poll) (1 s; the
+    /// whole mechanism where notifications do not arrive, e.g. on a read replica), and
+    /// reads again after the last cursor it yielded. It never skips or repeats an entry;
+    /// store the last cursor you handled and pass it as `after` to resume.
+    ///
+    /// A failed read yields one `Err` and is retried with backoff; the stream goes on.
+    /// Fails at once when no index serves the filter, or (with `None`) when the head
+    /// cannot be read. Dropping the stream stops it.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: tidemark_db_client::DbClient) -> Result<(), tidemark_db_client::DbError> {
+    /// use futures::StreamExt;
+    /// use tidemark_db_client::JournalFilter;
+    /// use tidemark_db_client::types::{Cursor, JournalEntry};
+    ///
+    /// let mut tail = std::pin::pin!(db.subscribe(Some(Cursor(0)), JournalFilter::default()).await?);
+    /// while let Some(entry) = tail.next().await {
+    ///     match entry? {
+    ///         JournalEntry::Log(e) => println!("{} + {} {}", e.cursor, e.contract, e.event),
+    ///         JournalEntry::Removed(r) => println!("{} - {}", r.cursor, r.event_cursor),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe(
+        &self,
+        after: Option<Cursor>,
+        filter: JournalFilter,
+    ) -> Result<impl Stream<Item = Result<JournalEntry>> + Send + 'static> {
+        filter.check_indexed()?;
+        let after = match after {
+            Some(c) => c,
+            None => self.journal_head().await?,
+        };
+        let wake = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        tokio::spawn(listen(self.clone(), wake.clone(), stop.clone()));
+        let state = Tail {
+            db: self.clone(),
+            filter,
+            last: after,
+            pending: VecDeque::new(),
+            wake,
+            _stop: stop.drop_guard(),
+            failures: 0,
+        };
+        Ok(futures::stream::unfold(state, Tail::next))
+    }
+}
+
+/// Keeps a `LISTEN` connection open until `stop`, waking the subscription on each
+/// notification for its schema and each time it (re)connects.
+async fn listen(db: DbClient, wake: Arc<Notify>, stop: CancellationToken) {
+    let prefix = format!("{}:", db.inner.shared.schema.as_str());
+    let max = db.inner.shared.settings.retry_max;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let on_event = |payload: Option<&str>| {
+            if payload.is_none_or(|p| p.starts_with(&prefix)) {
+                wake.notify_one();
+            }
+        };
+        let ended = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = db.inner.shared.pool.listen(JOURNAL_CHANNEL, on_event) => r,
+        };
+        if let Err(e) = ended {
+            tracing::debug!(target: "tidemark_db_client::tail", error = %e, "journal listener failed; retrying");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(max);
+    }
+}
+
+/// The state of one subscription.
+struct Tail {
+    db: DbClient,
+    filter: JournalFilter,
+    /// The last cursor handed out, or the start position.
+    last: Cursor,
+    pending: VecDeque<JournalEntry>,
+    wake: Arc<Notify>,
+    /// Stops the listener when the stream is dropped.
+    _stop: DropGuard,
+    /// Consecutive failed reads, for the backoff.
+    failures: u32,
+}
+
+impl Tail {
+    async fn next(mut self) -> Option<(Result<JournalEntry>, Self)> {
+        loop {
+            if let Some(entry) = self.pending.pop_front() {
+                self.last = entry.cursor();
+                return Some((Ok(entry), self));
+            }
+            match self.read().await {
+                Ok(true) => self.failures = 0,
+                Ok(false) => {
+                    self.failures = 0;
+                    let poll = self.db.inner.shared.settings.journal_poll;
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(poll) => {}
+                    }
+                }
+                Err(e) => {
+                    self.failures = self.failures.saturating_add(1);
+                    let max = self.db.inner.shared.settings.retry_max;
+                    let backoff =
+                        Duration::from_millis(100).saturating_mul(1 << self.failures.min(10)).min(max);
+                    tokio::time::sleep(backoff).await;
+                    return Some((Err(e), self));
+                }
+            }
+        }
+    }
+
+    /// Reads the next page into `pending`; false when there was nothing new.
+    async fn read(&mut self) -> Result<bool> {
+        let after = self.last;
+        let limit = Limit::new(u64::from(CATCH_UP_PAGE)).unwrap_or(Limit::MAX);
+        let page = self.db.journal_after(after, &self.filter, limit).await?;
+        let found = !page.entries.is_empty();
+        self.pending.extend(page.entries);
+        Ok(found)
+    }
+}

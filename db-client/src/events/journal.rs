@@ -1,0 +1,265 @@
+//! The journal (DESIGN §3, §8 "Streams"): `events` as `log` entries and `removals` as
+//! `removed` entries, in one cursor order. Replaying it (add on `log`, delete on
+//! `removed` by `event_cursor`) yields exactly the stored events.
+//!
+//! A page reads the events page of the same filter (its statement and index, see
+//! [`super::shape`]) and the removals after the same cursor, and merges them. Cursors are
+//! drawn under the writer's commit lock, so a reader that has passed a cursor never later
+//! finds an entry below it: resuming after the last cursor received misses nothing.
+
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::{Queryable, QueryableByName};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::value::RawValue;
+use tidemark_shared_types::{Cursor, JournalEntry, RemovedItem, SchemaName};
+
+use super::{EventQuery, Finality, Limit, query_events_counted};
+use crate::error::{DbError, Result, stored_u64};
+use crate::prepared::PreparedSql;
+
+/// The channel the writer notifies in each transaction that adds journal entries, with
+/// the payload `<schema>:<cursor>` (the new head cursor).
+pub const JOURNAL_CHANNEL: &str = "tidemark_journal";
+
+/// Which journal entries to read: the filters of `/v1/events` without a block range. A
+/// `removed` entry passes when the log it removes did. The same shapes are accepted as
+/// for events ([`EventQuery::check_indexed`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalFilter {
+    /// Only this chain.
+    pub chain_id: Option<u64>,
+    /// Only this contract name.
+    pub contract: Option<String>,
+    /// Only this event name (with `contract`).
+    pub event: Option<String>,
+    /// Only this emitting address.
+    pub address: Option<String>,
+    /// Only this transaction.
+    pub tx_hash: Option<String>,
+    /// Only this first indexed topic.
+    pub topic1: Option<String>,
+    /// Only this second indexed topic.
+    pub topic2: Option<String>,
+    /// Only this third indexed topic.
+    pub topic3: Option<String>,
+}
+
+impl JournalFilter {
+    /// The events query of this filter, after `after`, `limit` entries.
+    pub fn to_query(&self, after: Cursor, limit: Limit) -> EventQuery {
+        EventQuery {
+            chain_id: self.chain_id,
+            contract: self.contract.clone(),
+            event: self.event.clone(),
+            address: self.address.clone(),
+            tx_hash: self.tx_hash.clone(),
+            topic1: self.topic1.clone(),
+            topic2: self.topic2.clone(),
+            topic3: self.topic3.clone(),
+            from_block: None,
+            to_block: None,
+            after: Some(after),
+            limit,
+        }
+    }
+
+    /// Checks that an index serves this filter (see [`EventQuery::check_indexed`]).
+    pub fn check_indexed(&self) -> Result<()> {
+        self.to_query(Cursor(0), Limit::default()).check_indexed()
+    }
+}
+
+/// One page of the journal in cursor order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalPage<A = serde_json::Value> {
+    /// The entries, ascending by cursor.
+    pub entries: Vec<JournalEntry<A>>,
+    /// The cursor to read after for the next page; `None` when no further entry matched
+    /// when this page was read.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// The SQL types of [`RemovedRow`].
+type RemovedSql = (
+    BigInt,
+    BigInt,
+    BigInt,
+    BigInt,
+    Text,
+    Integer,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+    Nullable<Text>,
+);
+
+/// One row of `removals`, with the fields of the removed row its payload holds.
+#[derive(Queryable)]
+struct RemovedRow {
+    cursor: i64,
+    event_cursor: i64,
+    chain_id: i64,
+    block_number: i64,
+    block_hash: String,
+    log_index: i32,
+    tx_hash: Option<String>,
+    address: Option<String>,
+    contract: Option<String>,
+    event: Option<String>,
+    /// `payload->'topics'` as JSON text.
+    topics: Option<String>,
+}
+
+impl RemovedRow {
+    fn into_item(self) -> Result<RemovedItem> {
+        let topics = match self.topics.as_deref() {
+            Some(t) => serde_json::from_str(t).map_err(|e| DbError::InvalidStoredValue {
+                key: "removals",
+                message: format!("topics of removal {} are not a JSON array of strings: {e}", self.cursor),
+            })?,
+            None => Vec::new(),
+        };
+        Ok(RemovedItem {
+            cursor: Cursor(self.cursor),
+            event_cursor: Cursor(self.event_cursor),
+            chain_id: stored_u64(self.chain_id, "removals", "chain_id")?,
+            block_number: stored_u64(self.block_number, "removals", "block_number")?,
+            block_hash: self.block_hash,
+            log_index: stored_u64(self.log_index, "removals", "log_index")?,
+            transaction_hash: self.tx_hash.unwrap_or_default(),
+            address: self.address.unwrap_or_default(),
+            contract: self.contract.unwrap_or_default(),
+            event: self.event.unwrap_or_default(),
+            topics,
+        })
+    }
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// The removals after `after` that pass `filter`, at most `limit + 1` (one more tells
+/// whether more follow). The table is small (reorged logs, pruned by retention), so its
+/// filters read the payload. A missing table reads as none.
+async fn removals_after(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    after: Cursor,
+    filter: &JournalFilter,
+    limit: Limit,
+) -> Result<Vec<RemovedItem>> {
+    if [&filter.contract, &filter.event, &filter.address, &filter.tx_hash, &filter.topic1, &filter.topic2]
+        .into_iter()
+        .chain([&filter.topic3])
+        .flatten()
+        .any(|t| t.contains('\0'))
+    {
+        return Ok(Vec::new());
+    }
+    let mut q = PreparedSql::<RemovedSql>::new(format!(
+        "SELECT cursor, event_cursor, chain_id, block_number, block_hash, log_index, payload->>'tx_hash', \
+         payload->>'address', payload->>'contract', payload->>'event', (payload->'topics')::text \
+         FROM {}.removals WHERE cursor > ",
+        schema.quoted()
+    ));
+    q.bigint(after.0);
+    if let Some(c) = filter.chain_id {
+        let Ok(c) = i64::try_from(c) else { return Ok(Vec::new()) };
+        q.sql(" AND chain_id = ").bigint(c);
+    }
+    let lower = |v: &Option<String>| v.as_ref().map(|v| v.to_ascii_lowercase());
+    let texts = [
+        (" AND payload->>'contract' = ", filter.contract.clone()),
+        (" AND payload->>'event' = ", filter.event.clone()),
+        (" AND payload->>'address' = ", lower(&filter.address)),
+        (" AND payload->>'tx_hash' = ", lower(&filter.tx_hash)),
+        (" AND payload->'topics'->>1 = ", lower(&filter.topic1)),
+        (" AND payload->'topics'->>2 = ", lower(&filter.topic2)),
+        (" AND payload->'topics'->>3 = ", lower(&filter.topic3)),
+    ];
+    for (condition, value) in texts {
+        if let Some(v) = value {
+            q.sql(condition).text(v);
+        }
+    }
+    q.sql(" ORDER BY cursor LIMIT ").bigint(i64::from(limit.get()) + 1);
+    match q.load::<RemovedRow>(conn).await {
+        Ok(rows) => rows.into_iter().map(RemovedRow::into_item).collect(),
+        Err(e @ diesel::result::Error::DatabaseError(..)) => {
+            let found: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
+                .bind::<Text, _>(format!("{}.removals", schema.quoted()))
+                .get_result(conn)
+                .await?;
+            if found.exists { Err(e.into()) } else { Ok(Vec::new()) }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads the journal entries after `after` that pass `filter`, at most `limit`, in
+/// cursor order; `log` entries carry their arguments as the stored JSON text.
+pub(crate) async fn journal_after(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    after: Cursor,
+    filter: &JournalFilter,
+    limit: Limit,
+    finality: &Finality,
+    statement_timeout: Duration,
+) -> Result<JournalPage<Box<RawValue>>> {
+    let events =
+        query_events_counted(conn, schema, &filter.to_query(after, limit), finality, None, statement_timeout)
+            .await?;
+    let removed = removals_after(conn, schema, after, filter, limit).await?;
+    let more_beyond = events.next_cursor.is_some() || removed.len() > limit.get() as usize;
+    let (mut logs, mut removed) = (events.items.into_iter().peekable(), removed.into_iter().peekable());
+    let mut entries = Vec::with_capacity(limit.get() as usize);
+    while entries.len() < limit.get() as usize {
+        let take_log = match (logs.peek(), removed.peek()) {
+            (Some(l), Some(r)) => l.cursor < r.cursor,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let entry = if take_log {
+            logs.next().map(JournalEntry::Log)
+        } else {
+            removed.next().map(JournalEntry::Removed)
+        };
+        entries.extend(entry);
+    }
+    let more = more_beyond || logs.peek().is_some() || removed.peek().is_some();
+    let next_cursor = if more { entries.last().map(JournalEntry::cursor) } else { None };
+    Ok(JournalPage { entries, next_cursor })
+}
+
+/// The cursor of the newest committed entry of `schema`'s journal, `Cursor(0)` when there
+/// is none or no instance yet (each table's primary key, read backwards).
+pub(crate) async fn head(conn: &mut AsyncPgConnection, schema: &SchemaName) -> Result<Cursor> {
+    #[derive(QueryableByName)]
+    struct Head {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        head: Option<i64>,
+    }
+    let s = schema.quoted();
+    let sql = format!(
+        "SELECT greatest((SELECT max(cursor) FROM {s}.events), (SELECT max(cursor) FROM {s}.removals)) AS head"
+    );
+    match diesel::sql_query(sql).get_result::<Head>(conn).await {
+        Ok(h) => Ok(Cursor(h.head.unwrap_or(0))),
+        Err(e @ diesel::result::Error::DatabaseError(..)) => {
+            let found: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
+                .bind::<Text, _>(format!("{s}.removals"))
+                .get_result(conn)
+                .await?;
+            if found.exists { Err(e.into()) } else { Ok(Cursor(0)) }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
