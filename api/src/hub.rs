@@ -8,6 +8,7 @@
 //! misses nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -30,6 +31,26 @@ pub struct Hub {
     pub(crate) catch_up: Semaphore,
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
+    max_clients: usize,
+    /// Counters for `/metrics`.
+    pub(crate) counts: StreamCounts,
+}
+
+/// What the streams did, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct StreamCounts {
+    /// Entries sent to clients.
+    pub(crate) sent: AtomicU64,
+    /// `lagged` events sent.
+    pub(crate) lagged: AtomicU64,
+    /// Catch-up pages read from the database.
+    pub(crate) catch_up_queries: AtomicU64,
+}
+
+impl StreamCounts {
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Hub {
@@ -46,7 +67,24 @@ impl Hub {
             catch_up: Semaphore::new(catch_up),
             _stop_on_drop: stop.clone().drop_guard(),
             stop,
+            max_clients,
+            counts: StreamCounts::default(),
         }
+    }
+
+    /// Streams open now.
+    pub fn clients(&self) -> usize {
+        self.max_clients.saturating_sub(self.clients.available_permits())
+    }
+
+    /// (entries sent, `lagged` events, catch-up queries) so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let c = &self.counts;
+        (
+            c.sent.load(Ordering::Relaxed),
+            c.lagged.load(Ordering::Relaxed),
+            c.catch_up_queries.load(Ordering::Relaxed),
+        )
     }
 
     /// The database client.

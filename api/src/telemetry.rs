@@ -85,6 +85,19 @@ impl Metrics {
             );
             metrics::describe_counter!("tidemark_db_queries_total", "SQL statements sent by the db-client");
             metrics::describe_gauge!("tidemark_healthy", "1 when the instance is healthy (see /health)");
+            metrics::describe_gauge!("tidemark_stream_clients", "open /v1/stream clients");
+            metrics::describe_counter!(
+                "tidemark_stream_entries_sent_total",
+                "journal entries sent to stream clients"
+            );
+            metrics::describe_counter!(
+                "tidemark_stream_lagged_total",
+                "lagged events sent to stream clients"
+            );
+            metrics::describe_counter!(
+                "tidemark_stream_catch_up_queries_total",
+                "catch-up pages stream clients read"
+            );
         });
         metrics
     }
@@ -120,13 +133,18 @@ impl Metrics {
         histogram.record(elapsed.as_secs_f64());
     }
 
-    /// Renders the Prometheus text, with the database client's figures.
-    pub async fn render(&self, db: &DbClient) -> String {
+    /// Renders the Prometheus text, with the database client's and the streams' figures.
+    pub async fn render(&self, db: &DbClient, hub: &crate::hub::Hub) -> String {
         let healthy = db.is_healthy();
         let queries = db.queries_executed();
+        let (clients, (sent, lagged, catch_up)) = (hub.clients(), hub.counts());
         self.with(|| {
             metrics::counter!("tidemark_db_queries_total").absolute(queries);
             metrics::gauge!("tidemark_healthy").set(if healthy { 1.0 } else { 0.0 });
+            metrics::gauge!("tidemark_stream_clients").set(clients as f64);
+            metrics::counter!("tidemark_stream_entries_sent_total").absolute(sent);
+            metrics::counter!("tidemark_stream_lagged_total").absolute(lagged);
+            metrics::counter!("tidemark_stream_catch_up_queries_total").absolute(catch_up);
         });
         self.handle.render()
     }

@@ -75,7 +75,7 @@ async fn request_histograms_stay_bounded_while_nothing_scrapes_metrics() {
     );
 
     // Drained, not dropped: a scrape counts every request.
-    let text = state.metrics.render(&state.db).await;
+    let text = state.metrics.render(&state.db, &state.hub).await;
     let count =
         format!("http_request_duration_seconds_count{{method=\"GET\",route=\"/v1/events\"}} {recorded}\n");
     assert!(text.contains(&count), "expected {count:?} in /metrics:\n{text}");

@@ -567,7 +567,9 @@ pub async fn send(
             match rb.send().await {
                 Ok(r) => {
                     let code = r.status().as_u16();
-                    let text = r.text().await.unwrap_or_default();
+                    // A stream's body never ends (`/v1/stream`): its head is the answer.
+                    let stream = r.headers().get("content-type").is_some_and(|v| v == "text/event-stream");
+                    let text = if stream { String::new() } else { r.text().await.unwrap_or_default() };
                     Answer::Status(code, text.chars().take(300).collect(), is_json_error(&text))
                 }
                 Err(e) if e.is_timeout() => Answer::Timeout,

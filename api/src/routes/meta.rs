@@ -18,7 +18,7 @@ pub fn metrics_router() -> Router<AppState> {
 #[utoipa::path(get, path = "/metrics", tag = "meta",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(&state.db).await;
+    let text = state.metrics.render(&state.db, &state.hub).await;
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4")),

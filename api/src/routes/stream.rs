@@ -31,7 +31,7 @@ use utoipa::IntoParams;
 
 use crate::error::ApiError;
 use crate::extract::{Query, QueryParams};
-use crate::hub::Hub;
+use crate::hub::{Hub, StreamCounts};
 use crate::routes::events::EventsParams;
 use crate::state::AppState;
 
@@ -207,6 +207,7 @@ impl Client {
         loop {
             if let Some(entry) = self.pending.pop() {
                 self.last = entry.cursor();
+                StreamCounts::add(&self.hub.counts.sent);
                 return Some((Ok(frame(&entry)), self));
             }
             if self.catching_up {
@@ -236,6 +237,7 @@ impl Client {
                 Ok(entry) => match passes(&self.filter, &entry) {
                     Some(true) => {
                         self.last = entry.cursor();
+                        StreamCounts::add(&self.hub.counts.sent);
                         return Some((Ok(frame(&entry)), self));
                     }
                     Some(false) => {}
@@ -250,6 +252,7 @@ impl Client {
                     self.rx = self.rx.resubscribe();
                     self.catching_up = true;
                     self.renewed = true;
+                    StreamCounts::add(&self.hub.counts.lagged);
                     let data = serde_json::json!({"behind": behind, "resumeAfter": self.last.to_string()});
                     return Some((Ok(Event::default().event("lagged").data(data.to_string())), self));
                 }
@@ -261,6 +264,7 @@ impl Client {
     /// Reads the next page after `last` into `pending`; false when there was none.
     async fn read(&mut self) -> tidemark_db_client::Result<bool> {
         let _permit = self.hub.catch_up.acquire().await;
+        StreamCounts::add(&self.hub.counts.catch_up_queries);
         let limit = Limit::new(PAGE).unwrap_or_default();
         let page = self.hub.db().journal_after(self.last, &self.filter, limit).await?;
         let found = !page.entries.is_empty();

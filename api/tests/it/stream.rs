@@ -206,6 +206,12 @@ async fn a_client_that_reads_nothing_gets_lagged_then_every_entry() {
     assert!(lagged >= 1, "the slow client was told it lagged");
     let ids: Vec<i64> = got.iter().map(|e| e.id.as_deref().expect("id").parse().expect("cursor")).collect();
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "every entry once, in order, after the lag");
+    let metrics = api.http.get(format!("{}/metrics", api.base)).send().await.expect("metrics");
+    let text = metrics.text().await.expect("text");
+    for line in ["tidemark_stream_clients 1", "tidemark_stream_entries_sent_total 11800"] {
+        assert!(text.lines().any(|l| l == line), "{line} in /metrics:\n{text}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("tidemark_stream_lagged_total ") && !l.ends_with(" 0")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
