@@ -115,4 +115,19 @@ fn report(data: &PlanData, bound: u64, seeded: f64, size: i64, measured: &[Measu
             m.shape, m.page, m.first.nodes, m.first.filtered, m.seventh.nodes, m.seventh.filtered, m.ms
         );
     }
+    println!("\n### Every accepted shape\n");
+    println!(
+        "`EXPLAIN (ANALYZE)` of each statement: the plan at its first execution and, where it \
+         differs, at its seventh; rows the top node returned; rows filtered (first / seventh); \
+         one timed execution after the explains.\n"
+    );
+    println!("| shape | page | plan (first) | plan (seventh, if other) | rows | filtered | ms |");
+    println!("|---|---|---|---|---:|---:|---:|");
+    for m in measured {
+        let seventh = if m.seventh.nodes == m.first.nodes { String::new() } else { m.seventh.nodes.clone() };
+        println!(
+            "| {} | {} | {} | {} | {} | {} / {} | {:.2} |",
+            m.shape, m.page, m.first.nodes, seventh, m.first.rows, m.first.filtered, m.seventh.filtered, m.ms
+        );
+    }
 }
