@@ -42,7 +42,7 @@ impl Reader {
         Self { resp, buf: String::new() }
     }
 
-    /// The next event with an `event:` field (skipping `retry:` and comments), within 10 s.
+    /// The next event with an `event:` field (`retry:` lines and comments pass by), within 10 s.
     async fn next(&mut self) -> Sse {
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
