@@ -19,9 +19,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::DbClient;
-use crate::error::{DbError, Result};
+use crate::error::Result;
 use crate::events::journal::{JOURNAL_CHANNEL, JournalFilter, JournalPage, journal_after};
-use crate::events::{Finality, Limit, parse_args};
+use crate::events::{Finality, Limit, parse_item};
 
 /// Entries read per page while catching up.
 const CATCH_UP_PAGE: u32 = 1000;
@@ -50,29 +50,21 @@ impl DbClient {
         let finality = self.finality();
         let shared = &self.inner.shared;
         let timeout = shared.settings.pool.statement_timeout;
+        let query = filter.to_query(after, limit);
         let conn = shared.pool.get().await;
         let page = shared
             .timed(conn, async |c| {
-                journal_after(c, &shared.schema, after, filter, limit, &finality, timeout).await
+                journal_after(c, &shared.schema, &query, &finality, Some(&shared.queries), timeout).await
             })
             .await?;
-        let mut entries = Vec::with_capacity(page.entries.len());
-        // Parse the log entries' arguments as `events` does.
-        for entry in page.entries {
-            entries.push(match entry {
-                JournalEntry::Log(item) => {
-                    let parsed =
-                        parse_args(crate::events::EventPage { items: vec![item], next_cursor: None })?;
-                    JournalEntry::Log(parsed.items.into_iter().next().ok_or_else(|| {
-                        DbError::InvalidStoredValue {
-                            key: "events",
-                            message: "an event vanished while parsing".into(),
-                        }
-                    })?)
-                }
-                JournalEntry::Removed(r) => JournalEntry::Removed(r),
-            });
-        }
+        let entries = page
+            .entries
+            .into_iter()
+            .map(|entry| match entry {
+                JournalEntry::Log(item) => parse_item(item).map(JournalEntry::Log),
+                JournalEntry::Removed(r) => Ok(JournalEntry::Removed(r)),
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(JournalPage { entries, next_cursor: page.next_cursor })
     }
 

@@ -7,6 +7,7 @@
 //! drawn under the writer's commit lock, so a reader that has passed a cursor never later
 //! finds an entry below it: resuming after the last cursor received misses nothing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
@@ -151,7 +152,7 @@ async fn removals_after(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
     after: Cursor,
-    filter: &JournalFilter,
+    filter: &EventQuery,
     limit: Limit,
 ) -> Result<Vec<RemovedItem>> {
     if [&filter.contract, &filter.event, &filter.address, &filter.tx_hash, &filter.topic1, &filter.topic2]
@@ -202,21 +203,23 @@ async fn removals_after(
     }
 }
 
-/// Reads the journal entries after `after` that pass `filter`, at most `limit`, in
-/// cursor order; `log` entries carry their arguments as the stored JSON text.
+/// Reads the journal entries after `query.after` that pass its filters (its block range
+/// must be unset: [`JournalFilter::to_query`]), at most `query.limit`, in cursor order; `log` entries carry their arguments as the stored JSON text. Adds the
+/// statements run to `queries`.
 pub(crate) async fn journal_after(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
-    after: Cursor,
-    filter: &JournalFilter,
-    limit: Limit,
+    query: &EventQuery,
     finality: &Finality,
+    queries: Option<&AtomicU64>,
     statement_timeout: Duration,
 ) -> Result<JournalPage<Box<RawValue>>> {
-    let events =
-        query_events_counted(conn, schema, &filter.to_query(after, limit), finality, None, statement_timeout)
-            .await?;
-    let removed = removals_after(conn, schema, after, filter, limit).await?;
+    let (after, limit) = (query.after.unwrap_or_default(), query.limit);
+    let events = query_events_counted(conn, schema, query, finality, queries, statement_timeout).await?;
+    let removed = removals_after(conn, schema, after, query, limit).await?;
+    if let Some(q) = queries {
+        q.fetch_add(1, Ordering::Relaxed);
+    }
     let more_beyond = events.next_cursor.is_some() || removed.len() > limit.get() as usize;
     let (mut logs, mut removed) = (events.items.into_iter().peekable(), removed.into_iter().peekable());
     let mut entries = Vec::with_capacity(limit.get() as usize);

@@ -320,34 +320,33 @@ fn is_unfiltered(query: &EventQuery) -> bool {
 
 /// Parses the arguments of a raw page.
 pub(crate) fn parse_args(page: EventPage<Box<RawValue>>) -> Result<EventPage> {
-    let items = page
-        .items
-        .into_iter()
-        .map(|i| {
-            let args = serde_json::from_str(i.args.get()).map_err(|e| DbError::InvalidStoredValue {
-                key: "events",
-                message: format!("column args of cursor {} is not JSON: {e}", i.cursor),
-            })?;
-            Ok(EventItem {
-                cursor: i.cursor,
-                chain_id: i.chain_id,
-                block_number: i.block_number,
-                block_hash: i.block_hash,
-                block_timestamp: i.block_timestamp,
-                transaction_hash: i.transaction_hash,
-                transaction_index: i.transaction_index,
-                log_index: i.log_index,
-                address: i.address,
-                contract: i.contract,
-                event: i.event,
-                signature: i.signature,
-                args,
-                decode_error: i.decode_error,
-                finalized: i.finalized,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let items = page.items.into_iter().map(parse_item).collect::<Result<Vec<_>>>()?;
     Ok(EventPage { items, next_cursor: page.next_cursor })
+}
+
+/// Parses the arguments of one raw event.
+pub(crate) fn parse_item(i: EventItem<Box<RawValue>>) -> Result<EventItem> {
+    let args = serde_json::from_str(i.args.get()).map_err(|e| DbError::InvalidStoredValue {
+        key: "events",
+        message: format!("column args of cursor {} is not JSON: {e}", i.cursor),
+    })?;
+    Ok(EventItem {
+        cursor: i.cursor,
+        chain_id: i.chain_id,
+        block_number: i.block_number,
+        block_hash: i.block_hash,
+        block_timestamp: i.block_timestamp,
+        transaction_hash: i.transaction_hash,
+        transaction_index: i.transaction_index,
+        log_index: i.log_index,
+        address: i.address,
+        contract: i.contract,
+        event: i.event,
+        signature: i.signature,
+        args,
+        decode_error: i.decode_error,
+        finalized: i.finalized,
+    })
 }
 
 /// The statement of an events page: `None` when nothing can match (a bound beyond the
