@@ -86,6 +86,20 @@ impl IntoResponse for ApiError {
             Self::Database(DbError::InvalidQuery { field, message }) => {
                 (StatusCode::BAD_REQUEST, "invalid_parameter", message, Some(field.to_owned()), None)
             }
+            Self::Database(DbError::CursorExpired { floor }) => {
+                let message = format!(
+                    "removed entries after this cursor were pruned (retention); resume from 0 or from {floor}"
+                );
+                let error = ErrorDetail {
+                    code: "cursor_expired",
+                    message,
+                    field: None,
+                    reasons: None,
+                    floor: Some(floor),
+                };
+                return (StatusCode::GONE, [(header::CACHE_CONTROL, "no-store")], Json(ErrorBody { error }))
+                    .into_response();
+            }
             Self::Database(DbError::StatementTimeout { limit, source }) => {
                 tracing::warn!(target: "tidemark_api", limit_ms = limit.as_millis(), error = %source,
                     "query cancelled by the statement timeout");
@@ -98,7 +112,13 @@ impl IntoResponse for ApiError {
             Self::Database(e) if e.is_busy() => {
                 // Every connection busy for the checkout timeout: shed like the budget does.
                 let message = "too many queries in progress; retry after the Retry-After delay".to_owned();
-                return busy(ErrorDetail { code: "overloaded", message, field: None, reasons: None });
+                return busy(ErrorDetail {
+                    code: "overloaded",
+                    message,
+                    field: None,
+                    reasons: None,
+                    floor: None,
+                });
             }
             Self::Database(e) if e.is_unavailable() => {
                 tracing::warn!(target: "tidemark_api", error = %e, "database unavailable");
@@ -111,24 +131,42 @@ impl IntoResponse for ApiError {
             }
             Self::Overloaded => {
                 let message = "too many requests in progress; retry after the Retry-After delay".to_owned();
-                return busy(ErrorDetail { code: "overloaded", message, field: None, reasons: None });
+                return busy(ErrorDetail {
+                    code: "overloaded",
+                    message,
+                    field: None,
+                    reasons: None,
+                    floor: None,
+                });
             }
             Self::TooManyStreams => {
                 let message =
                     "as many streams as allowed are open; retry after the Retry-After delay".to_owned();
-                return busy(ErrorDetail { code: "too_many_streams", message, field: None, reasons: None });
+                return busy(ErrorDetail {
+                    code: "too_many_streams",
+                    message,
+                    field: None,
+                    reasons: None,
+                    floor: None,
+                });
             }
             Self::RequestTimeout => {
                 let message =
                     "the request did not finish in time; narrow its filters or try again later".to_owned();
-                return busy(ErrorDetail { code: "request_timeout", message, field: None, reasons: None });
+                return busy(ErrorDetail {
+                    code: "request_timeout",
+                    message,
+                    field: None,
+                    reasons: None,
+                    floor: None,
+                });
             }
             Self::Internal(cause) => {
                 tracing::error!(target: "tidemark_api", %cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error".to_owned(), None, None)
             }
         };
-        let body = ErrorBody { error: ErrorDetail { code, message, field, reasons } };
+        let body = ErrorBody { error: ErrorDetail { code, message, field, reasons, floor: None } };
         (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
     }
 }

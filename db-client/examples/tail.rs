@@ -18,7 +18,7 @@ use std::path::Path;
 
 use futures::StreamExt;
 use tidemark_db_client::types::{Cursor, JournalEntry};
-use tidemark_db_client::{DbClient, DbClientConfig, JournalFilter};
+use tidemark_db_client::{DbClient, DbClientConfig, DbError, JournalFilter};
 
 const USAGE: &str = "usage: tail <schema> <file> [--from-start]";
 
@@ -77,6 +77,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match entry {
             // One write per line: the line is the record of the entry and of the cursor.
             Some(Ok(entry)) => file.write_all(line(&entry).as_bytes())?,
+            // Fell below the retained floor: resync (e.g. a new file from the start).
+            Some(Err(e @ DbError::CursorExpired { .. })) => return Err(e.into()),
             // The stream retries by itself.
             Some(Err(e)) => eprintln!("reading the journal failed (retrying): {e}"),
             None => break,

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use tidemark_shared_types::InvalidSchemaName;
+use tidemark_shared_types::{Cursor, InvalidSchemaName};
 
 /// Result alias for db-client operations.
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -77,6 +77,15 @@ pub enum DbError {
     /// are missing or invalid.
     #[error("indexes of events missing or invalid: {0}")]
     IndexesMissing(String),
+    /// A journal read started after a cursor below the retained floor: removals after
+    /// that cursor were pruned (retention), so reading on could silently miss one. Resync
+    /// from `after = 0` (a replay of the current events) or from a cursor at or above
+    /// `floor`.
+    #[error("cursor expired: removals below cursor {floor} were pruned; resync from 0 or from {floor}")]
+    CursorExpired {
+        /// The lowest cursor a read may start after (besides 0).
+        floor: Cursor,
+    },
 }
 
 impl DbError {

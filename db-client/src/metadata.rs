@@ -12,7 +12,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Double, Jsonb, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::de::DeserializeOwned;
-use tidemark_shared_types::{IndexingStatus, PublicConfig, SchemaName};
+use tidemark_shared_types::{Cursor, IndexingStatus, PublicConfig, SchemaName};
 
 use crate::error::{DbError, Result};
 
@@ -20,6 +20,10 @@ use crate::error::{DbError, Result};
 pub const PUBLIC_CONFIG_KEY: &str = "public_config";
 /// Metadata key of the status snapshot.
 pub const INDEXING_STATUS_KEY: &str = "indexing_status";
+/// Metadata key of the journal's retained floor: the highest cursor of a pruned removal
+/// (a JSON string, like every cursor). Reads after a lower cursor than this, except 0,
+/// are refused ([`DbError::CursorExpired`]).
+pub(crate) const JOURNAL_FLOOR_KEY: &str = "journal_floor";
 
 /// A metadata value with its age on the database clock.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +101,11 @@ pub async fn read_public_config(
     read(conn, schema, PUBLIC_CONFIG_KEY).await
 }
 
+/// Reads the journal's retained floor of `schema` (`Cursor(0)` while nothing was pruned).
+pub(crate) async fn read_journal_floor(conn: &mut AsyncPgConnection, schema: &SchemaName) -> Result<Cursor> {
+    Ok(read::<Cursor>(conn, schema, JOURNAL_FLOOR_KEY).await?.map_or(Cursor(0), |s| s.value))
+}
+
 /// Reads the stored status snapshot of `schema`; a snapshot that breaks an invariant is
 /// an [`DbError::InvalidStoredValue`].
 pub async fn read_indexing_status(
@@ -138,6 +147,30 @@ impl<C: tokio_postgres::GenericClient + Sync> crate::statements::Statements<'_, 
         let value = row.map(|r| r.try_get::<_, Option<serde_json::Value>>(0)).transpose()?.flatten();
         // A snapshot this build cannot read is no anchor: the endpoints' chain id still is.
         Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    /// Raises the journal's retained floor to `floor` (never lowers it); returns the floor
+    /// now stored.
+    pub(crate) async fn raise_journal_floor(&self, floor: Cursor) -> Result<Cursor> {
+        let row = self
+            .c
+            .query_opt(
+                "SELECT value #>> '{}' FROM tidemark.metadata WHERE instance_schema = $1 AND key = $2 FOR UPDATE",
+                &[&self.schema.as_str(), &JOURNAL_FLOOR_KEY],
+            )
+            .await?;
+        let stored = match row.map(|r| r.try_get::<_, Option<String>>(0)).transpose()?.flatten() {
+            Some(text) => text.parse::<Cursor>().map_err(|e| DbError::InvalidStoredValue {
+                key: JOURNAL_FLOOR_KEY,
+                message: format!("{text:?} is not a cursor: {e}"),
+            })?,
+            None => Cursor(0),
+        };
+        if floor <= stored {
+            return Ok(stored);
+        }
+        self.upsert_metadata(JOURNAL_FLOOR_KEY, &floor).await?;
+        Ok(floor)
     }
 
     /// Deletes every metadata row of the instance (when the table exists).

@@ -14,6 +14,7 @@ pub mod liveness;
 pub mod pipeline;
 pub mod progress;
 pub mod reset;
+pub mod retention;
 pub mod rpc;
 pub mod run;
 pub mod status;

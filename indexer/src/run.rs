@@ -270,6 +270,13 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
         }));
     }
     tasks.spawn(ctx.metrics.scope(watch_lock(writer.clone(), token.clone())));
+    {
+        let (writer, retention, token) = (writer.clone(), config.journal_retention, token.clone());
+        tasks.spawn(ctx.metrics.scope(async move {
+            crate::retention::prune_journal(writer, retention, token).await;
+            Ok(())
+        }));
+    }
     if build_pending {
         let (writer, pool, progress, token) = (writer.clone(), pool.clone(), progress.clone(), token.clone());
         tasks.spawn(ctx.metrics.scope(async move {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::PublicConfig;
 use crate::epoch::EpochSummary;
+use crate::event::Cursor;
 use crate::projection::RealtimeProjection;
 use crate::status::IndexBuild;
 
@@ -133,7 +134,7 @@ pub struct ErrorBody<R = String> {
 pub struct ErrorDetail<R = String> {
     /// Machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`,
     /// `unavailable`, `database_unavailable`, `query_timeout`, `overloaded`,
-    /// `request_timeout`, `internal_error`.
+    /// `request_timeout`, `too_many_streams`, `cursor_expired`, `internal_error`.
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
@@ -144,12 +145,17 @@ pub struct ErrorDetail<R = String> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "utoipa", schema(value_type = Option<Vec<String>>))]
     pub reasons: Option<Vec<R>>,
+    /// The journal's retained floor, for `cursor_expired`: resume from 0 or from a
+    /// cursor at or above it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>))]
+    pub floor: Option<Cursor>,
 }
 
 impl<R> ErrorBody<R> {
     /// An error with a code and a message only.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { error: ErrorDetail { code, message: message.into(), field: None, reasons: None } }
+        Self { error: ErrorDetail { code, message: message.into(), field: None, reasons: None, floor: None } }
     }
 }
 

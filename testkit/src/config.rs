@@ -18,6 +18,9 @@ pub struct IndexerConfigBuilder {
     /// `retain_epochs`, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retain_epochs: Option<u64>,
+    /// `journal_retention_ms`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_retention_ms: Option<u64>,
     /// `[http]`.
     pub http: HttpSpec,
     /// `[[chains]]`.
@@ -89,6 +92,7 @@ impl IndexerConfigBuilder {
             schema: schema.into(),
             database_url: database_url.into(),
             retain_epochs: None,
+            journal_retention_ms: None,
             http: HttpSpec { listen: format!("127.0.0.1:{}", free_port()) },
             chains: Vec::new(),
         }

@@ -24,7 +24,7 @@ use axum::routing::get;
 use futures::StreamExt;
 use serde::Deserialize;
 use tidemark_db_client::types::{Cursor, JournalEntry};
-use tidemark_db_client::{JournalFilter, Limit};
+use tidemark_db_client::{DbError, JournalFilter, Limit};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, broadcast};
 use utoipa::IntoParams;
@@ -144,6 +144,7 @@ fn frame(entry: &JournalEntry) -> Event {
     responses(
         (status = 200, description = "`text/event-stream`: `log`, `removed` and `lagged` events; `id:` is the cursor", content_type = "text/event-stream"),
         (status = 400, description = "a bad filter or cursor, in `after` or `Last-Event-ID`", body = crate::error::ErrorBody),
+        (status = 410, description = "`cursor_expired`: the start cursor is below the journal's retained floor (`floor`); resume from 0 or from the floor", body = crate::error::ErrorBody),
         (status = 503, description = "`too_many_streams` (with `Retry-After`), or the database is unavailable", body = crate::error::ErrorBody),
     ))]
 /// Journal entries as server-sent events: catch-up from the start position, then live.
@@ -166,13 +167,21 @@ pub async fn stream(
     // The tail's receiver first, then the start: every entry after it is in the catch-up
     // or in the receiver.
     let rx = hub.receiver().await?;
-    let start = match last_event_id.or(after) {
-        Some(c) => c,
-        None => hub.head().await?,
+    let (start, since) = match last_event_id.or(after) {
+        Some(Cursor(0)) => (Cursor(0), hub.head().await?),
+        Some(c) => {
+            hub.check_floor(c).await?;
+            (c, c)
+        }
+        None => {
+            let head = hub.head().await?;
+            (head, head)
+        }
     };
     let client = Client {
         hub,
         filter,
+        since,
         last: start,
         rx,
         catching_up: true,
@@ -189,6 +198,9 @@ pub async fn stream(
 struct Client {
     hub: Arc<Hub>,
     filter: JournalFilter,
+    /// Where it began: its start cursor, or for a replay from 0 the head before its first
+    /// read (the journal floor check, `DbClient::journal_after_since`).
+    since: Cursor,
     /// The last cursor sent (or the start position).
     last: Cursor,
     rx: broadcast::Receiver<Arc<JournalEntry>>,
@@ -221,6 +233,12 @@ impl Client {
                         self.renewed = true;
                     }
                     Ok(false) => self.catching_up = false,
+                    // Fell below the retained floor (behind by the retention period):
+                    // end; reconnecting with the last id gets the 410.
+                    Err(e @ DbError::CursorExpired { .. }) => {
+                        tracing::info!(target: "tidemark_api::stream", error = %e, "stream ended below the journal floor");
+                        return None;
+                    }
                     Err(e) => {
                         tracing::warn!(target: "tidemark_api::stream", error = %e, "stream catch-up failed; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -266,7 +284,7 @@ impl Client {
         let _permit = self.hub.catch_up.acquire().await;
         StreamCounts::add(&self.hub.counts.catch_up_queries);
         let limit = Limit::new(PAGE).unwrap_or_default();
-        let page = self.hub.db().journal_after(self.last, &self.filter, limit).await?;
+        let page = self.hub.db().journal_after_since(self.since, self.last, &self.filter, limit).await?;
         let found = !page.entries.is_empty();
         self.pending = page.entries;
         self.pending.reverse();

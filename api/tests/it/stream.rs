@@ -239,3 +239,41 @@ async fn bad_parameters_are_400_and_streams_beyond_the_limit_503() {
     let body: Value = resp.json().await.expect("JSON");
     assert_eq!(body["error"]["code"], "too_many_streams");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_below_the_retained_floor_is_410_with_the_floor_and_a_replay_from_0_is_not() {
+    let (test_db, pool, _conn) = seeded_instance(&schema(), &[]).await;
+    let mut writer = Writer::try_acquire(&pool, &schema()).await.expect("connects").expect("lock");
+    for b in 1..=3 {
+        commit(&mut writer, b, 2).await;
+    }
+    writer.rollback(1, Some(&block(1))).await.expect("rollback");
+    commit(&mut writer, 2, 2).await;
+    let (pruned, floor) = writer.prune_journal(Duration::ZERO).await.expect("prune");
+    assert_eq!(pruned, 4);
+    let api = TestApi::start(fast_config(&test_db.url)).await;
+
+    for (query, id) in [("?after=1", None), ("?after=0", Some("2")), ("", Some(&*(floor.0 - 1).to_string()))]
+    {
+        let resp = Reader::open(&api, query, id).await;
+        assert_eq!(resp.status(), 410, "{query} {id:?}");
+        let body: Value = resp.json().await.expect("JSON");
+        assert_eq!(body["error"]["code"], "cursor_expired", "{body}");
+        assert_eq!(body["error"]["floor"], floor.to_string(), "{body}");
+    }
+    // At the floor, and from 0: served; the replay equals /v1/events.
+    let mut at_floor = Reader::connect(&api, &format!("?after={floor}"), None).await;
+    let mut replay_all = Reader::connect(&api, "?after=0", None).await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(replay_all.next().await);
+    }
+    assert!(seen.iter().all(|e| e.event == "log"), "the pruned removals' logs are gone: {seen:?}");
+    assert_eq!(replay(&seen), served(&api, "").await);
+    let first = at_floor.next().await;
+    assert_eq!(first.id, Some((floor.0 + 1).to_string()), "{first:?}");
+    assert_eq!(at_floor.next().await.data["blockNumber"], 2);
+    commit(&mut writer, 4, 1).await;
+    let next = at_floor.next().await;
+    assert_eq!(next.data["blockNumber"], 4, "{next:?}");
+}

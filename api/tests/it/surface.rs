@@ -128,7 +128,7 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
     for (name, fields) in [
         ("HealthBody", &["status", "role", "reasons", "warnings"][..]),
         ("ErrorBody", &["error"]),
-        ("ErrorDetail", &["code", "message", "field", "reasons"]),
+        ("ErrorDetail", &["code", "message", "field", "reasons", "floor"]),
     ] {
         assert_eq!(documented(name), fields.iter().map(|f| f.to_string()).collect(), "{name}");
     }

@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::DbClient;
-use crate::error::Result;
-use crate::events::journal::{JOURNAL_CHANNEL, JournalFilter, JournalPage, journal_after};
+use crate::error::{DbError, Result};
+use crate::events::journal::{JOURNAL_CHANNEL, JournalFilter, JournalPage, check_floor, journal_after};
 use crate::events::{Finality, Limit, parse_item};
 
 /// Entries read per page while catching up.
@@ -41,8 +41,28 @@ impl DbClient {
     /// entries (logs a reorg took back). Pass the page's `next_cursor` as the next
     /// `after`. Fails before any SQL when no index serves the filter
     /// ([`JournalFilter::check_indexed`]).
+    ///
+    /// Fails with [`DbError::CursorExpired`] when `0 < after <` the retained floor
+    /// ([`DbClient::journal_floor`]): removals after `after` may have been pruned. A
+    /// replay from 0 in pages reads cursors below the floor: use
+    /// [`DbClient::journal_after_since`] with the head read before its first page, or
+    /// [`DbClient::subscribe`], which does so.
     pub async fn journal_after(
         &self,
+        after: Cursor,
+        filter: &JournalFilter,
+        limit: Limit,
+    ) -> Result<JournalPage> {
+        self.journal_after_since(after, after, filter, limit).await
+    }
+
+    /// [`DbClient::journal_after`] for a reader that began at `since`: its start cursor,
+    /// or for a replay from 0, the [`DbClient::journal_head`] read before its first page.
+    /// The read is refused only when a removal pruned since then could concern a log the
+    /// reader saw (`after <` floor and floor `> since`).
+    pub async fn journal_after_since(
+        &self,
+        since: Cursor,
         after: Cursor,
         filter: &JournalFilter,
         limit: Limit,
@@ -54,7 +74,8 @@ impl DbClient {
         let conn = shared.pool.get().await;
         let page = shared
             .timed(conn, async |c| {
-                journal_after(c, &shared.schema, &query, &finality, Some(&shared.queries), timeout).await
+                journal_after(c, &shared.schema, &query, since, &finality, Some(&shared.queries), timeout)
+                    .await
             })
             .await?;
         let entries = page
@@ -66,6 +87,16 @@ impl DbClient {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(JournalPage { entries, next_cursor: page.next_cursor })
+    }
+
+    /// The journal's retained floor: removals at or below it may have been pruned
+    /// (retention), so reads after a lower cursor, except 0, fail with
+    /// [`DbError::CursorExpired`](crate::DbError::CursorExpired). `Cursor(0)` while
+    /// nothing was pruned.
+    pub async fn journal_floor(&self) -> Result<Cursor> {
+        let shared = &self.inner.shared;
+        let conn = shared.pool.get().await;
+        shared.timed(conn, async |c| crate::metadata::read_journal_floor(c, &shared.schema).await).await
     }
 
     /// The cursor of the newest committed journal entry (`Cursor(0)` when there is none):
@@ -87,9 +118,12 @@ impl DbClient {
     /// reads again after the last cursor it yielded. It never skips or repeats an entry;
     /// store the last cursor you handled and pass it as `after` to resume.
     ///
-    /// A failed read yields one `Err` and is retried with backoff; the stream goes on.
-    /// Fails at once when no index serves the filter, or (with `None`) when the head
-    /// cannot be read. Dropping the stream stops it.
+    /// A failed read yields one `Err` and is retried with backoff; the stream goes on,
+    /// except after [`DbError::CursorExpired`](crate::DbError::CursorExpired) (the
+    /// subscription fell below the retained floor, by days): that `Err` is its last item.
+    /// Fails at once when no index serves the filter, when `after` is below the retained
+    /// floor ([`DbClient::journal_floor`]), or (with `None`) when the head cannot be read.
+    /// Dropping the stream stops it.
     ///
     /// ```no_run
     /// # async fn demo(db: tidemark_db_client::DbClient) -> Result<(), tidemark_db_client::DbError> {
@@ -112,9 +146,16 @@ impl DbClient {
         filter: JournalFilter,
     ) -> Result<impl Stream<Item = Result<JournalEntry>> + Send + 'static> {
         filter.check_indexed()?;
-        let after = match after {
-            Some(c) => c,
-            None => self.journal_head().await?,
+        let (after, since) = match after {
+            Some(Cursor(0)) => (Cursor(0), self.journal_head().await?),
+            Some(c) => {
+                check_floor(c, c, self.journal_floor().await?)?;
+                (c, c)
+            }
+            None => {
+                let head = self.journal_head().await?;
+                (head, head)
+            }
         };
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
@@ -122,11 +163,13 @@ impl DbClient {
         let state = Tail {
             db: self.clone(),
             filter,
+            since,
             last: after,
             pending: VecDeque::new(),
             wake,
             _stop: stop.drop_guard(),
             failures: 0,
+            expired: false,
         };
         Ok(futures::stream::unfold(state, Tail::next))
     }
@@ -163,6 +206,8 @@ async fn listen(db: DbClient, wake: Arc<Notify>, stop: CancellationToken) {
 struct Tail {
     db: DbClient,
     filter: JournalFilter,
+    /// Where it began, for the floor check ([`DbClient::journal_after_since`]).
+    since: Cursor,
     /// The last cursor handed out, or the start position.
     last: Cursor,
     pending: VecDeque<JournalEntry>,
@@ -171,10 +216,15 @@ struct Tail {
     _stop: DropGuard,
     /// Consecutive failed reads, for the backoff.
     failures: u32,
+    /// The last read found the start below the retained floor: the stream ends.
+    expired: bool,
 }
 
 impl Tail {
     async fn next(mut self) -> Option<(Result<JournalEntry>, Self)> {
+        if self.expired {
+            return None;
+        }
         loop {
             if let Some(entry) = self.pending.pop_front() {
                 self.last = entry.cursor();
@@ -189,6 +239,10 @@ impl Tail {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(poll) => {}
                     }
+                }
+                Err(e @ DbError::CursorExpired { .. }) => {
+                    self.expired = true;
+                    return Some((Err(e), self));
                 }
                 Err(e) => {
                     self.failures = self.failures.saturating_add(1);
@@ -206,7 +260,7 @@ impl Tail {
     async fn read(&mut self) -> Result<bool> {
         let after = self.last;
         let limit = Limit::new(u64::from(CATCH_UP_PAGE)).unwrap_or(Limit::MAX);
-        let page = self.db.journal_after(after, &self.filter, limit).await?;
+        let page = self.db.journal_after_since(self.since, after, &self.filter, limit).await?;
         let found = !page.entries.is_empty();
         self.pending.extend(page.entries);
         Ok(found)

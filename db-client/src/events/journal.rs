@@ -18,6 +18,7 @@ use tidemark_shared_types::{Cursor, JournalEntry, RemovedItem, SchemaName};
 
 use super::{EventQuery, Finality, Limit, query_events_counted};
 use crate::error::{DbError, Result, stored_u64};
+use crate::metadata::read_journal_floor;
 use crate::prepared::PreparedSql;
 
 /// The channel the writer notifies in each transaction that adds journal entries, with
@@ -204,12 +205,14 @@ async fn removals_after(
 }
 
 /// Reads the journal entries after `query.after` that pass its filters (its block range
-/// must be unset: [`JournalFilter::to_query`]), at most `query.limit`, in cursor order; `log` entries carry their arguments as the stored JSON text. Adds the
-/// statements run to `queries`.
+/// must be unset: [`JournalFilter::to_query`]), at most `query.limit`, in cursor order;
+/// `log` entries carry their arguments as the stored JSON text. Adds the statements run
+/// to `queries`. `since` is where the reader began: see [`check_floor`].
 pub(crate) async fn journal_after(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
     query: &EventQuery,
+    since: Cursor,
     finality: &Finality,
     queries: Option<&AtomicU64>,
     statement_timeout: Duration,
@@ -239,7 +242,30 @@ pub(crate) async fn journal_after(
     }
     let more = more_beyond || logs.peek().is_some() || removed.peek().is_some();
     let next_cursor = if more { entries.last().map(JournalEntry::cursor) } else { None };
+    // After the reads: retention deletes removals and raises the floor in one
+    // transaction, so a floor still at or below `after` now means none of the removals
+    // after it was pruned before they were read.
+    if after.0 > 0 {
+        let floor = read_journal_floor(conn, schema).await?;
+        if let Some(q) = queries {
+            q.fetch_add(1, Ordering::Relaxed);
+        }
+        check_floor(since, after, floor)?;
+    }
     Ok(JournalPage { entries, next_cursor })
+}
+
+/// [`DbError::CursorExpired`] when a reader that began at `since` and has read up to
+/// `after` could have missed a pruned removal (every pruned removal's cursor is at or
+/// below `floor`).
+///
+/// A reader misses a removal only if it saw the log the removal removes. A reader that
+/// began after cursor `s > 0` saw no log whose removal is at or below `s`; a replay from
+/// 0 saw no log whose removal was committed before its first read, i.e. at or below the
+/// journal head read before it (pass that head as `since`). So the read is refused when
+/// `after < floor` and `floor > since`; at `after = 0` nothing was seen.
+pub(crate) fn check_floor(since: Cursor, after: Cursor, floor: Cursor) -> Result<()> {
+    if after.0 > 0 && after < floor && floor > since { Err(DbError::CursorExpired { floor }) } else { Ok(()) }
 }
 
 /// The cursor of the newest committed entry of `schema`'s journal, `Cursor(0)` when there

@@ -157,6 +157,21 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         Ok(self.c.execute(&sql, &[&signed(chain_id, "chain_id")?, &above]).await?)
     }
 
+    /// Deletes the removals recorded more than `retention` ago (by the database clock);
+    /// returns how many and the highest cursor among them.
+    pub(crate) async fn prune_removals(&self, retention: std::time::Duration) -> Result<(u64, Option<i64>)> {
+        let sql = format!(
+            "WITH gone AS (
+                DELETE FROM {}.removals WHERE removed_at < now() - make_interval(secs => $1) RETURNING cursor
+             )
+             SELECT count(*), max(cursor) FROM gone",
+            self.s
+        );
+        let row = self.c.query_one(&sql, &[&retention.as_secs_f64()]).await?;
+        let count = stored_u64(row.try_get::<_, i64>(0)?, "removals", "count")?;
+        Ok((count, row.try_get(1)?))
+    }
+
     /// The distinct `(block number, hash)` pairs of `chain_id`'s stored events in
     /// `[from, to]`.
     pub(crate) async fn event_block_hashes(

@@ -21,7 +21,7 @@
 mod limits;
 mod probe;
 
-use tidemark_shared_types::{BlockRef, IndexingStatus, PublicConfig, SchemaName};
+use tidemark_shared_types::{BlockRef, Cursor, IndexingStatus, PublicConfig, SchemaName};
 use tokio_postgres::{Client, Transaction};
 
 use self::limits::{COMMIT_LIMIT, QUERY_LIMIT, timed};
@@ -391,6 +391,23 @@ impl Writer {
                 statements.discard_epochs(discards).await?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// Journal retention: deletes the removals recorded more than `retention` ago and
+    /// raises the retained floor to the highest cursor among them, in one transaction
+    /// (so a reader that finds the floor at or below its cursor after reading has missed
+    /// no pruned removal). Events are never pruned. Returns how many removals went and
+    /// the floor now stored.
+    pub async fn prune_journal(&mut self, retention: std::time::Duration) -> Result<(u64, Cursor)> {
+        timed(COMMIT_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            let t = Statements::new(&tx, &self.schema);
+            let (pruned, highest) = t.prune_removals(retention).await?;
+            let floor = t.raise_journal_floor(Cursor(highest.unwrap_or(0))).await?;
+            tx.commit().await?;
+            Ok((pruned, floor))
         })
         .await
     }

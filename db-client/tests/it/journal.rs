@@ -62,9 +62,21 @@ fn replay(entries: &[JournalEntry], strict: bool) -> BTreeMap<Cursor, (u64, u64)
 
 /// Every page of the journal after `after`, checking the order.
 async fn all_after(db: &DbClient, after: Cursor, filter: &JournalFilter, limit: u64) -> Vec<JournalEntry> {
+    all_since(db, after, after, filter, limit).await
+}
+
+/// Every page of the journal after `after` for a reader that began at `since`.
+async fn all_since(
+    db: &DbClient,
+    since: Cursor,
+    after: Cursor,
+    filter: &JournalFilter,
+    limit: u64,
+) -> Vec<JournalEntry> {
     let (mut out, mut after) = (Vec::<JournalEntry>::new(), after);
     loop {
-        let page = db.journal_after(after, filter, Limit::new(limit).expect("limit")).await.expect("page");
+        let limit = Limit::new(limit).expect("limit");
+        let page = db.journal_after_since(since, after, filter, limit).await.expect("page");
         assert!(page.entries.windows(2).all(|w| w[0].cursor() < w[1].cursor()), "ascending");
         out.extend(page.entries);
         match page.next_cursor {
@@ -130,6 +142,62 @@ async fn pages_merge_logs_and_removals_and_replay_to_the_stored_events() {
         )
         .await;
     assert!(e.is_err_and(|e| e.is_invalid_input()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruned_removals_raise_the_floor_and_reads_below_it_are_refused_not_short() {
+    let schema = SchemaName::new(SCHEMA).expect("name");
+    let (test_db, pool, _conn) = seeded_instance(&schema, &[]).await;
+    let mut writer = Writer::try_acquire(&pool, &schema).await.expect("connects").expect("the lock");
+    let db = DbClient::new(fast(&test_db.url)).expect("client");
+    commit_blocks(&mut writer, 1, 6).await;
+    assert_eq!(writer.rollback(1, Some(&block(3))).await.expect("rollback"), 9);
+    // Nothing old enough yet: nothing pruned, no floor.
+    assert_eq!(writer.prune_journal(Duration::from_secs(3600)).await.expect("prune"), (0, Cursor(0)));
+    assert_eq!(db.journal_floor().await.expect("floor"), Cursor(0));
+    let before = all_after(&db, Cursor(0), &JournalFilter::default(), 1000).await;
+    let removals: Vec<Cursor> = before
+        .iter()
+        .filter_map(|e| if let JournalEntry::Removed(r) = e { Some(r.cursor) } else { None })
+        .collect();
+    assert_eq!(removals.len(), 9);
+    let first_log = before[0].cursor();
+
+    // With no retention every removal recorded before is pruned; new ones stay.
+    let (pruned, floor) = writer.prune_journal(Duration::ZERO).await.expect("prune");
+    assert_eq!((pruned, floor), (9, removals[8]));
+    commit_blocks(&mut writer, 4, 6).await;
+    assert_eq!(writer.rollback(1, Some(&block(5))).await.expect("rollback"), 3);
+    assert_eq!(db.journal_floor().await.expect("floor"), floor);
+
+    // Below the floor (where a pruned removal could be missed): refused with the floor.
+    for after in [first_log, removals[0], Cursor(floor.0 - 1)] {
+        let e =
+            db.journal_after(after, &JournalFilter::default(), Limit::DEFAULT).await.expect_err("expired");
+        assert!(matches!(e, tidemark_db_client::DbError::CursorExpired { floor: f } if f == floor), "{e}");
+        let e = db.subscribe(Some(after), JournalFilter::default()).await.err().expect("expired");
+        assert!(matches!(e, tidemark_db_client::DbError::CursorExpired { .. }), "{e}");
+    }
+    // A replay from 0 that began before the prune could have seen a pruned removal's
+    // log: refused once past its first page.
+    let (all, first) = (JournalFilter::default(), before[0].cursor());
+    let e = db.journal_after_since(first, first, &all, Limit::DEFAULT).await;
+    assert!(e.is_err_and(|e| matches!(e, tidemark_db_client::DbError::CursorExpired { .. })));
+    // From 0 (a replay of what is stored, since the head it began at) and from the
+    // floor on: complete.
+    let head = db.journal_head().await.expect("head");
+    let replayed = all_since(&db, head, Cursor(0), &JournalFilter::default(), 4).await;
+    assert_eq!(replay(&replayed, false), stored(&db, &JournalFilter::default()).await);
+    let rest = all_after(&db, floor, &JournalFilter::default(), 1000).await;
+    assert_eq!(rest, replayed.iter().filter(|e| e.cursor() > floor).cloned().collect::<Vec<_>>());
+    assert_eq!(rest.iter().filter(|e| matches!(e, JournalEntry::Removed(_))).count(), 3);
+    let mut tail =
+        std::pin::pin!(db.subscribe(Some(floor), JournalFilter::default()).await.expect("at the floor"));
+    assert_eq!(tail.next().await.expect("an entry").expect("ok"), rest[0]);
+
+    // A later prune never lowers the floor.
+    let (_, again) = writer.prune_journal(Duration::from_secs(3600)).await.expect("prune");
+    assert_eq!(again, floor);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,8 @@ struct RawConfig {
     retain_epochs: u64,
     #[serde(default = "default_true")]
     record_epochs: bool,
+    #[serde(default = "default_journal_retention_ms")]
+    journal_retention_ms: u64,
     chains: Vec<RawChain>,
 }
 
@@ -90,6 +92,9 @@ fn default_listen() -> String {
 fn default_retain_epochs() -> u64 {
     10_000
 }
+fn default_journal_retention_ms() -> u64 {
+    7 * 24 * 3600 * 1000
+}
 fn default_finality_depth() -> u64 {
     12
 }
@@ -121,6 +126,8 @@ pub struct IndexerConfig {
     pub retain_epochs: u64,
     /// Whether epochs are recorded (on by default; off only to measure their cost).
     pub record_epochs: bool,
+    /// How long the journal's `removed` entries are kept (events are never pruned).
+    pub journal_retention: Duration,
     /// Chains, sorted by id.
     pub chains: Vec<ChainConfig>,
 }
@@ -302,6 +309,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
     if raw.retain_epochs == 0 {
         return Err(ConfigError::new("retain_epochs", "must be at least 1"));
     }
+    if raw.journal_retention_ms == 0 {
+        return Err(ConfigError::new("journal_retention_ms", "must be at least 1"));
+    }
     Ok(IndexerConfig {
         namespace: raw.namespace,
         schema,
@@ -309,6 +319,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
         http_listen,
         retain_epochs: raw.retain_epochs,
         record_epochs: raw.record_epochs,
+        journal_retention: Duration::from_millis(raw.journal_retention_ms),
         chains,
     })
 }

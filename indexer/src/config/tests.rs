@@ -106,6 +106,7 @@ fn bad_values_are_rejected_with_their_path() {
             "chains[0].contracts[0].end_block",
         ),
         (EXAMPLE.replace("${RPC_URL}", "ftp://x"), "chains[0].rpc_url"),
+        (EXAMPLE.replace("[[chains]]", "journal_retention_ms = 0\n\n[[chains]]"), "journal_retention_ms"),
     ];
     for (text, path) in cases {
         let err = parse(&text).expect_err("error");

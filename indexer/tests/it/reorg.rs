@@ -10,7 +10,7 @@ use crate::common::SCHEMA;
 use alloy::primitives::{B256, U256};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tidemark_testkit::{InstanceDb, JournalReplay, SOON, Stack, canonical_logs};
+use tidemark_testkit::{InstanceDb, JournalReplay, SOON, Stack, canonical_logs, eventually};
 use tidemark_traffic::RECIPIENTS;
 
 const FINALITY: u64 = 6;
@@ -199,7 +199,23 @@ async fn a_reorg_while_the_indexer_is_down_is_repaired_on_restart() {
     }
     let mut fresh = JournalReplay::new();
     fresh.apply(&journal).unwrap_or_else(|e| panic!("replay: {e}"));
-    fresh.matches(&db.events().await.expect("events")).unwrap_or_else(|e| panic!("replay: {e}"));
+    let events = db.events().await.expect("events");
+    fresh.matches(&events).unwrap_or_else(|e| panic!("replay: {e}"));
+    assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
+
+    // Retention: run again with removed entries kept for 1 s. They are pruned, the
+    // events are not, and the floor is the highest pruned cursor.
+    let highest = journal.iter().filter(|e| e.kind == "removed").map(|e| e.cursor).max().expect("removals");
+    cfg.journal_retention_ms = Some(1000);
+    let mut indexer = stack.spawn(&cfg);
+    let floor = eventually(SOON, "the journal floor recorded", async || {
+        db.metadata("journal_floor").await.ok().flatten().map(|m| m.value)
+    })
+    .await;
+    assert_eq!(floor, serde_json::json!(highest.to_string()));
+    let journal = db.journal().await.expect("journal");
+    assert!(journal.iter().all(|e| e.kind == "log"), "removed entries pruned");
+    assert_eq!(db.events().await.expect("events"), events, "events are never pruned");
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }
 
