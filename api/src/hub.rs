@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tidemark_db_client::types::{Cursor, JournalEntry};
@@ -23,7 +23,7 @@ pub struct Hub {
     db: DbClient,
     queue: usize,
     /// Started with the first stream; its first value is the head it started after.
-    tail: OnceCell<broadcast::Sender<Arc<JournalEntry>>>,
+    tail: OnceCell<broadcast::Sender<Arc<Live>>>,
     /// Open streams, up to the client limit.
     pub(crate) clients: Arc<Semaphore>,
     /// Database catch-ups run at once, so that reconnecting clients cannot take every
@@ -34,6 +34,16 @@ pub struct Hub {
     max_clients: usize,
     /// Counters for `/metrics`.
     pub(crate) counts: StreamCounts,
+    /// Time from the tail reading an entry to a live client being sent it.
+    pub(crate) fanout: metrics::Histogram,
+}
+
+/// An entry of the tail, shared by every live client.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) entry: JournalEntry,
+    /// When the tail read it (after the writer's notification).
+    pub(crate) read_at: Instant,
 }
 
 /// What the streams did, for `/metrics`.
@@ -55,8 +65,9 @@ impl StreamCounts {
 
 impl Hub {
     /// A hub reading `db`; `queue` entries of lag allowed per client, `max_clients`
-    /// streams at once. Nothing runs until the first stream.
-    pub fn new(db: DbClient, queue: usize, max_clients: usize) -> Self {
+    /// streams at once; the fan-out latency recorded in `fanout`. Nothing runs until the
+    /// first stream.
+    pub fn new(db: DbClient, queue: usize, max_clients: usize, fanout: metrics::Histogram) -> Self {
         let stop = CancellationToken::new();
         let catch_up = (db.settings().pool.max_size / 2).max(1);
         Self {
@@ -69,6 +80,7 @@ impl Hub {
             stop,
             max_clients,
             counts: StreamCounts::default(),
+            fanout,
         }
     }
 
@@ -94,16 +106,14 @@ impl Hub {
 
     /// A receiver of every journal entry committed from now on (the tail started if it
     /// was not; until its subscription is open, this waits).
-    pub(crate) async fn receiver(
-        &self,
-    ) -> tidemark_db_client::Result<broadcast::Receiver<Arc<JournalEntry>>> {
+    pub(crate) async fn receiver(&self) -> tidemark_db_client::Result<broadcast::Receiver<Arc<Live>>> {
         let tx = self.tail.get_or_try_init(|| self.start()).await?;
         Ok(tx.subscribe())
     }
 
     /// Opens the subscription at the current head and spawns the task that broadcasts
     /// its entries. Every entry committed after the head it started at is broadcast.
-    async fn start(&self) -> tidemark_db_client::Result<broadcast::Sender<Arc<JournalEntry>>> {
+    async fn start(&self) -> tidemark_db_client::Result<broadcast::Sender<Arc<Live>>> {
         let entries = self.db.subscribe(None, JournalFilter::default()).await?;
         let (tx, _) = broadcast::channel(self.queue);
         let (sender, stop) = (tx.clone(), self.stop.clone());
@@ -116,7 +126,7 @@ impl Hub {
                 };
                 match next {
                     // No receiver: nobody is streaming; the entry is in the database.
-                    Some(Ok(entry)) => drop(sender.send(Arc::new(entry))),
+                    Some(Ok(entry)) => drop(sender.send(Arc::new(Live { entry, read_at: Instant::now() }))),
                     Some(Err(e)) => {
                         tracing::warn!(target: "tidemark_api::stream", error = %e, "journal tail read failed; retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -37,11 +37,13 @@ impl AppState {
 
     /// State around `db` with a fresh metrics registry and the limits `http`.
     pub fn with_http(db: DbClient, http: HttpSettings) -> Self {
-        let hub = Arc::new(Hub::new(db.clone(), http.stream_queue, http.stream_max_clients));
+        let metrics = Metrics::new();
+        let fanout = metrics.stream_fanout();
+        let hub = Arc::new(Hub::new(db.clone(), http.stream_queue, http.stream_max_clients, fanout));
         Self {
             db,
             hub,
-            metrics: Metrics::new(),
+            metrics,
             status_body: StatusBodyCache::default(),
             http: Arc::new(http),
             clock: Clock::default(),

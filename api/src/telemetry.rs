@@ -98,8 +98,18 @@ impl Metrics {
                 "tidemark_stream_catch_up_queries_total",
                 "catch-up pages stream clients read"
             );
+            metrics::describe_histogram!(
+                "tidemark_stream_fanout_seconds",
+                metrics::Unit::Seconds,
+                "from the journal tail reading a committed entry to a live client being sent it"
+            );
         });
         metrics
+    }
+
+    /// The histogram of the streams' fan-out latency.
+    pub fn stream_fanout(&self) -> metrics::Histogram {
+        self.with(|| metrics::histogram!("tidemark_stream_fanout_seconds"))
     }
 
     fn with<T>(&self, f: impl FnOnce() -> T) -> T {

@@ -31,7 +31,7 @@ use utoipa::IntoParams;
 
 use crate::error::ApiError;
 use crate::extract::{Query, QueryParams};
-use crate::hub::{Hub, StreamCounts};
+use crate::hub::{Hub, Live, StreamCounts};
 use crate::routes::events::EventsParams;
 use crate::state::AppState;
 
@@ -203,7 +203,7 @@ struct Client {
     since: Cursor,
     /// The last cursor sent (or the start position).
     last: Cursor,
-    rx: broadcast::Receiver<Arc<JournalEntry>>,
+    rx: broadcast::Receiver<Arc<Live>>,
     /// Reading from the database until a page comes back empty.
     catching_up: bool,
     /// The receiver was renewed since the catch-up began: entries it skipped are read
@@ -251,12 +251,13 @@ impl Client {
                 r = self.rx.recv() => r,
             };
             match received {
-                Ok(entry) if entry.cursor() <= self.last => {}
-                Ok(entry) => match passes(&self.filter, &entry) {
+                Ok(live) if live.entry.cursor() <= self.last => {}
+                Ok(live) => match passes(&self.filter, &live.entry) {
                     Some(true) => {
-                        self.last = entry.cursor();
+                        self.last = live.entry.cursor();
                         StreamCounts::add(&self.hub.counts.sent);
-                        return Some((Ok(frame(&entry)), self));
+                        self.hub.fanout.record(live.read_at.elapsed().as_secs_f64());
+                        return Some((Ok(frame(&live.entry)), self));
                     }
                     Some(false) => {}
                     // Read the filtered entries from the database instead.

@@ -166,6 +166,12 @@ async fn a_stream_catches_up_follows_commits_and_reorgs_and_resumes_by_last_even
     let page = api.get(&format!("/v1/events?limit=1&after={}", first.parse::<i64>().expect("c") - 1)).await;
     assert_eq!(seen[0].data, page.body["items"][0]);
 
+    // The live entries' fan-out latency is measured.
+    let text = api.http.get(format!("{}/metrics", api.base)).send().await.expect("metrics").text().await;
+    let text = text.expect("text");
+    let count = text.lines().find_map(|l| l.strip_prefix("tidemark_stream_fanout_seconds_count "));
+    assert!(count.is_some_and(|n| n != "0"), "fan-out latency in /metrics:\n{text}");
+
     // Last-Event-ID wins over after.
     let at = seen[4].id.clone().expect("id");
     let mut resumed = Reader::connect(&api, "?after=0", Some(&at)).await;
