@@ -42,6 +42,7 @@ use crate::state::AppState;
         events::EventsBody,
         EventItem,
         RemovedItem,
+        stream::LaggedData,
         epochs::EpochsBody,
         EpochItem,
         EpochStageEntry,

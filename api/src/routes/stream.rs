@@ -22,12 +22,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tidemark_db_client::types::{Cursor, JournalEntry};
 use tidemark_db_client::{DbError, JournalFilter, Limit};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, broadcast};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::{Query, QueryParams};
@@ -131,6 +131,18 @@ fn passes(filter: &JournalFilter, entry: &JournalEntry) -> Option<bool> {
     )
 }
 
+/// The data of an `event: lagged` frame: the client fell `behind` entries behind the live
+/// tail and continues from the database after `resumeAfter`, the last cursor it was sent.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LaggedData {
+    /// Live entries dropped for this client (it reads them from the database instead).
+    pub behind: u64,
+    /// The last cursor sent: the catch-up reads after it.
+    #[schema(value_type = String)]
+    pub resume_after: Cursor,
+}
+
 fn frame(entry: &JournalEntry) -> Event {
     let (kind, data) = match entry {
         JournalEntry::Log(e) => ("log", serde_json::to_string(e)),
@@ -142,7 +154,7 @@ fn frame(entry: &JournalEntry) -> Event {
 
 #[utoipa::path(get, path = "/v1/stream", tag = "events", params(StreamParams),
     responses(
-        (status = 200, description = "`text/event-stream`: `log`, `removed` and `lagged` events; `id:` is the cursor", content_type = "text/event-stream"),
+        (status = 200, description = "`text/event-stream`: `retry: 2000`, then `event: log` (data: an `EventItem`) and `event: removed` (data: a `RemovedItem`), each with `id:` = its cursor; `event: lagged` (data: `LaggedData`, no id); a `: keep-alive` comment every 15 s", content_type = "text/event-stream"),
         (status = 400, description = "a bad filter or cursor, in `after` or `Last-Event-ID`", body = crate::error::ErrorBody),
         (status = 410, description = "`cursor_expired`: the start cursor is below the journal's retained floor (`floor`); resume from 0 or from the floor", body = crate::error::ErrorBody),
         (status = 503, description = "`too_many_streams` (with `Retry-After`), or the database is unavailable", body = crate::error::ErrorBody),
@@ -272,8 +284,10 @@ impl Client {
                     self.catching_up = true;
                     self.renewed = true;
                     StreamCounts::add(&self.hub.counts.lagged);
-                    let data = serde_json::json!({"behind": behind, "resumeAfter": self.last.to_string()});
-                    return Some((Ok(Event::default().event("lagged").data(data.to_string())), self));
+                    let data = LaggedData { behind, resume_after: self.last };
+                    let data =
+                        serde_json::to_string(&data).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+                    return Some((Ok(Event::default().event("lagged").data(data)), self));
                 }
                 Err(RecvError::Closed) => return None,
             }

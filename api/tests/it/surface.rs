@@ -125,6 +125,38 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
         ["items", "page", "pages", "size", "total"].into_iter().map(String::from).collect()
     );
     assert!(doc.body["components"]["schemas"]["StatusBody"]["properties"]["epochs"].is_object());
+    // `/v1/stream`: the frames' data shapes.
+    assert_eq!(
+        documented("RemovedItem"),
+        [
+            "cursor",
+            "eventCursor",
+            "chainId",
+            "blockNumber",
+            "blockHash",
+            "logIndex",
+            "transactionHash",
+            "address",
+            "contract",
+            "event"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    );
+    assert_eq!(documented("LaggedData"), ["behind", "resumeAfter"].into_iter().map(String::from).collect());
+    let stream_params: BTreeSet<&str> = doc.body["paths"]["/v1/stream"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        stream_params,
+        BTreeSet::from([
+            "chainId", "contract", "event", "address", "txHash", "topic1", "topic2", "topic3", "after"
+        ])
+    );
     for (name, fields) in [
         ("HealthBody", &["status", "role", "reasons", "warnings"][..]),
         ("ErrorBody", &["error"]),
