@@ -67,6 +67,10 @@ pub(crate) struct Args {
     /// at a time, each timed), against the `COPY` with all its indexes.
     #[arg(long)]
     index_study: bool,
+    /// Run this `tidemark-indexer` binary instead of the one built beside the bench (e.g.
+    /// an earlier commit's release build, to compare builds under the same harness).
+    #[arg(long)]
+    indexer_bin: Option<std::path::PathBuf>,
 }
 
 /// What one run measured.
@@ -99,7 +103,10 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         }
     };
     let blocks = data.blocks();
-    let indexer = procs::release_binary("tidemark-indexer")?;
+    let indexer = match &args.indexer_bin {
+        Some(path) => path.clone(),
+        None => procs::release_binary("tidemark-indexer")?,
+    };
     let config_text = config_toml(&data, &rpc_url, "postgres://unused", SCHEMA, &args);
     let config = IndexerConfig::parse(&config_text, Path::new("."), &|_| None)?;
     let filter = base_filter(&config.chains[0]);
@@ -226,6 +233,9 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     }
     let (during, after) = layouts.context("no run")?;
     report(&args, &data, runs, fetch, decode, &results, &during, &after, sizes.as_ref());
+    if let Some(path) = &args.indexer_bin {
+        println!("\nindexer: {}", path.display());
+    }
     println!(
         "\nmachine load (1-minute load average, {} cores): {} when the bench started, {} when it ended",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
