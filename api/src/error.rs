@@ -112,13 +112,7 @@ impl IntoResponse for ApiError {
             Self::Database(e) if e.is_busy() => {
                 // Every connection busy for the checkout timeout: shed like the budget does.
                 let message = "too many queries in progress; retry after the Retry-After delay".to_owned();
-                return busy(ErrorDetail {
-                    code: "overloaded",
-                    message,
-                    field: None,
-                    reasons: None,
-                    floor: None,
-                });
+                return busy("overloaded", message);
             }
             Self::Database(e) if e.is_unavailable() => {
                 tracing::warn!(target: "tidemark_api", error = %e, "database unavailable");
@@ -131,35 +125,17 @@ impl IntoResponse for ApiError {
             }
             Self::Overloaded => {
                 let message = "too many requests in progress; retry after the Retry-After delay".to_owned();
-                return busy(ErrorDetail {
-                    code: "overloaded",
-                    message,
-                    field: None,
-                    reasons: None,
-                    floor: None,
-                });
+                return busy("overloaded", message);
             }
             Self::TooManyStreams => {
                 let message =
                     "as many streams as allowed are open; retry after the Retry-After delay".to_owned();
-                return busy(ErrorDetail {
-                    code: "too_many_streams",
-                    message,
-                    field: None,
-                    reasons: None,
-                    floor: None,
-                });
+                return busy("too_many_streams", message);
             }
             Self::RequestTimeout => {
                 let message =
                     "the request did not finish in time; narrow its filters or try again later".to_owned();
-                return busy(ErrorDetail {
-                    code: "request_timeout",
-                    message,
-                    field: None,
-                    reasons: None,
-                    floor: None,
-                });
+                return busy("request_timeout", message);
             }
             Self::Internal(cause) => {
                 tracing::error!(target: "tidemark_api", %cause, "internal error");
@@ -171,8 +147,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A 503 telling the client when to retry.
-fn busy(error: ErrorDetail) -> Response {
+/// A 503 with `code` and `message`, telling the client when to retry.
+fn busy(code: &'static str, message: String) -> Response {
+    let error = ErrorDetail { code, message, field: None, reasons: None, floor: None };
     let retry = HeaderValue::from(RETRY_AFTER_SECS);
     let headers =
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store")), (header::RETRY_AFTER, retry)];
