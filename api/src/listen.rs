@@ -10,7 +10,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::Response;
+use futures::StreamExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -67,9 +71,15 @@ pub(crate) async fn serve(
                 let busy = Busy::new(activity.clone());
                 let call = app.clone().oneshot(req.map(axum::body::Body::new));
                 async move {
-                    let response = call.await;
+                    let response = match call.await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    };
+                    if is_event_stream(&response) {
+                        return Ok::<_, std::convert::Infallible>(hold_until_end(response, busy));
+                    }
                     drop(busy);
-                    response
+                    Ok(response)
                 }
             }
         });
@@ -119,7 +129,26 @@ impl Activity {
     }
 }
 
-/// A request being handled on a connection, from its head to its response's head.
+/// Whether `response` is a server-sent event stream (`/v1/stream`).
+fn is_event_stream(response: &Response) -> bool {
+    response.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// `response` with `busy` held until its body ends: a stream is a request being handled
+/// for as long as it lasts, so the idle timeout never closes it — not while its client
+/// reads slowly or not at all (it lags and catches up instead), nor while its filter
+/// matches nothing for longer than the timeout.
+fn hold_until_end(response: Response, busy: Busy) -> Response {
+    response.map(|body| {
+        Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _busy = &busy;
+            chunk
+        }))
+    })
+}
+
+/// A request being handled on a connection, from its head to its response's head (to
+/// the end of its body for a stream).
 struct Busy(Arc<Activity>);
 
 impl Busy {

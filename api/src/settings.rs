@@ -12,7 +12,8 @@ pub struct HttpSettings {
     /// a slow or idle client's connection is closed then.
     pub header_read_timeout: Duration,
     /// How long a connection may make no progress (nothing read or written) while no
-    /// request of it is being handled, e.g. a client that stops reading a response.
+    /// request of it is being handled, e.g. a client that stops reading a response. A
+    /// `/v1/stream` response is being handled until it ends.
     pub idle_timeout: Duration,
     /// How long a limited route's handler may run before the request is answered 503
     /// `request_timeout`.

@@ -1,13 +1,14 @@
 //! The binaries under test.
 //!
-//! `TIDEMARK_INDEXER_BIN` and `TIDEMARK_API_BIN` name the binaries to run (e.g. an indexer
-//! with a fault patched in); nothing is built for a binary given that way. Otherwise a
-//! crate's own integration tests run the binary cargo built for them
+//! `TIDEMARK_INDEXER_BIN`, `TIDEMARK_API_BIN` and `TIDEMARK_TRAFFIC_BIN` name the binaries
+//! to run (e.g. an indexer with a fault patched in); nothing is built for a binary given
+//! that way. Otherwise a crate's own integration tests run the binary cargo built for them
 //! (`CARGO_BIN_EXE_<name>`, set while cargo runs them). The other suites find
-//! `tidemark-indexer` and `tidemark-api` next to their own test executable
-//! (`target/<profile>/deps/it-…` → `target/<profile>/`); when either is missing, or older
-//! than the sources it is built from, `cargo build -p tidemark-indexer -p tidemark-api`
-//! runs once per process (same profile, same target directory).
+//! `tidemark-indexer`, `tidemark-api` and `tidemark-traffic` next to their own test
+//! executable (`target/<profile>/deps/it-…` → `target/<profile>/`); when one is missing, or
+//! older than the sources it is built from, `cargo build -p tidemark-indexer -p
+//! tidemark-api -p tidemark-traffic` runs once per process (same profile, same target
+//! directory).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,12 @@ pub fn api() -> PathBuf {
     resolve("TIDEMARK_API_BIN", "tidemark-api")
 }
 
+/// `tidemark-traffic`, the demo traffic generator: `TIDEMARK_TRAFFIC_BIN`, else the
+/// workspace's (built when needed).
+pub fn traffic() -> PathBuf {
+    resolve("TIDEMARK_TRAFFIC_BIN", "tidemark-traffic")
+}
+
 /// Whether the indexer comes from `TIDEMARK_INDEXER_BIN` (e.g. a fault-injected build).
 pub fn indexer_overridden() -> bool {
     std::env::var_os("TIDEMARK_INDEXER_BIN").is_some_and(|v| !v.is_empty())
@@ -81,7 +88,7 @@ fn resolve(var: &str, name: &str) -> PathBuf {
 }
 
 /// Sources whose change makes the binaries stale.
-const SOURCES: [&str; 10] = [
+const SOURCES: [&str; 12] = [
     "Cargo.lock",
     "indexer/src",
     "indexer/Cargo.toml",
@@ -92,6 +99,8 @@ const SOURCES: [&str; 10] = [
     "shared-types/src",
     "shared-types/Cargo.toml",
     "migrations",
+    "deploy/traffic/src",
+    "deploy/traffic/Cargo.toml",
 ];
 
 fn newest(path: &Path) -> Option<SystemTime> {
@@ -117,7 +126,7 @@ fn build() -> Result<(), String> {
     let profile = profile_dir();
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace_root())
-        .args(["build", "-p", "tidemark-indexer", "-p", "tidemark-api"])
+        .args(["build", "-p", "tidemark-indexer", "-p", "tidemark-api", "-p", "tidemark-traffic"])
         .env("CARGO_TARGET_DIR", target_dir());
     if profile.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
@@ -125,7 +134,7 @@ fn build() -> Result<(), String> {
     // Straight to standard error: the test harness does not capture it.
     let _ = writeln!(
         std::io::stderr().lock(),
-        "[testkit] building tidemark-indexer and tidemark-api ({} profile) for the tests",
+        "[testkit] building tidemark-indexer, tidemark-api and tidemark-traffic ({} profile) for the tests",
         profile.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     );
     let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", PathBuf::from(&cargo).display()))?;
@@ -133,7 +142,7 @@ fn build() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`cargo build -p tidemark-indexer -p tidemark-api` failed ({}):\n{}",
+            "`cargo build -p tidemark-indexer -p tidemark-api -p tidemark-traffic` failed ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ))

@@ -14,7 +14,8 @@
 //! - [`eventually`]: polling with a deadline instead of sleeping;
 //! - [`Stack`]: a database, an anvil with the demo contracts and a directory, on which the
 //!   real binaries run ([`Indexer`], [`Api`], found by [`bins`]);
-//! - [`compare`]: stored events against the canonical chain, asserted or counted.
+//! - [`compare`]: stored events against the canonical chain, asserted or counted;
+//! - [`sse`]: a client of the API's `/v1/stream` ([`SseReader`]).
 //!
 //! Missing tools are failures, never skips: a test that cannot start anvil or reach
 //! PostgreSQL panics with a message saying what to install. This crate never depends on
@@ -35,6 +36,7 @@ mod pgbouncer;
 mod process;
 mod proxy;
 mod services;
+pub mod sse;
 mod stack;
 pub mod tls;
 
@@ -51,6 +53,7 @@ pub use pgbouncer::PgBouncer;
 pub use process::{Process, ProcessBuilder, free_port};
 pub use proxy::RpcProxy;
 pub use services::{Api, HealthView, Indexer, get_json, get_text, indexer_process};
+pub use sse::{SseEvent, SseReader};
 pub use stack::{Database, SOON, Stack, demo_contracts, wait_synced};
 pub use tempfile::{TempDir, tempdir};
 pub use tidemark_db_client::test_utils::wait::{POLL, eventually};

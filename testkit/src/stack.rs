@@ -1,7 +1,7 @@
 //! [`Stack`]: what the indexer and reliability suites build for a test: a database (a
 //! fresh one on the shared server, or one on a private cluster the test may stop), an
 //! anvil with the demo contracts, a directory for configs and logs, and the real binaries
-//! started on them.
+//! (indexer, API, traffic generator) started on them.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -174,6 +174,21 @@ impl Stack {
             b = b.env(k, v);
         }
         Api { proc: b.spawn(), http }
+    }
+
+    /// Starts `tidemark-traffic run` on this stack's chain and demo contracts, with `args`
+    /// added (`--tx-per-second`, `--mix`, `--burst-size`, `--seed`, ...); logs in the
+    /// stack's directory. SIGTERM stops it (exit 0).
+    pub fn spawn_traffic(&self, args: &[&str]) -> Process {
+        let (token, registry) = (format!("{:#x}", self.demo.token), format!("{:#x}", self.demo.registry));
+        Process::builder("traffic", crate::bins::traffic())
+            .args(["--rpc-url", self.anvil.url(), "run", "--token", &token, "--registry", &registry])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("RPC_URL")
+            .log_dir(self.dir.path())
+            .spawn()
     }
 
     /// A connection looking at the instance.

@@ -9,67 +9,20 @@ use serde_json::Value;
 use tidemark_api::settings::HttpSettings;
 use tidemark_db_client::test_utils::fixtures::{block, seeded_instance, word};
 use tidemark_db_client::writer::{Batch, EventRow, Writer};
+use tidemark_testkit::sse::{self, SseEvent, SseReader};
 
 use crate::support::{TestApi, fast_config, schema};
 
-/// One server-sent event: its `id`, `event` and `data` fields.
-#[derive(Debug, Clone, PartialEq)]
-struct Sse {
-    id: Option<String>,
-    event: String,
-    data: Value,
-}
-
-/// An open `/v1/stream` response, read event by event.
-struct Reader {
-    resp: reqwest::Response,
-    buf: String,
-}
-
-impl Reader {
-    async fn open(api: &TestApi, query: &str, last_event_id: Option<&str>) -> reqwest::Response {
-        let mut req = api.http.get(format!("{}/v1/stream{query}", api.base));
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id);
-        }
-        req.send().await.expect("stream request")
-    }
-
-    async fn connect(api: &TestApi, query: &str, last_event_id: Option<&str>) -> Self {
-        let resp = Self::open(api, query, last_event_id).await;
-        assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        Self { resp, buf: String::new() }
-    }
-
-    /// The next event with an `event:` field (`retry:` lines and comments pass by), within 10 s.
-    async fn next(&mut self) -> Sse {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Some(end) = self.buf.find("\n\n") {
-                    let block: String = self.buf.drain(..end + 2).collect();
-                    let (mut id, mut event, mut data) = (None, None, String::new());
-                    for line in block.lines() {
-                        if let Some(v) = line.strip_prefix("id: ") {
-                            id = Some(v.to_owned());
-                        } else if let Some(v) = line.strip_prefix("event: ") {
-                            event = Some(v.to_owned());
-                        } else if let Some(v) = line.strip_prefix("data: ") {
-                            data.push_str(v);
-                        }
-                    }
-                    if let Some(event) = event {
-                        return Sse { id, event, data: serde_json::from_str(&data).expect("JSON data") };
-                    }
-                    continue;
-                }
-                let chunk = self.resp.chunk().await.expect("read").expect("stream open");
-                self.buf.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
-            }
-        })
+async fn open(api: &TestApi, query: &str, last_event_id: Option<&str>) -> reqwest::Response {
+    sse::open(&api.http, &format!("{}/v1/stream{query}", api.base), last_event_id)
         .await
-        .expect("an event within 10 s")
-    }
+        .expect("stream request")
+}
+
+async fn connect(api: &TestApi, query: &str, last_event_id: Option<&str>) -> SseReader {
+    SseReader::connect(&api.http, &format!("{}/v1/stream{query}", api.base), last_event_id)
+        .await
+        .unwrap_or_else(|(status, body)| panic!("/v1/stream{query}: {status} {body}"))
 }
 
 fn row(block_number: u64, index: u64) -> EventRow {
@@ -97,20 +50,21 @@ async fn commit(writer: &mut Writer, block_number: u64, logs: u64) {
 }
 
 /// Replays `log`/`removed` events; returns cursor → log index.
-fn replay(events: &[Sse]) -> BTreeMap<String, u64> {
+fn replay(events: &[SseEvent]) -> BTreeMap<String, u64> {
     let mut state = BTreeMap::new();
     for e in events {
+        let d = e.json();
         match e.event.as_str() {
             "log" => assert!(
                 state
                     .insert(
-                        e.data["cursor"].as_str().expect("cursor").to_owned(),
-                        e.data["logIndex"].as_u64().expect("index")
+                        d["cursor"].as_str().expect("cursor").to_owned(),
+                        d["logIndex"].as_u64().expect("index")
                     )
                     .is_none()
             ),
             "removed" => {
-                state.remove(e.data["eventCursor"].as_str().expect("eventCursor"));
+                state.remove(d["eventCursor"].as_str().expect("eventCursor"));
             }
             other => panic!("unexpected {other}"),
         }
@@ -137,9 +91,9 @@ async fn a_stream_catches_up_follows_commits_and_reorgs_and_resumes_by_last_even
         commit(&mut writer, b, 3).await;
     }
     let api = TestApi::start(fast_config(&test_db.url)).await;
-    let mut replayed = Reader::connect(&api, "?after=0", None).await;
-    let mut live = Reader::connect(&api, "", None).await;
-    let mut token = Reader::connect(&api, "?contract=Token", None).await;
+    let mut replayed = connect(&api, "?after=0", None).await;
+    let mut live = connect(&api, "", None).await;
+    let mut token = connect(&api, "?contract=Token", None).await;
     let mut seen = Vec::new();
     for _ in 0..9 {
         seen.push(replayed.next().await);
@@ -154,17 +108,17 @@ async fn a_stream_catches_up_follows_commits_and_reorgs_and_resumes_by_last_even
     assert_eq!(&seen[9..], &from_live[..], "the head stream sees exactly the new entries");
     let ids: Vec<i64> = seen.iter().map(|e| e.id.as_deref().expect("id").parse().expect("cursor")).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing, no duplicate: {ids:?}");
-    assert!(seen.iter().all(|e| e.id.as_deref() == e.data["cursor"].as_str()), "id is the cursor");
+    assert!(seen.iter().all(|e| e.id.as_deref() == e.json()["cursor"].as_str()), "id is the cursor");
     assert_eq!(replay(&seen), served(&api, "").await, "replay equals /v1/events");
     // The filtered stream: Token's two logs of block 4, then their removals.
-    let token_events: Vec<Sse> =
+    let token_events: Vec<SseEvent> =
         vec![token.next().await, token.next().await, token.next().await, token.next().await];
-    assert!(token_events.iter().all(|e| e.data["contract"] == "Token"), "{token_events:?}");
+    assert!(token_events.iter().all(|e| e.json()["contract"] == "Token"), "{token_events:?}");
     assert_eq!(token_events.iter().filter(|e| e.event == "removed").count(), 2);
     // The log item is exactly /v1/events's item.
     let first = served(&api, "").await.into_keys().next().expect("an event");
     let page = api.get(&format!("/v1/events?limit=1&after={}", first.parse::<i64>().expect("c") - 1)).await;
-    assert_eq!(seen[0].data, page.body["items"][0]);
+    assert_eq!(seen[0].json(), page.body["items"][0]);
 
     // The live entries' fan-out latency is measured.
     let text = api.http.get(format!("{}/metrics", api.base)).send().await.expect("metrics").text().await;
@@ -174,7 +128,7 @@ async fn a_stream_catches_up_follows_commits_and_reorgs_and_resumes_by_last_even
 
     // Last-Event-ID wins over after.
     let at = seen[4].id.clone().expect("id");
-    let mut resumed = Reader::connect(&api, "?after=0", Some(&at)).await;
+    let mut resumed = connect(&api, "?after=0", Some(&at)).await;
     for want in &seen[5..9] {
         assert_eq!(&resumed.next().await, want);
     }
@@ -187,7 +141,7 @@ async fn a_client_that_reads_nothing_gets_lagged_then_every_entry() {
     commit(&mut writer, 1, 1).await;
     let http = HttpSettings { stream_queue: 8, ..HttpSettings::default() };
     let api = TestApi::start_with_http(fast_config(&test_db.url), http).await;
-    let mut slow = Reader::connect(&api, "", None).await;
+    let mut slow = connect(&api, "", None).await;
     // Far more than the socket buffers hold, while the client reads nothing.
     for b in 2..=60 {
         commit(&mut writer, b, 200).await;
@@ -200,11 +154,11 @@ async fn a_client_that_reads_nothing_gets_lagged_then_every_entry() {
         if e.event == "lagged" {
             lagged += 1;
             assert!(e.id.is_none());
-            assert!(e.data["behind"].as_u64().is_some_and(|n| n > 0), "{e:?}");
+            assert!(e.json()["behind"].as_u64().is_some_and(|n| n > 0), "{e:?}");
             // It resumes after the last entry it was sent (the head it started at, 1,
             // before the first).
-            let last = got.last().and_then(|l: &Sse| l.id.clone()).unwrap_or_else(|| "1".to_owned());
-            assert_eq!(e.data["resumeAfter"].as_str(), Some(last.as_str()));
+            let last = got.last().and_then(|l: &SseEvent| l.id.clone()).unwrap_or_else(|| "1".to_owned());
+            assert_eq!(e.json()["resumeAfter"].as_str(), Some(last.as_str()));
             continue;
         }
         got.push(e);
@@ -233,13 +187,13 @@ async fn bad_parameters_are_400_and_streams_beyond_the_limit_503() {
         ("?fromBlock=1", None, "fromBlock"),
         ("?address=0x12", None, "address"),
     ] {
-        let resp = Reader::open(&api, query, id).await;
+        let resp = open(&api, query, id).await;
         assert_eq!(resp.status(), 400, "{query} {id:?}");
         let body: Value = resp.json().await.expect("JSON");
         assert_eq!(body["error"]["field"], field, "{query} {id:?}: {body}");
     }
-    let _open = Reader::connect(&api, "", None).await;
-    let resp = Reader::open(&api, "", None).await;
+    let _open = connect(&api, "", None).await;
+    let resp = open(&api, "", None).await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.expect("JSON");

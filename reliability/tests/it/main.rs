@@ -1,7 +1,8 @@
 //! Tidemark's reliability suite: the real `tidemark-indexer` and `tidemark-api` binaries
 //! against a real anvil and a real PostgreSQL, under crashes, reorg storms, outages,
 //! database restarts, incompatible configs, bad input, secrets in URLs and least-privilege
-//! database roles.
+//! database roles, and the live stream (`/v1/stream`) under traffic, reorgs, API kills,
+//! database restarts and a crowd of clients catching up at once.
 //!
 //! `TIDEMARK_RELIABILITY=full|reduced` (default reduced) sets the scale; each scenario
 //! records what it tried and what it found, and the table is printed to standard error
@@ -22,4 +23,5 @@ mod lying_rpc;
 mod outages;
 mod reorg_storm;
 mod secrets;
+mod stream;
 mod writer;
