@@ -197,7 +197,8 @@ pub async fn stream(
         last: start,
         rx,
         catching_up: true,
-        renewed: true,
+        // Renewed when the first catch-up ends: a long one fills the receiver.
+        renewed: false,
         pending: Vec::new(),
         _permit: permit,
     };
@@ -239,10 +240,13 @@ impl Client {
                     Ok(true) => continue,
                     // Caught up: renew the receiver, whose backlog the catch-up has read
                     // (so a long catch-up is not mistaken for a slow client), and read
-                    // once more what was committed meanwhile.
+                    // once more what was committed meanwhile: an entry committed between
+                    // the empty read and the renewal is in neither the read nor the new
+                    // receiver, so the next read, not the receiver, comes first.
                     Ok(false) if !self.renewed => {
                         self.rx = self.rx.resubscribe();
                         self.renewed = true;
+                        continue;
                     }
                     Ok(false) => self.catching_up = false,
                     // Fell below the retained floor (behind by the retention period):
