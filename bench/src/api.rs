@@ -34,7 +34,7 @@ pub(crate) struct Args {
     seconds: u64,
 }
 
-const SCHEMA: &str = "tidemark_bench";
+pub(crate) const SCHEMA: &str = "tidemark_bench";
 /// The name of the unfiltered [`Target::RawPage`] measurement.
 const RAW_PAGE: &str = "raw PostgreSQL page (first-page SQL, no API)";
 /// The name of the filtered [`Target::RawPage`] measurement.
@@ -248,7 +248,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     Ok(())
 }
 
-fn public_config() -> PublicConfig {
+pub(crate) fn public_config() -> PublicConfig {
     let contract = |name: &str, address: &str, events: &[&str]| PublicContractConfig {
         name: name.into(),
         addresses: vec![address.into()],
@@ -322,7 +322,7 @@ async fn exec(conn: &mut diesel_async::AsyncPgConnection, sql: String) -> anyhow
     Ok(())
 }
 
-async fn write_status(pool: &PgPool, head: u64) -> anyhow::Result<()> {
+pub(crate) async fn write_status(pool: &PgPool, head: u64) -> anyhow::Result<()> {
     let block = |n: u64| BlockRef { number: n, timestamp: 1_700_000_000 + n, hash: format!("0x{n:064x}") };
     let chains = BTreeMap::from([(
         31337,
@@ -365,7 +365,7 @@ fn spawn_bare() -> anyhow::Result<(procs::Proc, String)> {
     Ok((proc, format!("http://127.0.0.1:{port}/bare")))
 }
 
-async fn wait_ok(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ok(client: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     for _ in 0..200 {
         if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
             return Ok(());

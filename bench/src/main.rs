@@ -7,7 +7,9 @@
 //! - `api`: throughput and latency of `/status` and `/v1/events` against a bare axum
 //!   handler on the same machine, at 1 M and 10 M stored events;
 //! - `plans`: the query plan and cost of every accepted `/v1/events` filter shape on a
-//!   large instance (`--rows`, default 10 M).
+//!   large instance (`--rows`, default 10 M);
+//! - `stream`: `/v1/stream`'s commit→client latency at 1, 100 and 1,000 clients under the
+//!   traffic generator, against one plain `LISTEN` connection, and its catch-up rate.
 //!
 //! Each figure is the median of `--runs` runs (default 3).
 
@@ -18,6 +20,7 @@ mod layout;
 mod plans;
 mod procs;
 mod report;
+mod stream;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +46,9 @@ enum Command {
     Api(api::Args),
     /// Query plans of every accepted events filter shape at `--rows` events.
     Plans(plans::Args),
+    /// `/v1/stream`: commit→client latency under live traffic at 1 to 1,000 clients, and
+    /// catch-up from `after=0`.
+    Stream(stream::Args),
     /// Serves the bare handler of `api` (started by `api` as a process of its own, so
     /// that it is measured like the API: another process on the same cores).
     #[command(hide = true)]
@@ -68,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             Command::Backfill(args) => backfill::run(&cli.database_url, cli.runs, args).await,
             Command::Api(args) => api::run(&cli.database_url, cli.runs, args).await,
             Command::Plans(args) => plans::run(&cli.database_url, args).await,
+            Command::Stream(args) => stream::run(&cli.database_url, cli.runs, args).await,
             Command::BareServer { listen } => api::serve_bare(listen).await,
         }
     })
