@@ -104,6 +104,8 @@ struct Live {
     ref_p99_ms: f64,
     peak_rss: u64,
     cpu_us_per_entry: f64,
+    /// The bench's own CPU time (clients, listener) per entry delivered.
+    bench_cpu_us_per_entry: f64,
     commits: usize,
     events_per_s: f64,
     lagged: u64,
@@ -157,12 +159,12 @@ pub(crate) async fn run(server: &str, runs: usize, mut args: Args) -> anyhow::Re
     );
     println!("{traffic}\n");
     println!(
-        "| clients | entries/s delivered | p50 ms | p99 ms | max ms | raw NOTIFY p50 ms | raw NOTIFY p99 ms | API peak RSS | API CPU µs/entry | commits | lagged |"
+        "| clients | entries/s delivered | p50 ms | p99 ms | max ms | raw NOTIFY p50 ms | raw NOTIFY p99 ms | API peak RSS | API CPU µs/entry | bench CPU µs/entry | commits | lagged |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for l in &live {
         println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {:.1} | {} | {} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {:.1} | {:.1} | {} | {} |",
             l.clients,
             l.entries_per_s,
             l.p50_ms,
@@ -172,6 +174,7 @@ pub(crate) async fn run(server: &str, runs: usize, mut args: Args) -> anyhow::Re
             l.ref_p99_ms,
             mib(l.peak_rss),
             l.cpu_us_per_entry,
+            l.bench_cpu_us_per_entry,
             l.commits,
             l.lagged
         );
@@ -330,7 +333,7 @@ events = ["Registered", "Tagged", "Updated", "Burst"]
             let l = live_run(&db.url, api_bin, http, dir, clients, args.seconds, &heard).await?;
             eprintln!(
                 "live run {}, {clients} clients: {:.0} entries/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
-                 raw NOTIFY p50 {:.2} ms, p99 {:.2} ms; API peak RSS {}; {} commits, {:.0} events/s indexed; lagged {}, missed {}",
+                 raw NOTIFY p50 {:.2} ms, p99 {:.2} ms; API peak RSS {}; CPU µs/entry: API {:.1}, bench {:.1}; {} commits, {:.0} events/s indexed; lagged {}, missed {}",
                 run + 1,
                 l.entries_per_s,
                 l.p50_ms,
@@ -339,6 +342,8 @@ events = ["Registered", "Tagged", "Updated", "Burst"]
                 l.ref_p50_ms,
                 l.ref_p99_ms,
                 mib(l.peak_rss),
+                l.cpu_us_per_entry,
+                l.bench_cpu_us_per_entry,
                 l.commits,
                 l.events_per_s,
                 l.lagged,
@@ -426,11 +431,12 @@ async fn live_run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(WARM_UP).await;
-    let cpu_before = procs::cpu_seconds(api.pid());
+    let me = std::process::id();
+    let (cpu_before, own_before) = (procs::cpu_seconds(api.pid()), procs::cpu_seconds(me));
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let t1 = Instant::now();
-    let cpu_after = procs::cpu_seconds(api.pid());
+    let (cpu_after, own_after) = (procs::cpu_seconds(api.pid()), procs::cpu_seconds(me));
     let peak_rss = api.peak_rss().unwrap_or(0);
     // Entries committed just before t1 still arrive: let them.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -498,6 +504,10 @@ async fn live_run(
         (Some(b), Some(a)) => a - b,
         _ => 0.0,
     };
+    let own = match (own_before, own_after) {
+        (Some(b), Some(a)) => a - b,
+        _ => 0.0,
+    };
     Ok(Live {
         clients,
         entries_per_s: delivered as f64 / window,
@@ -508,6 +518,7 @@ async fn live_run(
         ref_p99_ms,
         peak_rss,
         cpu_us_per_entry: if delivered > 0 { cpu * 1e6 / delivered as f64 } else { 0.0 },
+        bench_cpu_us_per_entry: if delivered > 0 { own * 1e6 / delivered as f64 } else { 0.0 },
         commits: commits.len(),
         events_per_s: union.len() as f64 / window,
         missing,
