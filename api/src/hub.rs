@@ -7,10 +7,11 @@
 //! tail or the others, holds no memory of its own for entries it has not read, and
 //! misses nothing.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::response::sse::Event;
 use futures::StreamExt;
 use tidemark_db_client::types::{Cursor, JournalEntry};
 use tidemark_db_client::{DbClient, JournalFilter};
@@ -38,12 +39,26 @@ pub struct Hub {
     pub(crate) fanout: metrics::Histogram,
 }
 
-/// An entry of the tail, shared by every live client.
+/// An entry of the tail, shared by every live client, with its SSE frame: built by the
+/// first client that sends it and cloned by the others, so that an entry is serialized
+/// once per process, not once per client.
 #[derive(Debug)]
 pub(crate) struct Live {
     pub(crate) entry: JournalEntry,
     /// When the tail read it (after the writer's notification).
     pub(crate) read_at: Instant,
+    frame: OnceLock<Event>,
+}
+
+impl Live {
+    fn new(entry: JournalEntry) -> Self {
+        Self { entry, read_at: Instant::now(), frame: OnceLock::new() }
+    }
+
+    /// The entry's frame, made by `build` on the first call.
+    pub(crate) fn frame(&self, build: impl FnOnce(&JournalEntry) -> Event) -> Event {
+        self.frame.get_or_init(|| build(&self.entry)).clone()
+    }
 }
 
 /// What the streams did, for `/metrics`.
@@ -126,7 +141,7 @@ impl Hub {
                 };
                 match next {
                     // No receiver: nobody is streaming; the entry is in the database.
-                    Some(Ok(entry)) => drop(sender.send(Arc::new(Live { entry, read_at: Instant::now() }))),
+                    Some(Ok(entry)) => drop(sender.send(Arc::new(Live::new(entry)))),
                     Some(Err(e)) => {
                         tracing::warn!(target: "tidemark_api::stream", error = %e, "journal tail read failed; retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;

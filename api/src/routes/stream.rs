@@ -273,7 +273,7 @@ impl Client {
                         self.last = live.entry.cursor();
                         StreamCounts::add(&self.hub.counts.sent);
                         self.hub.fanout.record(live.read_at.elapsed().as_secs_f64());
-                        return Some((Ok(frame(&live.entry)), self));
+                        return Some((Ok(live.frame(frame)), self));
                     }
                     Some(false) => {}
                     // Read the filtered entries from the database instead.
