@@ -140,7 +140,11 @@ pub(crate) async fn run(server: &str, runs: usize, mut args: Args) -> anyhow::Re
     raise_fd_limit(most as u64 * 2 + 256)?;
     let load_before = procs::load_average();
     tidemark_db_client::tls::install_crypto_provider();
-    let api_bin = procs::release_binary("tidemark-api")?;
+    // `TIDEMARK_BENCH_API` runs another build of the API (e.g. to compare two commits).
+    let api_bin = match std::env::var_os("TIDEMARK_BENCH_API") {
+        Some(path) => PathBuf::from(path),
+        None => procs::release_binary("tidemark-api")?,
+    };
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     let dir = std::env::temp_dir().join(format!("tidemark-bench-stream-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -417,11 +421,12 @@ async fn live_run(
     let (api, base) = start_api(db_url, LIVE_SCHEMA, api_bin, http, dir).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let connected = Arc::new(AtomicU64::new(0));
-    let url = format!("{base}/v1/stream");
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let (http, url, stop, connected) = (http.clone(), url.clone(), stop.clone(), connected.clone());
-        tasks.push(tokio::spawn(async move { read_stream(http, url, stop, connected, None).await }));
+        let (base, stop, connected) = (base.clone(), stop.clone(), connected.clone());
+        tasks.push(tokio::spawn(async move {
+            read_stream(base, "/v1/stream".into(), stop, connected, None).await
+        }));
     }
     let started = Instant::now();
     while connected.load(Ordering::Relaxed) < clients as u64 {
@@ -540,61 +545,96 @@ fn percentiles(v: &mut [f64]) -> (f64, f64, f64) {
 }
 
 /// Reads one SSE stream until `stop` (or, with `until`, until the entry of that cursor):
-/// records each entry's cursor and receipt time (one `Instant` per chunk read).
+/// records each entry's cursor and receipt time (one `Instant` per read from the socket).
+///
+/// A plain HTTP/1.1 request on a `TcpStream` of its own, read with one task and one
+/// buffer, so that a thousand of them cost the bench little: only the `id:` and `event:`
+/// lines are looked at (the chunked encoding's size lines pass as lines of no interest;
+/// hyper writes each SSE frame as one chunk).
 async fn read_stream(
-    http: reqwest::Client,
-    url: String,
+    base: String,
+    path: String,
     stop: Arc<AtomicBool>,
     connected: Arc<AtomicU64>,
     until: Option<u64>,
 ) -> ClientLog {
     let mut log = ClientLog::default();
-    let mut resp = match http.get(&url).send().await {
-        Ok(r) if r.status().is_success() => r,
-        Ok(r) => {
-            log.error = Some(format!("{url}: HTTP {}", r.status()));
+    let result = read_stream_into(&base, &path, &stop, &connected, until, &mut log).await;
+    if let Err(e) = result {
+        log.error = Some(format!("{base}{path}: {e:#}"));
+    }
+    log
+}
+
+async fn read_stream_into(
+    base: &str,
+    path: &str,
+    stop: &AtomicBool,
+    connected: &AtomicU64,
+    until: Option<u64>,
+    log: &mut ClientLog,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.strip_prefix("http://").unwrap_or(base);
+    let mut counted = false;
+    let mut count = || {
+        if !std::mem::replace(&mut counted, true) {
             connected.fetch_add(1, Ordering::Relaxed);
-            return log;
-        }
-        Err(e) => {
-            log.error = Some(format!("{url}: {e}"));
-            connected.fetch_add(1, Ordering::Relaxed);
-            return log;
         }
     };
-    connected.fetch_add(1, Ordering::Relaxed);
-    let mut line: Vec<u8> = Vec::with_capacity(1024);
+    let sock = tokio::net::TcpStream::connect(host).await;
+    let mut sock = match sock {
+        Ok(s) => s,
+        Err(e) => {
+            count();
+            return Err(e.into());
+        }
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n");
+    sock.write_all(request.as_bytes()).await?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut head: Option<Vec<u8>> = Some(Vec::new());
+    let mut line: Vec<u8> = Vec::with_capacity(64);
     let (mut id, mut event): (Option<u64>, Vec<u8>) = (None, Vec::new());
     let mut last = 0u64;
     let tick = Duration::from_millis(200);
-    loop {
+    let result = loop {
         if stop.load(Ordering::Relaxed) {
-            return log;
+            break Ok(());
         }
-        let chunk = match tokio::time::timeout(tick, resp.chunk()).await {
+        let n = match tokio::time::timeout(tick, sock.read(&mut buf)).await {
             Err(_) => continue,
-            Ok(Ok(Some(c))) => c,
-            Ok(Ok(None)) => {
-                log.error = Some(format!("{url}: the stream ended"));
-                return log;
-            }
-            Ok(Err(e)) => {
-                log.error = Some(format!("{url}: {e}"));
-                return log;
-            }
+            Ok(Ok(0)) => break Err(anyhow::anyhow!("the stream ended")),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => break Err(e.into()),
         };
         let at = Instant::now();
-        log.bytes += chunk.len() as u64;
-        for &b in chunk.iter() {
+        log.bytes += n as u64;
+        let mut body = &buf[..n];
+        let rest;
+        if let Some(h) = head.as_mut() {
+            h.extend_from_slice(body);
+            let Some(end) = h.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            if !h.starts_with(b"HTTP/1.1 200") {
+                let status = String::from_utf8_lossy(&h[..h.len().min(40)]).into_owned();
+                count();
+                break Err(anyhow::anyhow!("answer {status:?}"));
+            }
+            count();
+            rest = h.split_off(end + 4);
+            head = None;
+            body = &rest;
+        }
+        for &b in body {
             if b != b'\n' {
                 // Only the short fields are kept; `data:` lines are skipped.
-                if line.len() < 64 {
+                if b != b'\r' && line.len() < 64 {
                     line.push(b);
                 }
                 continue;
             }
             if line.is_empty() {
-                // End of an event.
+                // End of an event (or a chunk's trailing CRLF, with no fields).
                 if let Some(cursor) = id.take() {
                     if event == b"log" || event == b"removed" {
                         if cursor <= last {
@@ -603,7 +643,7 @@ async fn read_stream(
                         last = cursor;
                         log.entries.push((cursor, at));
                         if until.is_some_and(|u| cursor >= u) {
-                            return log;
+                            return Ok(());
                         }
                     }
                 } else if event == b"lagged" {
@@ -618,7 +658,9 @@ async fn read_stream(
             }
             line.clear();
         }
-    }
+    };
+    count();
+    result
 }
 
 /// The bench's `LISTEN tidemark_journal` connection and its reference `NOTIFY`s (every
@@ -737,16 +779,15 @@ async fn catch_up_case(
     for run in 0..runs {
         for &clients in &args.catch_up_clients {
             let (api, base) = start_api(&db.url, CATCH_UP_SCHEMA, api_bin, http, dir).await?;
-            let url = format!("{base}/v1/stream?after=0");
             let stop = Arc::new(AtomicBool::new(false));
             let connected = Arc::new(AtomicU64::new(0));
             let started = Instant::now();
             let tasks: Vec<_> = (0..clients)
                 .map(|_| {
-                    let (http, url, stop, connected) =
-                        (http.clone(), url.clone(), stop.clone(), connected.clone());
+                    let (base, stop, connected) = (base.clone(), stop.clone(), connected.clone());
                     tokio::spawn(async move {
-                        let log = read_stream(http, url, stop, connected, Some(head)).await;
+                        let log =
+                            read_stream(base, "/v1/stream?after=0".into(), stop, connected, Some(head)).await;
                         (log, started.elapsed())
                     })
                 })
