@@ -163,16 +163,6 @@ impl Hub {
         self.stop.cancelled().await;
     }
 
-    /// [`DbError::CursorExpired`](tidemark_db_client::DbError::CursorExpired) when a
-    /// stream may not start after `after` (below the journal's retained floor).
-    pub(crate) async fn check_floor(&self, after: Cursor) -> tidemark_db_client::Result<()> {
-        if after.0 == 0 {
-            return Ok(());
-        }
-        let floor = self.db.journal_floor().await?;
-        if after < floor { Err(tidemark_db_client::DbError::CursorExpired { floor }) } else { Ok(()) }
-    }
-
     /// The newest committed cursor: where a stream without a start position begins.
     pub(crate) async fn head(&self) -> tidemark_db_client::Result<Cursor> {
         self.db.journal_head().await

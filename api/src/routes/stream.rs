@@ -182,7 +182,7 @@ pub async fn stream(
     let (start, since) = match last_event_id.or(after) {
         Some(Cursor(0)) => (Cursor(0), hub.head().await?),
         Some(c) => {
-            hub.check_floor(c).await?;
+            hub.db().check_resume(c).await?;
             (c, c)
         }
         None => {

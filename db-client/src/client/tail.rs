@@ -99,6 +99,16 @@ impl DbClient {
         shared.timed(conn, async |c| crate::metadata::read_journal_floor(c, &shared.schema).await).await
     }
 
+    /// Checks that a reader may resume after `after`: [`DbError::CursorExpired`] when
+    /// `0 < after <` the journal floor ([`DbClient::journal_floor`]), since a removal
+    /// after it may have been pruned. Resuming after 0 always may.
+    pub async fn check_resume(&self, after: Cursor) -> Result<()> {
+        if after.0 == 0 {
+            return Ok(());
+        }
+        check_floor(after, after, self.journal_floor().await?)
+    }
+
     /// The cursor of the newest committed journal entry (`Cursor(0)` when there is none):
     /// where a subscription without `after` starts.
     pub async fn journal_head(&self) -> Result<Cursor> {
@@ -149,7 +159,7 @@ impl DbClient {
         let (after, since) = match after {
             Some(Cursor(0)) => (Cursor(0), self.journal_head().await?),
             Some(c) => {
-                check_floor(c, c, self.journal_floor().await?)?;
+                self.check_resume(c).await?;
                 (c, c)
             }
             None => {
