@@ -7,12 +7,13 @@
 //! tail or the others, holds no memory of its own for entries it has not read, and
 //! misses nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::response::sse::Event;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tidemark_db_client::types::{Cursor, JournalEntry};
 use tidemark_db_client::{DbClient, JournalFilter};
 use tokio::sync::{OnceCell, Semaphore, broadcast};
@@ -37,7 +38,13 @@ pub struct Hub {
     pub(crate) counts: StreamCounts,
     /// Time from the tail reading an entry to a live client being sent it.
     pub(crate) fanout: metrics::Histogram,
+    /// Open streams with a topic filter: while there are any, the tail reads the topics
+    /// of each batch of new logs once (one statement), so that they filter in memory.
+    topic_clients: Arc<AtomicUsize>,
 }
+
+/// Entries of the tail read at once (and their topics in one statement) at most.
+const MAX_BATCH: usize = 1024;
 
 /// An entry of the tail, shared by every live client, with its SSE frame: built by the
 /// first client that sends it and cloned by the others, so that an entry is serialized
@@ -47,17 +54,47 @@ pub(crate) struct Live {
     pub(crate) entry: JournalEntry,
     /// When the tail read it (after the writer's notification).
     pub(crate) read_at: Instant,
+    /// A `log` entry's topics, when a topic-filtered stream was open as it was read (a
+    /// `removed` entry carries its own).
+    pub(crate) topics: Option<Vec<String>>,
     frame: OnceLock<Event>,
 }
 
 impl Live {
-    fn new(entry: JournalEntry) -> Self {
-        Self { entry, read_at: Instant::now(), frame: OnceLock::new() }
+    fn new(entry: JournalEntry, topics: Option<Vec<String>>) -> Self {
+        Self { entry, read_at: Instant::now(), topics, frame: OnceLock::new() }
     }
 
     /// The entry's frame, made by `build` on the first call.
     pub(crate) fn frame(&self, build: impl FnOnce(&JournalEntry) -> Event) -> Event {
         self.frame.get_or_init(|| build(&self.entry)).clone()
+    }
+}
+
+/// A topic-filtered stream, counted while it lives ([`Hub::topic_client`]).
+#[derive(Debug)]
+pub(crate) struct TopicClient(Arc<AtomicUsize>);
+
+impl Drop for TopicClient {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The topics of the `log` entries of `batch`, read in one statement. On failure none:
+/// topic-filtered streams then read those entries from the database themselves.
+async fn log_topics(db: &DbClient, batch: &[JournalEntry]) -> HashMap<Cursor, Vec<String>> {
+    let cursors: Vec<Cursor> =
+        batch.iter().filter(|e| matches!(e, JournalEntry::Log(_))).map(JournalEntry::cursor).collect();
+    if cursors.is_empty() {
+        return HashMap::new();
+    }
+    match db.event_topics(&cursors).await {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(target: "tidemark_api::stream", error = %e, "topics of new logs not read; topic-filtered streams read them");
+            HashMap::new()
+        }
     }
 }
 
@@ -96,6 +133,7 @@ impl Hub {
             max_clients,
             counts: StreamCounts::default(),
             fanout,
+            topic_clients: Arc::default(),
         }
     }
 
@@ -132,6 +170,7 @@ impl Hub {
         let entries = self.db.subscribe(None, JournalFilter::default()).await?;
         let (tx, _) = broadcast::channel(self.queue);
         let (sender, stop) = (tx.clone(), self.stop.clone());
+        let (db, topic_clients) = (self.db.clone(), self.topic_clients.clone());
         tokio::spawn(async move {
             let mut entries = std::pin::pin!(entries);
             loop {
@@ -140,8 +179,30 @@ impl Hub {
                     next = entries.next() => next,
                 };
                 match next {
-                    // No receiver: nobody is streaming; the entry is in the database.
-                    Some(Ok(entry)) => drop(sender.send(Arc::new(Live::new(entry)))),
+                    Some(Ok(entry)) => {
+                        // The rest of the commit, as far as it is read already.
+                        let mut batch = vec![entry];
+                        while batch.len() < MAX_BATCH {
+                            match entries.next().now_or_never() {
+                                Some(Some(Ok(entry))) => batch.push(entry),
+                                Some(Some(Err(e))) => {
+                                    tracing::warn!(target: "tidemark_api::stream", error = %e, "journal tail read failed; retrying");
+                                    break;
+                                }
+                                Some(None) | None => break,
+                            }
+                        }
+                        let mut topics = if topic_clients.load(Ordering::Relaxed) > 0 {
+                            log_topics(&db, &batch).await
+                        } else {
+                            HashMap::new()
+                        };
+                        for entry in batch {
+                            let topics = topics.remove(&entry.cursor());
+                            // No receiver: nobody is streaming; the entry is in the database.
+                            drop(sender.send(Arc::new(Live::new(entry, topics))));
+                        }
+                    }
                     Some(Err(e)) => {
                         tracing::warn!(target: "tidemark_api::stream", error = %e, "journal tail read failed; retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -151,6 +212,12 @@ impl Hub {
             }
         });
         Ok(tx)
+    }
+
+    /// Counts a topic-filtered stream while the guard lives.
+    pub(crate) fn topic_client(&self) -> TopicClient {
+        self.topic_clients.fetch_add(1, Ordering::Relaxed);
+        TopicClient(self.topic_clients.clone())
     }
 
     /// Ends every stream (API shutdown: clients reconnect elsewhere).

@@ -31,7 +31,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::{Query, QueryParams};
-use crate::hub::{Hub, Live, StreamCounts};
+use crate::hub::{Hub, Live, StreamCounts, TopicClient};
 use crate::routes::events::EventsParams;
 use crate::state::AppState;
 
@@ -110,24 +110,39 @@ impl StreamParams {
     }
 }
 
-/// Does `entry` pass `filter`? Topics are compared by the database only: a filter with a
-/// topic reads its live entries from the database (`None`).
-fn passes(filter: &JournalFilter, entry: &JournalEntry) -> Option<bool> {
-    if filter.topic1.is_some() || filter.topic2.is_some() || filter.topic3.is_some() {
-        return None;
-    }
-    let (chain_id, contract, event, address, tx_hash) = match entry {
-        JournalEntry::Log(e) => (e.chain_id, &e.contract, &e.event, &e.address, &e.transaction_hash),
-        JournalEntry::Removed(r) => (r.chain_id, &r.contract, &r.event, &r.address, &r.transaction_hash),
+/// Does the live entry pass `filter`? As the database's filters would decide: names
+/// exactly, hex in any case, topic `k` against `topics[k]` (a `removed` entry's are the
+/// removed log's). `None` when the filter has a topic and the entry came without the
+/// log's topics: the client then reads it from the database.
+fn passes(filter: &JournalFilter, live: &Live) -> Option<bool> {
+    let wants_topic = filter.topic1.is_some() || filter.topic2.is_some() || filter.topic3.is_some();
+    let (chain_id, contract, event, address, tx_hash, topics) = match &live.entry {
+        JournalEntry::Log(e) => {
+            let topics = match (&live.topics, wants_topic) {
+                (Some(t), _) => t.as_slice(),
+                (None, false) => &[],
+                (None, true) => return None,
+            };
+            (e.chain_id, &e.contract, &e.event, &e.address, &e.transaction_hash, topics)
+        }
+        JournalEntry::Removed(r) => {
+            (r.chain_id, &r.contract, &r.event, &r.address, &r.transaction_hash, r.topics.as_slice())
+        }
     };
     let hex =
         |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(have));
+    let topic = |want: &Option<String>, k: usize| {
+        want.as_deref().is_none_or(|w| topics.get(k).is_some_and(|t| t.eq_ignore_ascii_case(w)))
+    };
     Some(
         filter.chain_id.is_none_or(|c| c == chain_id)
             && filter.contract.as_deref().is_none_or(|c| c == contract)
             && filter.event.as_deref().is_none_or(|v| v == event)
             && hex(&filter.address, address)
-            && hex(&filter.tx_hash, tx_hash),
+            && hex(&filter.tx_hash, tx_hash)
+            && topic(&filter.topic1, 1)
+            && topic(&filter.topic2, 2)
+            && topic(&filter.topic3, 3),
     )
 }
 
@@ -176,6 +191,9 @@ pub async fn stream(
         ),
     };
     let permit = hub.clients.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
+    // From now on the tail reads the topics of new logs, for this client to filter.
+    let has_topic = filter.topic1.is_some() || filter.topic2.is_some() || filter.topic3.is_some();
+    let topics = has_topic.then(|| hub.topic_client());
     // The tail's receiver first, then the start: every entry after it is in the catch-up
     // or in the receiver.
     let rx = hub.receiver().await?;
@@ -201,6 +219,7 @@ pub async fn stream(
         renewed: false,
         pending: Vec::new(),
         _permit: permit,
+        _topics: topics,
     };
     let events = futures::stream::once(async { Ok::<_, Infallible>(Event::default().retry(RETRY)) })
         .chain(futures::stream::unfold(client, Client::next));
@@ -225,6 +244,8 @@ struct Client {
     /// Entries read and not yet sent, in reverse order.
     pending: Vec<JournalEntry>,
     _permit: OwnedSemaphorePermit,
+    /// Counted by the hub while it lives, when the filter has a topic.
+    _topics: Option<TopicClient>,
 }
 
 impl Client {
@@ -268,7 +289,7 @@ impl Client {
             };
             match received {
                 Ok(live) if live.entry.cursor() <= self.last => {}
-                Ok(live) => match passes(&self.filter, &live.entry) {
+                Ok(live) => match passes(&self.filter, &live) {
                     Some(true) => {
                         self.last = live.entry.cursor();
                         StreamCounts::add(&self.hub.counts.sent);

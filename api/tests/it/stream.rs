@@ -244,3 +244,55 @@ async fn a_cursor_below_the_retained_floor_is_410_with_the_floor_and_a_replay_fr
     let next = at_floor.next().await;
     assert_eq!(next.json()["blockNumber"], 4, "{next:?}");
 }
+
+/// `tidemark_stream_catch_up_queries_total` from `/metrics`.
+async fn catch_up_queries(api: &TestApi) -> u64 {
+    let text = api.http.get(format!("{}/metrics", api.base)).send().await.expect("metrics").text().await;
+    let text = text.expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("tidemark_stream_catch_up_queries_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no catch-up counter in /metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_filtered_stream_follows_the_shared_tail_filtering_in_memory() {
+    let (test_db, pool, _conn) = seeded_instance(&schema(), &[]).await;
+    let mut writer = Writer::try_acquire(&pool, &schema()).await.expect("connects").expect("lock");
+    commit(&mut writer, 1, 3).await;
+    let api = TestApi::start(fast_config(&test_db.url)).await;
+    // Log 1 of each block has topic1 = word(1); upper case as users paste it.
+    let topic = word(1).to_uppercase().replacen("0X", "0x", 1);
+    let mut filtered = connect(&api, &format!("?topic1={topic}"), None).await;
+    commit(&mut writer, 2, 3).await;
+    let first = filtered.next().await;
+    assert_eq!((first.event.as_str(), first.json()["blockNumber"].as_u64()), ("log", Some(2)));
+
+    let before = catch_up_queries(&api).await;
+    for b in 3..=6 {
+        commit(&mut writer, b, 3).await;
+    }
+    let mut got = Vec::new();
+    for _ in 3..=6 {
+        got.push(filtered.next().await);
+    }
+    writer.rollback(1, Some(&block(5))).await.expect("rollback");
+    got.push(filtered.next().await);
+    let seen: Vec<(String, u64, u64)> = got
+        .iter()
+        .map(|e| {
+            let d = e.json();
+            (
+                e.event.clone(),
+                d["blockNumber"].as_u64().expect("block"),
+                d["logIndex"].as_u64().expect("index"),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64, u64)> = [("log", 3), ("log", 4), ("log", 5), ("log", 6), ("removed", 6)]
+        .map(|(k, b)| (k.to_owned(), b, 1))
+        .into();
+    assert_eq!(seen, want, "only the logs with that topic, then the removal of one");
+    let reads = catch_up_queries(&api).await - before;
+    assert!(reads <= 1, "{reads} catch-up reads for 5 commits: the live entries were filtered in memory");
+}

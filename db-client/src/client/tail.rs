@@ -99,6 +99,21 @@ impl DbClient {
         shared.timed(conn, async |c| crate::metadata::read_journal_floor(c, &shared.schema).await).await
     }
 
+    /// The indexed topics (`topics[0]` the signature's, lowercase) of the stored events
+    /// with these cursors, in one statement: for filtering `log` entries by topic in
+    /// memory (a `RemovedItem` carries its own). A cursor without a stored event (e.g.
+    /// removed since) is absent.
+    pub async fn event_topics(&self, cursors: &[Cursor]) -> Result<Vec<(Cursor, Vec<String>)>> {
+        let shared = &self.inner.shared;
+        let conn = shared.pool.get().await;
+        shared
+            .timed(conn, async |c| {
+                shared.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::events::journal::event_topics(c, &shared.schema, cursors).await
+            })
+            .await
+    }
+
     /// Checks that a reader may resume after `after`: [`DbError::CursorExpired`] when
     /// `0 < after <` the journal floor ([`DbClient::journal_floor`]), since a removal
     /// after it may have been pruned. Resuming after 0 always may.

@@ -268,6 +268,27 @@ pub(crate) fn check_floor(since: Cursor, after: Cursor, floor: Cursor) -> Result
     if after.0 > 0 && after < floor && floor > since { Err(DbError::CursorExpired { floor }) } else { Ok(()) }
 }
 
+/// The indexed topics (`topics[0]` the signature's) of the stored events with these
+/// cursors, lowercase as stored; a cursor without a stored event is absent.
+pub(crate) async fn event_topics(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    cursors: &[Cursor],
+) -> Result<Vec<(Cursor, Vec<String>)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        cursor: i64,
+        #[diesel(sql_type = diesel::sql_types::Array<Text>)]
+        topics: Vec<String>,
+    }
+    let ids: Vec<i64> = cursors.iter().map(|c| c.0).collect();
+    let sql = format!("SELECT cursor, topics FROM {}.events WHERE cursor = ANY($1)", schema.quoted());
+    let rows: Vec<Row> =
+        diesel::sql_query(sql).bind::<diesel::sql_types::Array<BigInt>, _>(ids).load(conn).await?;
+    Ok(rows.into_iter().map(|r| (Cursor(r.cursor), r.topics)).collect())
+}
+
 /// The cursor of the newest committed entry of `schema`'s journal, `Cursor(0)` when there
 /// is none or no instance yet (each table's primary key, read backwards).
 pub(crate) async fn head(conn: &mut AsyncPgConnection, schema: &SchemaName) -> Result<Cursor> {
