@@ -101,9 +101,37 @@ pub async fn read_public_config(
     read(conn, schema, PUBLIC_CONFIG_KEY).await
 }
 
-/// Reads the journal's retained floor of `schema` (`Cursor(0)` while nothing was pruned).
+/// Reads the journal's retained floor of `schema` (`Cursor(0)` while nothing was pruned,
+/// or before the migrations ran). One statement: it runs with every journal page.
 pub(crate) async fn read_journal_floor(conn: &mut AsyncPgConnection, schema: &SchemaName) -> Result<Cursor> {
-    Ok(read::<Cursor>(conn, schema, JOURNAL_FLOOR_KEY).await?.map_or(Cursor(0), |s| s.value))
+    #[derive(QueryableByName)]
+    struct Floor {
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        floor: Option<String>,
+    }
+    let read = diesel::sql_query(
+        "SELECT (SELECT value #>> '{}' FROM tidemark.metadata WHERE instance_schema = $1 AND key = $2) AS floor",
+    )
+    .bind::<Text, _>(schema.as_str())
+    .bind::<Text, _>(JOURNAL_FLOOR_KEY)
+    .get_result::<Floor>(conn)
+    .await;
+    let text = match read {
+        Ok(row) => row.floor,
+        Err(e @ diesel::result::Error::DatabaseError(..)) => {
+            if metadata_table_exists(conn).await? {
+                return Err(e.into());
+            }
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    text.map_or(Ok(Cursor(0)), |t| {
+        t.parse().map_err(|e| DbError::InvalidStoredValue {
+            key: JOURNAL_FLOOR_KEY,
+            message: format!("{t:?} is not a cursor: {e}"),
+        })
+    })
 }
 
 /// Reads the stored status snapshot of `schema`; a snapshot that breaks an invariant is

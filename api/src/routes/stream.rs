@@ -96,17 +96,8 @@ impl StreamParams {
             ..EventsParams::default()
         }
         .into_query()?;
-        let filter = JournalFilter {
-            chain_id: q.chain_id,
-            contract: q.contract,
-            event: q.event,
-            address: q.address,
-            tx_hash: q.tx_hash,
-            topic1: q.topic1,
-            topic2: q.topic2,
-            topic3: q.topic3,
-        };
-        Ok((filter, q.after))
+        let after = q.after;
+        Ok((JournalFilter::from(q), after))
     }
 }
 

@@ -73,6 +73,23 @@ impl JournalFilter {
     }
 }
 
+impl From<EventQuery> for JournalFilter {
+    /// The filters of `query`; its block range, cursor and limit are not filters of the
+    /// journal and are dropped.
+    fn from(q: EventQuery) -> Self {
+        Self {
+            chain_id: q.chain_id,
+            contract: q.contract,
+            event: q.event,
+            address: q.address,
+            tx_hash: q.tx_hash,
+            topic1: q.topic1,
+            topic2: q.topic2,
+            topic3: q.topic3,
+        }
+    }
+}
+
 /// One page of the journal in cursor order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JournalPage<A = serde_json::Value> {
