@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tidemark_db_client::test_utils::fixtures::{EVENT_PAGE_COLUMNS, create_instance};
+use tidemark_db_client::test_utils::fixtures::{create_instance, event_page_columns};
 use tidemark_db_client::test_utils::metadata;
 use tidemark_db_client::writer::PgPool;
 use tidemark_db_client::{Limit, PoolConfig};
@@ -69,10 +69,11 @@ impl Target {
     /// Opens `connections` connections to `url` and prepares the first-page statement
     /// (`filtered`: the contract+event one).
     async fn raw_page(url: &str, connections: usize, filtered: bool) -> anyhow::Result<Self> {
-        let columns = EVENT_PAGE_COLUMNS;
+        let columns = event_page_columns(&SchemaName::new(SCHEMA)?);
         let sql = if filtered {
             format!(
-                "SELECT {columns} FROM {SCHEMA}.events WHERE cursor > $1 AND contract = $2 AND event = $3 \
+                "SELECT {columns} FROM {SCHEMA}.events WHERE cursor > $1 AND event_id = \
+                 (SELECT min(id) FROM {SCHEMA}.event_types WHERE contract = $2 AND event = $3) \
                  ORDER BY cursor ASC LIMIT $4"
             )
         } else {

@@ -15,6 +15,8 @@ impl Statements<'_, Transaction<'_>> {
     /// concurrently: it runs under the migration lock, taken for the transaction.
     pub(crate) async fn ensure_instance(&self) -> Result<()> {
         self.c.execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"), &[]).await?;
+        // Not a notice per existing table at every start ("already exists, skipping").
+        self.c.execute("SET LOCAL client_min_messages = warning", &[]).await?;
         let sql = format!("SELECT tidemark.ensure_instance_schema_v{SCHEMA_VERSION}($1)");
         self.c.execute(&sql, &[&self.schema.as_str()]).await?;
         Ok(())

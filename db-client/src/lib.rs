@@ -47,6 +47,7 @@ mod client;
 mod epochs;
 mod error;
 mod events;
+mod hex;
 #[cfg(feature = "writer")]
 mod instance;
 mod metadata;

@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Binary, Text};
 
 /// One piece of a statement: SQL text or a bound value (rendered as `$n`).
 #[derive(Debug, Clone)]
@@ -24,6 +24,7 @@ enum Part {
     Sql(String),
     BigInt(i64),
     Text(String),
+    Bytes(Vec<u8>),
 }
 
 /// A statement built from SQL text and bound values, cached as a prepared statement by
@@ -58,6 +59,12 @@ impl<ST> PreparedSql<ST> {
         self.parts.push(Part::Text(value));
         self
     }
+
+    /// Appends a bound `bytea`.
+    pub(crate) fn bytes(&mut self, value: Vec<u8>) -> &mut Self {
+        self.parts.push(Part::Bytes(value));
+        self
+    }
 }
 
 /// A bound value of a rendered statement (test utilities: the plans test prepares the
@@ -69,6 +76,8 @@ pub enum Param {
     BigInt(i64),
     /// A `text`.
     Text(String),
+    /// A `bytea`.
+    Bytes(Vec<u8>),
 }
 
 #[cfg(feature = "test-utils")]
@@ -82,6 +91,7 @@ impl<ST> PreparedSql<ST> {
                 Part::Sql(s) => sql.push_str(s),
                 Part::BigInt(v) => params.push(Param::BigInt(*v)),
                 Part::Text(v) => params.push(Param::Text(v.clone())),
+                Part::Bytes(v) => params.push(Param::Bytes(v.clone())),
             }
             if !matches!(part, Part::Sql(_)) {
                 sql.push_str(&format!("${}", params.len()));
@@ -98,6 +108,7 @@ impl<ST> QueryFragment<Pg> for PreparedSql<ST> {
                 Part::Sql(sql) => out.push_sql(sql),
                 Part::BigInt(v) => out.push_bind_param::<BigInt, _>(v)?,
                 Part::Text(v) => out.push_bind_param::<Text, _>(v)?,
+                Part::Bytes(v) => out.push_bind_param::<Binary, _>(v)?,
             }
         }
         Ok(())

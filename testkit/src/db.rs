@@ -283,14 +283,29 @@ impl InstanceDb {
             return Ok(Vec::new());
         }
         let s = self.schema.quoted();
-        Ok(diesel::sql_query(format!(
-            "SELECT cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, log_index,
-                    address, contract, event, signature, topics, data, coalesce(args, 'null') AS args,
-                    to_jsonb(e) ->> 'decode_error' AS decode_error
-               FROM {s}.events e WHERE {tail}"
-        ))
-        .load(&mut self.conn)
-        .await?)
+        // Layout 4 (`event_types`) as hex text, or a previous build's layout as it is.
+        let sql = if self.has_table("event_types").await? {
+            format!(
+                "SELECT * FROM (
+                   SELECT e.cursor, e.chain_id, e.block_number, '0x' || encode(e.block_hash, 'hex') AS block_hash,
+                          e.block_timestamp, '0x' || encode(e.tx_hash, 'hex') AS tx_hash, e.tx_index, e.log_index,
+                          '0x' || encode(e.address, 'hex') AS address, t.contract, t.event, t.signature,
+                          array_remove(ARRAY['0x' || encode(e.topic0, 'hex'), '0x' || encode(e.topic1, 'hex'),
+                                             '0x' || encode(e.topic2, 'hex'), '0x' || encode(e.topic3, 'hex')], NULL)
+                              AS topics,
+                          '0x' || encode(e.data, 'hex') AS data, coalesce(e.args, 'null') AS args, e.decode_error
+                     FROM {s}.events e JOIN {s}.event_types t ON t.id = e.type_id) e
+                 WHERE {tail}"
+            )
+        } else {
+            format!(
+                "SELECT cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, log_index,
+                        address, contract, event, signature, topics, data, coalesce(args, 'null') AS args,
+                        to_jsonb(e) ->> 'decode_error' AS decode_error
+                   FROM {s}.events e WHERE {tail}"
+            )
+        };
+        Ok(diesel::sql_query(sql).load(&mut self.conn).await?)
     }
 
     /// Checkpoints and events read in one repeatable-read transaction: what a reader sees
@@ -423,6 +438,41 @@ impl InstanceDb {
             .get_result(&mut self.conn)
             .await?;
         Ok(row.s)
+    }
+
+    /// Rewrites a layout-4 instance's `events` in layout 3, as the previous build stored
+    /// them (hex text, names per row, `topics text[]`), with layout 3's indexes and
+    /// journal view (`tidemark.ensure_instance_schema_v3`), and drops `event_types`: the
+    /// instance a build of layout 3 leaves, for upgrade tests.
+    pub async fn downgrade_to_layout_3(&mut self) -> Result<()> {
+        let s = self.schema.quoted();
+        let hex = |c: &str| format!("'0x' || encode(e.{c}, 'hex')");
+        let sql = format!(
+            "BEGIN;
+             DROP VIEW {s}.journal;
+             CREATE TABLE {s}.events_v3 AS
+               SELECT e.cursor, e.chain_id, e.block_number, {bh}::text AS block_hash, e.block_timestamp,
+                      {tx}::text AS tx_hash, e.tx_index, e.log_index, {ad}::text AS address, t.contract, t.event,
+                      t.signature, array_remove(ARRAY[{t0}, {t1}, {t2}, {t3}], NULL)::text[] AS topics,
+                      {da}::text AS data, e.args, e.decode_error
+                 FROM {s}.events e JOIN {s}.event_types t ON t.id = e.type_id ORDER BY e.cursor;
+             DROP TABLE {s}.events, {s}.event_types;
+             ALTER TABLE {s}.events_v3 RENAME TO events;
+             ALTER TABLE {s}.events ADD PRIMARY KEY (cursor), ADD UNIQUE (chain_id, block_hash, log_index);
+             SELECT tidemark.ensure_instance_schema_v3('{name}');
+             COMMIT;",
+            bh = hex("block_hash"),
+            tx = hex("tx_hash"),
+            ad = hex("address"),
+            t0 = hex("topic0"),
+            t1 = hex("topic1"),
+            t2 = hex("topic2"),
+            t3 = hex("topic3"),
+            da = hex("data"),
+            name = self.schema.as_str(),
+        );
+        self.conn.batch_execute(&sql).await?;
+        Ok(())
     }
 
     /// Every row of every table and view of the instance schema and of `tidemark.metadata`

@@ -33,17 +33,17 @@ pub struct DeferrableIndex {
     pub columns: &'static str,
 }
 
-/// Every deferrable index of `events`, exactly as `ensure_instance_schema_v1`..`_v3`
-/// create them (a test compares this list with the catalog of a new instance).
+/// Every deferrable index of `events`, exactly as `ensure_instance_schema_v4` creates
+/// them (a test compares this list with the catalog of a new instance).
 pub const DEFERRABLE: [DeferrableIndex; 8] = [
-    DeferrableIndex { name: "events_contract_event", columns: "(contract, event, cursor)" },
+    DeferrableIndex { name: "events_contract_event", columns: "(event_id, cursor)" },
     DeferrableIndex { name: "events_address", columns: "(address, cursor)" },
     DeferrableIndex { name: "events_tx", columns: "(tx_hash)" },
-    DeferrableIndex { name: "events_topic1", columns: "((topics[2]), cursor)" },
-    DeferrableIndex { name: "events_topic2", columns: "((topics[3]), cursor)" },
-    DeferrableIndex { name: "events_topic3", columns: "((topics[4]), cursor)" },
+    DeferrableIndex { name: "events_topic1", columns: "(topic1, cursor)" },
+    DeferrableIndex { name: "events_topic2", columns: "(topic2, cursor)" },
+    DeferrableIndex { name: "events_topic3", columns: "(topic3, cursor)" },
     DeferrableIndex { name: "events_chain_cursor", columns: "(chain_id, cursor)" },
-    DeferrableIndex { name: "events_contract_cursor", columns: "(contract, cursor)" },
+    DeferrableIndex { name: "events_contract_cursor", columns: "(contract_id, cursor)" },
 ];
 
 /// Metadata key of the deferred index build: `{"state": "pending"}` from the deferral

@@ -300,7 +300,15 @@ pub(crate) async fn event_topics(
         topics: Vec<String>,
     }
     let ids: Vec<i64> = cursors.iter().map(|c| c.0).collect();
-    let sql = format!("SELECT cursor, topics FROM {}.events WHERE cursor = ANY($1)", schema.quoted());
+    let hex = |c: &str| format!("'0x' || encode({c}, 'hex')");
+    let sql = format!(
+        "SELECT cursor, array_remove(ARRAY[{}, {}, {}, {}], NULL) AS topics FROM {}.events WHERE cursor = ANY($1)",
+        hex("topic0"),
+        hex("topic1"),
+        hex("topic2"),
+        hex("topic3"),
+        schema.quoted()
+    );
     let rows: Vec<Row> =
         diesel::sql_query(sql).bind::<diesel::sql_types::Array<BigInt>, _>(ids).load(conn).await?;
     Ok(rows.into_iter().map(|r| (Cursor(r.cursor), r.topics)).collect())

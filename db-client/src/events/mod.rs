@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel::{Queryable, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -81,7 +81,8 @@ impl Default for Limit {
 }
 
 /// Which events to read. Every filter is optional; they combine with AND. Hex values
-/// (`address`, `tx_hash`, topics) are compared in lowercase, the form the indexer stores.
+/// (`address`, `tx_hash`, topics) are `0x` hex in either case; one that is not matches
+/// nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventQuery {
     /// Only this chain.
@@ -221,16 +222,24 @@ pub(crate) type RowSql = (
     Integer,
     Integer,
     Text,
-    Text,
-    Text,
-    Text,
+    Nullable<Array<Text>>,
     Nullable<Text>,
     Nullable<Text>,
 );
 
-/// The columns of a page, in the order of [`Row`]'s fields (rows load by position).
-pub(crate) const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
-     log_index, address, contract, event, signature, args::text, decode_error";
+/// The columns of a page, in the order of [`Row`]'s fields (rows load by position):
+/// hashes and the address as `0x` hex, the names of the row's event type (layout 4 stores
+/// them once per type), looked up per returned row so that the scan's plan is the
+/// filter's alone.
+const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, '0x' || encode(block_hash, 'hex'), \
+     block_timestamp, '0x' || encode(tx_hash, 'hex'), tx_index, log_index, '0x' || encode(address, 'hex'), \
+     (SELECT ARRAY[t.contract, t.event, t.signature] FROM {s}.event_types t WHERE t.id = type_id), args::text, \
+     decode_error";
+
+/// [`SELECT_COLUMNS`] of `schema`.
+pub(crate) fn select_columns(schema: &SchemaName) -> String {
+    SELECT_COLUMNS.replace("{s}", &schema.quoted())
+}
 
 /// One stored event, loaded by position from [`SELECT_COLUMNS`].
 #[derive(Queryable)]
@@ -244,9 +253,8 @@ struct Row {
     tx_index: i32,
     log_index: i32,
     address: String,
-    contract: String,
-    event: String,
-    signature: String,
+    /// Contract, event and signature.
+    names: Option<Vec<String>>,
     /// `args` as stored JSON text (`args::text`): passed through, not parsed here; NULL
     /// when the log did not decode.
     args: Option<String>,
@@ -268,6 +276,13 @@ impl Row {
     fn into_item(self, finality: &Finality) -> Result<EventItem<Box<RawValue>>> {
         let chain_id = unsigned(self.chain_id, "chain_id")?;
         let block_number = unsigned(self.block_number, "block_number")?;
+        let Some([contract, event, signature]) = self.names.and_then(|n| <[String; 3]>::try_from(n).ok())
+        else {
+            return Err(DbError::InvalidStoredValue {
+                key: "events",
+                message: format!("the event type of cursor {} is not in event_types", self.cursor),
+            });
+        };
         let args = RawValue::from_string(self.args.unwrap_or_else(|| "null".to_owned())).map_err(|e| {
             DbError::InvalidStoredValue {
                 key: "events",
@@ -284,9 +299,9 @@ impl Row {
             transaction_index: unsigned(self.tx_index, "tx_index")?,
             log_index: unsigned(self.log_index, "log_index")?,
             address: self.address,
-            contract: self.contract,
-            event: self.event,
-            signature: self.signature,
+            contract,
+            event,
+            signature,
             args,
             decode_error: self.decode_error,
             finalized: finality.is_final(chain_id, block_number),
@@ -364,14 +379,37 @@ pub(crate) fn statement(
 /// A filter's bound value.
 enum Bound {
     BigInt(i64),
-    Text(String),
+    Bytes(Vec<u8>),
+    /// The `contract_id` of a contract name: the lowest id of its event types.
+    ContractId(String),
+    /// The `event_id` of a contract's event name: the lowest id of its types of that name.
+    EventId(String, String),
+    /// The ids of every type of an event name, whatever the contract (a shape the rule
+    /// refuses; kept for the plans test).
+    TypeIds(String),
 }
 
 impl Bound {
-    fn bind(&self, q: &mut PreparedSql<RowSql>) {
+    /// Appends the value to `q`: a bound parameter, or for a name the subquery that
+    /// finds its id in `event_types` (an unknown name yields NULL, which matches nothing).
+    fn bind(&self, q: &mut PreparedSql<RowSql>, s: &str) {
         match self {
             Bound::BigInt(v) => q.bigint(*v),
-            Bound::Text(v) => q.text(v.clone()),
+            Bound::Bytes(v) => q.bytes(v.clone()),
+            Bound::ContractId(c) => q
+                .sql(&format!("(SELECT min(id) FROM {s}.event_types WHERE contract = "))
+                .text(c.clone())
+                .sql(")"),
+            Bound::EventId(c, e) => q
+                .sql(&format!("(SELECT min(id) FROM {s}.event_types WHERE contract = "))
+                .text(c.clone())
+                .sql(" AND event = ")
+                .text(e.clone())
+                .sql(")"),
+            Bound::TypeIds(e) => q
+                .sql(&format!("ANY (ARRAY(SELECT id FROM {s}.event_types WHERE event = "))
+                .text(e.clone())
+                .sql("))"),
         };
     }
 }
@@ -404,7 +442,7 @@ impl Driver {
             return Self::Planner;
         }
         for (topic, column) in
-            [(&query.topic1, "topics[2]"), (&query.topic2, "topics[3]"), (&query.topic3, "topics[4]")]
+            [(&query.topic1, "topic1"), (&query.topic2, "topic2"), (&query.topic3, "topic3")]
         {
             if topic.is_some() {
                 return key(&[column]);
@@ -425,10 +463,10 @@ impl Driver {
             return key(&["address"]);
         }
         if query.contract.is_some() && query.event.is_some() {
-            return key(&["contract", "event"]);
+            return key(&["event_id"]);
         }
         if query.contract.is_some() {
-            return key(&["contract"]);
+            return key(&["contract_id"]);
         }
         if query.chain_id.is_some() { key(&["chain_id"]) } else { Self::Planner }
     }
@@ -460,7 +498,15 @@ pub(crate) fn unchecked_statement(
     }
 
     let after = query.after.map_or(i64::MIN, |c| c.0);
-    let lower = |v: &Option<String>| v.as_ref().map(|v| v.to_ascii_lowercase());
+    // Hex filters compare bytes; a value that is not `0x` hex matches nothing.
+    let mut hex = Vec::new();
+    for value in [&query.address, &query.tx_hash, &query.topic1, &query.topic2, &query.topic3] {
+        hex.push(match value {
+            Some(v) => Some(Bound::Bytes(crate::hex::filter_bytes(v)?)),
+            None => None,
+        });
+    }
+    let [address, tx_hash, topic1, topic2, topic3]: [Option<Bound>; 5] = hex.try_into().ok()?;
     // The filters as (column, value) conditions, in the order of the SQL text.
     let mut conditions: Vec<(&str, Bound)> = Vec::new();
     let mut push = |column, value: Option<Bound>| {
@@ -469,17 +515,22 @@ pub(crate) fn unchecked_statement(
         }
     };
     push("chain_id", chain_id.map(Bound::BigInt));
-    push("contract", query.contract.clone().map(Bound::Text));
-    push("event", query.event.clone().map(Bound::Text));
-    push("address", lower(&query.address).map(Bound::Text));
-    push("tx_hash", lower(&query.tx_hash).map(Bound::Text));
-    push("topics[2]", lower(&query.topic1).map(Bound::Text));
-    push("topics[3]", lower(&query.topic2).map(Bound::Text));
-    push("topics[4]", lower(&query.topic3).map(Bound::Text));
+    push("contract_id", query.contract.clone().map(Bound::ContractId));
+    match (&query.contract, &query.event) {
+        (Some(c), Some(e)) => push("event_id", Some(Bound::EventId(c.clone(), e.clone()))),
+        (None, Some(e)) => push("type_id", Some(Bound::TypeIds(e.clone()))),
+        _ => {}
+    }
+    push("address", address);
+    push("tx_hash", tx_hash);
+    push("topic1", topic1);
+    push("topic2", topic2);
+    push("topic3", topic3);
     let driver = Driver::of(query, finality);
 
+    let s = schema.quoted();
     let mut q =
-        PreparedSql::<RowSql>::new(format!("SELECT {SELECT_COLUMNS} FROM {}.events WHERE ", schema.quoted()));
+        PreparedSql::<RowSql>::new(format!("SELECT {} FROM {s}.events WHERE ", select_columns(schema)));
     match &driver {
         Driver::Key(key) => {
             // `(key…, cursor)` between `(values…, after)` and `(values…, max)`: only the
@@ -493,10 +544,10 @@ pub(crate) fn unchecked_statement(
                 }
                 q.sql(&tuple).sql(op).sql("(");
                 for v in &values {
-                    v.bind(&mut q);
+                    v.bind(&mut q, &s);
                     q.sql(", ");
                 }
-                last.bind(&mut q);
+                last.bind(&mut q, &s);
                 q.sql(")");
             }
             conditions.retain(|(c, _)| !key.contains(c));
@@ -510,7 +561,7 @@ pub(crate) fn unchecked_statement(
     // `COMMON_LIMITS`), so there are few distinct statements to prepare per connection.
     for (column, value) in &conditions {
         q.sql(" AND ").sql(column).sql(" = ");
-        value.bind(&mut q);
+        value.bind(&mut q, &s);
     }
     if let Some(v) = from_block {
         q.sql(" AND block_number >= ").bigint(v);

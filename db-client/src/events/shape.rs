@@ -8,16 +8,17 @@
 //! late in cursor order (measured at 10 M rows: 1.5–10 M rows discarded, 1.8–5.5 s per
 //! page; bench/RESULTS.md, "Filter shapes at 10 M rows").
 //!
-//! The indexes of layout 3 (`tidemark.ensure_instance_schema_v3`) and what serves each
+//! The indexes of layout 4 (`tidemark.ensure_instance_schema_v4`) and what serves each
 //! accepted shape:
-//! - `(chain_id, cursor)`, `(contract, cursor)`, `(contract, event, cursor)`,
-//!   `(address, cursor)`, `(topics[k], cursor)`: one of these filters fixed, rows come in
-//!   cursor order and the walk stops at the page's end or the value's last row;
+//! - `(chain_id, cursor)`, `(contract_id, cursor)`, `(event_id, cursor)` (a contract's
+//!   event name, overloads included), `(address, cursor)`, `(topic{k}, cursor)`: one of
+//!   these filters fixed, rows come in cursor order and the walk stops at the page's end
+//!   or the value's last row;
 //! - `(tx_hash)`: a transaction's few rows, sorted;
 //! - `(chain_id, block_number)`: `chainId` with both `fromBlock` and `toBlock`, the
 //!   range's rows, sorted.
 //!
-//! `event` is stored per contract (`(contract, event, cursor)`), and a block range per
+//! `event` is keyed per contract (`event_id`), and a block range per
 //! chain; an open range (`fromBlock` alone, `toBlock` alone) would be served by the
 //! primary key walking past every row outside it. The rule therefore asks for the
 //! companion parameter, in this order: `contract` for `event`, `chainId` for a range, then

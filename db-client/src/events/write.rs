@@ -1,7 +1,9 @@
-//! The writer's statements on `events`, `removals` and the cursor sequence (feature
-//! `writer`): the cursors of a batch, its binary `COPY`, the rollback that turns orphaned
-//! events into the journal's `removed` entries, and the reads the reorg walk needs.
+//! The writer's statements on `events`, `event_types`, `removals` and the cursor sequence
+//! (feature `writer`): the cursors of a batch, its event types, its binary `COPY`, the
+//! rollback that turns orphaned events into the journal's `removed` entries, and the reads
+//! the reorg walk needs.
 
+use std::collections::HashMap;
 use std::pin::{Pin, pin};
 
 use serde_json::Value;
@@ -9,7 +11,8 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-use crate::error::{Result, stored_u64};
+use crate::error::{DbError, Result, stored_u64};
+use crate::hex::stored_bytes;
 use crate::statements::{Statements, narrow, signed};
 
 /// A decoded log, ready to store: one row of `events` without its cursor and chain id,
@@ -46,53 +49,113 @@ pub struct EventRow {
     pub decode_error: Option<String>,
 }
 
+/// The ids of an event type (layout 4, `event_types`): its own, and the lowest of its
+/// contract's and of its contract's types of the same event name, which `events` carries
+/// per row for the `contract` and `contract` + `event` filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TypeIds {
+    /// `type_id`: contract, event and signature.
+    pub(crate) id: i32,
+    /// `contract_id`.
+    pub(crate) contract: i32,
+    /// `event_id`.
+    pub(crate) event: i32,
+}
+
+/// The event types of an instance by contract, event and signature: a copy of
+/// `event_types` the writer keeps. Types are only ever added, and an id never changes,
+/// so an entry stays true; a row whose type is missing makes the writer register it
+/// ([`Statements::register_event_types`]) before its batch's transaction.
+#[derive(Debug, Default)]
+pub(crate) struct EventTypes(HashMap<String, HashMap<String, HashMap<String, TypeIds>>>);
+
+impl EventTypes {
+    /// The ids of `row`'s type, if known.
+    pub(crate) fn get(&self, row: &EventRow) -> Option<TypeIds> {
+        self.0.get(&row.contract)?.get(&row.event)?.get(&row.signature).copied()
+    }
+
+    /// The rows whose type is not known yet, as `(contract, event, signature)`, once each.
+    pub(crate) fn missing<'r>(&self, rows: &'r [EventRow]) -> Vec<(&'r str, &'r str, &'r str)> {
+        let mut out: Vec<(&str, &str, &str)> = Vec::new();
+        for r in rows {
+            let key = (r.contract.as_str(), r.event.as_str(), r.signature.as_str());
+            if self.get(r).is_none() && !out.contains(&key) {
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    fn insert(&mut self, contract: String, event: String, signature: String, ids: TypeIds) {
+        self.0.entry(contract).or_default().entry(event).or_default().insert(signature, ids);
+    }
+}
+
 /// Columns of `events` in the order of [`COPY_TYPES`] and of the values [`write_row`]
 /// sends.
-const COPY_COLUMNS: &str = "cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, \
-     tx_index, log_index, address, contract, event, signature, topics, data, args, decode_error";
+const COPY_COLUMNS: &str = "cursor, chain_id, block_number, block_timestamp, tx_index, log_index, \
+     contract_id, event_id, type_id, block_hash, tx_hash, address, topic0, topic1, topic2, topic3, data, args, \
+     decode_error";
 
 /// The PostgreSQL types of [`COPY_COLUMNS`], for binary `COPY`.
-const COPY_TYPES: [Type; 16] = [
+const COPY_TYPES: [Type; 19] = [
     Type::INT8,
     Type::INT8,
     Type::INT8,
-    Type::TEXT,
     Type::INT8,
-    Type::TEXT,
     Type::INT4,
     Type::INT4,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT_ARRAY,
-    Type::TEXT,
+    Type::INT4,
+    Type::INT4,
+    Type::INT4,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
     Type::JSONB,
     Type::TEXT,
 ];
 
-/// Writes one row of [`COPY_COLUMNS`] to a binary `COPY`.
+/// Writes one row of [`COPY_COLUMNS`] to a binary `COPY`: hex text as bytes, a log's
+/// topics in `topic0` to `topic3` (a log has at most four; more is refused, not cut).
 async fn write_row(
     rows: Pin<&mut BinaryCopyInWriter>,
     cursor: i64,
     chain_id: i64,
+    ids: TypeIds,
     e: &EventRow,
 ) -> Result<()> {
-    let values: [&(dyn ToSql + Sync); 16] = [
+    if e.topics.len() > 4 {
+        return Err(DbError::InvalidQuery {
+            field: "topics",
+            message: format!("a log has at most 4 topics, this one {}", e.topics.len()),
+        });
+    }
+    let topic = |i: usize| e.topics.get(i).map(|t| stored_bytes(t, "topics")).transpose();
+    let (t0, t1, t2, t3) = (topic(0)?, topic(1)?, topic(2)?, topic(3)?);
+    let values: [&(dyn ToSql + Sync); 19] = [
         &cursor,
         &chain_id,
         &signed(e.block_number, "block_number")?,
-        &e.block_hash,
         &signed(e.block_timestamp, "block_timestamp")?,
-        &e.tx_hash,
         &narrow::<i32>(e.tx_index, "tx_index")?,
         &narrow::<i32>(e.log_index, "log_index")?,
-        &e.address,
-        &e.contract,
-        &e.event,
-        &e.signature,
-        &e.topics,
-        &e.data,
+        &ids.contract,
+        &ids.event,
+        &ids.id,
+        &stored_bytes(&e.block_hash, "block_hash")?,
+        &stored_bytes(&e.tx_hash, "tx_hash")?,
+        &stored_bytes(&e.address, "address")?,
+        &t0,
+        &t1,
+        &t2,
+        &t3,
+        &stored_bytes(&e.data, "data")?,
         &e.args,
         &e.decode_error,
     ];
@@ -121,28 +184,78 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         Ok(())
     }
 
+    /// Adds the event types `missing` as `(contract, event, signature)` to `event_types`
+    /// (those already there are kept) and reloads `types` from the table. Run outside a
+    /// batch's transaction: what `types` holds is then committed, whatever becomes of the
+    /// batch.
+    pub(crate) async fn register_event_types(
+        &self,
+        missing: &[(&str, &str, &str)],
+        types: &mut EventTypes,
+    ) -> Result<()> {
+        let column = |i: usize| missing.iter().map(|k| [k.0, k.1, k.2][i]).collect::<Vec<&str>>();
+        let sql = format!(
+            "INSERT INTO {}.event_types (contract, event, signature)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3
+             ON CONFLICT DO NOTHING",
+            self.s
+        );
+        self.c.execute(&sql, &[&column(0), &column(1), &column(2)]).await?;
+        let sql = format!(
+            "SELECT contract, event, signature, id, min(id) OVER (PARTITION BY contract),
+                    min(id) OVER (PARTITION BY contract, event)
+               FROM {}.event_types",
+            self.s
+        );
+        for r in self.c.query(&sql, &[]).await? {
+            let ids = TypeIds { id: r.try_get(3)?, contract: r.try_get(4)?, event: r.try_get(5)? };
+            types.insert(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, ids);
+        }
+        Ok(())
+    }
+
+    /// [`Self::copy_events`] after registering the rows' types (test fixtures: the writer
+    /// registers them outside the batch's transaction).
+    #[cfg(feature = "test-utils")]
+    pub(crate) async fn register_and_copy_events(
+        &self,
+        first_cursor: i64,
+        chain_id: u64,
+        rows: &[EventRow],
+    ) -> Result<()> {
+        let mut types = EventTypes::default();
+        self.register_event_types(&types.missing(rows), &mut types).await?;
+        self.copy_events(first_cursor, chain_id, rows, &types).await
+    }
+
     /// Loads `rows` of `chain_id` by binary `COPY`, numbered `first_cursor`,
-    /// `first_cursor + 1`, … in their order.
+    /// `first_cursor + 1`, … in their order. Every row's type must be in `types`
+    /// ([`Self::register_event_types`]).
     pub(crate) async fn copy_events(
         &self,
         first_cursor: i64,
         chain_id: u64,
         rows: &[EventRow],
+        types: &EventTypes,
     ) -> Result<()> {
         let sql = format!("COPY {}.events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)", self.s);
         let sink = self.c.client().copy_in(&sql).await?;
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
         let chain = signed(chain_id, "chain_id")?;
         for (cursor, e) in (first_cursor..).zip(rows) {
-            write_row(writer.as_mut(), cursor, chain, e).await?;
+            let ids = types.get(e).ok_or_else(|| DbError::InvalidQuery {
+                field: "event type",
+                message: format!("{} {} {} is not registered", e.contract, e.event, e.signature),
+            })?;
+            write_row(writer.as_mut(), cursor, chain, ids, e).await?;
         }
         writer.as_mut().finish().await?;
         Ok(())
     }
 
     /// Deletes the events of `chain_id` above block `above` and records each as a
-    /// `removed` journal entry (the removed row as payload, a fresh cursor, in the order
-    /// the events were added). Returns how many were removed.
+    /// `removed` journal entry (the removed row as `tidemark.event_json` renders it, a
+    /// fresh cursor, in the order the events were added). Returns how many were removed.
     pub(crate) async fn remove_events_above(&self, chain_id: u64, above: i64) -> Result<u64> {
         let (s, seq) = (&self.s, self.schema.as_str());
         let sql = format!(
@@ -150,9 +263,14 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
                 DELETE FROM {s}.events WHERE chain_id = $1 AND block_number > $2 RETURNING *
              )
              INSERT INTO {s}.removals (cursor, chain_id, block_number, block_hash, log_index, event_cursor, payload)
-             SELECT nextval('{seq}.cursor_seq'), g.chain_id, g.block_number, g.block_hash, g.log_index, g.cursor,
-                    to_jsonb(g)
-               FROM (SELECT * FROM gone ORDER BY cursor) g"
+             SELECT nextval('{seq}.cursor_seq'), g.chain_id, g.block_number, '0x' || encode(g.block_hash, 'hex'),
+                    g.log_index, g.cursor,
+                    tidemark.event_json(g.cursor, g.chain_id, g.block_number, g.block_hash, g.block_timestamp,
+                        g.tx_hash, g.tx_index, g.log_index, g.address, g.contract, g.event, g.signature,
+                        g.topic0, g.topic1, g.topic2, g.topic3, g.data, g.args, g.decode_error)
+               FROM (SELECT gone.*, t.contract, t.event, t.signature
+                       FROM gone JOIN {s}.event_types t ON t.id = gone.type_id
+                      ORDER BY gone.cursor) g"
         );
         Ok(self.c.execute(&sql, &[&signed(chain_id, "chain_id")?, &above]).await?)
     }
@@ -181,7 +299,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         to: u64,
     ) -> Result<Vec<(u64, String)>> {
         let sql = format!(
-            "SELECT DISTINCT block_number, block_hash FROM {}.events
+            "SELECT DISTINCT block_number, '0x' || encode(block_hash, 'hex') FROM {}.events
               WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3",
             self.s
         );

@@ -21,9 +21,11 @@ use crate::test_utils::TestDb;
 use crate::test_utils::metadata::{write_indexing_status, write_public_config};
 use crate::writer::Writer;
 
-/// The columns of an events page as the client selects them, in its order (for
-/// benchmarks that run the same statement on a connection of their own).
-pub const EVENT_PAGE_COLUMNS: &str = crate::events::SELECT_COLUMNS;
+/// The columns of an events page of `schema` as the client selects them, in its order
+/// (for benchmarks that run the same statement on a connection of their own).
+pub fn event_page_columns(schema: &SchemaName) -> String {
+    crate::events::select_columns(schema)
+}
 
 /// The event signature of the fixtures' contracts.
 pub const TRANSFER: &str = "event Transfer(address indexed from, address indexed to, uint256 value)";
@@ -137,7 +139,7 @@ pub async fn copy_events(
     chain_id: u64,
     rows: &[EventRow],
 ) -> Result<()> {
-    crate::statements::Statements::new(client, schema).copy_events(1, chain_id, rows).await
+    crate::statements::Statements::new(client, schema).register_and_copy_events(1, chain_id, rows).await
 }
 
 /// One row of `events`, as the indexer would store it.
@@ -191,6 +193,40 @@ impl TestEvent {
     }
 }
 
+/// The SQL of `event_types` with each type's `contract_id` and `event_id` (layout 4).
+fn types_sql(schema: &SchemaName) -> String {
+    format!(
+        "SELECT id, contract, event, signature, min(id) OVER (PARTITION BY contract) AS contract_id,
+                min(id) OVER (PARTITION BY contract, event) AS event_id FROM {}.event_types",
+        schema.quoted()
+    )
+}
+
+/// The `bytea` of the `0x` hex text that SQL expression `text` yields.
+fn from_hex(text: &str) -> String {
+    format!("decode(substr({text}, 3), 'hex')")
+}
+
+/// Adds an event type to `event_types` unless it is there.
+async fn register_type(
+    conn: &mut AsyncPgConnection,
+    schema: &SchemaName,
+    contract: &str,
+    event: &str,
+    signature: &str,
+) -> Result<()> {
+    diesel::sql_query(format!(
+        "INSERT INTO {}.event_types (contract, event, signature) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        schema.quoted()
+    ))
+    .bind::<Text, _>(contract)
+    .bind::<Text, _>(event)
+    .bind::<Text, _>(signature)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[derive(QueryableByName)]
 struct Inserted {
     #[diesel(sql_type = BigInt)]
@@ -204,12 +240,23 @@ pub async fn insert_event(
     e: &TestEvent,
 ) -> Result<Cursor> {
     let b = block(e.block_number);
+    register_type(conn, schema, &e.contract, &e.event, &e.signature).await?;
     let row: Inserted = diesel::sql_query(format!(
         "INSERT INTO {s}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index,
-            log_index, address, contract, event, signature, topics, data, args)
-         VALUES (nextval($1::regclass), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, '0x', $14)
+            log_index, address, contract_id, event_id, type_id, topic0, topic1, topic2, topic3, data, args)
+         SELECT nextval($1::regclass), $2, $3, {b4}, $5, {b6}, $7, $8, {b9}, t.contract_id, t.event_id, t.id,
+                {t1}, {t2}, {t3}, {t4}, '\\x', $14
+           FROM ({TYPES}) t WHERE t.contract = $10 AND t.event = $11 AND t.signature = $12
          RETURNING cursor",
-        s = schema.quoted()
+        s = schema.quoted(),
+        TYPES = types_sql(schema),
+        b4 = from_hex("$4"),
+        b6 = from_hex("$6"),
+        b9 = from_hex("$9"),
+        t1 = from_hex("($13::text[])[1]"),
+        t2 = from_hex("($13::text[])[2]"),
+        t3 = from_hex("($13::text[])[3]"),
+        t4 = from_hex("($13::text[])[4]"),
     ))
     .bind::<Text, _>(format!("{}.cursor_seq", schema.quoted()))
     .bind::<BigInt, _>(signed(e.chain_id, "chain_id")?)
@@ -239,15 +286,21 @@ pub async fn insert_synthetic_events(
     chain_id: u64,
     n: u64,
 ) -> Result<()> {
+    register_type(conn, schema, "Token", "Transfer", TRANSFER).await?;
     diesel::sql_query(format!(
         "INSERT INTO {s}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index,
-            log_index, address, contract, event, signature, topics, data, args)
-         SELECT nextval($1::regclass), $2, i / 10, '0x' || lpad(to_hex(i / 10), 64, '0'), 1795400000 + i / 10,
-                '0x' || lpad(to_hex(i), 64, '0'), 0, i % 10, $3, 'Token', 'Transfer', $4,
-                ARRAY[$5, '0x' || lpad(to_hex(i % 7), 64, '0'), '0x' || lpad(to_hex(i % 11), 64, '0')], '0x',
-                jsonb_build_object('value', i::text)
-           FROM generate_series(0::bigint, $6 - 1) AS i ORDER BY i",
-        s = schema.quoted()
+            log_index, address, contract_id, event_id, type_id, topic0, topic1, topic2, data, args)
+         SELECT nextval($1::regclass), $2, i / 10, decode(lpad(to_hex(i / 10), 64, '0'), 'hex'), 1795400000 + i / 10,
+                decode(lpad(to_hex(i), 64, '0'), 'hex'), 0, i % 10, {address}, t.contract_id, t.event_id, t.id,
+                {topic0}, decode(lpad(to_hex(i % 7), 64, '0'), 'hex'), decode(lpad(to_hex(i % 11), 64, '0'), 'hex'),
+                '\\x', jsonb_build_object('value', i::text)
+           FROM generate_series(0::bigint, $6 - 1) AS i,
+                ({TYPES}) t WHERE t.contract = 'Token' AND t.event = 'Transfer' AND t.signature = $4
+          ORDER BY i",
+        s = schema.quoted(),
+        TYPES = types_sql(schema),
+        address = from_hex("$3"),
+        topic0 = from_hex("$5"),
     ))
     .bind::<Text, _>(format!("{}.cursor_seq", schema.quoted()))
     .bind::<BigInt, _>(signed(chain_id, "chain_id")?)

@@ -23,6 +23,7 @@ impl Param {
         match self {
             Param::BigInt(_) => "bigint",
             Param::Text(_) => "text",
+            Param::Bytes(_) => "bytea",
         }
     }
 
@@ -30,6 +31,9 @@ impl Param {
         match self {
             Param::BigInt(v) => v.to_string(),
             Param::Text(v) => format!("'{}'", v.replace('\'', "''")),
+            Param::Bytes(v) => {
+                format!("'\\x{}'::bytea", v.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            }
         }
     }
 }
@@ -120,7 +124,7 @@ impl PlanData {
             } else {
                 (MAIN_CHAIN, (start..end).map(|c| Self::main_row(c, blocks_before)).collect())
             };
-            statements.copy_events(start, chain, &chunk).await?;
+            statements.register_and_copy_events(start, chain, &chunk).await?;
             start = end;
         }
         client.batch_execute(&format!("ANALYZE {}.events", schema.quoted())).await?;

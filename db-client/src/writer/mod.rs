@@ -32,6 +32,7 @@ pub use crate::epochs::write::{Epoch, now_secs};
 use crate::error::{DbError, Result};
 pub use crate::events::indexes::{DEFERRABLE, DeferrableIndex, INDEX_BUILD_KEY, IndexBuilder};
 pub use crate::events::write::EventRow;
+use crate::events::write::EventTypes;
 pub use crate::metadata::stored_public_config;
 use crate::metadata::{INDEXING_STATUS_KEY, PUBLIC_CONFIG_KEY};
 pub use crate::migrate::run_migrations;
@@ -55,6 +56,8 @@ const WRITER_SESSION: &str = "SET statement_timeout = '120s'; SET lock_timeout =
 pub struct Writer {
     client: Client,
     schema: SchemaName,
+    /// The instance's event types, as far as this writer has registered or read them.
+    types: EventTypes,
 }
 
 impl std::fmt::Debug for Writer {
@@ -122,7 +125,7 @@ impl Writer {
             Ok(row.try_get::<_, bool>(0)?)
         })
         .await
-        .map(|locked| locked.then(|| Self { client, schema: schema.clone() }))
+        .map(|locked| locked.then(|| Self { client, schema: schema.clone(), types: EventTypes::default() }))
     }
 
     /// The instance schema.
@@ -273,6 +276,12 @@ impl Writer {
     /// replaced by a `decode_error`, so one log can never stall the chain.
     pub async fn commit<H: WindowHeader + Sync>(&mut self, batch: Batch<'_, H>) -> Result<()> {
         timed(COMMIT_LIMIT, async {
+            let missing = self.types.missing(batch.events);
+            if !missing.is_empty() {
+                Statements::new(&self.client, &self.schema)
+                    .register_event_types(&missing, &mut self.types)
+                    .await?;
+            }
             match self.commit_once(&batch).await {
                 Err(e) if is_value_error(&e) && batch.events.iter().any(|r| r.args.is_some()) => {
                     tracing::warn!(target: "tidemark::store", chain_id = batch.chain_id, error = %e,
@@ -315,7 +324,7 @@ impl Writer {
             // One block of `n` cursors drawn at once (under the commit lock, so still in
             // commit order), numbered in the batch's order: base + 1 ..= base + n.
             let base = t.draw_cursors(i64::try_from(batch.events.len()).unwrap_or(i64::MAX)).await?;
-            t.copy_events(base + 1, chain, batch.events).await?;
+            t.copy_events(base + 1, chain, batch.events, &self.types).await?;
             t.notify_journal().await?;
         }
         if !batch.headers.is_empty() {

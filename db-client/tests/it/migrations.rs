@@ -21,7 +21,7 @@ async fn migrations_are_idempotent() {
         .get_result(&mut conn)
         .await
         .expect("bookkeeping");
-    assert_eq!(c.n, 4);
+    assert_eq!(c.n, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

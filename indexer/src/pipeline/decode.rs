@@ -30,6 +30,9 @@ pub enum DecodeError {
     /// The node returned a log without a field that canonical logs carry.
     #[error("log lacks {0} (pending or malformed log from the node)")]
     MissingField(&'static str),
+    /// The node returned a log with more topics than the EVM allows (four).
+    #[error("log has {0} topics; an EVM log has at most 4 (malformed log from the node)")]
+    TooManyTopics(usize),
 }
 
 /// Why a log's arguments do not decode against its event's ABI (stored as `decode_error`).
@@ -110,6 +113,9 @@ impl Decoder {
     /// share a topic0 (they differ in `indexed`): the first that decodes wins.
     pub fn decode(&self, log: &Log, timestamp: u64) -> Result<Option<EventRow>, DecodeError> {
         let Some(topic0) = log.topics().first() else { return Ok(None) };
+        if log.topics().len() > 4 {
+            return Err(DecodeError::TooManyTopics(log.topics().len()));
+        }
         let Some(candidates) = self.by_key.get(&(log.address(), *topic0)) else { return Ok(None) };
         let block_number = log.block_number.ok_or(DecodeError::MissingField("blockNumber"))?;
         let mut in_range = candidates

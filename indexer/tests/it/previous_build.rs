@@ -3,7 +3,9 @@
 //! version 1) left it — tables without `decode_error`, no `ensure_instance_schema_v2`, and
 //! a public config holding the event strings that build wrote (an ABI file's tuple event
 //! with component names, a signature's tuple event without) — keeps it compatible (no
-//! exit 3), upgrades it in place and indexes on.
+//! exit 3), upgrades it in place and indexes on. And an instance of layout 3 (the build
+//! before the compact layout) is rewritten in layout 4 keeping every cursor, and the API
+//! serves the same JSON from it.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tidemark_shared_types::canonical_event;
-use tidemark_testkit::{ContractSpec, InstanceDb, SOON, Stack};
+use tidemark_testkit::{ContractSpec, InstanceDb, SOON, Stack, eventually};
 use tidemark_traffic::{REGISTRY_EVENTS, TOKEN_EVENTS};
 
 use crate::common::{SCHEMA, traffic};
@@ -51,6 +53,7 @@ async fn count(db: &mut InstanceDb, sql: &str) -> i64 {
 /// Turns the instance into what the previous build leaves: layout 1 (the journal view as
 /// v1 makes it), no v2 function or migration, its public config strings and version.
 async fn make_previous_build_instance(db: &mut InstanceDb, current: &Value) {
+    db.downgrade_to_layout_3().await.expect("layout 3");
     exec(db, &format!("DROP VIEW {SCHEMA}.journal")).await;
     exec(db, &format!("ALTER TABLE {SCHEMA}.events DROP COLUMN decode_error")).await;
     exec(db, &format!("ALTER TABLE {SCHEMA}.events ALTER COLUMN args SET NOT NULL")).await;
@@ -122,6 +125,11 @@ async fn an_instance_of_the_previous_build_is_upgraded_and_stays_compatible() {
             AND table_name = 'events' AND column_name = 'args' AND is_nullable = 'YES'"
     );
     assert_eq!(count(&mut db, &nullable).await, 1, "args nullable");
+    let compact = format!(
+        "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = '{SCHEMA}'
+            AND table_name = 'events' AND column_name = 'block_hash' AND data_type = 'bytea'"
+    );
+    assert_eq!(count(&mut db, &compact).await, 1, "rewritten in layout 4");
     assert!(!db.journal().await.expect("journal").is_empty(), "the journal view reads");
     let stored = db.metadata("public_config").await.expect("query").expect("stored config").value;
     assert_eq!(stored["versionInfo"]["schemaVersion"], tidemark_shared_types::config::SCHEMA_VERSION);
@@ -142,4 +150,75 @@ fn the_canonical_strings_of_config_parse_back() {
     assert!(Event::parse(PREVIOUS_REGISTRY_EVENTS[3]).is_err());
     assert_eq!(canonical_event(PREVIOUS_REGISTRY_EVENTS[3]).as_deref(), Ok(REGISTRY_EVENTS[3]));
     assert_eq!(canonical_event(SIGNATURE_TUPLE).as_deref(), Ok(PREVIOUS_SIGNATURE_TUPLE));
+}
+
+/// Every `/v1/events` item of the in-process API at `base` for `query`, page after page.
+async fn api_pages(base: &str, query: &str) -> Vec<Value> {
+    let http = reqwest::Client::new();
+    let (mut items, mut after) = (Vec::new(), String::new());
+    loop {
+        let url = format!("{base}/v1/events?limit=7&{query}{after}");
+        let body: Value = http.get(&url).send().await.expect("request").json().await.expect("JSON");
+        items.extend(body["items"].as_array().unwrap_or_else(|| panic!("{url}: {body}")).iter().cloned());
+        match body["nextCursor"].as_str() {
+            Some(c) => after = format!("&after={c}"),
+            None => return items,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_of_layout_3_is_rewritten_in_place_and_serves_the_same_json() {
+    let stack = Stack::shared(SCHEMA).await;
+    traffic(&stack.demo, 8, 5).await;
+    stack.demo.update(9, stack.demo.token, 5, true, "note").await.expect("update");
+    let config = stack.config();
+    let mut db = stack.instance().await;
+    let mut first = stack.spawn(&config);
+    stack.wait_synced(&mut db, SOON).await;
+    assert_eq!(first.stop(Duration::from_secs(5)).await, 0);
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let url = stack.db_url.clone();
+    let db_client = tidemark_db_client::DbClient::new(tidemark_db_client::DbClientConfig::new(&url, SCHEMA))
+        .expect("db client");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let serve = stop.clone();
+    tokio::spawn(
+        async move { tidemark_api::run(listener, tidemark_api::AppState::new(db_client), serve).await },
+    );
+    let token = format!("{:#x}", stack.demo.token);
+    let queries = ["", "contract=Token", "contract=Token&event=Transfer", &format!("address={token}")];
+    let mut before = Vec::new();
+    for q in queries {
+        before.push(api_pages(&base, q).await);
+    }
+    assert!(before.iter().all(|items| !items.is_empty()), "every sample query has items");
+    let stored = db.events_by_cursor().await.expect("events");
+    assert!(stored.len() > 20, "a sample to compare: {}", stored.len());
+
+    // What a build of layout 3 leaves: text columns, names per row, its journal view.
+    db.downgrade_to_layout_3().await.expect("layout 3");
+    assert!(!db.has_table("event_types").await.expect("query"), "layout 3");
+    let journal_v3 = db.journal().await.expect("journal of layout 3");
+
+    let mut second = stack.spawn(&config);
+    eventually(SOON, "the instance rewritten in layout 4", async || {
+        db.has_table("event_types").await.ok()?.then_some(())
+    })
+    .await;
+    stack.wait_synced(&mut db, SOON).await;
+    assert_eq!(db.events_by_cursor().await.expect("events"), stored, "every row and cursor kept");
+    assert_eq!(db.journal().await.expect("journal"), journal_v3, "the journal's entries unchanged");
+    for (q, before) in queries.iter().zip(&before) {
+        let mut after = api_pages(&base, q).await;
+        // `finalized` may have moved on with the head in between; the rest is stored data.
+        for (a, b) in after.iter_mut().zip(before) {
+            a["finalized"] = b["finalized"].clone();
+        }
+        assert_eq!(&after, before, "/v1/events?{q}");
+    }
+    assert_eq!(second.stop(Duration::from_secs(5)).await, 0);
+    stop.cancel();
 }

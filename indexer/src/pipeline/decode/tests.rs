@@ -168,6 +168,10 @@ fn undecodable_logs_are_rows_with_a_decode_error() {
     let mut pending = log(0xe1, 1, vec![note], vec![]);
     pending.block_hash = None;
     assert!(matches!(d.decode(&pending, 7), Err(DecodeError::MissingField("blockHash"))));
+    // More topics than a log can have: the node's answer is malformed (its columns hold
+    // four).
+    let five = log(0xe1, 1, vec![note, B256::ZERO, B256::ZERO, B256::ZERO, B256::ZERO], vec![]);
+    assert!(matches!(d.decode(&five, 7), Err(DecodeError::TooManyTopics(5))));
 }
 
 #[test]
