@@ -28,7 +28,7 @@ use crate::procs::{self, BenchDb};
 use crate::report::{Rate, median, mib};
 
 /// The instance schema of the Tidemark run.
-const SCHEMA: &str = "tidemark_bench";
+pub(crate) const SCHEMA: &str = "tidemark_bench";
 
 /// Dataset and indexer settings.
 #[derive(Debug, clap::Args)]
@@ -91,17 +91,30 @@ struct Study {
     all: Option<Rate>,
 }
 
-pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result<()> {
-    let load_before = procs::load_average();
-    let (_anvil, rpc_url) = procs::anvil(&["--no-mining", "--gas-limit", "1000000000"]).await?;
-    let data = match args.dataset {
-        Kind::Realistic => chain::realistic(&rpc_url, args.events, args.seed).await?,
+impl Args {
+    /// The dataset's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.dataset.name()
+    }
+}
+
+/// Makes the dataset of `args` on the chain at `rpc_url` (an anvil that does not mine by
+/// itself).
+pub(crate) async fn generate(rpc_url: &str, args: &Args) -> anyhow::Result<Dataset> {
+    match args.dataset {
+        Kind::Realistic => chain::realistic(rpc_url, args.events, args.seed).await,
         Kind::Burst => {
             let per_block = args.events_per_tx * args.txs_per_block;
             let blocks = args.events.div_ceil(per_block).max(1);
-            chain::burst(&rpc_url, blocks, args.txs_per_block, args.events_per_tx).await?
+            chain::burst(rpc_url, blocks, args.txs_per_block, args.events_per_tx).await
         }
-    };
+    }
+}
+
+pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result<()> {
+    let load_before = procs::load_average();
+    let (_anvil, rpc_url) = procs::anvil(&["--no-mining", "--gas-limit", "1000000000"]).await?;
+    let data = generate(&rpc_url, &args).await?;
     let blocks = data.blocks();
     let indexer = match &args.indexer_bin {
         Some(path) => path.clone(),
@@ -406,7 +419,7 @@ fn report(
     }
 }
 
-fn config_toml(data: &Dataset, rpc: &str, db: &str, schema: &str, args: &Args) -> String {
+pub(crate) fn config_toml(data: &Dataset, rpc: &str, db: &str, schema: &str, args: &Args) -> String {
     format!(
         r#"namespace = "bench"
 schema = "{schema}"
@@ -433,7 +446,7 @@ max_concurrency = {conc}
 }
 
 /// A `tokio-postgres` connection to `url` and the task driving it.
-async fn connect(url: &str) -> anyhow::Result<(Client, tokio::task::JoinHandle<()>)> {
+pub(crate) async fn connect(url: &str) -> anyhow::Result<(Client, tokio::task::JoinHandle<()>)> {
     let (client, conn) =
         tidemark_db_client::tls::PgConnector::new(url)?.connect().await.context("tokio-postgres")?;
     let task = tokio::spawn(async move {
@@ -516,7 +529,7 @@ async fn writer_rows(url: &str, rows: &[EventRow]) -> anyhow::Result<()> {
 /// Runs the release indexer until its checkpoint reaches the last block; returns the
 /// elapsed time, the peak RSS, a summary of RSS samples over the run, and the layout of
 /// its table read once mid-backfill (after its first commit, before its last).
-async fn tidemark_backfill(
+pub(crate) async fn tidemark_backfill(
     bin: &std::path::PathBuf,
     config: &str,
     db_url: &str,

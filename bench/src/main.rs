@@ -21,6 +21,7 @@ mod plans;
 mod procs;
 mod report;
 mod stream;
+mod upgrade;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +50,9 @@ enum Command {
     /// `/v1/stream`: commit→client latency under live traffic at 1 to 1,000 clients, and
     /// catch-up from `after=0`.
     Stream(stream::Args),
+    /// The in-place upgrade of an instance written by a previous build: its duration, and
+    /// the same cursors and pages before and after.
+    Upgrade(upgrade::Args),
     /// Serves the bare handler of `api` (started by `api` as a process of its own, so
     /// that it is measured like the API: another process on the same cores).
     #[command(hide = true)]
@@ -75,6 +79,7 @@ fn main() -> anyhow::Result<()> {
             Command::Api(args) => api::run(&cli.database_url, cli.runs, args).await,
             Command::Plans(args) => plans::run(&cli.database_url, args).await,
             Command::Stream(args) => stream::run(&cli.database_url, cli.runs, args).await,
+            Command::Upgrade(args) => upgrade::run(&cli.database_url, args).await,
             Command::BareServer { listen } => api::serve_bare(listen).await,
         }
     })
