@@ -17,6 +17,10 @@ impl Statements<'_, Transaction<'_>> {
         self.c.execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"), &[]).await?;
         // Not a notice per existing table at every start ("already exists, skipping").
         self.c.execute("SET LOCAL client_min_messages = warning", &[]).await?;
+        // An upgrade rewrites tables in this one statement, for as long as their size
+        // needs: under the writer's statement timeout a large instance would time out at
+        // every start and never be upgraded. (Waiting for a lock still times out.)
+        self.c.execute("SET LOCAL statement_timeout = 0", &[]).await?;
         let sql = format!("SELECT tidemark.ensure_instance_schema_v{SCHEMA_VERSION}($1)");
         self.c.execute(&sql, &[&self.schema.as_str()]).await?;
         Ok(())

@@ -239,7 +239,13 @@ impl From<tidemark_db_client::DbError> for TermError {
 async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -> Result<(), TermError> {
     let (config, public, pool, progress, health, summaries) =
         (ctx.config, ctx.public, ctx.pool, ctx.progress, ctx.health, ctx.summaries);
+    let started = std::time::Instant::now();
     writer.ensure_instance_schema().await?;
+    if started.elapsed() > std::time::Duration::from_secs(1) {
+        // Typically an instance of an earlier layout rewritten in place (readers waited).
+        tracing::info!(target: "tidemark::run", schema = %config.schema, seconds = started.elapsed().as_secs_f64(),
+            "instance schema created or upgraded to the current layout");
+    }
     if writer.defer_indexes().await? {
         tracing::info!(target: "tidemark::run", schema = %config.schema,
             "new instance: the secondary indexes of events are built once every chain has finished its backfill");

@@ -233,7 +233,7 @@ pub(crate) type RowSql = (
 /// filter's alone.
 const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, '0x' || encode(block_hash, 'hex'), \
      block_timestamp, '0x' || encode(tx_hash, 'hex'), tx_index, log_index, '0x' || encode(address, 'hex'), \
-     (SELECT ARRAY[t.contract, t.event, t.signature] FROM {s}.event_types t WHERE t.id = type_id), args::text, \
+     (SELECT ARRAY[t.contract, t.event, t.signature] FROM {s}.event_types t WHERE t.id = events.type_id), args::text, \
      decode_error";
 
 /// [`SELECT_COLUMNS`] of `schema`.

@@ -11,6 +11,11 @@ pub(crate) const QUERY_LIMIT: Duration = Duration::from_secs(15);
 /// is 120 s per statement).
 pub(crate) const COMMIT_LIMIT: Duration = Duration::from_secs(125);
 
+/// Client-side limit on creating or upgrading the instance: an upgrade rewrites tables in
+/// one statement for as long as their size needs (1,000,000 events took seconds; a
+/// billion would take hours), and runs once, at start-up.
+pub(crate) const UPGRADE_LIMIT: Duration = Duration::from_secs(6 * 3600);
+
 /// `f`, or [`DbError::Timeout`] when it has not finished within `limit`.
 ///
 /// Invariant: no call of the writer waits forever on a server that hangs without

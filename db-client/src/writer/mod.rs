@@ -24,7 +24,7 @@ mod probe;
 use tidemark_shared_types::{BlockRef, Cursor, IndexingStatus, PublicConfig, SchemaName};
 use tokio_postgres::{Client, Transaction};
 
-use self::limits::{COMMIT_LIMIT, QUERY_LIMIT, timed};
+use self::limits::{COMMIT_LIMIT, QUERY_LIMIT, UPGRADE_LIMIT, timed};
 pub use self::probe::{SessionProbe, probe_session_pinning};
 pub use crate::checkpoints::{WindowBlock, WindowHeader};
 pub use crate::epochs::epoch_summaries;
@@ -163,7 +163,7 @@ impl Writer {
     /// Creates the instance schema and tables if missing, or upgrades an earlier layout
     /// (under the migration lock, like every schema change).
     pub async fn ensure_instance_schema(&mut self) -> Result<()> {
-        timed(QUERY_LIMIT, async {
+        timed(UPGRADE_LIMIT, async {
             let tx = self.client.transaction().await?;
             Statements::new(&tx, &self.schema).ensure_instance().await?;
             Ok(tx.commit().await?)
@@ -219,7 +219,10 @@ impl Writer {
         timed(QUERY_LIMIT, async {
             let tx = self.client.transaction().await?;
             Statements::new(&tx, &self.schema).drop_instance().await?;
-            Ok(tx.commit().await?)
+            tx.commit().await?;
+            // A new instance numbers its event types afresh.
+            self.types = EventTypes::default();
+            Ok(())
         })
         .await
     }
