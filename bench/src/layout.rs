@@ -136,6 +136,20 @@ impl Layout {
         for index in &self.indexes {
             client.batch_execute(&index.statement(&target)?).await?;
         }
+        // Layout 4 numbers event types in a table beside `events`: an empty one of its own.
+        let types = self.table.rsplit_once('.').map(|(s, _)| format!("{s}.event_types"));
+        if let Some(types) = types {
+            let exists: bool =
+                client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&types]).await?.get(0);
+            if exists {
+                client
+                    .batch_execute(&format!(
+                        "CREATE TABLE {}.event_types (LIKE {types} INCLUDING ALL)",
+                        quote(schema)
+                    ))
+                    .await?;
+            }
+        }
         Ok(target)
     }
 }
