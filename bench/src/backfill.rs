@@ -71,6 +71,11 @@ pub(crate) struct Args {
     /// an earlier commit's release build, to compare builds under the same harness).
     #[arg(long)]
     indexer_bin: Option<std::path::PathBuf>,
+    /// Declare the `realistic` dataset's tuple parameter as `tuple(address, uint128, bool,
+    /// string)`, a form that the signature parser of earlier builds (0100537) reads; the
+    /// same event.
+    #[arg(long)]
+    tuple_keyword: bool,
 }
 
 /// What one run measured.
@@ -102,7 +107,16 @@ impl Args {
 /// itself).
 pub(crate) async fn generate(rpc_url: &str, args: &Args) -> anyhow::Result<Dataset> {
     match args.dataset {
-        Kind::Realistic => chain::realistic(rpc_url, args.events, args.seed).await,
+        Kind::Realistic => {
+            let mut data = chain::realistic(rpc_url, args.events, args.seed).await?;
+            if args.tuple_keyword {
+                data.contracts_toml = data.contracts_toml.replace(
+                    "(address taker, uint128 price, bool filled, string note) terms",
+                    "tuple(address, uint128, bool, string) terms",
+                );
+            }
+            Ok(data)
+        }
         Kind::Burst => {
             let per_block = args.events_per_tx * args.txs_per_block;
             let blocks = args.events.div_ceil(per_block).max(1);
@@ -541,7 +555,7 @@ pub(crate) async fn tidemark_backfill(
     std::fs::write(&path, config)?;
     let path_s = path.to_string_lossy().to_string();
     let started = Instant::now();
-    let proc = procs::spawn(
+    let mut proc = procs::spawn(
         "indexer",
         bin,
         &["--config", &path_s],
@@ -555,6 +569,9 @@ pub(crate) async fn tidemark_backfill(
     loop {
         if started.elapsed() > Duration::from_secs(1800) {
             bail!("the indexer did not finish within 30 minutes (see {})", dir.join("indexer.log").display());
+        }
+        if let Some(status) = proc.exited() {
+            bail!("the indexer exited ({status}): {}", std::fs::read_to_string(dir.join("indexer.log"))?);
         }
         if let Some(rss) = proc.rss() {
             samples.push(rss);

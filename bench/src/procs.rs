@@ -28,6 +28,11 @@ impl Proc {
         status_kib(self.pid(), "VmRSS:").map(|k| k * 1024)
     }
 
+    /// Its exit status, if it has exited.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// SIGTERM, then wait up to 10 s.
     pub(crate) fn stop(mut self) {
         let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();

@@ -7,6 +7,15 @@
 -- journal's entries (the `journal` view, the `removals` payloads) keep the keys and hex
 -- strings of layout 3 (`tidemark.event_json`).
 --
+-- The duplicate guard is `events_chain_block`, unique `(chain_id, block_number, log_index)`
+-- (layouts 1 to 3: `(chain_id, block_hash, log_index)`, and a separate index on
+-- `(chain_id, block_number)`). `events` holds canonical logs only, and a reorg removes the
+-- orphaned block's logs before the new block's are stored, so no two stored logs share a
+-- chain, block number and log index: the guard is stronger than the one it replaces (a
+-- block hash has one number), its keys arrive in order during a backfill (an appended
+-- B-tree instead of one filled at random by hashes), and it serves the writer's rollback
+-- and block ranges, which the separate index did.
+--
 -- `event_types` ids are assigned in insertion order and never change or go away. Each row
 -- of `events` carries three of them: `type_id` (its contract, event and signature),
 -- `contract_id` (the lowest id of its contract's types) and `event_id` (the lowest id of
@@ -140,10 +149,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(format('%I.events', s))
                                                  AND conname = 'events_pkey') THEN
         EXECUTE format('ALTER TABLE %I.events ADD CONSTRAINT events_pkey PRIMARY KEY (cursor), '
-                       'ADD CONSTRAINT events_chain_id_block_hash_log_index_key UNIQUE (chain_id, block_hash, log_index)', s);
+                       'ADD CONSTRAINT events_chain_block UNIQUE (chain_id, block_number, log_index)', s);
     END IF;
-    -- The writer's rollback deletes by chain and block: always kept.
-    EXECUTE format('CREATE INDEX IF NOT EXISTS events_chain_block ON %I.events (chain_id, block_number)', s);
     -- Secondary indexes (the API's filters): built here unless the instance deferred
     -- them to the end of its first backfill (migration `deferred_indexes`). The names are
     -- those of layout 3.

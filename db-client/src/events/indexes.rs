@@ -10,9 +10,9 @@
 //! on a connection of its own, and the writer records the build as done
 //! ([`Statements::finish_index_build`]).
 //!
-//! Always kept: `events_pkey`, the unique `(chain_id, block_hash, log_index)` and
-//! `events_chain_block (chain_id, block_number)`, which the writer's rollback deletes by
-//! (its keys arrive in order, so it costs little during a backfill).
+//! Always kept: `events_pkey` and the unique `events_chain_block (chain_id, block_number,
+//! log_index)`, which guards duplicates and which the writer's rollback deletes by (its keys
+//! arrive in order, so it costs little during a backfill).
 
 use serde::{Deserialize, Serialize};
 use tidemark_shared_types::SchemaName;

@@ -11,7 +11,7 @@ use tidemark_db_client::types::SchemaName;
 use tidemark_db_client::writer::{Batch, DEFERRABLE, EventRow, PgPool, Writer};
 
 /// Indexes every instance keeps, deferred or not.
-const KEPT: [&str; 3] = ["events_pkey", "events_chain_id_block_hash_log_index_key", "events_chain_block"];
+const KEPT: [&str; 2] = ["events_pkey", "events_chain_block"];
 
 #[derive(QueryableByName, Debug)]
 struct Index {
