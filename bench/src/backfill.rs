@@ -71,6 +71,11 @@ pub(crate) struct Args {
     /// an earlier commit's release build, to compare builds under the same harness).
     #[arg(long)]
     indexer_bin: Option<std::path::PathBuf>,
+    /// Run the indexer only: its events/s, peak RSS and bytes per event, without the raw
+    /// `COPY` and the writer's commits (for a build whose table layout is not this one's,
+    /// e.g. 0100537 with `--indexer-bin`).
+    #[arg(long)]
+    indexer_only: bool,
     /// Declare the `realistic` dataset's tuple parameter as `tuple(address, uint128, bool,
     /// string)`, a form that the signature parser of earlier builds (0100537) reads; the
     /// same event.
@@ -167,6 +172,9 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         bail!("a {} log of {} does not decode: {:?}", r.event, r.contract, r.decode_error);
     }
 
+    if args.indexer_only {
+        return indexer_only(server, runs, &args, &indexer, &rpc_url, &data).await;
+    }
     let mut results = Vec::new();
     let mut layouts = None;
     let mut sizes = None;
@@ -269,6 +277,60 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         load_before.as_deref().unwrap_or("-"),
         procs::load_average().as_deref().unwrap_or("-")
     );
+    Ok(())
+}
+
+/// The indexer's runs alone (`--indexer-only`).
+async fn indexer_only(
+    server: &str,
+    runs: usize,
+    args: &Args,
+    indexer: &Path,
+    rpc_url: &str,
+    data: &Dataset,
+) -> anyhow::Result<()> {
+    let (mut rates, mut peaks, mut bytes) = (Vec::new(), Vec::new(), None);
+    for i in 0..runs {
+        let db = BenchDb::create(server, "backfill").await?;
+        let (admin, admin_task) = connect(&db.url).await?;
+        checkpoint(&admin).await;
+        let text = config_toml(data, rpc_url, &db.url, SCHEMA, args);
+        let (elapsed, peak, samples, _) =
+            tidemark_backfill(&indexer.to_path_buf(), &text, &db.url, data).await?;
+        let rate = Rate::new(data.events, data.blocks(), elapsed);
+        eprintln!("tidemark run {}: {rate} (peak RSS {}; RSS samples {samples})", i + 1, mib(peak));
+        if bytes.is_none() {
+            let sql = format!(
+                "SELECT pg_relation_size('{SCHEMA}.events'), pg_indexes_size('{SCHEMA}.events'),
+                        pg_total_relation_size('{SCHEMA}.events')"
+            );
+            let row = admin.query_one(&sql, &[]).await?;
+            bytes = Some(
+                [0, 1, 2].map(|i| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0) / data.events.max(1)),
+            );
+        }
+        rates.push(rate);
+        peaks.push(peak);
+        drop(admin);
+        let _ = admin_task.await;
+        db.drop_now().await?;
+    }
+    let list = rates.iter().map(|r| format!("{:.0}", r.events_per_s())).collect::<Vec<_>>().join(", ");
+    peaks.sort_unstable();
+    let [heap, indexes, total] = bytes.unwrap_or_default();
+    println!(
+        "\n## backfill, indexer only: dataset {}, {} events, indexer {}",
+        args.dataset.name(),
+        data.events,
+        indexer.display()
+    );
+    println!("\n| measurement | value |\n|---|---:|");
+    println!(
+        "| Tidemark backfill, events/s (median of {runs}; runs: {list}) | {:.0} |",
+        median(rates).events_per_s()
+    );
+    println!("| indexer peak RSS (median) | {} |", mib(peaks.get(peaks.len() / 2).copied().unwrap_or(0)));
+    println!("| bytes/event: heap (main fork), all indexes, total | {heap}, {indexes}, {total} |");
     Ok(())
 }
 
