@@ -1,6 +1,7 @@
 //! `0x` hex text, as readers and the journal see hashes, addresses, topics and data, and
 //! the bytes that layout 4 stores for them in `bytea` columns.
 
+#[cfg(feature = "writer")]
 use crate::error::{DbError, Result};
 
 /// The bytes of a filter's `0x` hex value (digits in either case); `None` when it is not
@@ -18,7 +19,7 @@ pub(crate) fn stored_bytes(value: &str, field: &'static str) -> Result<Vec<u8>> 
         .ok_or_else(|| DbError::InvalidQuery { field, message: format!("{value:?} is not 0x-prefixed hex") })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "writer"))]
 mod tests {
     use super::*;
 

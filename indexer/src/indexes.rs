@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::progress::Progress;
 use crate::store::Writer;
 
-/// How often the chains' phases are checked while the build waits for the backfills.
-const POLL: Duration = Duration::from_millis(500);
+/// How often the chains' phases are checked while the build waits for the backfills (an
+/// in-memory read).
+const POLL: Duration = Duration::from_millis(50);
 
 /// The number of deferrable indexes, as the status reports it.
 fn total() -> u32 {

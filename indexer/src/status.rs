@@ -28,6 +28,8 @@ pub async fn status_loop(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            // A step of the index build is shown at once (its last one is "done").
+            _ = progress.index_build_changed() => {}
             _ = shutdown.cancelled() => break,
         }
         write_once(&writer, &progress, &health).await;

@@ -16,6 +16,11 @@
 -- B-tree instead of one filled at random by hashes), and it serves the writer's rollback
 -- and block ranges, which the separate index did.
 --
+-- A type also records the first topic of its first stored log (`topic0`: for an event that
+-- is not anonymous, the hash of its signature, which every log of the type carries). A row
+-- stores `topic0` only where it differs; NULL means the type's (every stored log has a
+-- first topic: the indexer stores logs by their first topic).
+--
 -- `event_types` ids are assigned in insertion order and never change or go away. Each row
 -- of `events` carries three of them: `type_id` (its contract, event and signature),
 -- `contract_id` (the lowest id of its contract's types) and `event_id` (the lowest id of
@@ -28,7 +33,8 @@
 -- every other table are kept as they are.
 
 -- One stored event as the journal's JSON payload: the keys and hex strings of layout 3's
--- row (`to_jsonb(events)`), `topics` as an array of the topics present.
+-- row (`to_jsonb(events)`), `topics` as an array of the topics present (`topic0` resolved:
+-- the row's, else its type's).
 CREATE OR REPLACE FUNCTION tidemark.event_json(
     cursor bigint, chain_id bigint, block_number bigint, block_hash bytea, block_timestamp bigint,
     tx_hash bytea, tx_index integer, log_index integer, address bytea, contract text, event text,
@@ -67,11 +73,12 @@ BEGIN
     END LOOP;
 
     PERFORM tidemark.create_event_tables_v4(s);
-    EXECUTE format($q$INSERT INTO %1$I.event_types (contract, event, signature)
-        SELECT DISTINCT contract, event, signature FROM %1$I.events_v3 ORDER BY 1, 2, 3
+    EXECUTE format($q$INSERT INTO %1$I.event_types (contract, event, signature, topic0)
+        SELECT contract, event, signature, decode(substr(min(topics[1]), 3), 'hex')
+          FROM %1$I.events_v3 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT DO NOTHING$q$, s);
     EXECUTE format($q$WITH types AS (
-            SELECT id, contract, event, signature,
+            SELECT id, contract, event, signature, topic0,
                    min(id) OVER (PARTITION BY contract) AS contract_id,
                    min(id) OVER (PARTITION BY contract, event) AS event_id
               FROM %1$I.event_types)
@@ -80,7 +87,7 @@ BEGIN
                t.contract_id, t.event_id, t.id,
                decode(substr(o.block_hash, 3), 'hex'), decode(substr(o.tx_hash, 3), 'hex'),
                decode(substr(o.address, 3), 'hex'),
-               decode(substr(o.topics[1], 3), 'hex'), decode(substr(o.topics[2], 3), 'hex'),
+               nullif(decode(substr(o.topics[1], 3), 'hex'), t.topic0), decode(substr(o.topics[2], 3), 'hex'),
                decode(substr(o.topics[3], 3), 'hex'), decode(substr(o.topics[4], 3), 'hex'),
                decode(substr(o.data, 3), 'hex'), o.args, o.decode_error
           FROM %1$I.events_v3 o JOIN types t USING (contract, event, signature)
@@ -100,6 +107,7 @@ BEGIN
         contract  text NOT NULL,
         event     text NOT NULL,
         signature text NOT NULL,
+        topic0    bytea,
         UNIQUE (contract, event, signature)
     )$q$, s);
     -- Canonical logs, fixed-width columns first. A row is the journal's `log` entry for
@@ -153,14 +161,14 @@ BEGIN
     END IF;
     -- Secondary indexes (the API's filters): built here unless the instance deferred
     -- them to the end of its first backfill (migration `deferred_indexes`). The names are
-    -- those of layout 3.
+    -- those of layout 3. A topic's index holds the rows that have that topic.
     IF NOT tidemark.indexes_deferred(s) THEN
         EXECUTE format('CREATE INDEX IF NOT EXISTS events_contract_event ON %I.events (event_id, cursor)', s);
         EXECUTE format('CREATE INDEX IF NOT EXISTS events_address ON %I.events (address, cursor)', s);
         EXECUTE format('CREATE INDEX IF NOT EXISTS events_tx ON %I.events (tx_hash)', s);
-        EXECUTE format('CREATE INDEX IF NOT EXISTS events_topic1 ON %I.events (topic1, cursor)', s);
-        EXECUTE format('CREATE INDEX IF NOT EXISTS events_topic2 ON %I.events (topic2, cursor)', s);
-        EXECUTE format('CREATE INDEX IF NOT EXISTS events_topic3 ON %I.events (topic3, cursor)', s);
+        EXECUTE format('CREATE INDEX IF NOT EXISTS events_topic1 ON %I.events (topic1, cursor) WHERE topic1 IS NOT NULL', s);
+        EXECUTE format('CREATE INDEX IF NOT EXISTS events_topic2 ON %I.events (topic2, cursor) WHERE topic2 IS NOT NULL', s);
+        EXECUTE format('CREATE INDEX IF NOT EXISTS events_topic3 ON %I.events (topic3, cursor) WHERE topic3 IS NOT NULL', s);
         EXECUTE format('CREATE INDEX IF NOT EXISTS events_chain_cursor ON %I.events (chain_id, cursor)', s);
         EXECUTE format('CREATE INDEX IF NOT EXISTS events_contract_cursor ON %I.events (contract_id, cursor)', s);
     END IF;
@@ -185,7 +193,7 @@ BEGIN
                '0x' || encode(e.block_hash, 'hex') AS block_hash, e.log_index, e.cursor AS event_cursor,
                tidemark.event_json(e.cursor, e.chain_id, e.block_number, e.block_hash, e.block_timestamp,
                    e.tx_hash, e.tx_index, e.log_index, e.address, t.contract, t.event, t.signature,
-                   e.topic0, e.topic1, e.topic2, e.topic3, e.data, e.args, e.decode_error) AS payload
+                   coalesce(e.topic0, t.topic0), e.topic1, e.topic2, e.topic3, e.data, e.args, e.decode_error) AS payload
           FROM %1$I.events e JOIN %1$I.event_types t ON t.id = e.type_id
         UNION ALL
         SELECT r.cursor, 'removed'::text, r.chain_id, r.block_number, r.block_hash, r.log_index,

@@ -290,7 +290,8 @@ impl InstanceDb {
                    SELECT e.cursor, e.chain_id, e.block_number, '0x' || encode(e.block_hash, 'hex') AS block_hash,
                           e.block_timestamp, '0x' || encode(e.tx_hash, 'hex') AS tx_hash, e.tx_index, e.log_index,
                           '0x' || encode(e.address, 'hex') AS address, t.contract, t.event, t.signature,
-                          array_remove(ARRAY['0x' || encode(e.topic0, 'hex'), '0x' || encode(e.topic1, 'hex'),
+                          array_remove(ARRAY['0x' || encode(coalesce(e.topic0, t.topic0), 'hex'),
+                                             '0x' || encode(e.topic1, 'hex'),
                                              '0x' || encode(e.topic2, 'hex'), '0x' || encode(e.topic3, 'hex')], NULL)
                               AS topics,
                           '0x' || encode(e.data, 'hex') AS data, coalesce(e.args, 'null') AS args, e.decode_error
@@ -446,7 +447,7 @@ impl InstanceDb {
     /// instance a build of layout 3 leaves, for upgrade tests.
     pub async fn downgrade_to_layout_3(&mut self) -> Result<()> {
         let s = self.schema.quoted();
-        let hex = |c: &str| format!("'0x' || encode(e.{c}, 'hex')");
+        let hex = |c: &str| format!("'0x' || encode({c}, 'hex')");
         let sql = format!(
             "BEGIN;
              DROP VIEW {s}.journal;
@@ -461,14 +462,14 @@ impl InstanceDb {
              ALTER TABLE {s}.events ADD PRIMARY KEY (cursor), ADD UNIQUE (chain_id, block_hash, log_index);
              SELECT tidemark.ensure_instance_schema_v3('{name}');
              COMMIT;",
-            bh = hex("block_hash"),
-            tx = hex("tx_hash"),
-            ad = hex("address"),
-            t0 = hex("topic0"),
-            t1 = hex("topic1"),
-            t2 = hex("topic2"),
-            t3 = hex("topic3"),
-            da = hex("data"),
+            bh = hex("e.block_hash"),
+            tx = hex("e.tx_hash"),
+            ad = hex("e.address"),
+            t0 = hex("coalesce(e.topic0, t.topic0)"),
+            t1 = hex("e.topic1"),
+            t2 = hex("e.topic2"),
+            t3 = hex("e.topic3"),
+            da = hex("e.data"),
             name = self.schema.as_str(),
         );
         self.conn.batch_execute(&sql).await?;

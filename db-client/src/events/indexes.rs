@@ -28,7 +28,7 @@ use crate::statements::Statements;
 pub struct DeferrableIndex {
     /// The index's name (in the instance schema).
     pub name: &'static str,
-    /// Its column list as the migrations write it, and as `pg_indexes.indexdef` shows it
+    /// Its column list (and a partial index's predicate) as `pg_indexes.indexdef` shows it
     /// after `USING btree`.
     pub columns: &'static str,
 }
@@ -39,9 +39,9 @@ pub const DEFERRABLE: [DeferrableIndex; 8] = [
     DeferrableIndex { name: "events_contract_event", columns: "(event_id, cursor)" },
     DeferrableIndex { name: "events_address", columns: "(address, cursor)" },
     DeferrableIndex { name: "events_tx", columns: "(tx_hash)" },
-    DeferrableIndex { name: "events_topic1", columns: "(topic1, cursor)" },
-    DeferrableIndex { name: "events_topic2", columns: "(topic2, cursor)" },
-    DeferrableIndex { name: "events_topic3", columns: "(topic3, cursor)" },
+    DeferrableIndex { name: "events_topic1", columns: "(topic1, cursor) WHERE (topic1 IS NOT NULL)" },
+    DeferrableIndex { name: "events_topic2", columns: "(topic2, cursor) WHERE (topic2 IS NOT NULL)" },
+    DeferrableIndex { name: "events_topic3", columns: "(topic3, cursor) WHERE (topic3 IS NOT NULL)" },
     DeferrableIndex { name: "events_chain_cursor", columns: "(chain_id, cursor)" },
     DeferrableIndex { name: "events_contract_cursor", columns: "(contract_id, cursor)" },
 ];

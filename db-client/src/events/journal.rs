@@ -302,12 +302,13 @@ pub(crate) async fn event_topics(
     let ids: Vec<i64> = cursors.iter().map(|c| c.0).collect();
     let hex = |c: &str| format!("'0x' || encode({c}, 'hex')");
     let sql = format!(
-        "SELECT cursor, array_remove(ARRAY[{}, {}, {}, {}], NULL) AS topics FROM {}.events WHERE cursor = ANY($1)",
-        hex("topic0"),
-        hex("topic1"),
-        hex("topic2"),
-        hex("topic3"),
-        schema.quoted()
+        "SELECT e.cursor, array_remove(ARRAY[{}, {}, {}, {}], NULL) AS topics
+           FROM {s}.events e JOIN {s}.event_types t ON t.id = e.type_id WHERE e.cursor = ANY($1)",
+        hex("coalesce(e.topic0, t.topic0)"),
+        hex("e.topic1"),
+        hex("e.topic2"),
+        hex("e.topic3"),
+        s = schema.quoted()
     );
     let rows: Vec<Row> =
         diesel::sql_query(sql).bind::<diesel::sql_types::Array<BigInt>, _>(ids).load(conn).await?;

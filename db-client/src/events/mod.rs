@@ -550,6 +550,11 @@ pub(crate) fn unchecked_statement(
                 last.bind(&mut q, &s);
                 q.sql(")");
             }
+            // A topic's index holds only the rows that have that topic (partial): say so,
+            // as the row comparison above does not imply it to the planner.
+            for column in key.iter().filter(|c| c.starts_with("topic")) {
+                q.sql(" AND ").sql(column).sql(" IS NOT NULL");
+            }
             conditions.retain(|(c, _)| !key.contains(c));
         }
         Driver::Range | Driver::Planner => {

@@ -62,33 +62,46 @@ pub(crate) struct TypeIds {
     pub(crate) event: i32,
 }
 
+/// A type as the writer knows it: its ids, and the first topic its rows leave out when
+/// it is theirs (`event_types.topic0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypeEntry {
+    pub(crate) ids: TypeIds,
+    pub(crate) topic0: Option<Vec<u8>>,
+}
+
+/// A type to register: contract, event, signature and the first topic of its first row.
+pub(crate) type NewType<'r> = (&'r str, &'r str, &'r str, Option<&'r str>);
+
 /// The event types of an instance by contract, event and signature: a copy of
-/// `event_types` the writer keeps. Types are only ever added, and an id never changes,
-/// so an entry stays true; a row whose type is missing makes the writer register it
-/// ([`Statements::register_event_types`]) before its batch's transaction.
+/// `event_types` the writer keeps. Types are only ever added, and an id or a type's
+/// `topic0` never changes, so an entry stays true; a row whose type is missing makes the
+/// writer register it ([`Statements::register_event_types`]) before its batch's
+/// transaction.
 #[derive(Debug, Default)]
-pub(crate) struct EventTypes(HashMap<String, HashMap<String, HashMap<String, TypeIds>>>);
+pub(crate) struct EventTypes(HashMap<String, HashMap<String, HashMap<String, TypeEntry>>>);
 
 impl EventTypes {
-    /// The ids of `row`'s type, if known.
-    pub(crate) fn get(&self, row: &EventRow) -> Option<TypeIds> {
-        self.0.get(&row.contract)?.get(&row.event)?.get(&row.signature).copied()
+    /// `row`'s type, if known.
+    pub(crate) fn get(&self, row: &EventRow) -> Option<&TypeEntry> {
+        self.0.get(&row.contract)?.get(&row.event)?.get(&row.signature)
     }
 
-    /// The rows whose type is not known yet, as `(contract, event, signature)`, once each.
-    pub(crate) fn missing<'r>(&self, rows: &'r [EventRow]) -> Vec<(&'r str, &'r str, &'r str)> {
-        let mut out: Vec<(&str, &str, &str)> = Vec::new();
+    /// The types of `rows` not known yet, once each (with the first topic of the first row
+    /// of each).
+    pub(crate) fn missing<'r>(&self, rows: &'r [EventRow]) -> Vec<NewType<'r>> {
+        let mut out: Vec<NewType<'r>> = Vec::new();
         for r in rows {
             let key = (r.contract.as_str(), r.event.as_str(), r.signature.as_str());
-            if self.get(r).is_none() && !out.contains(&key) {
-                out.push(key);
+            if self.get(r).is_none() && !out.iter().any(|k| (k.0, k.1, k.2) == key) {
+                out.push((key.0, key.1, key.2, r.topics.first().map(String::as_str)));
             }
         }
         out
     }
 
-    fn insert(&mut self, contract: String, event: String, signature: String, ids: TypeIds) {
-        self.0.entry(contract).or_default().entry(event).or_default().insert(signature, ids);
+    fn insert(&mut self, contract: String, event: String, signature: String, entry: TypeEntry) {
+        self.0.entry(contract).or_default().entry(event).or_default().insert(signature, entry);
     }
 }
 
@@ -127,7 +140,7 @@ async fn write_row(
     rows: Pin<&mut BinaryCopyInWriter>,
     cursor: i64,
     chain_id: i64,
-    ids: TypeIds,
+    ty: &TypeEntry,
     e: &EventRow,
 ) -> Result<()> {
     if e.topics.len() > 4 {
@@ -138,6 +151,19 @@ async fn write_row(
     }
     let topic = |i: usize| e.topics.get(i).map(|t| stored_bytes(t, "topics")).transpose();
     let (t0, t1, t2, t3) = (topic(0)?, topic(1)?, topic(2)?, topic(3)?);
+    // NULL is the type's first topic: a row leaves it out when it is that one, and a row
+    // without topics under a type that has one could not be told apart.
+    let t0 = match (t0, &ty.topic0) {
+        (Some(t), Some(of_type)) if &t == of_type => None,
+        (None, Some(_)) => {
+            return Err(DbError::InvalidQuery {
+                field: "topics",
+                message: format!("a {} {} log without topics", e.contract, e.event),
+            });
+        }
+        (t, _) => t,
+    };
+    let ids = ty.ids;
     let values: [&(dyn ToSql + Sync); 19] = [
         &cursor,
         &chain_id,
@@ -190,26 +216,31 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
     /// batch.
     pub(crate) async fn register_event_types(
         &self,
-        missing: &[(&str, &str, &str)],
+        missing: &[NewType<'_>],
         types: &mut EventTypes,
     ) -> Result<()> {
         let column = |i: usize| missing.iter().map(|k| [k.0, k.1, k.2][i]).collect::<Vec<&str>>();
+        let topic0s = missing
+            .iter()
+            .map(|k| k.3.map(|t| stored_bytes(t, "topics")).transpose())
+            .collect::<Result<Vec<Option<Vec<u8>>>>>()?;
         let sql = format!(
-            "INSERT INTO {}.event_types (contract, event, signature)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ORDER BY 1, 2, 3
+            "INSERT INTO {}.event_types (contract, event, signature, topic0)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) ORDER BY 1, 2, 3
              ON CONFLICT DO NOTHING",
             self.s
         );
-        self.c.execute(&sql, &[&column(0), &column(1), &column(2)]).await?;
+        self.c.execute(&sql, &[&column(0), &column(1), &column(2), &topic0s]).await?;
         let sql = format!(
             "SELECT contract, event, signature, id, min(id) OVER (PARTITION BY contract),
-                    min(id) OVER (PARTITION BY contract, event)
+                    min(id) OVER (PARTITION BY contract, event), topic0
                FROM {}.event_types",
             self.s
         );
         for r in self.c.query(&sql, &[]).await? {
             let ids = TypeIds { id: r.try_get(3)?, contract: r.try_get(4)?, event: r.try_get(5)? };
-            types.insert(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, ids);
+            let entry = TypeEntry { ids, topic0: r.try_get(6)? };
+            types.insert(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, entry);
         }
         Ok(())
     }
@@ -243,11 +274,11 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
         let chain = signed(chain_id, "chain_id")?;
         for (cursor, e) in (first_cursor..).zip(rows) {
-            let ids = types.get(e).ok_or_else(|| DbError::InvalidQuery {
+            let ty = types.get(e).ok_or_else(|| DbError::InvalidQuery {
                 field: "event type",
                 message: format!("{} {} {} is not registered", e.contract, e.event, e.signature),
             })?;
-            write_row(writer.as_mut(), cursor, chain, ids, e).await?;
+            write_row(writer.as_mut(), cursor, chain, ty, e).await?;
         }
         writer.as_mut().finish().await?;
         Ok(())
@@ -267,8 +298,9 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
                     g.log_index, g.cursor,
                     tidemark.event_json(g.cursor, g.chain_id, g.block_number, g.block_hash, g.block_timestamp,
                         g.tx_hash, g.tx_index, g.log_index, g.address, g.contract, g.event, g.signature,
-                        g.topic0, g.topic1, g.topic2, g.topic3, g.data, g.args, g.decode_error)
-               FROM (SELECT gone.*, t.contract, t.event, t.signature
+                        coalesce(g.topic0, g.type_topic0), g.topic1, g.topic2, g.topic3, g.data, g.args,
+                        g.decode_error)
+               FROM (SELECT gone.*, t.contract, t.event, t.signature, t.topic0 AS type_topic0
                        FROM gone JOIN {s}.event_types t ON t.id = gone.type_id
                       ORDER BY gone.cursor) g"
         );

@@ -196,7 +196,7 @@ impl TestEvent {
 /// The SQL of `event_types` with each type's `contract_id` and `event_id` (layout 4).
 fn types_sql(schema: &SchemaName) -> String {
     format!(
-        "SELECT id, contract, event, signature, min(id) OVER (PARTITION BY contract) AS contract_id,
+        "SELECT id, contract, event, signature, topic0, min(id) OVER (PARTITION BY contract) AS contract_id,
                 min(id) OVER (PARTITION BY contract, event) AS event_id FROM {}.event_types",
         schema.quoted()
     )
@@ -207,21 +207,26 @@ fn from_hex(text: &str) -> String {
     format!("decode(substr({text}, 3), 'hex')")
 }
 
-/// Adds an event type to `event_types` unless it is there.
+/// Adds an event type to `event_types` unless it is there, with `topic0` (hex) as its
+/// first topic.
 async fn register_type(
     conn: &mut AsyncPgConnection,
     schema: &SchemaName,
     contract: &str,
     event: &str,
     signature: &str,
+    topic0: Option<&String>,
 ) -> Result<()> {
     diesel::sql_query(format!(
-        "INSERT INTO {}.event_types (contract, event, signature) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        schema.quoted()
+        "INSERT INTO {}.event_types (contract, event, signature, topic0)
+         VALUES ($1, $2, $3, {}) ON CONFLICT DO NOTHING",
+        schema.quoted(),
+        from_hex("$4")
     ))
     .bind::<Text, _>(contract)
     .bind::<Text, _>(event)
     .bind::<Text, _>(signature)
+    .bind::<diesel::sql_types::Nullable<Text>, _>(topic0)
     .execute(conn)
     .await?;
     Ok(())
@@ -240,12 +245,12 @@ pub async fn insert_event(
     e: &TestEvent,
 ) -> Result<Cursor> {
     let b = block(e.block_number);
-    register_type(conn, schema, &e.contract, &e.event, &e.signature).await?;
+    register_type(conn, schema, &e.contract, &e.event, &e.signature, <[String]>::first(&e.topics)).await?;
     let row: Inserted = diesel::sql_query(format!(
         "INSERT INTO {s}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index,
             log_index, address, contract_id, event_id, type_id, topic0, topic1, topic2, topic3, data, args)
          SELECT nextval($1::regclass), $2, $3, {b4}, $5, {b6}, $7, $8, {b9}, t.contract_id, t.event_id, t.id,
-                {t1}, {t2}, {t3}, {t4}, '\\x', $14
+                nullif({t1}, t.topic0), {t2}, {t3}, {t4}, '\\x', $14
            FROM ({TYPES}) t WHERE t.contract = $10 AND t.event = $11 AND t.signature = $12
          RETURNING cursor",
         s = schema.quoted(),
@@ -286,13 +291,13 @@ pub async fn insert_synthetic_events(
     chain_id: u64,
     n: u64,
 ) -> Result<()> {
-    register_type(conn, schema, "Token", "Transfer", TRANSFER).await?;
+    register_type(conn, schema, "Token", "Transfer", TRANSFER, Some(&TRANSFER_TOPIC0.to_owned())).await?;
     diesel::sql_query(format!(
         "INSERT INTO {s}.events (cursor, chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index,
             log_index, address, contract_id, event_id, type_id, topic0, topic1, topic2, data, args)
          SELECT nextval($1::regclass), $2, i / 10, decode(lpad(to_hex(i / 10), 64, '0'), 'hex'), 1795400000 + i / 10,
                 decode(lpad(to_hex(i), 64, '0'), 'hex'), 0, i % 10, {address}, t.contract_id, t.event_id, t.id,
-                {topic0}, decode(lpad(to_hex(i % 7), 64, '0'), 'hex'), decode(lpad(to_hex(i % 11), 64, '0'), 'hex'),
+                nullif({topic0}, t.topic0), decode(lpad(to_hex(i % 7), 64, '0'), 'hex'), decode(lpad(to_hex(i % 11), 64, '0'), 'hex'),
                 '\\x', jsonb_build_object('value', i::text)
            FROM generate_series(0::bigint, $6 - 1) AS i,
                 ({TYPES}) t WHERE t.contract = 'Token' AND t.event = 'Transfer' AND t.signature = $4

@@ -157,6 +157,8 @@ impl ChainState {
 pub struct Progress {
     chains: Arc<Mutex<BTreeMap<u64, ChainState>>>,
     index_build: Arc<Mutex<Option<IndexBuild>>>,
+    /// Woken when the index build's state changes, so that the status shows it at once.
+    index_build_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Progress {
@@ -167,6 +169,7 @@ impl Progress {
                 chains.into_iter().map(|(id, end)| (id, ChainState::new(end))).collect(),
             )),
             index_build: Arc::new(Mutex::new(None)),
+            index_build_changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -178,6 +181,13 @@ impl Progress {
     /// Sets the deferred index build's state (carried in every snapshot from now on).
     pub fn set_index_build(&self, build: Option<IndexBuild>) {
         *self.index_build.lock().unwrap_or_else(|e| e.into_inner()) = build;
+        self.index_build_changed.notify_waiters();
+    }
+
+    /// Completes at the next change of the index build's state (a change made while no
+    /// one waits is not remembered).
+    pub async fn index_build_changed(&self) {
+        self.index_build_changed.notified().await;
     }
 
     /// True when every chain has finished its backfill: each follows its head or has

@@ -104,6 +104,13 @@ async fn synced_indexer(stack: &Stack) -> (Indexer, JournalReplay) {
     let indexer = stack.spawn(&stack.config());
     indexer.wait_role("writer", SOON).await;
     stack.wait_synced(&mut db, SOON).await;
+    // The deferred index build done: a `LOCK TABLE` below while `CREATE INDEX
+    // CONCURRENTLY` waits for older transactions is a deadlock (PostgreSQL ends one side).
+    eventually(SOON, "the deferred indexes built", async || {
+        let row = db.metadata("index_build").await.ok()??;
+        (row.value["state"] == "done").then_some(())
+    })
+    .await;
     let mut consumer = JournalReplay::new();
     consumer.apply(&db.journal().await.expect("journal")).expect("replay");
     (indexer, consumer)
