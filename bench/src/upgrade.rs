@@ -81,6 +81,18 @@ pub(crate) async fn run(server: &str, args: Args) -> anyhow::Result<()> {
     }
     let upgrade = started.elapsed();
     let peak = indexer.peak_rss().unwrap_or(0);
+    // Until this build has written a status of its own that follows the head: pages carry
+    // `finalized`, which the status decides.
+    let fresh = format!(
+        "SELECT value -> 'omnichainSnapshot' ->> 'omnichainStatus' = 'omnichain-following'
+           FROM tidemark.metadata
+          WHERE instance_schema = '{SCHEMA}' AND key = 'indexing_status' AND updated_at > now() - interval '0.5 s'"
+    );
+    let waiting = Instant::now();
+    while admin.query_opt(&fresh, &[]).await?.is_none_or(|r| r.get::<_, Option<bool>>(0) != Some(true)) {
+        ensure!(waiting.elapsed() < Duration::from_secs(60), "this build's indexer did not reach the head");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     indexer.stop();
     let after_size = table_bytes(&admin).await?;
     let after_cursors = cursors(&admin).await?;
@@ -89,6 +101,13 @@ pub(crate) async fn run(server: &str, args: Args) -> anyhow::Result<()> {
     let differing: Vec<&String> =
         queries.iter().zip(before.iter().zip(&after)).filter(|(_, (b, a))| b != a).map(|(q, _)| q).collect();
     let items: usize = before.iter().map(|p| p["items"].as_array().map_or(0, Vec::len)).sum();
+    for (i, q) in queries.iter().enumerate().filter(|(_, q)| differing.contains(q)) {
+        for (side, pages) in [("before", &before), ("after", &after)] {
+            let path = dir.join(format!("page-{i}-{side}.json"));
+            std::fs::write(&path, serde_json::to_string_pretty(&pages[i])?)?;
+            eprintln!("{q} {side}: {}", path.display());
+        }
+    }
     println!(
         "\n## upgrade: {} events of dataset {}, written by {}",
         data.events,
