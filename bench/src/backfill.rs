@@ -621,7 +621,9 @@ pub(crate) async fn tidemark_backfill(
         "indexer",
         bin,
         &["--config", &path_s],
-        &[("RUST_LOG", "warn".into())],
+        // `TIDEMARK_BENCH_INDEXER_LOG` sets the indexer's log filter (e.g. `info` for a
+        // timeline of a run); warnings only by default.
+        &[("RUST_LOG", std::env::var("TIDEMARK_BENCH_INDEXER_LOG").unwrap_or_else(|_| "warn".into()))],
         &dir.join("indexer.log"),
     )?;
     let (client, task) = connect(db_url).await?;
