@@ -564,15 +564,21 @@ pub(crate) fn unchecked_statement(
     // Each filter adds a condition and its bound value; the SQL text depends only on which
     // filters are present (and, unfiltered, on the page size if it is one of
     // `COMMON_LIMITS`), so there are few distinct statements to prepare per connection.
+    // Behind a key, a block range is checked on the key's rows only: written so that no
+    // index matches it (`+ 0`), or PostgreSQL may combine the chain's block index with the
+    // key's (measured at 10 M rows: a topic with an open range read every block entry of
+    // the chain, 29 ms where the key alone takes 0.4). Equalities stay as they are: their
+    // estimates steer the plan to the key.
+    let block = if matches!(driver, Driver::Key(_)) { "block_number + 0" } else { "block_number" };
     for (column, value) in &conditions {
         q.sql(" AND ").sql(column).sql(" = ");
         value.bind(&mut q, &s);
     }
     if let Some(v) = from_block {
-        q.sql(" AND block_number >= ").bigint(v);
+        q.sql(" AND ").sql(block).sql(" >= ").bigint(v);
     }
     if let Some(v) = to_block {
-        q.sql(" AND block_number <= ").bigint(v);
+        q.sql(" AND ").sql(block).sql(" <= ").bigint(v);
     }
     q.sql(&match &driver {
         Driver::Key(key) => format!(" ORDER BY {}, cursor", key.join(", ")),
