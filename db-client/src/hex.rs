@@ -19,7 +19,7 @@ pub(crate) fn stored_bytes(value: &str, field: &'static str) -> Result<Vec<u8>> 
         .ok_or_else(|| DbError::InvalidQuery { field, message: format!("{value:?} is not 0x-prefixed hex") })
 }
 
-#[cfg(all(test, feature = "writer"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -31,6 +31,11 @@ mod tests {
         for bad in ["abcd", "0xabc", "0xzz", "", "x0ab", "0x ab"] {
             assert_eq!(filter_bytes(bad), None, "{bad:?}");
         }
+    }
+
+    #[cfg(feature = "writer")]
+    #[test]
+    fn a_value_to_store_must_be_hex() {
         assert!(stored_bytes("0x12", "data").is_ok());
         let e = stored_bytes("12", "tx_hash").expect_err("no prefix");
         assert!(e.to_string().contains("tx_hash"), "{e}");
