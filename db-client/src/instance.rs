@@ -15,7 +15,7 @@ impl Statements<'_, Transaction<'_>> {
     /// concurrently: it runs under the migration lock, taken for the transaction.
     pub(crate) async fn ensure_instance(&self) -> Result<()> {
         self.c.execute(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"), &[]).await?;
-        // Not a notice per existing table at every start ("already exists, skipping").
+        // Not a notice per existing table at every start ("relation … already exists").
         self.c.execute("SET LOCAL client_min_messages = warning", &[]).await?;
         // An upgrade rewrites tables in this one statement, for as long as their size
         // needs: under the writer's statement timeout a large instance would time out at
