@@ -13,7 +13,6 @@ use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol_types::{SolCall, SolValue};
 use serde_json::{Value, json};
-use tidemark_db_client::{DbClient, DbClientConfig};
 use tidemark_testkit::{
     Anvil, ChainSpec, ContractSpec, InstanceDb, LogRow, SOON, Stack, StoredEvent, assert_matches_chain,
     canonical_logs, demo_contracts, wait_synced,
@@ -21,7 +20,7 @@ use tidemark_testkit::{
 use tidemark_traffic::{Demo, SENDER};
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{SCHEMA, traffic};
+use crate::common::{SCHEMA, api_events, serve_api, traffic};
 
 alloy::sol! {
     function note(bytes b);
@@ -55,35 +54,6 @@ async fn call(demo: &Demo, to: Address, input: Vec<u8>, what: &'static str) -> T
 /// The 256 KiB blob `big(n)` emits: word `i` is `keccak256(abi.encode(i))`.
 fn big_blob(n: usize) -> Vec<u8> {
     (0..n / 32).flat_map(|i| keccak256(U256::from(i).abi_encode()).0).collect()
-}
-
-/// The API over the test database, in-process on an ephemeral port, until `stop` fires.
-async fn serve_api(url: &str, stop: &CancellationToken) -> String {
-    let db = DbClient::new(DbClientConfig::new(url, SCHEMA)).expect("db client");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let stop = stop.clone();
-    tokio::spawn(async move { tidemark_api::run(listener, tidemark_api::AppState::new(db), stop).await });
-    base
-}
-
-/// Every `/v1/events` item matching `filter`, page after page; each body must be JSON.
-async fn api_events(base: &str, filter: &str) -> Vec<Value> {
-    let http = reqwest::Client::new();
-    let mut items = Vec::new();
-    let mut after = String::new();
-    loop {
-        let url = format!("{base}/v1/events?{filter}&limit=1000{after}");
-        let r = http.get(&url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        assert_eq!(r.status(), 200, "GET {url}");
-        let text = r.text().await.expect("body");
-        let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url} is not JSON ({e})"));
-        items.extend(body["items"].as_array().expect("items").iter().cloned());
-        match body["nextCursor"].as_str() {
-            Some(c) => after = format!("&after={c}"),
-            None => return items,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,14 +157,14 @@ async fn hostile_payloads_are_stored_and_served_without_stalling_any_chain() {
     // The API serves every one of them as JSON, decodeError only where set.
     let stop = CancellationToken::new();
     let base = serve_api(&stack.db_url, &stop).await;
-    let items = api_events(&base, "contract=Payloads").await;
+    let items = api_events(&base, "contract=Payloads", 1000).await;
     assert_eq!(items.len(), of("Note").len() + of("Wrapped").len() + 1 + 5_000);
     let failed: Vec<&Value> = items.iter().filter(|i| i.get("decodeError").is_some()).collect();
     assert_eq!(failed.len(), 2);
     assert!(failed.iter().all(|i| i["args"].is_null() && i["event"] == "Note"));
     assert_eq!(items[0]["args"], notes[0]);
     assert_eq!(items[0]["signature"], "event Note(string text)");
-    let second: Vec<Value> = api_events(&base, "chainId=31338").await;
+    let second: Vec<Value> = api_events(&base, "chainId=31338", 1000).await;
     assert!(!second.is_empty() && second.iter().all(|i| i.get("decodeError").is_none()));
     stop.cancel();
 

@@ -18,7 +18,7 @@ use tidemark_shared_types::canonical_event;
 use tidemark_testkit::{ContractSpec, InstanceDb, SOON, Stack, eventually};
 use tidemark_traffic::{REGISTRY_EVENTS, TOKEN_EVENTS};
 
-use crate::common::{SCHEMA, traffic};
+use crate::common::{SCHEMA, api_events, serve_api, traffic};
 
 /// Registry's events (from its ABI file) as the previous build stored them.
 const PREVIOUS_REGISTRY_EVENTS: [&str; 4] = [
@@ -152,21 +152,6 @@ fn the_canonical_strings_of_config_parse_back() {
     assert_eq!(canonical_event(SIGNATURE_TUPLE).as_deref(), Ok(PREVIOUS_SIGNATURE_TUPLE));
 }
 
-/// Every `/v1/events` item of the in-process API at `base` for `query`, page after page.
-async fn api_pages(base: &str, query: &str) -> Vec<Value> {
-    let http = reqwest::Client::new();
-    let (mut items, mut after) = (Vec::new(), String::new());
-    loop {
-        let url = format!("{base}/v1/events?limit=7&{query}{after}");
-        let body: Value = http.get(&url).send().await.expect("request").json().await.expect("JSON");
-        items.extend(body["items"].as_array().unwrap_or_else(|| panic!("{url}: {body}")).iter().cloned());
-        match body["nextCursor"].as_str() {
-            Some(c) => after = format!("&after={c}"),
-            None => return items,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_of_layout_3_is_rewritten_in_place_and_serves_the_same_json() {
     let stack = Stack::shared(SCHEMA).await;
@@ -179,20 +164,12 @@ async fn an_instance_of_layout_3_is_rewritten_in_place_and_serves_the_same_json(
     assert_eq!(first.stop(Duration::from_secs(5)).await, 0);
 
     let stop = tokio_util::sync::CancellationToken::new();
-    let url = stack.db_url.clone();
-    let db_client = tidemark_db_client::DbClient::new(tidemark_db_client::DbClientConfig::new(&url, SCHEMA))
-        .expect("db client");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let serve = stop.clone();
-    tokio::spawn(
-        async move { tidemark_api::run(listener, tidemark_api::AppState::new(db_client), serve).await },
-    );
+    let base = serve_api(&stack.db_url, &stop).await;
     let token = format!("{:#x}", stack.demo.token);
     let queries = ["", "contract=Token", "contract=Token&event=Transfer", &format!("address={token}")];
     let mut before = Vec::new();
     for q in queries {
-        before.push(api_pages(&base, q).await);
+        before.push(api_events(&base, q, 7).await);
     }
     assert!(before.iter().all(|items| !items.is_empty()), "every sample query has items");
     let stored = db.events_by_cursor().await.expect("events");
@@ -212,7 +189,7 @@ async fn an_instance_of_layout_3_is_rewritten_in_place_and_serves_the_same_json(
     assert_eq!(db.events_by_cursor().await.expect("events"), stored, "every row and cursor kept");
     assert_eq!(db.journal().await.expect("journal"), journal_v3, "the journal's entries unchanged");
     for (q, before) in queries.iter().zip(&before) {
-        let mut after = api_pages(&base, q).await;
+        let mut after = api_events(&base, q, 7).await;
         // `finalized` may have moved on with the head in between; the rest is stored data.
         for (a, b) in after.iter_mut().zip(before) {
             a["finalized"] = b["finalized"].clone();
