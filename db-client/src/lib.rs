@@ -56,6 +56,8 @@ mod migrate;
 mod pool;
 mod prepared;
 #[cfg(feature = "writer")]
+mod sinks;
+#[cfg(feature = "writer")]
 mod statements;
 mod swr;
 #[cfg(feature = "test-utils")]

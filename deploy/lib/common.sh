@@ -184,6 +184,17 @@ ensure_pgbouncer() {
     command -v pgbouncer >/dev/null || export PATH="$PATH:/usr/sbin"
 }
 
+# Put nats-server on PATH (the sink tests start private ones with JetStream); installs
+# Debian's nats-server package when it is missing.
+ensure_nats_server() {
+    if ! command -v nats-server >/dev/null && [[ ! -x /usr/sbin/nats-server ]]; then
+        tidemark_log "nats-server is missing; installing Debian's nats-server package"
+        _tidemark_root_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null ||
+            tidemark_die "cannot install nats-server (the sink tests need it)"
+    fi
+    command -v nats-server >/dev/null || export PATH="$PATH:/usr/sbin"
+}
+
 # ---- chain tools (npm registry) ---------------------------------------------
 _tidemark_npm_install() {
     command -v npm >/dev/null || tidemark_die "npm is needed to install $*"

@@ -1,4 +1,4 @@
-//! Command line: `tidemark-indexer [--config FILE]`, `check-config`, `reset --yes`.
+//! Command line: `tidemark-indexer [--config FILE]`, `check-config`, `reset --yes`, `sink …`.
 
 use std::path::PathBuf;
 
@@ -32,5 +32,51 @@ pub enum Command {
         /// Confirm the deletion.
         #[arg(long)]
         yes: bool,
+    },
+    /// Inspect the sinks, or ask the running writer to change one.
+    Sink {
+        /// What to do.
+        #[command(subcommand)]
+        command: SinkCommand,
+    },
+}
+
+/// `sink` subcommands: `list` reads; the others record a request the writer applies.
+#[derive(Debug, Subcommand)]
+pub enum SinkCommand {
+    /// Name, kind, cursor, lag, state, last error and rebroadcast progress of every sink.
+    List,
+    /// Move a sink's cursor to N: it delivers again every entry after N.
+    Replay {
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+        /// The cursor to deliver after.
+        #[arg(long)]
+        from_cursor: u64,
+    },
+    /// Stop delivering until resumed.
+    Pause {
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+    },
+    /// Deliver again after a pause.
+    Resume {
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+    },
+    /// Start a rebroadcast run now.
+    Rebroadcast {
+        /// The sink.
+        #[arg(long)]
+        sink: String,
+    },
+    /// Delete a sink's rows (its cursor and rebroadcast job).
+    Forget {
+        /// The sink.
+        #[arg(long)]
+        sink: String,
     },
 }

@@ -17,6 +17,7 @@ pub mod reset;
 pub mod retention;
 pub mod rpc;
 pub mod run;
+pub mod sinks;
 pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use tidemark_indexer::cli::{Cli, Command};
+use tidemark_indexer::cli::{Cli, Command, SinkCommand};
 use tidemark_indexer::config::{ConfigError, IndexerConfig};
+use tidemark_indexer::sinks::cli as sink_cli;
 use tidemark_indexer::{cancel_on_signal, exit_for, reset, run};
 use tidemark_service_kit::init_logging;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +34,30 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             reset::reset(&config).await
+        }
+        Command::Sink { command } => {
+            use tidemark_db_client::writer::SinkAction;
+            use tidemark_shared_types::Cursor;
+            match command {
+                SinkCommand::List => sink_cli::list(&config).await,
+                SinkCommand::Replay { sink, from_cursor } => {
+                    let from = i64::try_from(from_cursor)
+                        .map_err(|_| ConfigError::new_flag("--from-cursor is beyond the largest cursor"))?;
+                    sink_cli::request(&config, &sink, SinkAction::Replay, Some(Cursor(from))).await
+                }
+                SinkCommand::Pause { sink } => {
+                    sink_cli::request(&config, &sink, SinkAction::Pause, None).await
+                }
+                SinkCommand::Resume { sink } => {
+                    sink_cli::request(&config, &sink, SinkAction::Resume, None).await
+                }
+                SinkCommand::Rebroadcast { sink } => {
+                    sink_cli::request(&config, &sink, SinkAction::Rebroadcast, None).await
+                }
+                SinkCommand::Forget { sink } => {
+                    sink_cli::request(&config, &sink, SinkAction::Forget, None).await
+                }
+            }
         }
         Command::Run => {
             let shutdown = CancellationToken::new();

@@ -23,7 +23,14 @@ fn period(retention: Duration) -> Duration {
 
 /// Prunes at once and then periodically until `shutdown`. A failed prune is logged and
 /// tried again at the next period: retention only bounds the table's size.
-pub async fn prune_journal(writer: Arc<Mutex<Writer>>, retention: Duration, shutdown: CancellationToken) {
+///
+/// A removal that one of the configured `sinks` has not delivered yet is kept.
+pub async fn prune_journal(
+    writer: Arc<Mutex<Writer>>,
+    retention: Duration,
+    sinks: Vec<String>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(period(retention));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -33,7 +40,7 @@ pub async fn prune_journal(writer: Arc<Mutex<Writer>>, retention: Duration, shut
         }
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = async { writer.lock().await.prune_journal(retention).await } => r,
+            r = async { writer.lock().await.prune_journal(retention, &sinks).await } => r,
         };
         match result {
             Ok((0, _)) => {}

@@ -38,6 +38,8 @@ struct Ctx<'a> {
     health: &'a Arc<Liveness>,
     summaries: &'a http::SharedSummaries,
     metrics: &'a Metrics,
+    /// The sinks' journal reader (when sinks are configured).
+    sink_reader: Option<&'a tidemark_db_client::DbClient>,
 }
 
 /// How long shutdown may take before tasks are abandoned.
@@ -77,7 +79,19 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
     tracker.spawn(metrics.scope(http::serve(listener, http_state, shutdown.clone())));
     tracker.spawn(metrics.scope(crate::progress::log::log_progress(progress.clone(), shutdown.clone())));
 
+    // A reader of the instance's own journal for the sinks, built once: its caches (the
+    // config and status, for finality) warm up while the writer starts.
+    let sink_reader = if config.sinks.is_empty() {
+        None
+    } else {
+        let mut reader =
+            tidemark_db_client::DbClientConfig::new(config.database_url.clone(), config.schema.as_str());
+        reader.pool.application_name = "tidemark-indexer-sinks".into();
+        reader.pool.max_size = config.sinks.len().clamp(2, 8);
+        Some(tidemark_db_client::DbClient::new(reader).context("building the sinks' journal reader")?)
+    };
     let ctx = Ctx {
+        sink_reader: sink_reader.as_ref(),
         config: &config,
         public: &public,
         pool: &pool,
@@ -278,8 +292,9 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     tasks.spawn(ctx.metrics.scope(watch_lock(writer.clone(), token.clone())));
     {
         let (writer, retention, token) = (writer.clone(), config.journal_retention, token.clone());
+        let sinks = config.sinks.iter().map(|s| s.name.clone()).collect();
         tasks.spawn(ctx.metrics.scope(async move {
-            crate::retention::prune_journal(writer, retention, token).await;
+            crate::retention::prune_journal(writer, retention, sinks, token).await;
             Ok(())
         }));
     }
@@ -289,6 +304,21 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
             crate::indexes::build_when_backfilled(writer, pool, progress, token).await;
             Ok(())
         }));
+    }
+    if let Some(db) = ctx.sink_reader {
+        let sink_ctx = crate::sinks::SinkContext {
+            schema: config.schema.clone(),
+            writer: writer.clone(),
+            db: db.clone(),
+            pool: pool.clone(),
+            progress: progress.clone(),
+        };
+        let (sinks, token) = (config.sinks.clone(), token.clone());
+        tasks.spawn(
+            ctx.metrics.scope(async move {
+                crate::sinks::run(sinks, sink_ctx, token).await.map_err(TermError::from)
+            }),
+        );
     }
     let recorder = Recorder::new(
         writer.clone(),

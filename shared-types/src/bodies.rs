@@ -11,6 +11,7 @@ use crate::config::PublicConfig;
 use crate::epoch::EpochSummary;
 use crate::event::Cursor;
 use crate::projection::RealtimeProjection;
+use crate::sink::SinkStatus;
 use crate::status::IndexBuild;
 
 /// `/health`: `{status: "ok", warnings}` or `{status: "unhealthy", reasons, warnings}`;
@@ -79,6 +80,10 @@ pub struct StatusBody<R = String> {
     /// out of the projected snapshot, so it appears once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index_build: Option<IndexBuild>,
+    /// Each configured sink's delivery state (on success, when the snapshot has sinks).
+    /// Taken out of the projected snapshot, so it appears once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sinks: Option<BTreeMap<String, SinkStatus>>,
     /// Why there is nothing to serve (on error).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "utoipa", schema(value_type = Option<Vec<String>>))]
@@ -94,6 +99,8 @@ impl<R> StatusBody<R> {
         epochs: BTreeMap<u64, EpochSummary>,
     ) -> Self {
         let index_build = realtime_projection.snapshot.index_build.take();
+        let sinks = std::mem::take(&mut realtime_projection.snapshot.sinks);
+        let sinks = (!sinks.is_empty()).then_some(sinks);
         Self {
             response_code: "ok",
             realtime_projection: Some(realtime_projection),
@@ -101,6 +108,7 @@ impl<R> StatusBody<R> {
             warnings: Some(warnings),
             epochs: Some(epochs),
             index_build,
+            sinks,
             reasons: None,
         }
     }
@@ -114,6 +122,7 @@ impl<R> StatusBody<R> {
             warnings: None,
             epochs: None,
             index_build: None,
+            sinks: None,
             reasons: Some(reasons),
         }
     }

@@ -1,6 +1,6 @@
 //! The Tidemark vocabulary: the public configuration and its compatibility rules, the
 //! indexing-status model and its derivation, the realtime projection, event items and
-//! cursors, and epochs (per-batch processing stages).
+//! cursors, epochs (per-batch processing stages) and sinks' delivery state.
 //!
 //! This crate does no I/O. Everything here is plain data plus pure functions, shared by
 //! the indexer (the single writer), the db-client (readers) and the API, so that every
@@ -14,6 +14,7 @@ pub mod event;
 pub mod projection;
 pub mod schema;
 pub mod signature;
+pub mod sink;
 pub mod status;
 
 pub use bodies::{ErrorBody, ErrorDetail, HealthBody, StatusBody};
@@ -24,6 +25,7 @@ pub use event::{Cursor, EventItem, InvalidCursor, JournalEntry, JournalKind, Rem
 pub use projection::RealtimeProjection;
 pub use schema::{InvalidSchemaName, SchemaName};
 pub use signature::{SignatureError, canonical_event};
+pub use sink::{SinkRebroadcast, SinkState, SinkStatus};
 pub use status::{
     BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexBuildState, IndexingStatus,
     OmnichainSnapshot, OmnichainStatus, Stalled, StatusError,

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sink::SinkStatus;
+
 /// A block: number, unix timestamp and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockRef {
@@ -309,6 +311,10 @@ pub struct IndexingStatus {
     /// builds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_build: Option<IndexBuild>,
+    /// Each configured sink's delivery state, by name; absent when none is configured, and
+    /// in snapshots of earlier builds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sinks: BTreeMap<String, SinkStatus>,
 }
 
 /// The status strategy; only `omnichain` exists.
@@ -328,6 +334,8 @@ struct RawIndexingStatus {
     omnichain_snapshot: OmnichainSnapshot,
     #[serde(default)]
     index_build: Option<IndexBuild>,
+    #[serde(default)]
+    sinks: BTreeMap<String, SinkStatus>,
 }
 
 impl TryFrom<RawIndexingStatus> for IndexingStatus {
@@ -339,6 +347,7 @@ impl TryFrom<RawIndexingStatus> for IndexingStatus {
             snapshot_time: raw.snapshot_time,
             omnichain_snapshot: raw.omnichain_snapshot,
             index_build: raw.index_build,
+            sinks: raw.sinks,
         };
         status.validate()?;
         Ok(status)
@@ -365,6 +374,7 @@ impl IndexingStatus {
                 chains,
             },
             index_build: None,
+            sinks: BTreeMap::new(),
         };
         Ok(status)
     }

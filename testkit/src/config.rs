@@ -25,6 +25,9 @@ pub struct IndexerConfigBuilder {
     pub http: HttpSpec,
     /// `[[chains]]`.
     pub chains: Vec<ChainSpec>,
+    /// `[[sinks]]`, as TOML tables (each test writes the keys it needs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<toml::Table>,
 }
 
 /// The `[http]` table.
@@ -95,7 +98,17 @@ impl IndexerConfigBuilder {
             journal_retention_ms: None,
             http: HttpSpec { listen: format!("127.0.0.1:{}", free_port()) },
             chains: Vec::new(),
+            sinks: Vec::new(),
         }
+    }
+
+    /// Adds a sink given as the TOML of its table (`name = "…"`, `kind = "…"`, …).
+    ///
+    /// # Panics
+    /// When `toml` is not a TOML table.
+    pub fn sink(mut self, toml: &str) -> Self {
+        self.sinks.push(toml.parse().unwrap_or_else(|e| panic!("sink table: {e}")));
+        self
     }
 
     /// Adds a chain.

@@ -15,7 +15,10 @@
 //! - [`Stack`]: a database, an anvil with the demo contracts and a directory, on which the
 //!   real binaries run ([`Indexer`], [`Api`], found by [`bins`]);
 //! - [`compare`]: stored events against the canonical chain, asserted or counted;
-//! - [`sse`]: a client of the API's `/v1/stream` ([`SseReader`]).
+//! - [`sse`]: a client of the API's `/v1/stream` ([`SseReader`]);
+//! - [`WebhookReceiver`]: a webhook receiver that fails on demand and verifies signatures
+//!   with the Standard Webhooks reference library; [`NatsServer`]: a private `nats-server`
+//!   with JetStream.
 //!
 //! Missing tools are failures, never skips: a test that cannot start anvil or reach
 //! PostgreSQL panics with a message saying what to install. This crate never depends on
@@ -32,6 +35,7 @@ mod error;
 mod faults;
 mod journal;
 mod metrics;
+mod nats;
 mod pgbouncer;
 mod process;
 mod proxy;
@@ -39,6 +43,7 @@ mod services;
 pub mod sse;
 mod stack;
 pub mod tls;
+mod webhook;
 
 pub use anvil::Anvil;
 pub use chain::{LogRow, block_hash, canonical_logs, head};
@@ -49,6 +54,7 @@ pub use error::{Error, Result};
 pub use faults::{Faults, InjectedCounts};
 pub use journal::JournalReplay;
 pub use metrics::metric_sum;
+pub use nats::NatsServer;
 pub use pgbouncer::PgBouncer;
 pub use process::{Process, ProcessBuilder, free_port};
 pub use proxy::RpcProxy;
@@ -59,3 +65,4 @@ pub use tempfile::{TempDir, tempdir};
 pub use tidemark_db_client::test_utils::wait::{POLL, eventually};
 pub use tidemark_db_client::test_utils::{TestDb, TestRole};
 pub use tls::TestCa;
+pub use webhook::{Outcome, Received, WebhookFaults, WebhookReceiver};

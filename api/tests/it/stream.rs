@@ -216,7 +216,7 @@ async fn a_cursor_below_the_retained_floor_is_410_with_the_floor_and_a_replay_fr
     }
     writer.rollback(1, Some(&block(1))).await.expect("rollback");
     commit(&mut writer, 2, 2).await;
-    let (pruned, floor) = writer.prune_journal(Duration::ZERO).await.expect("prune");
+    let (pruned, floor) = writer.prune_journal(Duration::ZERO, &[]).await.expect("prune");
     assert_eq!(pruned, 4);
     let api = TestApi::start(fast_config(&test_db.url)).await;
 

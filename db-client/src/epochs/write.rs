@@ -106,19 +106,17 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         Ok(())
     }
 
-    /// The first block of `chain_id`'s lowest finished epoch that ends above `ancestor`.
-    pub(crate) async fn epoch_boundary(&self, chain_id: u64, ancestor: u64) -> Result<Option<u64>> {
+    /// Cuts `chain_id`'s finished epoch that spans the ancestor (`above`) back to it: its
+    /// blocks above were orphaned, those up to it stay stored (or finalized), so a reorg
+    /// rolls back only the orphaned blocks and epochs stay adjacent without overlap.
+    pub(crate) async fn truncate_epochs(&self, chain_id: u64, above: i64) -> Result<()> {
         let sql = format!(
-            "SELECT min(from_block) FROM {}.epochs
-              WHERE chain_id = $1 AND stage IN ('stored', 'finalized') AND to_block > $2",
+            "UPDATE {}.epochs SET to_block = $2, updated_at = now()
+              WHERE chain_id = $1 AND from_block <= $2 AND to_block > $2 AND stage IN ('stored', 'finalized')",
             self.s
         );
-        let n: Option<i64> = self
-            .c
-            .query_one(&sql, &[&signed(chain_id, "chain_id")?, &signed(ancestor, "ancestor")?])
-            .await?
-            .try_get(0)?;
-        n.map(|n| stored_u64(n, "epochs", "from_block")).transpose()
+        self.c.execute(&sql, &[&signed(chain_id, "chain_id")?, &above]).await?;
+        Ok(())
     }
 
     /// `chain_id`'s highest epoch id, and its epochs still in an intermediate stage (left

@@ -309,15 +309,25 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
 
     /// Deletes the removals recorded more than `retention` ago (by the database clock);
     /// returns how many and the highest cursor among them.
-    pub(crate) async fn prune_removals(&self, retention: std::time::Duration) -> Result<(u64, Option<i64>)> {
+    pub(crate) async fn prune_removals(
+        &self,
+        retention: std::time::Duration,
+        sinks: &[String],
+    ) -> Result<(u64, Option<i64>)> {
+        // A removal a configured sink has not delivered yet is kept (that sink's reads
+        // would fail with `cursor_expired` otherwise); a sink no longer configured holds
+        // nothing back.
         let sql = format!(
             "WITH gone AS (
-                DELETE FROM {}.removals WHERE removed_at < now() - make_interval(secs => $1) RETURNING cursor
+                DELETE FROM {s}.removals WHERE removed_at < now() - make_interval(secs => $1)
+                   AND cursor <= coalesce((SELECT min(cursor) FROM {s}.sink_cursors WHERE name = ANY($2)),
+                                          9223372036854775807)
+                RETURNING cursor
              )
              SELECT count(*), max(cursor) FROM gone",
-            self.s
+            s = self.s
         );
-        let row = self.c.query_one(&sql, &[&retention.as_secs_f64()]).await?;
+        let row = self.c.query_one(&sql, &[&retention.as_secs_f64(), &sinks]).await?;
         let count = stored_u64(row.try_get::<_, i64>(0)?, "removals", "count")?;
         Ok((count, row.try_get(1)?))
     }

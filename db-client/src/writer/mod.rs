@@ -37,6 +37,10 @@ pub use crate::metadata::stored_public_config;
 use crate::metadata::{INDEXING_STATUS_KEY, PUBLIC_CONFIG_KEY};
 pub use crate::migrate::run_migrations;
 pub use crate::pool::{PgPool, PooledConnection, VERIFY_AFTER_IDLE};
+pub use crate::sinks::{
+    RequestOutcome, SinkAction, SinkJob, SinkRequest, SinkRow, entries_after, request as request_sink_action,
+    request_outcome as sink_request_outcome, sink_rows,
+};
 use crate::statements::{Statements, signed};
 
 /// Advisory-lock class of the per-instance writer lock (`pg_advisory_lock(class, hashtext(schema))`).
@@ -365,6 +369,9 @@ impl Writer {
                 t.notify_journal().await?;
             }
             t.drop_window_above(chain_id, above).await?;
+            // A finished epoch reaching above the ancestor keeps its blocks up to it; those
+            // above are rolled back with the epochs wholly above it.
+            t.truncate_epochs(chain_id, above).await?;
             t.reorg_epochs(chain_id, above, now_secs()).await?;
             t.set_checkpoint(chain_id, ancestor).await?;
             tx.commit().await?;
@@ -377,12 +384,6 @@ impl Writer {
     /// while the head moves on without new blocks to commit).
     pub async fn finalize(&mut self, chain_id: u64, upto: u64) -> Result<()> {
         timed(QUERY_LIMIT, self.statements().finalize_epochs(chain_id, upto, now_secs())).await
-    }
-
-    /// The first block of the lowest finished epoch that ends above `ancestor`: a rollback
-    /// to `ancestor` must go back to just before it, so finished epochs never overlap.
-    pub async fn epoch_boundary(&mut self, chain_id: u64, ancestor: u64) -> Result<Option<u64>> {
-        timed(QUERY_LIMIT, self.statements().epoch_boundary(chain_id, ancestor)).await
     }
 
     /// The chain's highest epoch id, and its epochs a crash left in an intermediate stage
@@ -412,14 +413,89 @@ impl Writer {
     /// (so a reader that finds the floor at or below its cursor after reading has missed
     /// no pruned removal). Events are never pruned. Returns how many removals went and
     /// the floor now stored.
-    pub async fn prune_journal(&mut self, retention: std::time::Duration) -> Result<(u64, Cursor)> {
+    ///
+    /// Removals that one of the configured `sinks` has not delivered yet are kept.
+    pub async fn prune_journal(
+        &mut self,
+        retention: std::time::Duration,
+        sinks: &[String],
+    ) -> Result<(u64, Cursor)> {
         timed(COMMIT_LIMIT, async {
             let tx = self.client.transaction().await?;
             let t = Statements::new(&tx, &self.schema);
-            let (pruned, highest) = t.prune_removals(retention).await?;
+            let (pruned, highest) = t.prune_removals(retention, sinks).await?;
             let floor = t.raise_journal_floor(Cursor(highest.unwrap_or(0))).await?;
             tx.commit().await?;
             Ok((pruned, floor))
+        })
+        .await
+    }
+
+    /// Adds a configured sink (at cursor 0, or at the journal head with `from_head`)
+    /// unless its row exists, and returns its row.
+    pub async fn register_sink(&mut self, name: &str, kind: &str, from_head: bool) -> Result<SinkRow> {
+        timed(QUERY_LIMIT, self.statements().register_sink(name, kind, from_head)).await
+    }
+
+    /// Every sink's row (configured or not), by name.
+    pub async fn sink_rows(&mut self) -> Result<Vec<SinkRow>> {
+        timed(QUERY_LIMIT, self.statements().sink_rows()).await
+    }
+
+    /// Records the batch about to be sent to sink `name`: its first and last entries.
+    pub async fn record_sink_batch(&mut self, name: &str, first: Cursor, last: Cursor) -> Result<()> {
+        timed(QUERY_LIMIT, self.statements().record_sink_batch(name, first, last)).await
+    }
+
+    /// Sink `name` has delivered every entry up to `upto` (`delivered`: anything was sent).
+    pub async fn sink_delivered(&mut self, name: &str, upto: Cursor, delivered: bool) -> Result<()> {
+        timed(QUERY_LIMIT, self.statements().sink_delivered(name, upto, delivered)).await
+    }
+
+    /// An attempt of sink `name` failed with `error` (redacted by the caller).
+    pub async fn sink_failed(&mut self, name: &str, error: &str) -> Result<()> {
+        timed(QUERY_LIMIT, self.statements().sink_failed(name, error)).await
+    }
+
+    /// Starts a rebroadcast run of sink `name` up to the journal head; returns its id.
+    pub async fn start_sink_job(&mut self, name: &str) -> Result<(u64, Cursor)> {
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            let t = Statements::new(&tx, &self.schema);
+            let head = t.journal_head().await?;
+            let run = t.start_sink_job(name, head).await?;
+            tx.commit().await?;
+            Ok((run, head))
+        })
+        .await
+    }
+
+    /// The rebroadcast run `run` of sink `name` re-sent everything up to `next`.
+    pub async fn sink_job_progress(
+        &mut self,
+        name: &str,
+        run: u64,
+        next: Cursor,
+        finished: bool,
+    ) -> Result<()> {
+        timed(QUERY_LIMIT, self.statements().sink_job_progress(name, run, next, finished)).await
+    }
+
+    /// Applies the pending `sink …` requests, each in its own transaction with its mark;
+    /// returns them with their outcomes.
+    pub async fn apply_sink_requests(&mut self) -> Result<Vec<(SinkRequest, String)>> {
+        timed(QUERY_LIMIT, async {
+            let pending = self.statements().pending_sink_requests().await?;
+            let mut applied = Vec::with_capacity(pending.len());
+            for request in pending {
+                let tx = self.client.transaction().await?;
+                let t = Statements::new(&tx, &self.schema);
+                let head = t.journal_head().await?;
+                let outcome = t.apply_sink_request(&request, head).await?;
+                tx.commit().await?;
+                applied.push((request, outcome));
+            }
+            Ok(applied)
         })
         .await
     }

@@ -153,7 +153,7 @@ async fn pruned_removals_raise_the_floor_and_reads_below_it_are_refused_not_shor
     commit_blocks(&mut writer, 1, 6).await;
     assert_eq!(writer.rollback(1, Some(&block(3))).await.expect("rollback"), 9);
     // Nothing old enough yet: nothing pruned, no floor.
-    assert_eq!(writer.prune_journal(Duration::from_secs(3600)).await.expect("prune"), (0, Cursor(0)));
+    assert_eq!(writer.prune_journal(Duration::from_secs(3600), &[]).await.expect("prune"), (0, Cursor(0)));
     assert_eq!(db.journal_floor().await.expect("floor"), Cursor(0));
     let before = all_after(&db, Cursor(0), &JournalFilter::default(), 1000).await;
     let removals: Vec<Cursor> = before
@@ -164,7 +164,7 @@ async fn pruned_removals_raise_the_floor_and_reads_below_it_are_refused_not_shor
     let first_log = before[0].cursor();
 
     // With no retention every removal recorded before is pruned; new ones stay.
-    let (pruned, floor) = writer.prune_journal(Duration::ZERO).await.expect("prune");
+    let (pruned, floor) = writer.prune_journal(Duration::ZERO, &[]).await.expect("prune");
     assert_eq!((pruned, floor), (9, removals[8]));
     commit_blocks(&mut writer, 4, 6).await;
     assert_eq!(writer.rollback(1, Some(&block(5))).await.expect("rollback"), 3);
@@ -196,7 +196,7 @@ async fn pruned_removals_raise_the_floor_and_reads_below_it_are_refused_not_shor
     assert_eq!(tail.next().await.expect("an entry").expect("ok"), rest[0]);
 
     // A later prune never lowers the floor.
-    let (_, again) = writer.prune_journal(Duration::from_secs(3600)).await.expect("prune");
+    let (_, again) = writer.prune_journal(Duration::from_secs(3600), &[]).await.expect("prune");
     assert_eq!(again, floor);
 }
 

@@ -21,7 +21,7 @@ async fn migrations_are_idempotent() {
         .get_result(&mut conn)
         .await
         .expect("bookkeeping");
-    assert_eq!(c.n, 5);
+    assert_eq!(c.n, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,12 +56,13 @@ async fn instance_schema_has_the_tables_and_drops_cleanly() {
     let mut conn = pool.get().await.expect("conn");
     let c: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'tidemark_demo'
-           AND table_name IN ('events', 'removals', 'journal', 'blocks', 'checkpoints', 'epochs')",
+           AND table_name IN ('events', 'removals', 'journal', 'blocks', 'checkpoints', 'epochs',
+                              'sink_cursors', 'sink_jobs', 'sink_requests')",
     )
     .get_result(&mut conn)
     .await
     .expect("tables");
-    assert_eq!(c.n, 6);
+    assert_eq!(c.n, 9);
     writer.drop_instance().await.expect("drop");
     let c: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name = 'tidemark_demo'",

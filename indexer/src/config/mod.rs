@@ -8,6 +8,7 @@
 mod abi;
 mod env;
 mod error;
+mod sinks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tidemark_shared_types::{PublicChainConfig, PublicConfig, PublicContractConfi
 
 pub use abi::ResolvedEvent;
 pub use error::ConfigError;
+pub use sinks::{DEFAULT_SUBJECT, Delivery, SinkConfig, SinkFilter, SinkTarget, Start};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +39,8 @@ struct RawConfig {
     #[serde(default = "default_journal_retention_ms")]
     journal_retention_ms: u64,
     chains: Vec<RawChain>,
+    #[serde(default)]
+    sinks: Vec<sinks::RawSink>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +134,8 @@ pub struct IndexerConfig {
     pub journal_retention: Duration,
     /// Chains, sorted by id.
     pub chains: Vec<ChainConfig>,
+    /// Sinks (private: never part of the public config), in config order.
+    pub sinks: Vec<SinkConfig>,
 }
 
 impl std::fmt::Debug for IndexerConfig {
@@ -139,6 +145,7 @@ impl std::fmt::Debug for IndexerConfig {
             .field("namespace", &self.namespace)
             .field("schema", &self.schema)
             .field("chains", &self.chains.iter().map(|c| c.chain_id).collect::<Vec<_>>())
+            .field("sinks", &self.sinks)
             .finish_non_exhaustive()
     }
 }
@@ -312,6 +319,17 @@ fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
     if raw.journal_retention_ms == 0 {
         return Err(ConfigError::new("journal_retention_ms", "must be at least 1"));
     }
+    let indexed: sinks::Indexed = chains
+        .iter()
+        .map(|c| {
+            let contracts = c
+                .contracts
+                .iter()
+                .map(|k| (k.name.clone(), k.events.iter().map(|e| e.event.name.clone()).collect()));
+            (c.chain_id, contracts.collect())
+        })
+        .collect();
+    let sinks = sinks::validate_sinks(raw.sinks, &indexed)?;
     Ok(IndexerConfig {
         namespace: raw.namespace,
         schema,
@@ -321,6 +339,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
         record_epochs: raw.record_epochs,
         journal_retention: Duration::from_millis(raw.journal_retention_ms),
         chains,
+        sinks,
     })
 }
 

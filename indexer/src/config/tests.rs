@@ -229,3 +229,88 @@ fn bad_signatures_name_the_event_key() {
         assert_eq!(err.path, "chains[0].contracts[0].events[0]", "{err}");
     }
 }
+
+/// The `[[sinks]]` of the sinks' issue, verbatim but for the chain id (31337 here).
+const SINKS: &str = r#"
+[[sinks]]
+name = "orders-webhook"
+kind = "webhook"
+url = "${ORDERS_WEBHOOK_URL}"        # private: never stored, logged or served
+secret = "${ORDERS_WEBHOOK_SECRET}"  # private
+filter = { chain_ids = [31337], contracts = ["Token"], events = ["Transfer"] }   # optional; default everything
+batch_size = 500                     # entries per POST, default 500
+max_batch_bytes = 1048576            # a batch is also cut at this body size (default 1 MiB)
+timeout_ms = 10000
+delivery = "instant"                 # or "finalized": only entries older than finality, so never a `removed`
+rebroadcast_every_ms = 86400000      # optional, see below
+start = "beginning"                  # or "head": skip history (only when the sink is first seen)
+
+[[sinks]]
+name = "bus"
+kind = "nats"
+url = "${NATS_URL}"                  # private; e.g. nats://127.0.0.1:4222
+stream = "TIDEMARK"                  # created if missing, with a duplicate window ≥ 2 min
+subject = "tidemark.{schema}.{chainId}.{contract}.{event}"
+"#;
+
+fn sink_env(name: &str) -> Option<String> {
+    match name {
+        "ORDERS_WEBHOOK_URL" => Some("https://hooks.example/orders?token=t0k".into()),
+        "ORDERS_WEBHOOK_SECRET" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+        "NATS_URL" => Some("nats://127.0.0.1:4222".into()),
+        other => env(other),
+    }
+}
+
+#[test]
+fn sinks_parse_and_stay_out_of_the_public_config() {
+    let text = format!("{EXAMPLE}{SINKS}");
+    let cfg = IndexerConfig::parse(&text, Path::new("."), &sink_env).expect("valid");
+    assert_eq!(cfg.sinks.len(), 2);
+    let hook = &cfg.sinks[0];
+    assert_eq!((hook.name.as_str(), hook.kind(), hook.batch_size), ("orders-webhook", "webhook", 500));
+    assert_eq!(hook.rebroadcast_every, Some(Duration::from_secs(86_400)));
+    assert!(hook.filter.matches(31337, "Token", "Transfer"));
+    assert!(!hook.filter.matches(31337, "Token", "Approval"));
+    assert_eq!(cfg.sinks[1].kind(), "nats");
+    let without = parse(EXAMPLE).expect("valid");
+    assert_eq!(cfg.public(), without.public(), "sinks never change the public config");
+    let debug = format!("{cfg:?}");
+    assert!(!debug.contains("hooks.example") && !debug.contains("whsec_") && !debug.contains("4222"), "{debug}");
+}
+
+#[test]
+fn sink_errors_name_the_key_and_never_echo_the_url_or_secret() {
+    let cases = [
+        ("name = \"Orders\"", "sinks[0].name"),
+        ("kind = \"kafka\"", "sinks[0].kind"),
+        ("url = \"ftp://hooks.example/secret-path\"", "sinks[0].url"),
+        ("secret = \"not-base64!\"", "sinks[0].secret"),
+        ("filter = { contracts = [\"Tokn\"] }", "sinks[0].filter.contracts[0]"),
+        ("filter = { events = [\"Approval\"] }", "sinks[0].filter.events[0]"),
+        ("filter = { chain_ids = [1] }", "sinks[0].filter.chain_ids[0]"),
+        ("delivery = \"eventually\"", "sinks[0].delivery"),
+        ("stream = \"X\"", "sinks[0].stream"),
+        ("colour = \"blue\"", "sinks[0]"),
+    ];
+    for (line, key) in cases {
+        let mut table = vec![
+            ("name", "name = \"hooks\""),
+            ("kind", "kind = \"webhook\""),
+            ("url", "url = \"https://hooks.example/secret-path\""),
+            ("secret", "secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\""),
+        ];
+        let k = line.split(' ').next().unwrap_or_default();
+        table.retain(|(name, _)| *name != k);
+        let body: Vec<&str> = table.iter().map(|(_, l)| *l).chain([line]).collect();
+        let text = format!("{EXAMPLE}\n[[sinks]]\n{}\n", body.join("\n"));
+        let e = parse(&text).expect_err(line);
+        assert!(e.path.starts_with(key), "{line}: {e}");
+        assert!(!e.to_string().contains("secret-path") && !e.to_string().contains("MfKQ9r8"), "{line}: {e}");
+    }
+    let twice = format!(
+        "{EXAMPLE}\n[[sinks]]\nname = \"a\"\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n\
+         [[sinks]]\nname = \"a\"\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n"
+    );
+    assert_eq!(parse(&twice).expect_err("twice").path, "sinks[1].name");
+}

@@ -44,25 +44,6 @@ pub async fn repair(
     if depth > p.chain.finality_depth {
         tracing::error!(target: "tidemark::reorg", chain_id = id, depth, finality_depth = p.chain.finality_depth, "reorg deeper than the finality depth; repaired from stored event hashes");
     }
-    // Roll back to an epoch boundary, so finished epochs never overlap their replacements.
-    let ancestor = match ancestor {
-        Some(a) => match p.writer.lock().await.epoch_boundary(id, a.number).await? {
-            Some(first) if first <= a.number => {
-                if first <= start_n {
-                    None
-                } else {
-                    let h = p
-                        .retry("reorg boundary", || async {
-                            p.rpc.header(first - 1).await.map_err(|e| p.rpc_err(e))
-                        })
-                        .await?;
-                    Some(h.block)
-                }
-            }
-            _ => Some(a),
-        },
-        None => None,
-    };
     let removed = p.writer.lock().await.rollback(id, ancestor.as_ref()).await?;
     metrics::counter!("tidemark_reorgs_total", "chain_id" => id.to_string()).increment(1);
     metrics::counter!("tidemark_removed_events_total", "chain_id" => id.to_string())

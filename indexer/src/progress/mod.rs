@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use tidemark_shared_types::{
-    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexingStatus, Stalled,
+    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexingStatus, SinkStatus, Stalled,
 };
 
 use crate::rpc::Standing;
@@ -159,6 +159,8 @@ pub struct Progress {
     index_build: Arc<Mutex<Option<IndexBuild>>>,
     /// Woken when the index build's state changes, so that the status shows it at once.
     index_build_changed: Arc<tokio::sync::Notify>,
+    /// Each configured sink's state, as its task last reported it.
+    sinks: Arc<Mutex<BTreeMap<String, SinkStatus>>>,
 }
 
 impl Progress {
@@ -170,7 +172,18 @@ impl Progress {
             )),
             index_build: Arc::new(Mutex::new(None)),
             index_build_changed: Arc::new(tokio::sync::Notify::new()),
+            sinks: Arc::new(Mutex::new(BTreeMap::new())),
         }
+    }
+
+    /// Sets a sink's state (carried in every snapshot from now on).
+    pub fn set_sink(&self, name: &str, status: SinkStatus) {
+        self.sinks.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), status);
+    }
+
+    /// Every sink's state.
+    pub fn sinks(&self) -> BTreeMap<String, SinkStatus> {
+        self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The deferred index build, while one is pending or this process finished it.
@@ -227,6 +240,7 @@ impl Progress {
         match IndexingStatus::derive(chains, now) {
             Ok(mut s) => {
                 s.index_build = self.index_build();
+                s.sinks = self.sinks();
                 Some(s)
             }
             Err(e) => {

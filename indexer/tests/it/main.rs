@@ -20,6 +20,7 @@ mod provider;
 mod reorg;
 mod secrets;
 mod signatures;
+mod sinks;
 mod status;
 mod tls;
 mod writer;

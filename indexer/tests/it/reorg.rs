@@ -102,6 +102,10 @@ async fn reorgs_shallower_than_the_finality_depth_are_repaired() {
                 o.log_index
             );
         }
+        // Only the orphaned logs: a log below the common ancestor stays, with its cursor.
+        let orphaned: HashSet<(String, i32)> =
+            orphans.iter().map(|o| (o.block_hash.clone(), o.log_index as i32)).collect();
+        assert_eq!(removed, orphaned, "depth {depth}: exactly the orphaned logs are removed");
         for e in entries.iter().filter(|e| e.kind == "removed") {
             assert_eq!(e.payload["block_hash"], e.block_hash.as_str(), "the removal carries the event");
             assert_eq!(e.payload["cursor"], e.event_cursor, "the removal names the event's cursor");
@@ -117,7 +121,7 @@ async fn reorgs_shallower_than_the_finality_depth_are_repaired() {
     fresh.apply(&journal).unwrap_or_else(|e| panic!("replay from scratch: {e}"));
     fresh.matches(&db.events().await.expect("events")).unwrap_or_else(|e| panic!("replay from scratch: {e}"));
     let removals = journal.iter().filter(|e| e.kind == "removed").count();
-    assert!(removals >= orphaned_total, "{removals} removals for {orphaned_total} orphaned events");
+    assert_eq!(removals, orphaned_total, "{removals} removals for {orphaned_total} orphaned events");
     assert!(indexer.proc.stderr().contains("reorg repaired"));
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }

@@ -1,0 +1,495 @@
+//! One sink's task: reads the journal after the sink's cursor, delivers batches in cursor
+//! order, and moves the cursor only after the receiver acknowledged (DESIGN §8 "Sinks").
+//!
+//! Invariants:
+//! - At least once, in order: the cursor (in `sink_cursors`, written on the writer's
+//!   fenced connection) moves past an entry only after its delivery was acknowledged.
+//!   A failure retries the same entries after a backoff, forever; nothing is skipped.
+//! - A webhook batch's range is recorded before its first attempt; a retry, also after a
+//!   crash or a change of `batch_size`, sends that range with the same delivery id.
+//! - A slow or dead receiver holds up only this task: it reads the journal through the
+//!   pool and takes the writer only for its small cursor writes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tidemark_db_client::writer::{PgPool, SinkRow, Writer, entries_after};
+use tidemark_db_client::{DbClient, DbError, JournalFilter, Limit};
+use tidemark_shared_types::{Cursor, JournalEntry, SchemaName, SinkRebroadcast, SinkState, SinkStatus};
+use tokio::sync::{Mutex, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::entry::{Item, item, passes};
+use super::nats::Nats;
+use super::redact::Redactor;
+use super::webhook::{self, Webhook};
+use super::{backoff, lag_cap};
+use crate::config::{Delivery, SinkConfig, SinkTarget, Start};
+use crate::progress::{Progress, unix_now};
+
+/// How often a caught-up sink looks for new entries.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Journal entries read per page.
+const PAGE: u32 = 1000;
+
+enum Out {
+    Webhook(Webhook),
+    Nats(Box<Nats>),
+}
+
+/// What one step did.
+enum Step {
+    /// Entries were delivered or skipped by the filter.
+    Progressed,
+    /// Nothing to do.
+    Idle,
+    /// A delivery or read failed; retry after a backoff.
+    Failed,
+}
+
+/// A batch about to be sent.
+struct Batch {
+    items: Vec<Item>,
+    /// The cursor moves here once the batch is delivered (at least the last item's: the
+    /// entries after it up to here were read and filtered out).
+    upto: Cursor,
+}
+
+/// One configured sink's task.
+pub(super) struct SinkTask {
+    config: SinkConfig,
+    schema: SchemaName,
+    writer: Arc<Mutex<Writer>>,
+    db: DbClient,
+    pool: PgPool,
+    progress: Progress,
+    reload: watch::Receiver<u64>,
+    token: CancellationToken,
+    redactor: Redactor,
+    out: Out,
+    row: SinkRow,
+    /// Where this reader began (its first cursor, or for a start at 0 the journal head
+    /// then): reads are refused only when a removal pruned since could concern an entry
+    /// it delivered.
+    since: Cursor,
+    state: SinkState,
+    behind_since: Option<Instant>,
+    lag: (u64, Option<Instant>),
+}
+
+impl SinkTask {
+    /// Registers the sink (a new one starts at 0 or at the head) and builds its task.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn new(
+        config: SinkConfig,
+        schema: SchemaName,
+        writer: Arc<Mutex<Writer>>,
+        db: DbClient,
+        pool: PgPool,
+        progress: Progress,
+        reload: watch::Receiver<u64>,
+        token: CancellationToken,
+    ) -> Result<Self, DbError> {
+        let row = writer
+            .lock()
+            .await
+            .register_sink(&config.name, config.kind(), config.start == Start::Head)
+            .await?;
+        let redactor = Redactor::new(config.secrets());
+        let out = match &config.target {
+            SinkTarget::Webhook { url, key } => {
+                match Webhook::new(url.clone(), key.clone(), config.timeout) {
+                    Ok(w) => Out::Webhook(w),
+                    Err(e) => return Err(DbError::Config(redactor.redact(&e))),
+                }
+            }
+            SinkTarget::Nats { url, stream, subject } => Out::Nats(Box::new(Nats::new(
+                url.clone(),
+                stream.clone(),
+                subject.clone(),
+                schema.clone(),
+                config.timeout,
+                config.batch_size,
+            ))),
+        };
+        let mut task = Self {
+            config,
+            schema,
+            writer,
+            db,
+            pool,
+            progress,
+            reload,
+            token,
+            redactor,
+            out,
+            row,
+            since: Cursor(0),
+            state: SinkState::Delivering,
+            behind_since: None,
+            lag: (0, None),
+        };
+        task.since = task.since_for(task.row.cursor).await;
+        tracing::info!(target: "tidemark::sinks", sink = %task.config.name, kind = task.config.kind(), cursor = %task.row.cursor, "sink started");
+        Ok(task)
+    }
+
+    async fn since_for(&self, cursor: Cursor) -> Cursor {
+        if cursor.0 > 0 {
+            return cursor;
+        }
+        self.db.journal_head().await.unwrap_or(Cursor(0))
+    }
+
+    /// Delivers until `token` is cancelled. Errors only when a write of the writer failed
+    /// (the term restarts); delivery failures are retried here.
+    pub(super) async fn run(mut self) -> Result<(), DbError> {
+        let mut failures: u32 = 0;
+        loop {
+            if self.token.is_cancelled() {
+                return Ok(());
+            }
+            if self.reload.has_changed().unwrap_or(false) {
+                self.reload.borrow_and_update();
+                self.reload_row().await?;
+                failures = 0;
+            }
+            if self.row.paused {
+                self.state = SinkState::Paused;
+                self.report().await;
+                if !self.wait(Duration::from_secs(3600)).await {
+                    return Ok(());
+                }
+                continue;
+            }
+            self.schedule_rebroadcast().await?;
+            let live = self.live_step().await?;
+            let rebroadcast = if matches!(live, Step::Failed) || self.row.job.finished {
+                Step::Idle
+            } else {
+                self.rebroadcast_step().await?
+            };
+            let pause = match (&live, &rebroadcast) {
+                (Step::Failed, _) | (_, Step::Failed) => {
+                    failures = failures.saturating_add(1);
+                    self.state = SinkState::Retrying;
+                    backoff::delay(failures)
+                }
+                (Step::Idle, Step::Idle) => {
+                    failures = 0;
+                    self.state = SinkState::CaughtUp;
+                    self.behind_since = None;
+                    IDLE_POLL
+                }
+                _ => {
+                    failures = 0;
+                    self.state =
+                        if self.row.job.finished { SinkState::Delivering } else { SinkState::Rebroadcasting };
+                    self.behind_since.get_or_insert_with(Instant::now);
+                    Duration::ZERO
+                }
+            };
+            self.report().await;
+            if !pause.is_zero() && !self.wait(pause).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits `d`, or until a request changed the sink; false on shutdown.
+    async fn wait(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.token.cancelled() => false,
+            _ = tokio::time::sleep(d) => true,
+            _ = self.reload.changed() => {
+                // Seen again at the top of the loop.
+                self.reload.mark_changed();
+                true
+            }
+        }
+    }
+
+    async fn reload_row(&mut self) -> Result<(), DbError> {
+        let name = self.config.name.clone();
+        let rows = self.writer.lock().await.sink_rows().await?;
+        self.row = match rows.into_iter().find(|r| r.name == name) {
+            Some(r) => r,
+            // Forgotten while configured: it starts afresh.
+            None => {
+                self.writer
+                    .lock()
+                    .await
+                    .register_sink(&name, self.config.kind(), self.config.start == Start::Head)
+                    .await?
+            }
+        };
+        self.since = self.since_for(self.row.cursor).await;
+        Ok(())
+    }
+
+    /// Reads the journal after `after`; `None` after logging a failed read (retried).
+    async fn read(&mut self, after: Cursor) -> Option<Vec<JournalEntry>> {
+        let limit = Limit::new(u64::from(PAGE)).unwrap_or_default();
+        match self.db.journal_after_since(self.since, after, &JournalFilter::default(), limit).await {
+            Ok(page) => Some(page.entries),
+            Err(e) => {
+                let message = match &e {
+                    DbError::CursorExpired { floor } => format!(
+                        "removals after cursor {after} were pruned (journal floor {floor}): replay from 0 \
+                         (`sink replay --from-cursor 0`) to resync the receiver"
+                    ),
+                    other => format!("reading the journal failed: {other}"),
+                };
+                tracing::warn!(target: "tidemark::sinks", sink = %self.config.name, error = %message, "sink cannot read the journal; retrying");
+                self.row.last_error = Some(message);
+                None
+            }
+        }
+    }
+
+    /// Collects the next batch after `after`: entries passing the filter (and, for a
+    /// `finalized` sink, only final logs, never a removal), at most `batch_size` and
+    /// `max_batch_bytes` (a larger single entry goes alone). `rebroadcast`: the run and
+    /// the last cursor it covers (logs only).
+    async fn collect(&mut self, after: Cursor, rebroadcast: Option<(u64, Cursor)>) -> Option<Batch> {
+        let max_bytes = match self.out {
+            Out::Webhook(_) => self.config.max_batch_bytes,
+            Out::Nats(_) => usize::MAX,
+        };
+        let (mut items, mut bytes, mut upto) = (Vec::new(), 0usize, after);
+        let mut from = after;
+        'pages: loop {
+            let entries = self.read(from).await?;
+            let Some(last) = entries.last().map(JournalEntry::cursor) else { break };
+            for entry in &entries {
+                if let Some((_, end)) = rebroadcast
+                    && entry.cursor() > end
+                {
+                    break 'pages;
+                }
+                let is_log = matches!(entry, JournalEntry::Log(_));
+                if self.config.delivery == Delivery::Finalized
+                    && let JournalEntry::Log(e) = entry
+                    && !e.finalized
+                {
+                    break 'pages;
+                }
+                let skip = !passes(&self.config.filter, entry)
+                    || (!is_log && (rebroadcast.is_some() || self.config.delivery == Delivery::Finalized));
+                if !skip {
+                    let it = match item(entry, rebroadcast.map(|(run, _)| run)) {
+                        Ok(it) => it,
+                        Err(e) => {
+                            self.row.last_error =
+                                Some(format!("cannot serialize entry {}: {e}", entry.cursor()));
+                            return None;
+                        }
+                    };
+                    let len = it.json.get().len() + 1;
+                    if items.len() >= self.config.batch_size || (!items.is_empty() && bytes + len > max_bytes)
+                    {
+                        break 'pages;
+                    }
+                    bytes += len;
+                    items.push(it);
+                }
+                upto = entry.cursor();
+            }
+            if entries.len() < PAGE as usize {
+                break;
+            }
+            from = last;
+        }
+        Some(Batch { items, upto })
+    }
+
+    /// Delivers the next live batch, or the recorded one.
+    async fn live_step(&mut self) -> Result<Step, DbError> {
+        let recorded = self.row.batch;
+        let batch = match recorded {
+            Some((first, last)) => {
+                let Some(mut b) = self.collect(Cursor(first.0 - 1), None).await else {
+                    return Ok(Step::Failed);
+                };
+                b.items.retain(|i| i.cursor <= last);
+                b.upto = last;
+                b
+            }
+            None => match self.collect(self.row.cursor, None).await {
+                Some(b) => b,
+                None => return Ok(Step::Failed),
+            },
+        };
+        if batch.items.is_empty() {
+            if batch.upto <= self.row.cursor {
+                return Ok(Step::Idle);
+            }
+            self.writer.lock().await.sink_delivered(&self.config.name, batch.upto, false).await?;
+            self.row.cursor = batch.upto;
+            self.row.batch = None;
+            return Ok(Step::Progressed);
+        }
+        let (first, last) = (batch.items[0].cursor, batch.items[batch.items.len() - 1].cursor);
+        let result = match &mut self.out {
+            Out::Webhook(w) => {
+                let (first, last) = recorded.unwrap_or((first, last));
+                if recorded.is_none() {
+                    self.writer.lock().await.record_sink_batch(&self.config.name, first, last).await?;
+                    self.row.batch = Some((first, last));
+                }
+                let id = format!("{}:{first}-{last}", self.config.name);
+                Self::post(w, &self.config.name, &id, &batch.items, &self.redactor)
+                    .await
+                    .map_err(|e| (None, e))
+            }
+            Out::Nats(n) => {
+                let schema = self.schema.as_str().to_owned();
+                match n.publish(&batch.items, |c| format!("{schema}:{c}"), &self.redactor).await {
+                    (_, Ok(())) => Ok(()),
+                    (acked, Err(e)) => Err((acked, e)),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.delivered(batch.upto, batch.items.len()).await?;
+                Ok(Step::Progressed)
+            }
+            Err((acked, error)) => {
+                if let Some(acked) = acked {
+                    let n = batch.items.iter().filter(|i| i.cursor <= acked).count();
+                    self.delivered(acked, n).await?;
+                }
+                self.failed(error).await?;
+                Ok(Step::Failed)
+            }
+        }
+    }
+
+    async fn post(
+        w: &Webhook,
+        sink: &str,
+        id: &str,
+        items: &[Item],
+        redactor: &Redactor,
+    ) -> Result<(), String> {
+        let body = webhook::body(sink, id, items).map_err(|e| format!("cannot serialize the batch: {e}"))?;
+        w.post(id, body, redactor).await
+    }
+
+    async fn delivered(&mut self, upto: Cursor, count: usize) -> Result<(), DbError> {
+        self.writer.lock().await.sink_delivered(&self.config.name, upto, count > 0).await?;
+        self.row.cursor = self.row.cursor.max(upto);
+        self.row.batch = None;
+        self.row.attempts = 0;
+        self.row.last_error = None;
+        if count > 0 {
+            self.row.last_delivered_at = Some(unix_now());
+            metrics::counter!("tidemark_sink_entries_delivered_total", "sink" => self.config.name.clone())
+                .increment(count as u64);
+        }
+        Ok(())
+    }
+
+    async fn failed(&mut self, error: String) -> Result<(), DbError> {
+        tracing::warn!(target: "tidemark::sinks", sink = %self.config.name, cursor = %self.row.cursor, error = %error, "delivery failed; retrying after a backoff");
+        metrics::counter!("tidemark_sink_failures_total", "sink" => self.config.name.clone()).increment(1);
+        self.writer.lock().await.sink_failed(&self.config.name, &error).await?;
+        self.row.attempts = self.row.attempts.saturating_add(1);
+        self.row.last_error = Some(error);
+        Ok(())
+    }
+
+    /// Starts a scheduled rebroadcast when one is due.
+    async fn schedule_rebroadcast(&mut self) -> Result<(), DbError> {
+        let Some(every) = self.config.rebroadcast_every else { return Ok(()) };
+        if !self.row.job.finished {
+            return Ok(());
+        }
+        // The first run is due one period after the sink was first seen.
+        let last = self.row.job.last_started_at.unwrap_or(self.row.created_at);
+        if unix_now().saturating_sub(last) < every.as_secs().max(1) {
+            return Ok(());
+        }
+        let (run, upto) = self.writer.lock().await.start_sink_job(&self.config.name).await?;
+        tracing::info!(target: "tidemark::sinks", sink = %self.config.name, run, upto = %upto, "scheduled rebroadcast started");
+        self.row.job.run = run;
+        self.row.job.next_cursor = Cursor(0);
+        self.row.job.upto = Some(upto);
+        self.row.job.finished = false;
+        self.row.job.last_started_at = Some(unix_now());
+        Ok(())
+    }
+
+    /// Re-sends the next page of the current set in a rebroadcast run.
+    async fn rebroadcast_step(&mut self) -> Result<Step, DbError> {
+        let job = self.row.job.clone();
+        let (run, upto) = (job.run, job.upto.unwrap_or_default());
+        let Some(batch) = self.collect(job.next_cursor, Some((run, upto))).await else {
+            return Ok(Step::Failed);
+        };
+        let finished = batch.items.is_empty() || batch.upto >= upto;
+        if !batch.items.is_empty() {
+            let (first, last) = (batch.items[0].cursor, batch.items[batch.items.len() - 1].cursor);
+            let result = match &mut self.out {
+                Out::Webhook(w) => {
+                    let id = format!("rb{run}:{}:{first}-{last}", self.config.name);
+                    Self::post(w, &self.config.name, &id, &batch.items, &self.redactor).await
+                }
+                Out::Nats(n) => {
+                    let schema = self.schema.as_str().to_owned();
+                    n.publish(&batch.items, |c| format!("{schema}:{c}:rb{run}"), &self.redactor).await.1
+                }
+            };
+            if let Err(e) = result {
+                self.failed(e).await?;
+                return Ok(Step::Failed);
+            }
+        }
+        let next = if finished { upto } else { batch.upto };
+        self.writer.lock().await.sink_job_progress(&self.config.name, run, next, finished).await?;
+        self.row.job.next_cursor = next;
+        self.row.job.finished = finished;
+        if finished {
+            self.row.job.last_finished_at = Some(unix_now());
+            tracing::info!(target: "tidemark::sinks", sink = %self.config.name, run, "rebroadcast finished");
+        }
+        Ok(Step::Progressed)
+    }
+
+    /// Publishes the sink's state to the status snapshot and metrics.
+    async fn report(&mut self) {
+        let stale = self.lag.1.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if stale {
+            let n = if self.state == SinkState::CaughtUp {
+                Ok(0)
+            } else {
+                entries_after(&self.pool, &self.schema, self.row.cursor, lag_cap()).await
+            };
+            if let Ok(n) = n {
+                self.lag = (n, Some(Instant::now()));
+            }
+        }
+        let name = &self.config.name;
+        metrics::gauge!("tidemark_sink_cursor", "sink" => name.clone()).set(self.row.cursor.0 as f64);
+        metrics::gauge!("tidemark_sink_lag_entries", "sink" => name.clone()).set(self.lag.0 as f64);
+        let job = &self.row.job;
+        self.progress.set_sink(
+            name,
+            SinkStatus {
+                kind: self.config.kind().to_owned(),
+                cursor: self.row.cursor,
+                lag_entries: if self.state == SinkState::CaughtUp { 0 } else { self.lag.0 },
+                lag_seconds: self.behind_since.map_or(0, |t| t.elapsed().as_secs()),
+                state: self.state,
+                last_error: self.row.last_error.clone(),
+                last_delivered_at: self.row.last_delivered_at,
+                rebroadcast: (!job.finished).then(|| SinkRebroadcast {
+                    run: job.run,
+                    next_cursor: job.next_cursor,
+                    started_at: job.last_started_at.unwrap_or_default(),
+                }),
+            },
+        );
+    }
+}
