@@ -53,6 +53,8 @@ pub struct WebhookFaults {
     pub hang: f64,
     /// Reset the connection.
     pub reset: f64,
+    /// Wait this long before answering each request.
+    pub delay: Duration,
 }
 
 struct Shared {
@@ -198,6 +200,9 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         let verified =
             standardwebhooks::Webhook::new(&shared.secret).is_ok_and(|w| w.verify(&body, &headers).is_ok());
         let faults = *shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+        if !faults.delay.is_zero() {
+            tokio::time::sleep(faults.delay).await;
+        }
         let draw: f64 = rand::rng().random();
         let outcome = if draw < faults.error {
             Outcome::Failed

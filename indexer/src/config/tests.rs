@@ -276,7 +276,10 @@ fn sinks_parse_and_stay_out_of_the_public_config() {
     let without = parse(EXAMPLE).expect("valid");
     assert_eq!(cfg.public(), without.public(), "sinks never change the public config");
     let debug = format!("{cfg:?}");
-    assert!(!debug.contains("hooks.example") && !debug.contains("whsec_") && !debug.contains("4222"), "{debug}");
+    assert!(
+        !debug.contains("hooks.example") && !debug.contains("whsec_") && !debug.contains("4222"),
+        "{debug}"
+    );
 }
 
 #[test]

@@ -47,6 +47,17 @@ enum Step {
     Failed,
 }
 
+/// Which entries [`SinkTask::collect`] reads.
+#[derive(Clone, Copy)]
+enum Range {
+    /// The next batch after the cursor.
+    Live,
+    /// The recorded batch, up to its last entry: sent whole, as it was first collected.
+    Recorded(Cursor),
+    /// A rebroadcast run's next page (logs only), up to the run's last cursor.
+    Rebroadcast(u64, Cursor),
+}
+
 /// A batch about to be sent.
 struct Batch {
     items: Vec<Item>,
@@ -247,37 +258,46 @@ impl SinkTask {
         }
     }
 
-    /// Collects the next batch after `after`: entries passing the filter (and, for a
-    /// `finalized` sink, only final logs, never a removal), at most `batch_size` and
-    /// `max_batch_bytes` (a larger single entry goes alone). `rebroadcast`: the run and
-    /// the last cursor it covers (logs only).
-    async fn collect(&mut self, after: Cursor, rebroadcast: Option<(u64, Cursor)>) -> Option<Batch> {
+    /// Collects the next batch after `after` (see [`Range`]): entries passing the filter
+    /// (for a `finalized` sink only final logs, never a removal), at most `batch_size`
+    /// and `max_batch_bytes` (a larger single entry goes alone).
+    async fn collect(&mut self, after: Cursor, range: Range) -> Option<Batch> {
         let max_bytes = match self.out {
             Out::Webhook(_) => self.config.max_batch_bytes,
             Out::Nats(_) => usize::MAX,
         };
+        let end = match range {
+            Range::Live => None,
+            Range::Recorded(last) | Range::Rebroadcast(_, last) => Some(last),
+        };
+        let run = match range {
+            Range::Rebroadcast(run, _) => Some(run),
+            _ => None,
+        };
+        let finalized_only = self.config.delivery == Delivery::Finalized;
         let (mut items, mut bytes, mut upto) = (Vec::new(), 0usize, after);
         let mut from = after;
         'pages: loop {
             let entries = self.read(from).await?;
             let Some(last) = entries.last().map(JournalEntry::cursor) else { break };
             for entry in &entries {
-                if let Some((_, end)) = rebroadcast
-                    && entry.cursor() > end
-                {
+                if end.is_some_and(|end| entry.cursor() > end) {
                     break 'pages;
                 }
                 let is_log = matches!(entry, JournalEntry::Log(_));
-                if self.config.delivery == Delivery::Finalized
+                // A recorded batch was final when it was collected: the finality known
+                // now (e.g. not yet read after a restart) does not hold it back.
+                if finalized_only
+                    && !matches!(range, Range::Recorded(_))
                     && let JournalEntry::Log(e) = entry
                     && !e.finalized
                 {
                     break 'pages;
                 }
-                let skip = !passes(&self.config.filter, entry)
-                    || (!is_log && (rebroadcast.is_some() || self.config.delivery == Delivery::Finalized));
+                let skip =
+                    !passes(&self.config.filter, entry) || (!is_log && (run.is_some() || finalized_only));
                 if !skip {
-                    let it = match item(entry, rebroadcast.map(|(run, _)| run)) {
+                    let it = match item(entry, run) {
                         Ok(it) => it,
                         Err(e) => {
                             self.row.last_error =
@@ -286,8 +306,10 @@ impl SinkTask {
                         }
                     };
                     let len = it.json.get().len() + 1;
-                    if items.len() >= self.config.batch_size || (!items.is_empty() && bytes + len > max_bytes)
-                    {
+                    // A recorded range is sent whole, whatever the limits are now.
+                    let full = items.len() >= self.config.batch_size
+                        || (!items.is_empty() && bytes + len > max_bytes);
+                    if full && !matches!(range, Range::Recorded(_)) {
                         break 'pages;
                     }
                     bytes += len;
@@ -300,6 +322,9 @@ impl SinkTask {
             }
             from = last;
         }
+        if let Range::Recorded(last) = range {
+            upto = upto.max(last);
+        }
         Some(Batch { items, upto })
     }
 
@@ -307,15 +332,11 @@ impl SinkTask {
     async fn live_step(&mut self) -> Result<Step, DbError> {
         let recorded = self.row.batch;
         let batch = match recorded {
-            Some((first, last)) => {
-                let Some(mut b) = self.collect(Cursor(first.0 - 1), None).await else {
-                    return Ok(Step::Failed);
-                };
-                b.items.retain(|i| i.cursor <= last);
-                b.upto = last;
-                b
-            }
-            None => match self.collect(self.row.cursor, None).await {
+            Some((first, last)) => match self.collect(Cursor(first.0 - 1), Range::Recorded(last)).await {
+                Some(b) => b,
+                None => return Ok(Step::Failed),
+            },
+            None => match self.collect(self.row.cursor, Range::Live).await {
                 Some(b) => b,
                 None => return Ok(Step::Failed),
             },
@@ -425,7 +446,7 @@ impl SinkTask {
     async fn rebroadcast_step(&mut self) -> Result<Step, DbError> {
         let job = self.row.job.clone();
         let (run, upto) = (job.run, job.upto.unwrap_or_default());
-        let Some(batch) = self.collect(job.next_cursor, Some((run, upto))).await else {
+        let Some(batch) = self.collect(job.next_cursor, Range::Rebroadcast(run, upto)).await else {
             return Ok(Step::Failed);
         };
         let finished = batch.items.is_empty() || batch.upto >= upto;

@@ -92,7 +92,7 @@ async fn webhook_receives_every_entry_through_faults_reorgs_and_kills() {
     let stack = Stack::shared(SCHEMA).await;
     traffic(&stack.demo, 10, 3).await;
     let receiver = WebhookReceiver::start(SECRET).await;
-    receiver.set_faults(WebhookFaults { error: 0.3, hang: 0.05, reset: 0.05 });
+    receiver.set_faults(WebhookFaults { error: 0.3, hang: 0.05, reset: 0.05, ..WebhookFaults::default() });
     let mut cfg = stack.config();
     cfg.chains[0].finality_depth = Some(6);
     cfg.chains[0].poll_interval_ms = Some(100);
@@ -318,5 +318,76 @@ async fn a_finalized_sink_gets_only_final_logs_and_never_a_removal() {
         (got == stored).then_some(())
     })
     .await;
+    assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebroadcast_survives_kills_and_live_entries_keep_flowing() {
+    let stack = Stack::shared(SCHEMA).await;
+    traffic(&stack.demo, 60, 8).await;
+    let receiver = WebhookReceiver::start(SECRET).await;
+    let mut cfg = stack.config();
+    cfg.chains[0].poll_interval_ms = Some(100);
+    let cfg = webhook_sink(cfg, &receiver, "batch_size = 10");
+    let mut indexer = stack.spawn(&cfg);
+    let mut db = stack.instance().await;
+    stack.wait_synced(&mut db, SOON).await;
+    caught_up(&stack, &indexer, "hooks", SOON).await;
+    let stored: HashSet<i64> = db.events().await.expect("events").iter().map(|e| e.cursor).collect();
+
+    // Slow answers: the run takes long enough to be killed three times.
+    receiver.set_faults(WebhookFaults { delay: Duration::from_millis(40), ..WebhookFaults::default() });
+    let (code, out) = stack.run_command(&cfg, &["sink", "rebroadcast", "--sink", "hooks"]).await;
+    assert_eq!(code, 0, "{}", out.logs());
+    assert!(out.stdout().contains("rebroadcast run 1 started"), "{}", out.stdout());
+    let rebroadcast = |run: u64| {
+        receiver
+            .accepted_items()
+            .iter()
+            .filter(|i| i["rebroadcast"].as_u64() == Some(run))
+            .map(cursor_of)
+            .collect::<HashSet<i64>>()
+    };
+    for kill in 0..3 {
+        eventually(SOON, format!("the run progresses (kill {kill})"), async || {
+            (rebroadcast(1).len() > (kill + 1) * stored.len() / 5).then_some(())
+        })
+        .await;
+        // A live entry committed during the run reaches the receiver within 5 s.
+        if kill == 1 {
+            stack.demo.burst(1).await.expect("burst");
+            let before = db.max_cursor().await.expect("cursor").unwrap_or(0);
+            let cursor = eventually(SOON, "the new event stored", async || {
+                db.max_cursor().await.ok()?.filter(|c| *c > before)
+            })
+            .await;
+            let committed = std::time::Instant::now();
+            eventually(SOON, "the live entry delivered", async || {
+                receiver
+                    .accepted_items()
+                    .iter()
+                    .any(|i| cursor_of(i) == cursor && i["rebroadcast"].is_null())
+                    .then_some(())
+            })
+            .await;
+            assert!(
+                committed.elapsed() < Duration::from_secs(5),
+                "live entry took {:?} during the run",
+                committed.elapsed()
+            );
+        }
+        indexer.proc.kill9();
+        indexer = stack.spawn(&cfg);
+    }
+    eventually(LONG, "the run finished", async || {
+        let (_, out) = stack.run_command(&cfg, &["sink", "list"]).await;
+        out.stdout().contains("run 1 done").then_some(())
+    })
+    .await;
+    let missing: Vec<i64> = stored.iter().copied().filter(|c| !rebroadcast(1).contains(c)).collect();
+    assert!(missing.is_empty(), "events never rebroadcast: {missing:?}");
+    let ids: HashSet<String> =
+        receiver.received().iter().filter(|r| r.id.starts_with("rb1:")).map(|r| r.id.clone()).collect();
+    assert!(!ids.is_empty() && receiver.received().iter().all(|r| r.verified));
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }
