@@ -17,9 +17,16 @@ pub enum LogFormat {
 
 /// Targets capped at `info` whatever `RUST_LOG` says: their debug and trace output carries
 /// full URLs or hosts, keys included (alloy's `ReqwestTransport{url=…}`, reqwest's and
-/// hyper's connection logs), and RPC and database URLs are private.
-pub const URL_LOGGING_TARGETS: [&str; 5] =
-    ["alloy_transport_http=info", "reqwest=info", "hyper=info", "hyper_util=info", "h2=info"];
+/// hyper's connection logs, async-nats's server addresses), and RPC, database and sink
+/// URLs are private.
+pub const URL_LOGGING_TARGETS: [&str; 6] = [
+    "alloy_transport_http=info",
+    "reqwest=info",
+    "hyper=info",
+    "hyper_util=info",
+    "h2=info",
+    "async_nats=info",
+];
 
 /// The filter: `RUST_LOG` (default `info`) with [`URL_LOGGING_TARGETS`] capped.
 pub fn filter() -> EnvFilter {

@@ -1,6 +1,7 @@
-//! Scenario 7 — secrets (DESIGN §2): an RPC URL carrying an API key (in the user-info,
-//! the path, the query string or a host name label, given through `${VAR}`) and the
-//! database password never appear in the database (all of `tidemark.metadata` and every
+//! Scenario 7 — secrets (DESIGN §2, §8 "Sinks"): an RPC URL carrying an API key (in the
+//! user-info, the path, the query string or a host name label, given through `${VAR}`),
+//! the database password, and the sinks' URLs (the key in a webhook's path and query, a
+//! NATS URL's user-info) and webhook secret never appear in the database (all of `tidemark.metadata` and every
 //! table of the instance), in the logs of either service — even at trace level, where
 //! the HTTP client libraries print the URLs and hosts they connect to unless capped, and
 //! while endpoints fail and errors are logged — or in any response of either service.
@@ -16,12 +17,14 @@ use crate::common::{Frozen, traffic};
 const KEY: &str = "k3yR3liab1lity7Secret";
 /// The database password of both services (the test server trusts any password).
 const PASSWORD: &str = "pw7Reliab1lityDbSecret";
+/// The base64 part of the webhook sink's `whsec_` secret.
+const SINK_SECRET: &str = "S1nkS3cretMark3rS1nkS3cretMark3r";
 
 /// Whether `text` holds the key or the password, in any letter case: a host name comes
 /// out of URL parsing in lowercase.
 fn holds_a_secret(text: &str) -> bool {
     let text = text.to_lowercase();
-    [KEY, PASSWORD].iter().any(|secret| text.contains(&secret.to_lowercase()))
+    [KEY, PASSWORD, SINK_SECRET].iter().any(|secret| text.contains(&secret.to_lowercase()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +47,20 @@ async fn an_rpc_key_appears_nowhere() {
             "${TIDEMARK_REL_LIVE_RPC}".into(),
         ]);
         cfg.chains[0].request_timeout_ms = Some(500);
+        // A webhook receiver that fails a third of the time (errors get logged and stored),
+        // and a NATS sink whose server is down.
+        let receiver = tidemark_testkit::WebhookReceiver::start(&format!("whsec_{SINK_SECRET}")).await;
+        receiver.set_faults(tidemark_testkit::WebhookFaults { error: 0.3, ..Default::default() });
+        let hook_url = format!("{}/{KEY}?token={KEY}", receiver.url());
+        let nats_url = format!("nats://user:{KEY}@127.0.0.1:{}", free_port());
+        let sink_secret = format!("whsec_{SINK_SECRET}");
+        let cfg = cfg
+            .sink("name = \"hooks\"\nkind = \"webhook\"\nurl = \"${TIDEMARK_REL_HOOK_URL}\"\nsecret = \"${TIDEMARK_REL_HOOK_SECRET}\"\nbatch_size = 5")
+            .sink("name = \"bus\"\nkind = \"nats\"\nurl = \"${TIDEMARK_REL_NATS_URL}\"\ntimeout_ms = 500");
         let env = [
+            ("TIDEMARK_REL_HOOK_URL", hook_url.as_str()),
+            ("TIDEMARK_REL_HOOK_SECRET", sink_secret.as_str()),
+            ("TIDEMARK_REL_NATS_URL", nats_url.as_str()),
             ("TIDEMARK_REL_DEAD_RPC", dead.as_str()),
             ("TIDEMARK_REL_UNRESOLVABLE_RPC", unresolvable.as_str()),
             ("TIDEMARK_REL_LIVE_RPC", live.as_str()),
@@ -109,18 +125,25 @@ async fn an_rpc_key_appears_nowhere() {
             ("check-config output", &check.logs()),
             ("configuration error output", &broken_run.logs()),
         ];
+        let sink_errors_logged = indexer.proc.logs().contains("sink=bus") && indexer.proc.logs().contains("sink=hooks");
+        let delivered = !receiver.accepted_items().is_empty();
         let leaks: Vec<&str> = places.iter().filter(|(_, text)| holds_a_secret(text)).map(|(name, _)| *name).collect();
+        for (name, text) in &places {
+            for line in text.lines().filter(|l| holds_a_secret(l)).take(3) {
+                eprintln!("[secrets] leak in {name}: {}", line.chars().take(400).collect::<String>());
+            }
+        }
         let errors_logged = ["rpc[0]", "rpc[1]"].iter().all(|label| indexer.proc.logs().contains(label));
         rec.record(
-            "RPC key in user-info, path, query string and host name; two dead endpoints and a frozen one; database password; trace logs",
+            "RPC key in user-info, path, query string and host name; two dead endpoints and a frozen one; database password; sink URLs and webhook secret (failing receiver, dead NATS); trace logs",
             if leaks.is_empty() {
                 "neither the key nor the password appears anywhere".to_owned()
             } else {
                 format!("the key or the password leaks into: {}", leaks.join(", "))
             },
-            leaks.is_empty() && errors_logged && code == 2 && (ei, ea) == (0, 0),
+            leaks.is_empty() && errors_logged && sink_errors_logged && delivered && code == 2 && (ei, ea) == (0, 0),
             format!(
-                "{asked} responses, {} bytes of database dump, {} + {} bytes of logs checked; endpoint errors logged: {errors_logged}; health while frozen: {:?}; bad-URL config exit {code}",
+                "{asked} responses, {} bytes of database dump, {} + {} bytes of logs checked; endpoint errors logged: {errors_logged}; sink failures logged: {sink_errors_logged}; webhook delivered: {delivered}; health while frozen: {:?}; bad-URL config exit {code}",
                 dump.len(),
                 indexer.proc.logs().len(),
                 api.proc.logs().len(),
