@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Tidemark's local stack in one command: PostgreSQL, anvil (1 s blocks), the demo
-# contracts, a traffic generator, the indexer and the API (release builds).
+# Tidemark's local stack in one command: PostgreSQL, NATS with JetStream, anvil (1 s
+# blocks), the demo contracts, a traffic generator, the indexer with two sinks (a webhook
+# to a demo receiver, NATS JetStream) and the API (release builds).
 #
 #   deploy/up.sh            # Ctrl-C stops everything it started
 #
 # PostgreSQL: $DATABASE_URL when set and answering, else 127.0.0.1:5432 when it answers,
-# else (or with TIDEMARK_LOCAL_PG=private) a private cluster under .local/.
+# else (or with TIDEMARK_LOCAL_PG=private) a private cluster under .local/. NATS: $NATS_URL
+# when set and answering, else 127.0.0.1:4222 when it answers, else a private nats-server
+# with JetStream (data under the stack directory).
 # Ports: TIDEMARK_API_PORT (4000), TIDEMARK_INDEXER_PORT (4001), TIDEMARK_ANVIL_PORT
-# (8545); a taken port is replaced by a free one. TIDEMARK_TRAFFIC_ARGS adds flags to the
+# (8545), TIDEMARK_RECEIVER_PORT (4010, the demo webhook receiver); a taken port is replaced by a free one. TIDEMARK_TRAFFIC_ARGS adds flags to the
 # traffic generator (e.g. "--reorg-every 30 --reorg-max-depth 3").
 # TIDEMARK_PROFILE=debug uses debug builds (the end-to-end test does); TIDEMARK_STACK_DIR
 # (default .local/stack) holds the generated config, logs and pid files; TIDEMARK_SCHEMA
@@ -27,6 +30,7 @@ PROFILE="${TIDEMARK_PROFILE:-release}"
 
 ensure_postgres
 ensure_anvil
+ensure_nats_server
 
 build_started=$SECONDS
 case "$PROFILE" in
@@ -42,7 +46,12 @@ BIN="$CARGO_TARGET_DIR/$PROFILE"
 ANVIL_PORT=$(port_or_free "${TIDEMARK_ANVIL_PORT:-8545}")
 INDEXER_PORT=$(port_or_free "${TIDEMARK_INDEXER_PORT:-4001}")
 API_PORT=$(port_or_free "${TIDEMARK_API_PORT:-4000}")
+RECEIVER_PORT=$(port_or_free "${TIDEMARK_RECEIVER_PORT:-4010}")
 export RPC_URL="http://127.0.0.1:$ANVIL_PORT"
+# The demo webhook sink's receiver and secret (a fresh secret per stack).
+export ORDERS_WEBHOOK_URL="http://127.0.0.1:$RECEIVER_PORT/hooks/tidemark"
+ORDERS_WEBHOOK_SECRET="whsec_$(head -c 24 /dev/urandom | base64)"
+export ORDERS_WEBHOOK_SECRET
 
 # Children are stopped newest first: traffic, API, indexer, anvil; then PostgreSQL.
 stop_pid() {
@@ -59,6 +68,31 @@ stop_pid() {
 # PostgreSQL) instead of all of them dying at once.
 DETACH=()
 command -v setsid >/dev/null && DETACH=(setsid)
+
+nats_answers() { local hp=${1#*://}; hp=${hp##*@}; (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null; }
+if [[ -n "${NATS_URL:-}" ]] && nats_answers "$NATS_URL"; then
+    tidemark_log "using the NATS server at NATS_URL"
+elif nats_answers nats://127.0.0.1:4222; then
+    export NATS_URL=nats://127.0.0.1:4222
+    tidemark_log "using the NATS server at 127.0.0.1:4222"
+else
+    NATS_PORT=$(tidemark_free_port)
+    export NATS_URL="nats://127.0.0.1:$NATS_PORT"
+    mkdir -p "$STACK_DIR/nats"
+    "${DETACH[@]}" nats-server -js -sd "$STACK_DIR/nats" -a 127.0.0.1 -p "$NATS_PORT" >"$STACK_DIR/nats.log" 2>&1 &
+    NATS_PID=$!
+    echo "$NATS_PID" >"$STACK_DIR/nats.pid"
+    tidemark_on_exit "stop_pid $NATS_PID nats-server"
+    for _ in $(seq 1 100); do nats_answers "$NATS_URL" && break; sleep 0.1; done
+    nats_answers "$NATS_URL" || tidemark_die "nats-server did not start (see $STACK_DIR/nats.log)"
+    tidemark_log "started a private nats-server with JetStream at $NATS_URL"
+fi
+
+"${DETACH[@]}" "$BIN/tidemark-traffic" receive --listen "127.0.0.1:$RECEIVER_PORT" --secret "$ORDERS_WEBHOOK_SECRET" \
+    >"$STACK_DIR/receiver.log" 2>&1 &
+RECEIVER_PID=$!
+echo "$RECEIVER_PID" >"$STACK_DIR/receiver.pid"
+tidemark_on_exit "stop_pid $RECEIVER_PID receiver"
 
 "${DETACH[@]}" "$ANVIL_BIN" --host 127.0.0.1 --port "$ANVIL_PORT" --block-time 1 >"$STACK_DIR/anvil.log" 2>&1 &
 ANVIL_PID=$!
@@ -98,6 +132,22 @@ name = "Registry"
 addresses = ["$REGISTRY"]
 abi = "$ROOT/deploy/demo/out/Registry.abi.json"
 events = ["Registered", "Tagged", "Updated", "Burst"]
+
+# Sinks are private config (not stored, not compared): URLs and secrets from the environment.
+[[sinks]]
+name = "orders-webhook"
+kind = "webhook"
+url = "\${ORDERS_WEBHOOK_URL}"
+secret = "\${ORDERS_WEBHOOK_SECRET}"
+filter = { contracts = ["Token"] }
+batch_size = 100
+
+[[sinks]]
+name = "bus"
+kind = "nats"
+url = "\${NATS_URL}"
+stream = "${SCHEMA^^}"
+subject = "tidemark.{schema}.{chainId}.{contract}.{event}"
 TOML
 
 "${DETACH[@]}" "$BIN/tidemark-indexer" --config "$STACK_DIR/tidemark.toml" >"$STACK_DIR/indexer.log" 2>&1 &
@@ -117,8 +167,9 @@ TRAFFIC_PID=$!
 echo "$TRAFFIC_PID" >"$STACK_DIR/traffic.pid"
 tidemark_on_exit "stop_pid $TRAFFIC_PID traffic"
 # What a restart of one piece needs (used by the end-to-end test; no secrets beyond the URLs).
-printf 'DATABASE_URL=%s\nRPC_URL=%s\nINDEXER_BIN=%s\nAPI_PORT=%s\nINDEXER_PORT=%s\n' \
-    "$DATABASE_URL" "$RPC_URL" "$BIN/tidemark-indexer" "$API_PORT" "$INDEXER_PORT" >"$STACK_DIR/stack.env"
+printf 'DATABASE_URL=%s\nRPC_URL=%s\nINDEXER_BIN=%s\nAPI_PORT=%s\nINDEXER_PORT=%s\nORDERS_WEBHOOK_URL=%s\nORDERS_WEBHOOK_SECRET=%s\nNATS_URL=%s\n' \
+    "$DATABASE_URL" "$RPC_URL" "$BIN/tidemark-indexer" "$API_PORT" "$INDEXER_PORT" "$ORDERS_WEBHOOK_URL" \
+    "$ORDERS_WEBHOOK_SECRET" "$NATS_URL" >"$STACK_DIR/stack.env"
 
 cat >&2 <<MSG
 
@@ -128,7 +179,11 @@ Tidemark is up.
   chain       $RPC_URL   (anvil, chain id 31337, 1 s blocks)
   database    $(tidemark_redact_url "$DATABASE_URL")   (schema $SCHEMA)
   contracts   Token $TOKEN, Registry $REGISTRY
-  logs        $STACK_DIR/{anvil,indexer,api,traffic}.log
+  sinks       orders-webhook -> $ORDERS_WEBHOOK_URL (log: $STACK_DIR/receiver.log)
+              bus -> NATS JetStream $NATS_URL, stream ${SCHEMA^^}, subjects tidemark.$SCHEMA.>
+  logs        $STACK_DIR/{anvil,indexer,api,traffic,receiver}.log
+  watch       tail -f $STACK_DIR/receiver.log
+              $BIN/tidemark-indexer sink list --config $STACK_DIR/tidemark.toml
   try         curl -s http://127.0.0.1:$API_PORT/status
               curl -s 'http://127.0.0.1:$API_PORT/v1/events?limit=5'
 Press Ctrl-C to stop.

@@ -5,7 +5,10 @@
 //! tidemark-traffic --rpc-url http://127.0.0.1:8545 deploy            # prints {"token": …, "registry": …}
 //! tidemark-traffic --rpc-url … run --token 0x… --registry 0x… --tx-per-second 5
 //! tidemark-traffic --rpc-url … --deploy --mix transfer=5,burst=2 --reorg-every 30 --reorg-max-depth 3
+//! tidemark-traffic receive --listen 127.0.0.1:4010 --secret whsec_…   # a webhook sink's receiver
 //! ```
+
+mod receive;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -42,6 +45,16 @@ enum Command {
     Deploy,
     /// Send traffic (the default).
     Run(RunArgs),
+    /// Receive a webhook sink's deliveries: verify each signature (Standard Webhooks) and
+    /// log it.
+    Receive {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4010")]
+        listen: std::net::SocketAddr,
+        /// The sink's secret (`whsec_…`).
+        #[arg(long, env = "WEBHOOK_SECRET")]
+        secret: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -161,6 +174,11 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Run(args)) => run(&cli.rpc_url, args).await,
+        Some(Command::Receive { listen, secret }) => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            receive::receive(listen, secret, shutdown).await
+        }
         None => run(&cli.rpc_url, cli.run).await,
     }
 }

@@ -47,8 +47,13 @@ fn compose() -> Compose {
 #[test]
 fn compose_has_the_stack_with_ports_and_health_checks() {
     let c = compose();
-    let expect_ports =
-        [("postgres", "5432:5432"), ("anvil", "8545:8545"), ("indexer", "4001:4001"), ("api", "4000:4000")];
+    let expect_ports = [
+        ("postgres", "5432:5432"),
+        ("nats", "4222:4222"),
+        ("anvil", "8545:8545"),
+        ("indexer", "4001:4001"),
+        ("api", "4000:4000"),
+    ];
     for (name, port) in expect_ports {
         let s = c.services.get(name).unwrap_or_else(|| panic!("service {name} is missing"));
         assert!(s.ports.iter().any(|p| p == port), "{name} publishes {port}: {:?}", s.ports);

@@ -239,6 +239,9 @@ async fn the_local_stack_works_end_to_end() {
         .args(["--config", &dir.join("tidemark.toml").to_string_lossy()])
         .env("DATABASE_URL", &env["DATABASE_URL"])
         .env("RPC_URL", &rpc_url)
+        .env("ORDERS_WEBHOOK_URL", &env["ORDERS_WEBHOOK_URL"])
+        .env("ORDERS_WEBHOOK_SECRET", &env["ORDERS_WEBHOOK_SECRET"])
+        .env("NATS_URL", &env["NATS_URL"])
         .stdout(restart_log.try_clone().expect("log"))
         .stderr(restart_log)
         .spawn()
@@ -248,13 +251,30 @@ async fn the_local_stack_works_end_to_end() {
         (latest_indexed(&s)? >= head_at_restart).then_some(())
     })
     .await;
+    // Both sinks deliver: the demo receiver verified deliveries, and the restarted
+    // indexer's status shows both sinks caught up.
+    let indexer_http = format!("http://127.0.0.1:{}", env["INDEXER_PORT"]);
+    until("both sinks caught up", Duration::from_secs(60), || async {
+        let (_, s) = get(&client, &format!("{indexer_http}/status")).await?;
+        let sinks = &s["sinks"];
+        (sinks["bus"]["state"] == "caught-up" && sinks["orders-webhook"]["state"] == "caught-up")
+            .then_some(())
+    })
+    .await;
+    let received = std::fs::read_to_string(dir.join("receiver.log")).unwrap_or_default();
+    assert!(received.contains("delivery verified"), "the demo receiver verified deliveries:\n{received}");
+    assert!(!received.contains("does not verify"), "every delivery verifies:\n{received}");
     signal(indexer.id(), "TERM");
     let status =
         wait_exit(&mut indexer, Duration::from_secs(5)).expect("the indexer stops within 5 s of SIGTERM");
     assert!(status.success(), "clean shutdown exits 0: {status}");
 
     // 5. Ctrl-C stops everything the script started.
-    let pids: Vec<u32> = ["anvil", "api", "traffic"].iter().map(|n| pid_of(&dir, n)).collect();
+    let mut pids: Vec<u32> =
+        ["anvil", "api", "traffic", "receiver"].iter().map(|n| pid_of(&dir, n)).collect();
+    if dir.join("nats.pid").exists() {
+        pids.push(pid_of(&dir, "nats"));
+    }
     signal(stack.up.id(), "INT");
     wait_exit(&mut stack.up, Duration::from_secs(30)).expect("deploy/up.sh exits after Ctrl-C");
     for pid in pids {
