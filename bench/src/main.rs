@@ -9,7 +9,9 @@
 //! - `plans`: the query plan and cost of every accepted `/v1/events` filter shape on a
 //!   large instance (`--rows`, default 10 M);
 //! - `stream`: `/v1/stream`'s commit→client latency at 1, 100 and 1,000 clients under the
-//!   traffic generator, against one plain `LISTEN` connection, and its catch-up rate.
+//!   traffic generator, against one plain `LISTEN` connection, and its catch-up rate;
+//! - `sinks`: the NATS sink's entries/s against the raw JetStream publish-with-ack rate, and
+//!   the webhook sink's at batch 500.
 //!
 //! Each figure is the median of `--runs` runs (default 3).
 
@@ -20,6 +22,7 @@ mod layout;
 mod plans;
 mod procs;
 mod report;
+mod sinks;
 mod stream;
 mod upgrade;
 
@@ -50,6 +53,9 @@ enum Command {
     /// `/v1/stream`: commit→client latency under live traffic at 1 to 1,000 clients, and
     /// catch-up from `after=0`.
     Stream(stream::Args),
+    /// Sinks: the NATS sink against the raw JetStream publish-with-ack rate, and the
+    /// webhook sink at batch 500.
+    Sinks(sinks::Args),
     /// The in-place upgrade of an instance written by a previous build: its duration, and
     /// the same cursors and pages before and after.
     Upgrade(upgrade::Args),
@@ -80,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             Command::Plans(args) => plans::run(&cli.database_url, args).await,
             Command::Stream(args) => stream::run(&cli.database_url, cli.runs, args).await,
             Command::Upgrade(args) => upgrade::run(&cli.database_url, args).await,
+            Command::Sinks(args) => sinks::run(&cli.database_url, cli.runs, args).await,
             Command::BareServer { listen } => api::serve_bare(listen).await,
         }
     })

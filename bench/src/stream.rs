@@ -68,7 +68,7 @@ const CHANNEL: &str = "tidemark_journal";
 const REF_PREFIX: &str = "tidemark-bench-ref:";
 const WARM_UP: Duration = Duration::from_secs(3);
 /// Events per block and per commit of the catch-up instance.
-const PER_BLOCK: u64 = 100;
+pub(crate) const PER_BLOCK: u64 = 100;
 const PER_COMMIT: usize = 10_000;
 
 /// What the bench's `LISTEN` connection received.
@@ -841,7 +841,7 @@ async fn catch_up_case(
 
 /// Commits `events` Token `Transfer`s (100 per block) through the indexer's writer, in
 /// batches of 10,000; returns the head cursor.
-async fn seed(pool: &PgPool, schema: &SchemaName, events: u64) -> anyhow::Result<u64> {
+pub(crate) async fn seed(pool: &PgPool, schema: &SchemaName, events: u64) -> anyhow::Result<u64> {
     let mut writer = Writer::try_acquire(pool, schema).await?.context("the writer lock is free")?;
     let word = |n: u64| format!("0x{n:064x}");
     let rows: Vec<EventRow> = (0..events)

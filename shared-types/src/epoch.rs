@@ -23,12 +23,23 @@ pub enum EpochStage {
     Finalized,
     /// It was rolled back by a reorg.
     Reorged,
+    /// Every configured sink delivered its entries (after `stored`; after `finalized` when
+    /// a sink delivers finalized entries only). A stage of the history: the current
+    /// `stage` stays `stored` or `finalized`, and `?stage=delivered` matches the history.
+    Delivered,
 }
 
 impl EpochStage {
-    /// Every stage, in pipeline order (`reorged` last).
-    pub const ALL: [Self; 6] =
-        [Self::Planned, Self::Fetched, Self::Decoded, Self::Stored, Self::Finalized, Self::Reorged];
+    /// Every stage, in pipeline order (`reorged`, then the history-only `delivered`, last).
+    pub const ALL: [Self; 7] = [
+        Self::Planned,
+        Self::Fetched,
+        Self::Decoded,
+        Self::Stored,
+        Self::Finalized,
+        Self::Reorged,
+        Self::Delivered,
+    ];
 
     /// The stages of an epoch that is neither finalized nor reorged: still moving through
     /// the pipeline, or stored and waiting for finality.
@@ -38,7 +49,7 @@ impl EpochStage {
     pub fn is_not_finalized(self) -> bool {
         match self {
             Self::Planned | Self::Fetched | Self::Decoded | Self::Stored => true,
-            Self::Finalized | Self::Reorged => false,
+            Self::Finalized | Self::Reorged | Self::Delivered => false,
         }
     }
 
@@ -51,6 +62,7 @@ impl EpochStage {
             Self::Stored => "stored",
             Self::Finalized => "finalized",
             Self::Reorged => "reorged",
+            Self::Delivered => "delivered",
         }
     }
 

@@ -137,7 +137,6 @@ async fn bad_parameters_are_400s_naming_the_field() {
         ("stage=bogus", "stage"),
         ("stage=Finalized", "stage"),
         ("stage=finalized%20", "stage"),
-        ("stage=delivered", "stage"),
         ("chainId=x", "chainId"),
         ("chainId=9223372036854775808", "chainId"),
         ("chainid=1", "chainid"),

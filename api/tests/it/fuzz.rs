@@ -99,10 +99,10 @@ fn value(rng: &mut StdRng) -> String {
         12 => "1e3".into(),
         13 => "0".into(),
         14 => "1000".into(),
-        15 => {
-            ["planned", "fetched", "decoded", "stored", "finalized", "reorged"][rng.random_range(0..6)].into()
-        }
-        16 => ["bogus", "Stored", "delivered", "stored%20", "100", "101", "1", "10"][rng.random_range(0..8)]
+        15 => ["planned", "fetched", "decoded", "stored", "finalized", "reorged", "delivered"]
+            [rng.random_range(0..7)]
+        .into(),
+        16 => ["bogus", "Stored", "Delivered", "stored%20", "100", "101", "1", "10"][rng.random_range(0..8)]
             .into(),
         _ => (0..rng.random_range(0..30)).map(|_| format!("%{:02X}", rng.random::<u8>())).collect(),
     }

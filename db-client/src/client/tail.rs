@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use serde_json::value::RawValue;
 use tidemark_shared_types::{Cursor, JournalEntry};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -67,17 +68,7 @@ impl DbClient {
         filter: &JournalFilter,
         limit: Limit,
     ) -> Result<JournalPage> {
-        let finality = self.finality();
-        let shared = &self.inner.shared;
-        let timeout = shared.settings.pool.statement_timeout;
-        let query = filter.to_query(after, limit);
-        let conn = shared.pool.get().await;
-        let page = shared
-            .timed(conn, async |c| {
-                journal_after(c, &shared.schema, &query, since, &finality, Some(&shared.queries), timeout)
-                    .await
-            })
-            .await?;
+        let page = self.journal_after_raw(since, after, filter, limit).await?;
         let entries = page
             .entries
             .into_iter()
@@ -87,6 +78,29 @@ impl DbClient {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(JournalPage { entries, next_cursor: page.next_cursor })
+    }
+
+    /// [`DbClient::journal_after_since`] with each `log` entry's `args` as the stored JSON
+    /// text, unparsed: for readers that pass entries on (the indexer's sinks) without
+    /// looking into their arguments.
+    pub async fn journal_after_raw(
+        &self,
+        since: Cursor,
+        after: Cursor,
+        filter: &JournalFilter,
+        limit: Limit,
+    ) -> Result<JournalPage<Box<RawValue>>> {
+        let finality = self.finality();
+        let shared = &self.inner.shared;
+        let timeout = shared.settings.pool.statement_timeout;
+        let query = filter.to_query(after, limit);
+        let conn = shared.pool.get().await;
+        shared
+            .timed(conn, async |c| {
+                journal_after(c, &shared.schema, &query, since, &finality, Some(&shared.queries), timeout)
+                    .await
+            })
+            .await
     }
 
     /// The journal's retained floor: removals at or below it may have been pruned

@@ -254,7 +254,12 @@ pub(crate) async fn query_epochs_counted(
         None => None,
     };
     // Placeholders: $1 stage(s), then the chain, the limit and the offset.
+    // `delivered` is a stage of the history only (the current stage stays `stored` or
+    // `finalized`): it matches the epochs whose history has it.
     let mut condition = match query.stage {
+        Some(EpochStage::Delivered) => {
+            "stages @> jsonb_build_array(jsonb_build_object('stage', $1::text))".to_owned()
+        }
         Some(_) => "stage = $1".to_owned(),
         None => "stage = ANY($1)".to_owned(),
     };
@@ -456,7 +461,7 @@ mod tests {
         };
         let item = columns(
             "finalized",
-            serde_json::json!([{"stage": "planned", "at": 1.5}, {"stage": "delivered", "at": 2.0},
+            serde_json::json!([{"stage": "planned", "at": 1.5}, {"stage": "archived", "at": 2.0},
                                {"stage": "finalized", "at": 3.25, "by": "newer"}]),
         )
         .into_item()

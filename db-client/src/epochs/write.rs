@@ -106,6 +106,32 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         Ok(())
     }
 
+    /// Appends `delivered` to the history of every stored epoch whose entries each of the
+    /// configured `sinks` has delivered: its events' highest cursor is at or below every
+    /// sink's cursor (an epoch without events is delivered once stored). With
+    /// `finalized_first` (a sink delivers finalized entries only), only finalized epochs.
+    /// Does nothing until every configured sink has its row. Returns how many epochs.
+    pub(crate) async fn deliver_epochs(
+        &self,
+        sinks: &[String],
+        finalized_first: bool,
+        at: f64,
+    ) -> Result<u64> {
+        let sql = format!(
+            "WITH floor AS (SELECT min(cursor) AS c, count(*) AS n FROM {s}.sink_cursors WHERE name = ANY($1))
+             UPDATE {s}.epochs e SET updated_at = now(),
+                    stages = e.stages || jsonb_build_array(jsonb_build_object('stage', 'delivered', 'at', $3::float8))
+               FROM floor
+              WHERE floor.n = cardinality($1::text[]) AND floor.n > 0
+                AND e.stage IN ('stored', 'finalized') AND (NOT $2 OR e.stage = 'finalized')
+                AND NOT e.stages @> '[{{\"stage\": \"delivered\"}}]'
+                AND coalesce((SELECT max(v.cursor) FROM {s}.events v WHERE v.chain_id = e.chain_id
+                                 AND v.block_number BETWEEN e.from_block AND e.to_block), 0) <= floor.c",
+            s = self.s
+        );
+        Ok(self.c.execute(&sql, &[&sinks, &finalized_first, &at]).await?)
+    }
+
     /// Cuts `chain_id`'s finished epoch that spans the ancestor (`above`) back to it: its
     /// blocks above were orphaned, those up to it stay stored (or finalized), so a reorg
     /// rolls back only the orphaned blocks and epochs stay adjacent without overlap.

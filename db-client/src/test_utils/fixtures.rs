@@ -382,7 +382,8 @@ impl TestEvent {
 /// Epoch `epoch_id` of `chain_id` in `stage`, covering blocks `10 * epoch_id` to
 /// `10 * epoch_id + 9`. Its history goes through the pipeline up to `stage` (a reorged
 /// epoch was stored first), one stage every 250 ms from `1_795_400_000 + epoch_id`
-/// seconds; a `planned` epoch carries an error.
+/// seconds; a `planned` epoch carries an error; a finalized epoch of even id has
+/// `delivered` after `finalized`.
 pub fn epoch(chain_id: u64, epoch_id: u64, stage: EpochStage) -> EpochItem {
     let path: &[EpochStage] = match stage {
         EpochStage::Reorged => {
@@ -392,6 +393,10 @@ pub fn epoch(chain_id: u64, epoch_id: u64, stage: EpochStage) -> EpochItem {
     };
     let mut stages: Vec<EpochStage> = path.iter().copied().take_while(|s| *s != stage).collect();
     stages.push(stage);
+    // Every other finalized epoch was delivered by the sinks too (a stage of the history).
+    if stage == EpochStage::Finalized && epoch_id.is_multiple_of(2) {
+        stages.push(EpochStage::Delivered);
+    }
     let start = 1_795_400_000.0 + epoch_id as f64;
     EpochItem {
         chain_id,
@@ -456,7 +461,14 @@ pub fn epochs_matching(
 ) -> Vec<EpochItem> {
     let mut out: Vec<EpochItem> = epochs
         .iter()
-        .filter(|e| chain_id.is_none_or(|c| c == e.chain_id) && stage.is_none_or(|s| s == e.stage))
+        .filter(|e| {
+            chain_id.is_none_or(|c| c == e.chain_id)
+                && stage.is_none_or(|s| match s {
+                    // A stage of the history only.
+                    EpochStage::Delivered => e.stages.iter().any(|h| h.stage == s),
+                    s => s == e.stage,
+                })
+        })
         .cloned()
         .collect();
     out.sort_by(|a, b| b.epoch_id.cmp(&a.epoch_id).then(a.chain_id.cmp(&b.chain_id)));

@@ -500,6 +500,12 @@ impl Writer {
         .await
     }
 
+    /// Marks `delivered` the stored epochs every configured sink has delivered (see the
+    /// `epochs` module); returns how many.
+    pub async fn deliver_epochs(&mut self, sinks: &[String], finalized_first: bool) -> Result<u64> {
+        timed(QUERY_LIMIT, self.statements().deliver_epochs(sinks, finalized_first, now_secs())).await
+    }
+
     /// Deletes the chain's epochs older than its newest `retain`; returns how many.
     pub async fn prune_epochs(&mut self, chain_id: u64, retain: u64) -> Result<u64> {
         timed(QUERY_LIMIT, self.statements().prune_epochs(chain_id, retain)).await

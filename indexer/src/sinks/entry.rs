@@ -5,6 +5,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tidemark_shared_types::{Cursor, JournalEntry};
 
+/// A journal entry as the sinks read it: `args` unparsed.
+pub(super) type RawEntry = JournalEntry<Box<RawValue>>;
+
 use crate::config::SinkFilter;
 
 #[derive(Serialize)]
@@ -32,7 +35,7 @@ pub(super) struct Item {
 }
 
 /// Whether `entry` passes `filter`.
-pub(super) fn passes(filter: &SinkFilter, entry: &JournalEntry) -> bool {
+pub(super) fn passes(filter: &SinkFilter, entry: &RawEntry) -> bool {
     match entry {
         JournalEntry::Log(e) => filter.matches(e.chain_id, &e.contract, &e.event),
         JournalEntry::Removed(r) => filter.matches(r.chain_id, &r.contract, &r.event),
@@ -40,7 +43,7 @@ pub(super) fn passes(filter: &SinkFilter, entry: &JournalEntry) -> bool {
 }
 
 /// Serializes `entry` for a sink; `rebroadcast`: the run id, in a rebroadcast.
-pub(super) fn item(entry: &JournalEntry, rebroadcast: Option<u64>) -> Result<Item, serde_json::Error> {
+pub(super) fn item(entry: &RawEntry, rebroadcast: Option<u64>) -> Result<Item, serde_json::Error> {
     let (json, chain_id, contract, event) = match entry {
         JournalEntry::Log(e) => (
             serde_json::value::to_raw_value(&Tagged { kind: "log", item: e, rebroadcast })?,

@@ -31,6 +31,9 @@ use crate::progress::Progress;
 /// How often the writer looks for `sink …` requests ("applied within a second").
 const REQUEST_POLL: Duration = Duration::from_millis(250);
 
+/// How often epochs are checked for `delivered`.
+const EPOCH_POLL: Duration = Duration::from_secs(1);
+
 /// Journal entries counted at most for a sink's lag.
 pub(crate) fn lag_cap() -> u64 {
     1_000_000
@@ -53,6 +56,8 @@ pub struct SinkContext {
 /// Runs every configured sink and the request applier until `token` is cancelled. Errors
 /// when a write of the writer failed (the term restarts).
 pub async fn run(sinks: Vec<SinkConfig>, ctx: SinkContext, token: CancellationToken) -> Result<(), DbError> {
+    let names: Vec<String> = sinks.iter().map(|s| s.name.clone()).collect();
+    let finalized_first = sinks.iter().any(|s| s.delivery == crate::config::Delivery::Finalized);
     let mut reloads: HashMap<String, watch::Sender<u64>> = HashMap::new();
     let mut tasks: JoinSet<Result<(), DbError>> = JoinSet::new();
     for config in sinks {
@@ -73,12 +78,20 @@ pub async fn run(sinks: Vec<SinkConfig>, ctx: SinkContext, token: CancellationTo
     }
     let mut tick = tokio::time::interval(REQUEST_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut epochs = tokio::time::interval(EPOCH_POLL);
+    epochs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
             Some(joined) = tasks.join_next() => {
                 let result = joined.unwrap_or_else(|e| Err(DbError::Config(format!("sink task panicked: {e}"))));
                 result?;
+            }
+            _ = epochs.tick() => {
+                let n = ctx.writer.lock().await.deliver_epochs(&names, finalized_first).await?;
+                if n > 0 {
+                    tracing::debug!(target: "tidemark::sinks", epochs = n, "epochs delivered by every sink");
+                }
             }
             _ = tick.tick() => {
                 let applied = ctx.writer.lock().await.apply_sink_requests().await?;

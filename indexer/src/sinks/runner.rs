@@ -19,7 +19,7 @@ use tidemark_shared_types::{Cursor, JournalEntry, SchemaName, SinkRebroadcast, S
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::entry::{Item, item, passes};
+use super::entry::{Item, RawEntry, item, passes};
 use super::nats::Nats;
 use super::redact::Redactor;
 use super::webhook::{self, Webhook};
@@ -29,7 +29,7 @@ use crate::progress::{Progress, unix_now};
 
 /// How often a caught-up sink looks for new entries.
 const IDLE_POLL: Duration = Duration::from_millis(200);
-/// Journal entries read per page.
+/// Journal entries read per page at most.
 const PAGE: u32 = 1000;
 
 enum Out {
@@ -238,10 +238,16 @@ impl SinkTask {
         Ok(())
     }
 
+    /// Entries per journal read: a batch's worth (so that a page is not read twice),
+    /// between 100 and [`PAGE`].
+    fn page(&self) -> u32 {
+        u32::try_from(self.config.batch_size).unwrap_or(PAGE).clamp(100, PAGE)
+    }
+
     /// Reads the journal after `after`; `None` after logging a failed read (retried).
-    async fn read(&mut self, after: Cursor) -> Option<Vec<JournalEntry>> {
-        let limit = Limit::new(u64::from(PAGE)).unwrap_or_default();
-        match self.db.journal_after_since(self.since, after, &JournalFilter::default(), limit).await {
+    async fn read(&mut self, after: Cursor) -> Option<Vec<RawEntry>> {
+        let limit = Limit::new(u64::from(self.page())).unwrap_or_default();
+        match self.db.journal_after_raw(self.since, after, &JournalFilter::default(), limit).await {
             Ok(page) => Some(page.entries),
             Err(e) => {
                 let message = match &e {
@@ -317,7 +323,7 @@ impl SinkTask {
                 }
                 upto = entry.cursor();
             }
-            if entries.len() < PAGE as usize {
+            if entries.len() < self.page() as usize {
                 break;
             }
             from = last;

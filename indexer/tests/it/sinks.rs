@@ -75,6 +75,36 @@ async fn sink_status(indexer: &Indexer, name: &str) -> Option<Value> {
     (code == 200).then(|| body["sinks"][name].clone()).filter(|s| !s.is_null())
 }
 
+/// The stage names of an epoch's history, in order.
+fn history(e: &tidemark_testkit::EpochRow) -> Vec<String> {
+    e.stages
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["stage"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until every epoch that reached `then` (`stored` or `finalized`) has `delivered`
+/// after it in its history.
+async fn epochs_delivered(stack: &Stack, then: &str) {
+    let mut db = stack.instance().await;
+    eventually(SOON, "every stored epoch delivered", async || {
+        let epochs = db.epochs().await.ok()?;
+        // The epochs that reached `then` (a stored epoch may be finalized since).
+        let stored: Vec<_> = epochs
+            .iter()
+            .filter(|e| e.stage == then || (then == "stored" && e.stage == "finalized"))
+            .collect();
+        let done = !stored.is_empty()
+            && stored.iter().all(|e| {
+                let h = history(e);
+                let at = |name: &str| h.iter().position(|s| s == name);
+                matches!((at(then), at("delivered")), (Some(a), Some(d)) if a < d)
+            });
+        done.then_some(())
+    })
+    .await;
+}
+
 /// Waits until the sink is caught up at the journal's head.
 async fn caught_up(stack: &Stack, indexer: &Indexer, name: &str, timeout: Duration) {
     let mut db = stack.instance().await;
@@ -96,7 +126,7 @@ async fn webhook_receives_every_entry_through_faults_reorgs_and_kills() {
     let mut cfg = stack.config();
     cfg.chains[0].finality_depth = Some(6);
     cfg.chains[0].poll_interval_ms = Some(100);
-    let cfg = webhook_sink(cfg, &receiver, "batch_size = 7\ntimeout_ms = 400");
+    let cfg = webhook_sink(cfg, &receiver, "batch_size = 3\ntimeout_ms = 400");
     let mut indexer = stack.spawn(&cfg);
 
     let mut db = stack.instance().await;
@@ -239,6 +269,8 @@ async fn replay_redelivers_exactly_the_entries_after_the_cursor() {
     let mut db = stack.instance().await;
     stack.wait_synced(&mut db, SOON).await;
     caught_up(&stack, &indexer, "hooks", SOON).await;
+    // Every epoch reaches `delivered`, after `stored`.
+    epochs_delivered(&stack, "stored").await;
     let first = receiver.accepted_items();
     assert!(first.iter().all(|i| i["contract"] == "Token"), "the filter holds");
     let cursors: Vec<i64> = first.iter().map(cursor_of).collect();
@@ -318,6 +350,23 @@ async fn a_finalized_sink_gets_only_final_logs_and_never_a_removal() {
         (got == stored).then_some(())
     })
     .await;
+    // With a finalized sink, `delivered` follows `finalized`, never `stored` alone.
+    let epochs = db.epochs().await.expect("epochs");
+    for e in epochs.iter().filter(|e| history(e).contains(&"delivered".to_owned())) {
+        assert_eq!(e.stage, "finalized", "only finalized epochs are delivered: {:?}", history(e));
+    }
+    if tokio::time::timeout(Duration::from_secs(40), epochs_delivered(&stack, "finalized")).await.is_err() {
+        let epochs = db.epochs().await.expect("epochs");
+        let brief: Vec<String> = epochs
+            .iter()
+            .map(|e| format!("{}:{}-{} {} {:?}", e.epoch_id, e.from_block, e.to_block, e.stage, history(e)))
+            .collect();
+        panic!(
+            "epochs not delivered: {brief:#?}\nsink: {:?}\njournal head {:?}",
+            sink_status(&indexer, "hooks").await,
+            db.max_cursor().await
+        );
+    }
     assert_eq!(indexer.stop(Duration::from_secs(5)).await, 0);
 }
 
