@@ -69,8 +69,9 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
 
     let nats = NatsServer::start().await;
     let receiver = WebhookReceiver::start(SECRET).await;
-    let (mut raw, mut nats_sink, mut webhook) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut nats_sink, mut webhook, mut reads) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
+        let read = read_rate(&reader).await?;
         let r = raw_publish(&nats, run, &payloads, args.batch_size).await?;
         let n = sink_rate(
             &pool,
@@ -93,18 +94,23 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
         )
         .await?;
         eprintln!(
-            "run {}: raw publish-with-ack {r:.0}/s, NATS sink {n:.0}/s ({:.0} %), webhook sink {w:.0}/s",
+            "run {}: journal read {read:.0}/s, raw publish-with-ack {r:.0}/s, NATS sink {n:.0}/s ({:.0} %), webhook sink {w:.0}/s",
             run + 1,
             100.0 * n / r
         );
+        reads.push(read);
         raw.push(r);
         nats_sink.push(n);
         webhook.push(w);
     }
-    let (r, n, w) = (median(raw), median(nats_sink), median(webhook));
+    let (r, n, w, read) = (median(raw), median(nats_sink), median(webhook), median(reads));
+    // Both on these cores, one after the other: the rate if nothing overlapped.
+    let serial = 1.0 / (1.0 / r + 1.0 / read);
     println!("\n## Sinks ({} events, median of {runs})\n", args.events);
     println!("| | entries/s | of the raw JetStream rate |\n|---|---:|---:|");
     println!("| raw async-nats publish with ack ({} in flight) | {r:.0} | 100 % |", args.batch_size);
+    println!("| journal read alone (pages of 1,000, unparsed args) | {read:.0} | |");
+    println!("| serial bound (read, then publish) | {serial:.0} | {:.0} % |", 100.0 * serial / r);
     println!("| NATS sink | {n:.0} | {:.0} % |", 100.0 * n / r);
     println!("| webhook sink, batch {} (local receiver verifying signatures) | {w:.0} | |", args.batch_size);
     drop(reader);
@@ -130,6 +136,22 @@ async fn payloads(reader: &DbClient) -> anyhow::Result<Vec<Bytes>> {
         match page.next_cursor {
             Some(c) => after = c,
             None => return Ok(out),
+        }
+    }
+}
+
+/// The journal read alone, as a sink reads it: entries per second.
+async fn read_rate(reader: &DbClient) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let (mut after, mut n) = (Cursor(0), 0usize);
+    let limit = Limit::new(1000)?;
+    loop {
+        let page =
+            reader.journal_after_raw(Cursor(i64::MAX), after, &JournalFilter::default(), limit).await?;
+        n += page.entries.len();
+        match page.next_cursor {
+            Some(c) => after = c,
+            None => return Ok(n as f64 / started.elapsed().as_secs_f64()),
         }
     }
 }

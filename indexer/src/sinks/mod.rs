@@ -12,6 +12,7 @@ mod entry;
 mod nats;
 mod redact;
 mod runner;
+mod stream;
 mod webhook;
 
 use std::collections::HashMap;

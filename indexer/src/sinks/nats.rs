@@ -26,6 +26,8 @@ pub(super) struct Nats {
     timeout: Duration,
     window: usize,
     context: Option<jetstream::Context>,
+    /// Filled subjects by chain, contract and event.
+    subjects: std::collections::HashMap<(u64, String, String), async_nats::Subject>,
 }
 
 /// A subject token for a name: NATS subjects split on `.` and treat `*`, `>` and
@@ -48,16 +50,29 @@ impl Nats {
         timeout: Duration,
         window: usize,
     ) -> Self {
-        Self { url, stream, subject, schema, timeout, window: window.clamp(1, 4096), context: None }
+        Self {
+            url,
+            stream,
+            subject,
+            schema,
+            timeout,
+            window: window.clamp(1, 4096),
+            context: None,
+            subjects: std::collections::HashMap::new(),
+        }
     }
 
     /// The subject of an entry.
     pub(super) fn subject_of(&self, item: &Item) -> String {
+        self.subject_for(item.chain_id, &item.contract, &item.event)
+    }
+
+    fn subject_for(&self, chain_id: u64, contract: &str, event: &str) -> String {
         self.subject
             .replace("{schema}", self.schema.as_str())
-            .replace("{chainId}", &item.chain_id.to_string())
-            .replace("{contract}", &token(&item.contract))
-            .replace("{event}", &token(&item.event))
+            .replace("{chainId}", &chain_id.to_string())
+            .replace("{contract}", &token(contract))
+            .replace("{event}", &token(event))
     }
 
     /// The subjects of a stream this sink creates: the template with each placeholder's
@@ -71,7 +86,7 @@ impl Nats {
             .join(".")
     }
 
-    async fn context(&mut self, redactor: &Redactor) -> Result<jetstream::Context, String> {
+    pub(super) async fn context(&mut self, redactor: &Redactor) -> Result<jetstream::Context, String> {
         if let Some(c) = &self.context {
             return Ok(c.clone());
         }
@@ -144,6 +159,50 @@ impl Nats {
                 Err(_) => return self.failed(acked, "JetStream ack timed out".to_owned()),
             }
         }
+    }
+
+    /// Sends one entry (the ack is awaited by the caller).
+    pub(super) async fn send(
+        &mut self,
+        context: &jetstream::Context,
+        item: Item,
+        id: String,
+    ) -> Result<PublishAckFuture, String> {
+        // Subjects repeat: one per chain, contract and event.
+        let key = (item.chain_id, item.contract, item.event);
+        let subject = match self.subjects.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = async_nats::Subject::from(self.subject_for(key.0, &key.1, &key.2));
+                if self.subjects.len() < 4096 {
+                    self.subjects.insert(key, s.clone());
+                }
+                s
+            }
+        };
+        // The entry's JSON text becomes the payload without a copy.
+        let payload = Bytes::from(String::from(Box::<str>::from(item.json)));
+        let message = PublishMessage::build().payload(payload).message_id(id);
+        match tokio::time::timeout(self.timeout, context.send_publish(subject, message)).await {
+            Ok(Ok(ack)) => Ok(ack),
+            Ok(Err(e)) => Err(format!("publish failed: {e}")),
+            Err(_) => Err("publish timed out".to_owned()),
+        }
+    }
+
+    /// Acks in flight at most.
+    pub(super) fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Timeout of one publish or ack.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Forgets the connection's JetStream context: the next use connects afresh.
+    pub(super) fn reset(&mut self) {
+        self.context = None;
     }
 
     fn failed(&mut self, acked: Option<Cursor>, error: String) -> (Option<Cursor>, Result<(), String>) {

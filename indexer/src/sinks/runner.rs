@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::entry::{Item, RawEntry, item, passes};
 use super::nats::Nats;
 use super::redact::Redactor;
+use super::stream;
 use super::webhook::{self, Webhook};
 use super::{backoff, lag_cap};
 use crate::config::{Delivery, SinkConfig, SinkTarget, Start};
@@ -336,6 +337,9 @@ impl SinkTask {
 
     /// Delivers the next live batch, or the recorded one.
     async fn live_step(&mut self) -> Result<Step, DbError> {
+        if self.row.batch.is_none() && matches!(self.out, Out::Nats(_)) {
+            return self.nats_pass().await;
+        }
         let recorded = self.row.batch;
         let batch = match recorded {
             Some((first, last)) => match self.collect(Cursor(first.0 - 1), Range::Recorded(last)).await {
@@ -390,6 +394,46 @@ impl SinkTask {
                 self.failed(error).await?;
                 Ok(Step::Failed)
             }
+        }
+    }
+
+    /// Live NATS delivery: one pipelined pass ([`stream::pass`]).
+    async fn nats_pass(&mut self) -> Result<Step, DbError> {
+        let reader = stream::Reader {
+            db: self.db.clone(),
+            since: self.since,
+            // No batches here: the largest page.
+            page: PAGE,
+            filter: self.config.filter.clone(),
+            finalized_only: self.config.delivery == Delivery::Finalized,
+        };
+        let (writer, name) = (self.writer.clone(), self.config.name.clone());
+        let persist = move |cursor: Cursor, delivered: u64| {
+            let (writer, name) = (writer.clone(), name.clone());
+            async move { writer.lock().await.sink_delivered(&name, cursor, delivered > 0).await }
+        };
+        let schema = self.schema.as_str().to_owned();
+        let Out::Nats(nats) = &mut self.out else { return Ok(Step::Idle) };
+        let pass = stream::pass(nats, reader, self.row.cursor, &schema, &self.redactor, persist).await?;
+        if let Some(acked) = pass.acked {
+            self.row.cursor = self.row.cursor.max(acked);
+        }
+        if pass.delivered > 0 {
+            self.row.last_delivered_at = Some(unix_now());
+            metrics::counter!("tidemark_sink_entries_delivered_total", "sink" => self.config.name.clone())
+                .increment(pass.delivered);
+        }
+        match pass.error {
+            Some(error) => {
+                self.failed(error).await?;
+                Ok(Step::Failed)
+            }
+            None if pass.acked.is_some() => {
+                self.row.attempts = 0;
+                self.row.last_error = None;
+                Ok(Step::Progressed)
+            }
+            None => Ok(Step::Idle),
         }
     }
 
