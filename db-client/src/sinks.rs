@@ -41,6 +41,8 @@ pub struct SinkRow {
     pub job: SinkJob,
     /// When the sink was first seen (unix seconds).
     pub created_at: u64,
+    /// Rises with each applied `replay`; the sink's writes name the one they continue.
+    pub generation: i64,
 }
 
 /// A sink's scheduled rebroadcast (`sink_jobs`).
@@ -129,7 +131,7 @@ pub struct RequestOutcome {
 const ROW_COLUMNS: &str = "c.name, c.kind, c.cursor, c.paused, c.batch_first, c.batch_last, c.attempts, \
      c.last_error, extract(epoch FROM c.last_delivered_at)::bigint, j.run, \
      extract(epoch FROM j.last_started_at)::bigint, extract(epoch FROM j.last_finished_at)::bigint, \
-     j.next_cursor, j.upto, j.finished, extract(epoch FROM c.created_at)::bigint";
+     j.next_cursor, j.upto, j.finished, extract(epoch FROM c.created_at)::bigint, c.generation";
 
 fn cursor_at(row: &Row, i: usize) -> Result<Cursor> {
     Ok(Cursor(row.try_get::<_, i64>(i)?))
@@ -166,6 +168,7 @@ fn sink_row(row: &Row) -> Result<SinkRow> {
         last_delivered_at: opt_u64(row, 8)?,
         job,
         created_at: opt_u64(row, 15)?.unwrap_or_default(),
+        generation: row.try_get(16)?,
     })
 }
 
@@ -210,30 +213,43 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         select_rows(self.c, &self.s, None).await
     }
 
-    /// Records the batch about to be sent (its first and last entries' cursors).
-    pub(crate) async fn record_sink_batch(&self, name: &str, first: Cursor, last: Cursor) -> Result<()> {
+    /// Records the batch about to be sent (its first and last entries' cursors). False
+    /// (nothing written) when the sink's generation is no longer `generation` (a replay
+    /// was applied meanwhile) or a batch is recorded already.
+    pub(crate) async fn record_sink_batch(
+        &self,
+        name: &str,
+        generation: i64,
+        first: Cursor,
+        last: Cursor,
+    ) -> Result<bool> {
         let sql = format!(
             "UPDATE {}.sink_cursors SET batch_first = $2, batch_last = $3, attempts = 0, updated_at = now()
-              WHERE name = $1",
+              WHERE name = $1 AND generation = $4 AND batch_first IS NULL",
             self.s
         );
-        self.c.execute(&sql, &[&name, &first.0, &last.0]).await?;
-        Ok(())
+        Ok(self.c.execute(&sql, &[&name, &first.0, &last.0, &generation]).await? == 1)
     }
 
     /// The receiver acknowledged every entry up to `upto`: the cursor moves there (never
     /// back) and the recorded batch is cleared. `delivered`: whether anything was sent
-    /// (a range the filter emptied moves the cursor without a delivery).
-    pub(crate) async fn sink_delivered(&self, name: &str, upto: Cursor, delivered: bool) -> Result<()> {
+    /// (a range the filter emptied moves the cursor without a delivery). False (nothing
+    /// written) when the sink's generation is no longer `generation`.
+    pub(crate) async fn sink_delivered(
+        &self,
+        name: &str,
+        generation: i64,
+        upto: Cursor,
+        delivered: bool,
+    ) -> Result<bool> {
         let sql = format!(
             "UPDATE {}.sink_cursors SET cursor = greatest(cursor, $2), batch_first = NULL, batch_last = NULL,
                     attempts = 0, last_error = NULL, updated_at = now(),
                     last_delivered_at = CASE WHEN $3 THEN now() ELSE last_delivered_at END
-              WHERE name = $1",
+              WHERE name = $1 AND generation = $4",
             self.s
         );
-        self.c.execute(&sql, &[&name, &upto.0, &delivered]).await?;
-        Ok(())
+        Ok(self.c.execute(&sql, &[&name, &upto.0, &delivered, &generation]).await? == 1)
     }
 
     /// An attempt failed with `error` (already redacted).
@@ -317,7 +333,8 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
                         .execute(
                             &format!(
                                 "UPDATE {s}.sink_cursors SET cursor = $2, batch_first = NULL, batch_last = NULL,
-                                        attempts = 0, updated_at = now() WHERE name = $1"
+                                        attempts = 0, generation = generation + 1, updated_at = now()
+                                  WHERE name = $1"
                             ),
                             &[&name, &to.0],
                         )

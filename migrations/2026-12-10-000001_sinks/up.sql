@@ -4,7 +4,9 @@
 -- * `sink_cursors`: per sink, the cursor up to which every journal entry was delivered,
 --   and the batch being delivered (recorded before its first attempt, so that a retry,
 --   also after a crash or a change of `batch_size`, sends the same range with the same
---   delivery id). A sink removed from the config keeps its row until `sink forget`.
+--   delivery id). `generation` rises with each applied `replay`: the sink's own writes
+--   name the generation they continue, so a write in flight cannot undo a replay. A sink
+--   removed from the config keeps its row until `sink forget`.
 -- * `sink_jobs`: per sink, the scheduled rebroadcast (w3name's republish): its run,
 --   where it resumes, whether it finished.
 -- * `sink_requests`: what `tidemark-indexer sink …` asks of the writer, which applies it
@@ -17,7 +19,8 @@ BEGIN
         kind              text NOT NULL,
         cursor            bigint NOT NULL DEFAULT 0 CHECK (cursor >= 0),
         paused            boolean NOT NULL DEFAULT false,
-        batch_first       bigint,
+        generation        bigint NOT NULL DEFAULT 0,
+        batch_first       bigint CHECK (batch_first >= 1),
         batch_last        bigint,
         attempts          integer NOT NULL DEFAULT 0,
         last_error        text,

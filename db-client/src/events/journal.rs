@@ -235,10 +235,17 @@ pub(crate) async fn journal_after(
     statement_timeout: Duration,
 ) -> Result<JournalPage<Box<RawValue>>> {
     let (after, limit) = (query.after.unwrap_or_default(), query.limit);
+    // The two statements below each see the commits made before they started, and a
+    // commit may land between them: a removal committed after the events were read, with
+    // events of an earlier commit that the events statement missed, would end the page
+    // past those events. The head read first bounds the page: every entry at or below it
+    // was committed before either statement started (commits are serialized in cursor
+    // order), so both see it; what lies beyond is left for the next page.
+    let head = head(conn, schema).await?;
     let events = query_events_counted(conn, schema, query, finality, queries, statement_timeout).await?;
     let removed = removals_after(conn, schema, after, query, limit).await?;
     if let Some(q) = queries {
-        q.fetch_add(1, Ordering::Relaxed);
+        q.fetch_add(2, Ordering::Relaxed);
     }
     let more_beyond = events.next_cursor.is_some() || removed.len() > limit.get() as usize;
     let (mut logs, mut removed) = (events.items.into_iter().peekable(), removed.into_iter().peekable());
@@ -250,6 +257,10 @@ pub(crate) async fn journal_after(
             (None, Some(_)) => false,
             (None, None) => break,
         };
+        let next = if take_log { logs.peek().map(|l| l.cursor) } else { removed.peek().map(|r| r.cursor) };
+        if next.is_some_and(|c| c > head) {
+            break;
+        }
         let entry = if take_log {
             logs.next().map(JournalEntry::Log)
         } else {

@@ -443,13 +443,27 @@ impl Writer {
     }
 
     /// Records the batch about to be sent to sink `name`: its first and last entries.
-    pub async fn record_sink_batch(&mut self, name: &str, first: Cursor, last: Cursor) -> Result<()> {
-        timed(QUERY_LIMIT, self.statements().record_sink_batch(name, first, last)).await
+    /// False when a replay changed the sink's generation meanwhile (reload the row).
+    pub async fn record_sink_batch(
+        &mut self,
+        name: &str,
+        generation: i64,
+        first: Cursor,
+        last: Cursor,
+    ) -> Result<bool> {
+        timed(QUERY_LIMIT, self.statements().record_sink_batch(name, generation, first, last)).await
     }
 
     /// Sink `name` has delivered every entry up to `upto` (`delivered`: anything was sent).
-    pub async fn sink_delivered(&mut self, name: &str, upto: Cursor, delivered: bool) -> Result<()> {
-        timed(QUERY_LIMIT, self.statements().sink_delivered(name, upto, delivered)).await
+    /// False when a replay changed the sink's generation meanwhile (reload the row).
+    pub async fn sink_delivered(
+        &mut self,
+        name: &str,
+        generation: i64,
+        upto: Cursor,
+        delivered: bool,
+    ) -> Result<bool> {
+        timed(QUERY_LIMIT, self.statements().sink_delivered(name, generation, upto, delivered)).await
     }
 
     /// An attempt of sink `name` failed with `error` (redacted by the caller).

@@ -12,7 +12,8 @@ use super::error::ConfigError;
 /// What the sinks' filters may name: per chain id, its contracts and their event names.
 pub(super) type Indexed = Vec<(u64, Vec<(String, Vec<String>)>)>;
 
-#[derive(Debug, Deserialize)]
+/// A `[[sinks]]` table as written (its `Debug` shows neither URL nor secret).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSink {
     name: String,
@@ -32,6 +33,13 @@ pub(super) struct RawSink {
     start: Start,
     stream: Option<String>,
     subject: Option<String>,
+}
+
+impl std::fmt::Debug for RawSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL or the secret.
+        f.debug_struct("RawSink").field("name", &self.name).field("kind", &self.kind).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

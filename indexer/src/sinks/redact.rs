@@ -1,8 +1,9 @@
 //! Redaction of a sink's private strings (URL, secret) from error texts, before they are
 //! logged, stored or served.
 
-/// Replaces each private string of one sink with `[redacted]`.
-#[derive(Debug, Clone)]
+/// Replaces each private string of one sink with `[redacted]` (and has no `Debug`: it
+/// holds them).
+#[derive(Clone)]
 pub(super) struct Redactor {
     secrets: Vec<String>,
 }

@@ -48,6 +48,15 @@ enum Step {
     Failed,
 }
 
+/// The start of NATS message ids: `<schema>:` (`<schema>:r<generation>:` after a replay,
+/// so that the duplicate window does not swallow the replayed entries).
+fn msg_prefix(schema: &SchemaName, generation: i64) -> String {
+    match generation {
+        0 => format!("{}:", schema.as_str()),
+        g => format!("{}:r{g}:", schema.as_str()),
+    }
+}
+
 /// Which entries [`SinkTask::collect`] reads.
 #[derive(Clone, Copy)]
 enum Range {
@@ -87,6 +96,8 @@ pub(super) struct SinkTask {
     state: SinkState,
     behind_since: Option<Instant>,
     lag: (u64, Option<Instant>),
+    /// A write found the stored row changed by a request: reload it.
+    stale: bool,
 }
 
 impl SinkTask {
@@ -140,6 +151,7 @@ impl SinkTask {
             state: SinkState::Delivering,
             behind_since: None,
             lag: (0, None),
+            stale: false,
         };
         task.since = task.since_for(task.row.cursor).await;
         tracing::info!(target: "tidemark::sinks", sink = %task.config.name, kind = task.config.kind(), cursor = %task.row.cursor, "sink started");
@@ -161,7 +173,8 @@ impl SinkTask {
             if self.token.is_cancelled() {
                 return Ok(());
             }
-            if self.reload.has_changed().unwrap_or(false) {
+            if self.stale || self.reload.has_changed().unwrap_or(false) {
+                self.stale = false;
                 self.reload.borrow_and_update();
                 self.reload_row().await?;
                 failures = 0;
@@ -246,9 +259,12 @@ impl SinkTask {
     }
 
     /// Reads the journal after `after`; `None` after logging a failed read (retried).
-    async fn read(&mut self, after: Cursor) -> Option<Vec<RawEntry>> {
+    /// A rebroadcast (`logs_only`) skips removals, so no pruned removal concerns it: its
+    /// reads are never refused.
+    async fn read(&mut self, after: Cursor, logs_only: bool) -> Option<Vec<RawEntry>> {
         let limit = Limit::new(u64::from(self.page())).unwrap_or_default();
-        match self.db.journal_after_raw(self.since, after, &JournalFilter::default(), limit).await {
+        let since = if logs_only { Cursor(i64::MAX) } else { self.since };
+        match self.db.journal_after_raw(since, after, &JournalFilter::default(), limit).await {
             Ok(page) => Some(page.entries),
             Err(e) => {
                 let message = match &e {
@@ -285,7 +301,7 @@ impl SinkTask {
         let (mut items, mut bytes, mut upto) = (Vec::new(), 0usize, after);
         let mut from = after;
         'pages: loop {
-            let entries = self.read(from).await?;
+            let entries = self.read(from, run.is_some()).await?;
             let Some(last) = entries.last().map(JournalEntry::cursor) else { break };
             for entry in &entries {
                 if end.is_some_and(|end| entry.cursor() > end) {
@@ -299,6 +315,12 @@ impl SinkTask {
                     && let JournalEntry::Log(e) = entry
                     && !e.finalized
                 {
+                    // Live: wait for it. A rebroadcast sends the final set: a log that is
+                    // not final yet is delivered live once it is.
+                    if run.is_some() {
+                        upto = entry.cursor();
+                        continue;
+                    }
                     break 'pages;
                 }
                 let skip =
@@ -342,10 +364,12 @@ impl SinkTask {
         }
         let recorded = self.row.batch;
         let batch = match recorded {
-            Some((first, last)) => match self.collect(Cursor(first.0 - 1), Range::Recorded(last)).await {
-                Some(b) => b,
-                None => return Ok(Step::Failed),
-            },
+            Some((first, last)) => {
+                match self.collect(Cursor(first.0.saturating_sub(1)), Range::Recorded(last)).await {
+                    Some(b) => b,
+                    None => return Ok(Step::Failed),
+                }
+            }
             None => match self.collect(self.row.cursor, Range::Live).await {
                 Some(b) => b,
                 None => return Ok(Step::Failed),
@@ -355,9 +379,7 @@ impl SinkTask {
             if batch.upto <= self.row.cursor {
                 return Ok(Step::Idle);
             }
-            self.writer.lock().await.sink_delivered(&self.config.name, batch.upto, false).await?;
-            self.row.cursor = batch.upto;
-            self.row.batch = None;
+            self.delivered(batch.upto, 0).await?;
             return Ok(Step::Progressed);
         }
         let (first, last) = (batch.items[0].cursor, batch.items[batch.items.len() - 1].cursor);
@@ -365,17 +387,33 @@ impl SinkTask {
             Out::Webhook(w) => {
                 let (first, last) = recorded.unwrap_or((first, last));
                 if recorded.is_none() {
-                    self.writer.lock().await.record_sink_batch(&self.config.name, first, last).await?;
+                    let generation = self.row.generation;
+                    if !self
+                        .writer
+                        .lock()
+                        .await
+                        .record_sink_batch(&self.config.name, generation, first, last)
+                        .await?
+                    {
+                        // A replay was applied meanwhile: start again from the stored row.
+                        self.stale = true;
+                        return Ok(Step::Progressed);
+                    }
                     self.row.batch = Some((first, last));
                 }
-                let id = format!("{}:{first}-{last}", self.config.name);
+                // After a replay (generation > 0) the ids differ from the first delivery's,
+                // so receivers that drop repeated ids take the replayed entries.
+                let id = match self.row.generation {
+                    0 => format!("{}:{first}-{last}", self.config.name),
+                    g => format!("r{g}:{}:{first}-{last}", self.config.name),
+                };
                 Self::post(w, &self.config.name, &id, &batch.items, &self.redactor)
                     .await
                     .map_err(|e| (None, e))
             }
             Out::Nats(n) => {
-                let schema = self.schema.as_str().to_owned();
-                match n.publish(&batch.items, |c| format!("{schema}:{c}"), &self.redactor).await {
+                let prefix = msg_prefix(&self.schema, self.row.generation);
+                match n.publish(&batch.items, |c| format!("{prefix}{c}"), &self.redactor).await {
                     (_, Ok(())) => Ok(()),
                     (acked, Err(e)) => Err((acked, e)),
                 }
@@ -407,14 +445,18 @@ impl SinkTask {
             filter: self.config.filter.clone(),
             finalized_only: self.config.delivery == Delivery::Finalized,
         };
-        let (writer, name) = (self.writer.clone(), self.config.name.clone());
+        let (writer, name, generation) = (self.writer.clone(), self.config.name.clone(), self.row.generation);
         let persist = move |cursor: Cursor, delivered: u64| {
             let (writer, name) = (writer.clone(), name.clone());
-            async move { writer.lock().await.sink_delivered(&name, cursor, delivered > 0).await }
+            async move { writer.lock().await.sink_delivered(&name, generation, cursor, delivered > 0).await }
         };
-        let schema = self.schema.as_str().to_owned();
+        let schema = msg_prefix(&self.schema, generation);
         let Out::Nats(nats) = &mut self.out else { return Ok(Step::Idle) };
         let pass = stream::pass(nats, reader, self.row.cursor, &schema, &self.redactor, persist).await?;
+        if pass.stale {
+            self.stale = true;
+            return Ok(Step::Progressed);
+        }
         if let Some(acked) = pass.acked {
             self.row.cursor = self.row.cursor.max(acked);
         }
@@ -449,7 +491,12 @@ impl SinkTask {
     }
 
     async fn delivered(&mut self, upto: Cursor, count: usize) -> Result<(), DbError> {
-        self.writer.lock().await.sink_delivered(&self.config.name, upto, count > 0).await?;
+        let generation = self.row.generation;
+        if !self.writer.lock().await.sink_delivered(&self.config.name, generation, upto, count > 0).await? {
+            // A replay was applied meanwhile: its cursor stands.
+            self.stale = true;
+            return Ok(());
+        }
         self.row.cursor = self.row.cursor.max(upto);
         self.row.batch = None;
         self.row.attempts = 0;

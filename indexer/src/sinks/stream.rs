@@ -52,6 +52,8 @@ pub(super) struct Pass {
     pub(super) delivered: u64,
     /// The first failure, if any.
     pub(super) error: Option<String>,
+    /// A cursor write found the stored row changed (a replay): the row must be read again.
+    pub(super) stale: bool,
 }
 
 impl Reader {
@@ -117,22 +119,23 @@ fn read_error(after: Cursor, e: &DbError) -> String {
 
 /// One pass: reads after `from` and publishes, keeping `nats.window()` acks in flight;
 /// `persist` is called with the acknowledged cursor every [`PERSIST_EVERY`] and at the
-/// end (when it moved).
+/// end (when it moved), and answers false when the stored row changed (the pass ends).
+/// `prefix` starts every message id (`<schema>:`).
 pub(super) async fn pass<P, F>(
     nats: &mut Nats,
     reader: Reader,
     from: Cursor,
-    schema: &str,
+    prefix: &str,
     redactor: &Redactor,
     mut persist: P,
 ) -> Result<Pass, DbError>
 where
     P: FnMut(Cursor, u64) -> F,
-    F: std::future::Future<Output = Result<(), DbError>>,
+    F: std::future::Future<Output = Result<bool, DbError>>,
 {
     let context = match nats.context(redactor).await {
         Ok(c) => c,
-        Err(e) => return Ok(Pass { acked: None, delivered: 0, error: Some(e) }),
+        Err(e) => return Ok(Pass { acked: None, delivered: 0, error: Some(e), stale: false }),
     };
     let (tx, mut rx) = mpsc::channel::<Chunk>(READ_AHEAD);
     // A task of its own: reading and serializing use the other core while this one
@@ -149,11 +152,12 @@ where
         let mut persisted = Instant::now();
         let mut reading = true;
         let mut error = None;
+        let mut stale = false;
         'pass: loop {
             while in_flight.len() < window {
                 if let Some(it) = pending.pop_front() {
                     let reach = if pending.is_empty() { pending_upto } else { it.cursor };
-                    let id = format!("{schema}:{}", it.cursor);
+                    let id = format!("{prefix}{}", it.cursor);
                     match nats.send(&context, it, id).await {
                         Ok(ack) => in_flight.push_back((reach, Some(ack))),
                         Err(e) => {
@@ -203,21 +207,27 @@ where
             }
             acked = Some(reach);
             if persisted.elapsed() >= PERSIST_EVERY {
-                persist(reach, unpersisted).await?;
+                if !persist(reach, unpersisted).await? {
+                    stale = true;
+                    break;
+                }
                 unpersisted = 0;
                 persisted = Instant::now();
             }
         }
         drop(rx);
-        if let Some(a) = acked {
-            persist(a, unpersisted).await?;
+        if let Some(a) = acked
+            && !stale
+            && !persist(a, unpersisted).await?
+        {
+            stale = true;
         }
         if error.is_some() {
             nats.reset();
         }
-        Ok::<_, DbError>((acked, delivered, error))
+        Ok::<_, DbError>((acked, delivered, error, stale))
     };
-    let (acked, delivered, error) = publish.await?;
+    let (acked, delivered, error, stale) = publish.await?;
     let read = read.await.unwrap_or_else(|e| Err(format!("the journal reader failed: {e}")));
-    Ok(Pass { acked, delivered, error: error.or(read.err()) })
+    Ok(Pass { acked: acked.filter(|_| !stale), delivered, error: error.or(read.err()), stale })
 }

@@ -86,13 +86,14 @@ impl Webhook {
             return Ok(());
         }
         if status.is_redirection() {
-            // Not followed: the sink's URL is the receiver. The target is named without
-            // its query, which may carry a token.
+            // Not followed: the sink's URL is the receiver. The target is named by its
+            // origin only: its path or query may carry a token.
             let location = response
                 .headers()
                 .get("location")
                 .and_then(|l| l.to_str().ok())
-                .map(|l| l.split(['?', '#']).next().unwrap_or_default().to_owned())
+                .and_then(|l| self.url.join(l).ok())
+                .map(|u| u.origin().ascii_serialization())
                 .unwrap_or_default();
             return Err(redactor.redact(&format!(
                 "the receiver answered {status}, a redirect to {location:?} (not followed)"
