@@ -357,6 +357,9 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
                     let run = self.start_sink_job(name, head).await?;
                     format!("rebroadcast run {run} started (up to cursor {head})")
                 }
+                // For a sink removed from the config. A configured sink is registered
+                // again at once, at generation 0: a write of its task in flight at that
+                // moment (also at generation 0) may still move the new row's cursor.
                 SinkAction::Forget => {
                     self.c
                         .execute(&format!("DELETE FROM {s}.sink_cursors WHERE name = $1"), &[&name])
