@@ -2,7 +2,8 @@
 //! against a real anvil and a real PostgreSQL, under crashes, reorg storms, outages,
 //! database restarts, incompatible configs, bad input, secrets in URLs and least-privilege
 //! database roles, and the live stream (`/v1/stream`) under traffic, reorgs, API kills,
-//! database restarts and a crowd of clients catching up at once.
+//! database restarts and a crowd of clients catching up at once, and the sinks (webhook
+//! and NATS JetStream) under receiver faults, kills and a broker restart.
 //!
 //! `TIDEMARK_RELIABILITY=full|reduced` (default reduced) sets the scale; each scenario
 //! records what it tried and what it found, and the table is printed to standard error
@@ -23,5 +24,6 @@ mod lying_rpc;
 mod outages;
 mod reorg_storm;
 mod secrets;
+mod sinks;
 mod stream;
 mod writer;
