@@ -142,6 +142,17 @@ impl WebhookReceiver {
         self.shared.received.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// How many requests arrived so far.
+    pub fn count(&self) -> usize {
+        self.shared.received.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The requests after the first `start`.
+    pub fn received_since(&self, start: usize) -> Vec<Received> {
+        let all = self.shared.received.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(start..).map(<[Received]>::to_vec).unwrap_or_default()
+    }
+
     /// The items of every accepted request, in arrival order.
     pub fn accepted_items(&self) -> Vec<serde_json::Value> {
         self.received()
