@@ -65,4 +65,4 @@ pub use tempfile::{TempDir, tempdir};
 pub use tidemark_db_client::test_utils::wait::{POLL, eventually};
 pub use tidemark_db_client::test_utils::{TestDb, TestRole};
 pub use tls::TestCa;
-pub use webhook::{Outcome, Received, WebhookFaults, WebhookReceiver};
+pub use webhook::{Outcome, Received, WebhookFaults, WebhookReceiver, item_cursor};

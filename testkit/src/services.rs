@@ -121,6 +121,32 @@ impl Indexer {
         .await;
     }
 
+    /// The state of sink `name` in its `/status` (`None` while it has none).
+    pub async fn sink_status(&self, name: &str) -> Option<Value> {
+        let (code, body) = self.get_json("/status").await?;
+        (code == 200).then(|| body["sinks"][name].clone()).filter(|s| !s.is_null())
+    }
+
+    /// Waits until sink `name` is caught up at or beyond `head`, the journal's head cursor
+    /// (read by `head` at each poll).
+    ///
+    /// # Panics
+    /// When `timeout` passes first.
+    pub async fn wait_sink_caught_up(
+        &self,
+        name: &str,
+        timeout: Duration,
+        mut head: impl AsyncFnMut() -> Option<i64>,
+    ) {
+        eventually(timeout, format!("sink {name} caught up"), async || {
+            let head = head().await?;
+            let s = self.sink_status(name).await?;
+            let cursor: i64 = s["cursor"].as_str()?.parse().ok()?;
+            (s["state"] == "caught-up" && cursor >= head).then_some(())
+        })
+        .await;
+    }
+
     /// SIGTERM, then the exit code (within `timeout`).
     pub async fn stop(&mut self, timeout: Duration) -> i32 {
         self.proc.sigterm();

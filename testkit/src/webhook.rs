@@ -166,6 +166,28 @@ impl WebhookReceiver {
     }
 }
 
+/// The cursor of a sink's item (a decimal string in JSON).
+///
+/// # Panics
+/// When the item has none.
+pub fn item_cursor(item: &serde_json::Value) -> i64 {
+    item["cursor"]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("item without a cursor: {item}"))
+}
+
+impl WebhookReceiver {
+    /// The `[[sinks]]` table of a webhook sink `name` to this receiver, signed with
+    /// `secret`, with `extra` lines (`batch_size = 3`, …).
+    pub fn sink_table(&self, name: &str, secret: &str, extra: &str) -> String {
+        format!(
+            "name = \"{name}\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{secret}\"\n{extra}",
+            self.url()
+        )
+    }
+}
+
 impl Drop for WebhookReceiver {
     fn drop(&mut self) {
         self.down();

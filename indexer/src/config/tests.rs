@@ -230,14 +230,14 @@ fn bad_signatures_name_the_event_key() {
     }
 }
 
-/// The `[[sinks]]` of the sinks' issue, verbatim but for the chain id (31337 here).
+/// The `[[sinks]]` of the sinks' issue, verbatim (its filter names chain 1).
 const SINKS: &str = r#"
 [[sinks]]
 name = "orders-webhook"
 kind = "webhook"
 url = "${ORDERS_WEBHOOK_URL}"        # private: never stored, logged or served
 secret = "${ORDERS_WEBHOOK_SECRET}"  # private
-filter = { chain_ids = [31337], contracts = ["Token"], events = ["Transfer"] }   # optional; default everything
+filter = { chain_ids = [1], contracts = ["Token"], events = ["Transfer"] }   # optional; default everything
 batch_size = 500                     # entries per POST, default 500
 max_batch_bytes = 1048576            # a batch is also cut at this body size (default 1 MiB)
 timeout_ms = 10000
@@ -264,16 +264,19 @@ fn sink_env(name: &str) -> Option<String> {
 
 #[test]
 fn sinks_parse_and_stay_out_of_the_public_config() {
-    let text = format!("{EXAMPLE}{SINKS}");
+    // The example's chain as chain 1, which the issue's filter names.
+    let example = EXAMPLE.replace("chain_id = 31337", "chain_id = 1");
+    let text = format!("{example}{SINKS}");
     let cfg = IndexerConfig::parse(&text, Path::new("."), &sink_env).expect("valid");
     assert_eq!(cfg.sinks.len(), 2);
     let hook = &cfg.sinks[0];
     assert_eq!((hook.name.as_str(), hook.kind(), hook.batch_size), ("orders-webhook", "webhook", 500));
     assert_eq!(hook.rebroadcast_every, Some(Duration::from_secs(86_400)));
-    assert!(hook.filter.matches(31337, "Token", "Transfer"));
-    assert!(!hook.filter.matches(31337, "Token", "Approval"));
+    assert!(hook.filter.matches(1, "Token", "Transfer"));
+    assert!(!hook.filter.matches(1, "Token", "Approval"));
+    assert!(!hook.filter.matches(31337, "Token", "Transfer"));
     assert_eq!(cfg.sinks[1].kind(), "nats");
-    let without = parse(EXAMPLE).expect("valid");
+    let without = parse(&example).expect("valid");
     assert_eq!(cfg.public(), without.public(), "sinks never change the public config");
     let debug = format!("{cfg:?}");
     assert!(

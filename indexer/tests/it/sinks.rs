@@ -8,30 +8,16 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use tidemark_testkit::{Indexer, IndexerConfigBuilder, SOON, Stack, WebhookReceiver, eventually};
+use tidemark_testkit::{
+    Indexer, IndexerConfigBuilder, SOON, Stack, WebhookReceiver, eventually, item_cursor,
+};
 
 use crate::common::{SCHEMA, traffic};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn cursor_of(item: &Value) -> i64 {
-    item["cursor"]
-        .as_str()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("item without a cursor: {item}"))
-}
-
 fn webhook_sink(cfg: IndexerConfigBuilder, receiver: &WebhookReceiver, extra: &str) -> IndexerConfigBuilder {
-    cfg.sink(&format!(
-        "name = \"hooks\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n{extra}",
-        receiver.url()
-    ))
-}
-
-/// The sink's state in the indexer's `/status`.
-async fn sink_status(indexer: &Indexer, name: &str) -> Option<Value> {
-    let (code, body) = indexer.get_json("/status").await?;
-    (code == 200).then(|| body["sinks"][name].clone()).filter(|s| !s.is_null())
+    cfg.sink(&receiver.sink_table("hooks", SECRET, extra))
 }
 
 /// The stage names of an epoch's history, in order.
@@ -67,13 +53,7 @@ async fn epochs_delivered(stack: &Stack, then: &str) {
 /// Waits until the sink is caught up at the journal's head.
 async fn caught_up(stack: &Stack, indexer: &Indexer, name: &str, timeout: Duration) {
     let mut db = stack.instance().await;
-    eventually(timeout, format!("sink {name} caught up"), async || {
-        let head = db.journal().await.ok()?.last().map(|e| e.cursor)?;
-        let s = sink_status(indexer, name).await?;
-        let cursor: i64 = s["cursor"].as_str()?.parse().ok()?;
-        (s["state"] == "caught-up" && cursor >= head).then_some(())
-    })
-    .await;
+    indexer.wait_sink_caught_up(name, timeout, async || db.max_cursor().await.ok()?).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +70,7 @@ async fn replay_redelivers_exactly_the_entries_after_the_cursor() {
     epochs_delivered(&stack, "stored").await;
     let first = receiver.accepted_items();
     assert!(first.iter().all(|i| i["contract"] == "Token"), "the filter holds");
-    let cursors: Vec<i64> = first.iter().map(cursor_of).collect();
+    let cursors: Vec<i64> = first.iter().map(item_cursor).collect();
     assert!(cursors.windows(2).all(|w| w[0] < w[1]), "in cursor order, once each without faults");
     let from = cursors[cursors.len() / 2];
     let before = receiver.received().len();
@@ -107,7 +87,7 @@ async fn replay_redelivers_exactly_the_entries_after_the_cursor() {
                 let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
                 body["items"].as_array().cloned().unwrap_or_default()
             })
-            .map(|i| cursor_of(&i))
+            .map(|i| item_cursor(&i))
             .collect();
         let expected: Vec<i64> = cursors.iter().copied().filter(|c| *c > from).collect();
         (again == expected).then_some(())
@@ -145,7 +125,7 @@ async fn a_finalized_sink_gets_only_final_logs_and_never_a_removal() {
     assert!(!items.is_empty(), "final logs were delivered");
     assert!(items.iter().all(|i| i["kind"] == "log"), "never a removal");
     let stored: HashSet<i64> = db.events().await.expect("events").iter().map(|e| e.cursor).collect();
-    let orphaned: Vec<i64> = items.iter().map(cursor_of).filter(|c| !stored.contains(c)).collect();
+    let orphaned: Vec<i64> = items.iter().map(item_cursor).filter(|c| !stored.contains(c)).collect();
     if !orphaned.is_empty() {
         let journal = db.journal().await.expect("journal");
         let brief: Vec<String> =
@@ -163,7 +143,7 @@ async fn a_finalized_sink_gets_only_final_logs_and_never_a_removal() {
     stack.demo.mine(DEPTH + 1).await.expect("mine");
     stack.wait_synced(&mut db, SOON).await;
     eventually(SOON, "every stored event delivered", async || {
-        let got: HashSet<i64> = receiver.accepted_items().iter().map(cursor_of).collect();
+        let got: HashSet<i64> = receiver.accepted_items().iter().map(item_cursor).collect();
         (got == stored).then_some(())
     })
     .await;
@@ -180,7 +160,7 @@ async fn a_finalized_sink_gets_only_final_logs_and_never_a_removal() {
             .collect();
         panic!(
             "epochs not delivered: {brief:#?}\nsink: {:?}\njournal head {:?}",
-            sink_status(&indexer, "hooks").await,
+            indexer.sink_status("hooks").await,
             db.max_cursor().await
         );
     }

@@ -21,25 +21,18 @@ use serde_json::Value;
 use tidemark_reliability::summary;
 use tidemark_testkit::{
     Indexer, IndexerConfigBuilder, NatsServer, Outcome, SOON, Stack, WebhookFaults, WebhookReceiver,
-    eventually,
+    eventually, item_cursor,
 };
 
 use crate::common::traffic;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn cursor_of(item: &Value) -> i64 {
-    item["cursor"]
-        .as_str()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("item without a cursor: {item}"))
-}
-
 /// Applies sink items in cursor order (deduplicated by cursor): add on `log`, delete on
 /// `removed`; without the fields that change after delivery (`finalized`) or that only a
 /// sink adds.
 fn apply(items: &[Value]) -> BTreeMap<i64, Value> {
-    let by_cursor: BTreeMap<i64, &Value> = items.iter().map(|i| (cursor_of(i), i)).collect();
+    let by_cursor: BTreeMap<i64, &Value> = items.iter().map(|i| (item_cursor(i), i)).collect();
     let mut state = BTreeMap::new();
     for (cursor, item) in by_cursor {
         if item["kind"] == "removed" {
@@ -76,7 +69,7 @@ async fn served(base: &str) -> BTreeMap<i64, Value> {
             .await
             .expect("JSON");
         for item in body["items"].as_array().expect("items") {
-            out.insert(cursor_of(item), comparable(item));
+            out.insert(item_cursor(item), comparable(item));
         }
         match body["nextCursor"].as_str() {
             Some(c) => after = format!("&after={c}"),
@@ -86,23 +79,13 @@ async fn served(base: &str) -> BTreeMap<i64, Value> {
 }
 
 fn webhook_sink(cfg: IndexerConfigBuilder, receiver: &WebhookReceiver, extra: &str) -> IndexerConfigBuilder {
-    cfg.sink(&format!(
-        "name = \"hooks\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n{extra}",
-        receiver.url()
-    ))
+    cfg.sink(&receiver.sink_table("hooks", SECRET, extra))
 }
 
 /// Waits until the sink is caught up at the journal's head.
 async fn caught_up(stack: &Stack, indexer: &Indexer, name: &str, timeout: Duration) {
     let mut db = stack.instance().await;
-    eventually(timeout, format!("sink {name} caught up"), async || {
-        let head = db.max_cursor().await.ok()??;
-        let (code, body) = indexer.get_json("/status").await?;
-        let s = &body["sinks"][name];
-        let cursor: i64 = s["cursor"].as_str()?.parse().ok()?;
-        (code == 200 && s["state"] == "caught-up" && cursor >= head).then_some(())
-    })
-    .await;
+    indexer.wait_sink_caught_up(name, timeout, async || db.max_cursor().await.ok()?).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,12 +138,12 @@ async fn webhook_receives_every_entry_through_faults_reorgs_and_kills() {
         for r in &received {
             let body: Value = serde_json::from_slice(&r.body).expect("JSON body");
             for item in body["items"].as_array().expect("items") {
-                ids.entry(cursor_of(item)).or_default().insert(r.id.clone());
+                ids.entry(item_cursor(item)).or_default().insert(r.id.clone());
             }
         }
         let several_ids = ids.values().filter(|v| v.len() > 1).count();
         let items = receiver.accepted_items();
-        let got: HashSet<i64> = items.iter().map(cursor_of).collect();
+        let got: HashSet<i64> = items.iter().map(item_cursor).collect();
         let journal = db.journal().await.expect("journal");
         let missing = journal.iter().filter(|e| !got.contains(&e.cursor)).count();
         let removals = journal.iter().filter(|e| e.kind == "removed").count();
@@ -224,10 +207,10 @@ async fn nats_consumers_see_every_entry_once_in_order_across_kills_and_a_server_
         while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(3), messages.next()).await {
             let item: Value = serde_json::from_slice(&m.payload).expect("JSON");
             let id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.to_string());
-            if id != Some(format!("tidemark_rel_nats:{}", cursor_of(&item))) {
+            if id != Some(format!("tidemark_rel_nats:{}", item_cursor(&item))) {
                 bad_ids += 1;
             }
-            seen.push(cursor_of(&item));
+            seen.push(item_cursor(&item));
         }
         let journal = db.journal().await.expect("journal");
         let in_order = seen.windows(2).all(|w| w[0] < w[1]);
@@ -277,7 +260,7 @@ async fn a_rebroadcast_survives_kills_and_live_entries_keep_flowing() {
                 .accepted_items()
                 .iter()
                 .filter(|i| i["rebroadcast"].as_u64() == Some(1))
-                .map(cursor_of)
+                .map(item_cursor)
                 .collect::<HashSet<i64>>()
         };
         let mut live_latency = Duration::ZERO;
@@ -305,7 +288,7 @@ async fn a_rebroadcast_survives_kills_and_live_entries_keep_flowing() {
                         .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
                         .any(|b| {
                             b["items"].as_array().is_some_and(|items| {
-                                items.iter().any(|i| cursor_of(i) == cursor && i["rebroadcast"].is_null())
+                                items.iter().any(|i| item_cursor(i) == cursor && i["rebroadcast"].is_null())
                             })
                         })
                         .then_some(())
