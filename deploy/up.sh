@@ -183,7 +183,7 @@ Tidemark is up.
               bus -> NATS JetStream $NATS_URL, stream ${SCHEMA^^}, subjects tidemark.$SCHEMA.>
   logs        $STACK_DIR/{anvil,indexer,api,traffic,receiver}.log
   watch       tail -f $STACK_DIR/receiver.log
-              $BIN/tidemark-indexer sink list --config $STACK_DIR/tidemark.toml
+              (set -a; . $STACK_DIR/stack.env; $BIN/tidemark-indexer sink list --config $STACK_DIR/tidemark.toml)
   try         curl -s http://127.0.0.1:$API_PORT/status
               curl -s 'http://127.0.0.1:$API_PORT/v1/events?limit=5'
 Press Ctrl-C to stop.

@@ -261,6 +261,16 @@ async fn the_local_stack_works_end_to_end() {
             .then_some(())
     })
     .await;
+    // `sink list` as the README runs it: the config's variables from stack.env.
+    let list = Command::new(&env["INDEXER_BIN"])
+        .args(["sink", "list", "--config", &dir.join("tidemark.toml").to_string_lossy()])
+        .env_clear()
+        .envs(&env)
+        .output()
+        .expect("sink list runs");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "sink list: {}", String::from_utf8_lossy(&list.stderr));
+    assert!(listed.contains("orders-webhook") && listed.contains("bus"), "{listed}");
     let received = std::fs::read_to_string(dir.join("receiver.log")).unwrap_or_default();
     assert!(received.contains("delivery verified"), "the demo receiver verified deliveries:\n{received}");
     assert!(!received.contains("does not verify"), "every delivery verifies:\n{received}");
