@@ -329,6 +329,7 @@ pub(crate) async fn write_status(pool: &PgPool, head: u64) -> anyhow::Result<()>
         31337,
         ChainSnapshot::Following {
             stalled: None,
+            webhooks: None,
             config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
             latest_indexed_block: block(head),
             latest_known_block: block(head),

@@ -67,6 +67,8 @@ mod tls;
 #[cfg(feature = "writer")]
 pub mod tls;
 #[cfg(feature = "writer")]
+mod webhooks;
+#[cfg(feature = "writer")]
 pub mod writer;
 
 pub use tidemark_shared_types as types;

@@ -1,4 +1,5 @@
-//! The indexer's own small HTTP server: `/health`, `/status`, `/config`, `/metrics`.
+//! The indexer's own small HTTP server: `/health`, `/status`, `/config`, `/metrics`, and
+//! the provider webhook endpoints (`/v1/webhooks/…`, [`crate::webhooks::routes`]).
 //! It serves what this process knows in memory; the API service never calls it.
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub struct HttpState {
     pub epochs: SharedSummaries,
     /// This indexer's metrics, rendered by `/metrics`.
     pub metrics: Metrics,
+    /// Provider webhook ingestion, when a chain has webhooks.
+    pub webhooks: Option<Arc<crate::webhooks::Hub>>,
 }
 
 /// The latest epoch summaries, shared between the recorder and the HTTP server.
@@ -37,6 +40,7 @@ pub type SharedSummaries = Arc<std::sync::RwLock<EpochSummaries>>;
 
 /// The router.
 pub fn app(state: HttpState) -> Router {
+    let webhooks = state.webhooks.clone().map(crate::webhooks::routes::router).unwrap_or_default();
     Router::new()
         .route("/health", get(health))
         .route("/status", get(status))
@@ -46,6 +50,7 @@ pub fn app(state: HttpState) -> Router {
             (StatusCode::NOT_FOUND, Json(ErrorBody::<String>::new("not_found", "no such endpoint")))
         })
         .with_state(state)
+        .merge(webhooks)
 }
 
 /// Serves until `shutdown`.

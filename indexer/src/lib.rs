@@ -21,6 +21,7 @@ pub mod sinks;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 /// How the process ends (exit codes, DESIGN §2) and SIGINT/SIGTERM handling.
 pub use tidemark_service_kit::{Exit, cancel_on_signal};

@@ -40,6 +40,8 @@ struct Ctx<'a> {
     metrics: &'a Metrics,
     /// The sinks' journal reader (when sinks are configured).
     sink_reader: Option<&'a tidemark_db_client::DbClient>,
+    /// Provider webhook ingestion (when a chain has webhooks).
+    webhooks: Option<&'a Arc<crate::webhooks::Hub>>,
 }
 
 /// How long shutdown may take before tasks are abandoned.
@@ -51,7 +53,8 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
     let public = config.public();
     let mut pool_config = PoolConfig::new(config.database_url.clone());
     pool_config.application_name = "tidemark-indexer".into();
-    pool_config.max_size = 4;
+    // The webhook endpoints record deliveries through this pool too.
+    pool_config.max_size = if config.chains.iter().any(|c| !c.webhooks.is_empty()) { 8 } else { 4 };
     // Building the pool only reads the URL's TLS settings and certificate files: its
     // errors are configuration errors (exit 2).
     let pool = PgPool::new(pool_config)
@@ -69,7 +72,9 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
         .with_context(|| format!("binding http.listen {}", config.http_listen))?;
     tracing::info!(target: "tidemark::http", addr = %config.http_listen, "indexer HTTP listening");
     let summaries = http::SharedSummaries::default();
+    let webhooks = crate::webhooks::Hub::new(&config, pool.clone(), progress.clone(), metrics.clone());
     let http_state = http::HttpState {
+        webhooks: webhooks.clone(),
         progress: progress.clone(),
         config: public.clone(),
         health: health.clone(),
@@ -92,6 +97,7 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
     };
     let ctx = Ctx {
         sink_reader: sink_reader.as_ref(),
+        webhooks: webhooks.as_ref(),
         config: &config,
         public: &public,
         pool: &pool,
@@ -320,6 +326,12 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
             }),
         );
     }
+    if let Some(hub) = ctx.webhooks {
+        let (hub, writer, token) = (hub.clone(), writer.clone(), token.clone());
+        tasks.spawn(ctx.metrics.scope(async move {
+            crate::webhooks::intake::run(hub, writer, token).await.map_err(TermError::from)
+        }));
+    }
     let recorder = Recorder::new(
         writer.clone(),
         pool.clone(),
@@ -343,8 +355,9 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     for (chain, epochs) in config.chains.iter().zip(chain_epochs) {
         let rpc = ChainRpc::new(chain.chain_id, &chain.rpc_urls, chain.request_timeout)
             .map_err(|e| TermError::Fatal(e.into()))?;
-        let pipeline =
+        let mut pipeline =
             ChainPipeline::new(chain.clone(), rpc, writer.clone(), progress.clone(), token.clone(), epochs);
+        pipeline.hints = ctx.webhooks.and_then(|h| h.hints(chain.chain_id));
         tasks.spawn(ctx.metrics.scope(async move {
             pipeline.run().await.map_err(|e| match e {
                 PipelineError::Db(db) => TermError::Retry(db.into()),

@@ -54,6 +54,7 @@ async fn histograms_stay_bounded_while_nothing_scrapes_metrics() {
         health: Arc::default(),
         epochs: SharedSummaries::default(),
         metrics: metrics.clone(),
+        webhooks: None,
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state, shutdown.clone()));

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 /// Version of the per-instance table layout that this build writes. Version 2 added
 /// `events.decode_error` (and made `events.args` nullable), version 3 two indexes, version
 /// 4 the compact `events` (hashes, addresses, topics and data as `bytea`, names once per
-/// event type in `event_types`), version 5 the sinks' tables; an instance of an earlier
+/// event type in `event_types`), version 5 the sinks' tables, version 6 the webhook
+/// ingestion tables (`webhook_deliveries`, `pending_blocks`); an instance of an earlier
 /// version is upgraded in place at start-up.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The public configuration of an indexer instance (camelCase JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! The Tidemark vocabulary: the public configuration and its compatibility rules, the
 //! indexing-status model and its derivation, the realtime projection, event items and
-//! cursors, epochs (per-batch processing stages) and sinks' delivery state.
+//! cursors, epochs (per-batch processing stages), sinks' delivery state and webhook ingestion.
 //!
 //! This crate does no I/O. Everything here is plain data plus pure functions, shared by
 //! the indexer (the single writer), the db-client (readers) and the API, so that every
@@ -16,6 +16,7 @@ pub mod schema;
 pub mod signature;
 pub mod sink;
 pub mod status;
+pub mod webhook;
 
 pub use bodies::{ErrorBody, ErrorDetail, HealthBody, StatusBody};
 pub use compat::{FieldDiff, Incompatibility, check_compatible};
@@ -30,3 +31,4 @@ pub use status::{
     BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexBuildState, IndexingStatus,
     OmnichainSnapshot, OmnichainStatus, Stalled, StatusError,
 };
+pub use webhook::{Latency, WebhookStatus};

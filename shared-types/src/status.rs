@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::sink::SinkStatus;
+use crate::webhook::WebhookStatus;
 
 /// A block: number, unix timestamp and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +81,9 @@ pub enum ChainSnapshot {
         /// Set while the chain is stalled.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stalled: Option<Stalled>,
+        /// Provider webhook ingestion, when the chain has webhooks configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        webhooks: Option<WebhookStatus>,
     },
     /// Catching up to `backfill_end_block`, fixed for the process.
     #[serde(rename = "chain-backfill")]
@@ -93,6 +97,9 @@ pub enum ChainSnapshot {
         /// Set while the chain is stalled.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stalled: Option<Stalled>,
+        /// Provider webhook ingestion, when the chain has webhooks configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        webhooks: Option<WebhookStatus>,
     },
     /// Following the head.
     #[serde(rename = "chain-following")]
@@ -106,6 +113,9 @@ pub enum ChainSnapshot {
         /// Set while the chain is stalled.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stalled: Option<Stalled>,
+        /// Provider webhook ingestion, when the chain has webhooks configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        webhooks: Option<WebhookStatus>,
     },
     /// A bounded range, fully indexed.
     #[serde(rename = "chain-completed")]

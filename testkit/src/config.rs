@@ -25,6 +25,9 @@ pub struct IndexerConfigBuilder {
     pub http: HttpSpec,
     /// `[[chains]]`.
     pub chains: Vec<ChainSpec>,
+    /// `pending_ttl_ms`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_ttl_ms: Option<u64>,
     /// `[[sinks]]`, as TOML tables (each test writes the keys it needs).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sinks: Vec<toml::Table>,
@@ -65,6 +68,18 @@ pub struct ChainSpec {
     pub request_timeout_ms: Option<u64>,
     /// `[[chains.contracts]]`.
     pub contracts: Vec<ContractSpec>,
+    /// `[[chains.webhooks]]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookSpec>,
+}
+
+/// One `[[chains.webhooks]]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookSpec {
+    /// `alchemy` or `standard`.
+    pub provider: String,
+    /// The signing key (`whsec_…` for `standard`).
+    pub secret: String,
 }
 
 /// One `[[chains.contracts]]` entry.
@@ -96,6 +111,7 @@ impl IndexerConfigBuilder {
             database_url: database_url.into(),
             retain_epochs: None,
             journal_retention_ms: None,
+            pending_ttl_ms: None,
             http: HttpSpec { listen: format!("127.0.0.1:{}", free_port()) },
             chains: Vec::new(),
             sinks: Vec::new(),
@@ -162,7 +178,14 @@ impl ChainSpec {
             max_concurrency: None,
             request_timeout_ms: Some(5_000),
             contracts: Vec::new(),
+            webhooks: Vec::new(),
         }
+    }
+
+    /// Adds a webhook of `provider` signed with `secret`.
+    pub fn webhook(mut self, provider: &str, secret: &str) -> Self {
+        self.webhooks.push(WebhookSpec { provider: provider.into(), secret: secret.into() });
+        self
     }
 
     /// Adds a contract.

@@ -48,7 +48,7 @@ mod webhook;
 pub use anvil::Anvil;
 pub use chain::{LogRow, block_hash, canonical_logs, head};
 pub use compare::assert_matches_chain;
-pub use config::{ChainSpec, ContractSpec, IndexerConfigBuilder};
+pub use config::{ChainSpec, ContractSpec, IndexerConfigBuilder, WebhookSpec};
 pub use db::{Checkpoint, EpochRow, InstanceDb, JournalEntry, MetadataRow, StoredEvent};
 pub use error::{Error, Result};
 pub use faults::{Faults, InjectedCounts};

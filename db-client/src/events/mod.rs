@@ -681,6 +681,7 @@ mod tests {
                 1,
                 ChainSnapshot::Following {
                     stalled: None,
+                    webhooks: None,
                     config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
                     latest_indexed_block: block(90),
                     latest_known_block: block(100),
@@ -690,6 +691,7 @@ mod tests {
                 2,
                 ChainSnapshot::Following {
                     stalled: None,
+                    webhooks: None,
                     config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
                     latest_indexed_block: block(50),
                     latest_known_block: block(50),

@@ -77,6 +77,7 @@ pub fn following_status(heads: &[(u64, u64, u64)]) -> IndexingStatus {
                 chain_id,
                 ChainSnapshot::Following {
                     stalled: None,
+                    webhooks: None,
                     config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
                     latest_indexed_block: block(indexed),
                     latest_known_block: block(known),

@@ -42,6 +42,10 @@ pub use crate::sinks::{
     request_outcome as sink_request_outcome, sink_rows,
 };
 use crate::statements::{Statements, signed};
+pub use crate::webhooks::{
+    DeliveryOutcome, NewDelivery, PendingDelivery, Recorded, WEBHOOK_CHANNEL, listen_deliveries,
+    record_delivery,
+};
 
 /// Advisory-lock class of the per-instance writer lock (`pg_advisory_lock(class, hashtext(schema))`).
 const WRITER_LOCK_CLASS: i32 = 0x7464_6d01;
@@ -523,5 +527,54 @@ impl Writer {
     /// Deletes the chain's epochs older than its newest `retain`; returns how many.
     pub async fn prune_epochs(&mut self, chain_id: u64, retain: u64) -> Result<u64> {
         timed(QUERY_LIMIT, self.statements().prune_epochs(chain_id, retain)).await
+    }
+
+    /// Processes up to `limit` recorded webhook deliveries in one transaction: each is
+    /// parked, found stored, superseded, or final (at or below `finalized(chain)`), and
+    /// marked processed. Returns them with their outcomes.
+    pub async fn process_deliveries(
+        &mut self,
+        limit: i64,
+        finalized: impl Fn(u64) -> u64,
+    ) -> Result<Vec<(PendingDelivery, DeliveryOutcome)>> {
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            let t = Statements::new(&tx, &self.schema);
+            let pending = t.unprocessed_deliveries(limit).await?;
+            let mut done = Vec::with_capacity(pending.len());
+            for d in pending {
+                let outcome = t.process_delivery(&d, finalized(d.chain_id)).await?;
+                done.push((d, outcome));
+            }
+            tx.commit().await?;
+            Ok(done)
+        })
+        .await
+    }
+
+    /// Releases the parked blocks of `chain_id` that are now stored with the same hash;
+    /// returns their numbers.
+    pub async fn release_pending(&mut self, chain_id: u64) -> Result<Vec<u64>> {
+        timed(QUERY_LIMIT, self.statements().release_pending(chain_id)).await
+    }
+
+    /// Deletes parked blocks older than `ttl`; returns `(chain, count)` pairs.
+    pub async fn expire_pending(&mut self, ttl: std::time::Duration) -> Result<Vec<(u64, u64)>> {
+        timed(QUERY_LIMIT, self.statements().expire_pending(ttl)).await
+    }
+
+    /// The highest parked block number per chain.
+    pub async fn highest_pending(&mut self) -> Result<Vec<(u64, u64)>> {
+        timed(QUERY_LIMIT, self.statements().highest_pending()).await
+    }
+
+    /// Deletes processed deliveries older than `retention` whose block is at or below
+    /// its chain's `finalized` number; returns how many.
+    pub async fn prune_deliveries(
+        &mut self,
+        retention: std::time::Duration,
+        finalized: &[(u64, u64)],
+    ) -> Result<u64> {
+        timed(QUERY_LIMIT, self.statements().prune_deliveries(retention, finalized)).await
     }
 }

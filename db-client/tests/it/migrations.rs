@@ -57,12 +57,13 @@ async fn instance_schema_has_the_tables_and_drops_cleanly() {
     let c: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'tidemark_demo'
            AND table_name IN ('events', 'removals', 'journal', 'blocks', 'checkpoints', 'epochs',
-                              'sink_cursors', 'sink_jobs', 'sink_requests')",
+                              'sink_cursors', 'sink_jobs', 'sink_requests', 'webhook_deliveries',
+                              'pending_blocks')",
     )
     .get_result(&mut conn)
     .await
     .expect("tables");
-    assert_eq!(c.n, 9);
+    assert_eq!(c.n, 11);
     writer.drop_instance().await.expect("drop");
     let c: Count = diesel::sql_query(
         "SELECT count(*) AS n FROM information_schema.schemata WHERE schema_name = 'tidemark_demo'",

@@ -7,10 +7,14 @@
 //! `anvil_reorg`. [`Demo::mine`], [`Demo::reorg`], [`Demo::snapshot`] and
 //! [`Demo::revert`] drive anvil itself.
 //!
+//! [`webhook_sim`] plays a hosted provider's webhooks (Alchemy Notify or Standard
+//! Webhooks) from the chain's blocks, with faults, against an indexer's endpoint.
+//!
 //! Used by the `tidemark-traffic` binary and by the tests. This crate only talks to a
 //! development chain: it never handles keys and must not be pointed at a real network.
 
 pub mod abi;
+pub mod webhook_sim;
 
 use std::time::Duration;
 

@@ -6,6 +6,8 @@
 //! tidemark-traffic --rpc-url … run --token 0x… --registry 0x… --tx-per-second 5
 //! tidemark-traffic --rpc-url … --deploy --mix transfer=5,burst=2 --reorg-every 30 --reorg-max-depth 3
 //! tidemark-traffic receive --listen 127.0.0.1:4010 --secret whsec_…   # a webhook sink's receiver
+//! tidemark-traffic --rpc-url … webhook-sim --endpoint http://127.0.0.1:4001/v1/webhooks/alchemy/31337 \
+//!     --provider alchemy --secret … --shuffle-window 10 --duplicate 0.2 --drop 0.05
 //! ```
 
 mod receive;
@@ -20,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tidemark_service_kit::{Exit, LogFormat, cancel_on_signal, init_logging};
+use tidemark_traffic::webhook_sim::{self, SimOptions, WebhookFormat};
 use tidemark_traffic::{Call, Demo, RECIPIENTS, TrafficError};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -55,6 +58,87 @@ enum Command {
         #[arg(long, env = "WEBHOOK_SECRET")]
         secret: String,
     },
+    /// Play a hosted provider's webhooks: POST every new block (and its logs) to an
+    /// endpoint, signed, with retries and optional faults; print a JSON summary at exit.
+    WebhookSim(WebhookSimArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct WebhookSimArgs {
+    /// Full URL the deliveries are POSTed to.
+    #[arg(long)]
+    endpoint: String,
+    /// Wire format: `alchemy` (Notify custom webhook) or `standard` (Standard Webhooks).
+    #[arg(long, value_name = "alchemy|standard")]
+    provider: WebhookFormat,
+    /// Signing secret: the Alchemy signing key, or a Standard Webhooks `whsec_…` secret.
+    #[arg(long, env = "WEBHOOK_SIGNING_KEY", hide_env_values = true)]
+    secret: String,
+    /// First block delivered (default: the head at start + 1).
+    #[arg(long, value_name = "N")]
+    from_block: Option<u64>,
+    /// Stop once every block up to N was delivered, dropped or given up.
+    #[arg(long, value_name = "N")]
+    until_block: Option<u64>,
+    /// Only logs of this contract (repeatable; default: all logs).
+    #[arg(long = "address", value_name = "0x…")]
+    addresses: Vec<Address>,
+    /// Buffer K deliveries and release them in random order (0 or 1: in order).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    shuffle_window: usize,
+    /// Fraction of deliveries sent a second time, later, with the same id and body.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    duplicate: f64,
+    /// Fraction of deliveries never sent.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    drop: f64,
+    /// Wait D milliseconds before every request.
+    #[arg(long, value_name = "D", default_value_t = 0)]
+    delay_ms: u64,
+    /// After A blocks, treat the receiver as down for --down-secs: deliveries fail and are
+    /// retried later.
+    #[arg(long, value_name = "A", requires = "down_secs")]
+    down_after_blocks: Option<u64>,
+    /// Length of the down window, in seconds.
+    #[arg(long, value_name = "S", requires = "down_after_blocks")]
+    down_secs: Option<u64>,
+    /// Fraction of deliveries also sent once with a corrupted signature (expected: 401).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    forge: f64,
+    /// Seed of the random choices (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Head polling interval, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
+    /// Attempts per delivery before it is given up.
+    #[arg(long, default_value_t = 20)]
+    max_attempts: u32,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+impl WebhookSimArgs {
+    fn options(self, rpc_url: &str) -> SimOptions {
+        SimOptions {
+            from_block: self.from_block,
+            until_block: self.until_block,
+            addresses: self.addresses,
+            shuffle_window: self.shuffle_window,
+            duplicate: self.duplicate,
+            drop: self.drop,
+            forge: self.forge,
+            delay: Duration::from_millis(self.delay_ms),
+            down_after_blocks: self.down_after_blocks,
+            down_for: Duration::from_secs(self.down_secs.unwrap_or(0)),
+            seed: self.seed,
+            poll: Duration::from_millis(self.poll_ms),
+            max_attempts: self.max_attempts,
+            concurrency: self.concurrency,
+            ..SimOptions::new(rpc_url, self.endpoint, self.provider, self.secret)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -178,6 +262,13 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             receive::receive(listen, secret, shutdown).await
+        }
+        Some(Command::WebhookSim(args)) => {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            let summary = webhook_sim::run(args.options(&cli.rpc_url), shutdown).await?;
+            println!("{}", summary.to_json_line());
+            Ok(())
         }
         None => run(&cli.rpc_url, cli.run).await,
     }
@@ -398,5 +489,49 @@ mod tests {
             Cli::try_parse_from(["t", "--rpc-url", "http://x", "run", "--deploy-if-missing"]).expect("run");
         assert!(matches!(b.command, Some(Command::Run(r)) if r.deploy_if_missing));
         assert!(Cli::try_parse_from(["t", "--token", "0x5FbDB2315678afecb367f032d93F642f64180aa3"]).is_err());
+    }
+
+    #[test]
+    fn webhook_sim_flags() {
+        let cli = Cli::try_parse_from([
+            "t",
+            "--rpc-url",
+            "http://x:8545",
+            "webhook-sim",
+            "--endpoint",
+            "http://127.0.0.1:4001/v1/webhooks/alchemy/31337",
+            "--provider",
+            "alchemy",
+            "--secret",
+            "s",
+            "--address",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            "--address",
+            "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+            "--shuffle-window",
+            "10",
+            "--duplicate",
+            "0.5",
+            "--drop",
+            "0.1",
+            "--down-after-blocks",
+            "5",
+            "--down-secs",
+            "3",
+            "--until-block",
+            "40",
+        ])
+        .expect("flags");
+        let Some(Command::WebhookSim(args)) = cli.command else { panic!("not webhook-sim") };
+        let opts = args.options(&cli.rpc_url);
+        assert_eq!(opts.format, WebhookFormat::Alchemy);
+        assert_eq!(opts.addresses.len(), 2);
+        assert_eq!((opts.shuffle_window, opts.until_block), (10, Some(40)));
+        assert_eq!((opts.down_after_blocks, opts.down_for), (Some(5), Duration::from_secs(3)));
+        assert_eq!((opts.max_attempts, opts.concurrency, opts.poll), (20, 4, Duration::from_millis(100)));
+        let base = ["t", "webhook-sim", "--endpoint", "http://e", "--secret", "s", "--provider"];
+        assert!(Cli::try_parse_from(base.iter().copied().chain(["svix"])).is_err());
+        let down_without_secs = base.iter().copied().chain(["standard", "--down-after-blocks", "3"]);
+        assert!(Cli::try_parse_from(down_without_secs).is_err());
     }
 }

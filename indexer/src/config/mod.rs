@@ -9,6 +9,7 @@ mod abi;
 mod env;
 mod error;
 mod sinks;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tidemark_shared_types::{PublicChainConfig, PublicConfig, PublicContractConfi
 pub use abi::ResolvedEvent;
 pub use error::ConfigError;
 pub use sinks::{DEFAULT_SUBJECT, Delivery, SinkConfig, SinkFilter, SinkTarget, Start};
+pub use webhooks::{Provider, WebhookConfig};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +43,12 @@ struct RawConfig {
     chains: Vec<RawChain>,
     #[serde(default)]
     sinks: Vec<sinks::RawSink>,
+    #[serde(default = "default_webhook_retention_ms")]
+    webhook_retention_ms: u64,
+    #[serde(default = "default_pending_ttl_ms")]
+    pending_ttl_ms: u64,
+    #[serde(default = "default_webhook_max_body_bytes")]
+    webhook_max_body_bytes: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +81,8 @@ struct RawChain {
     #[serde(default = "default_request_timeout_ms")]
     request_timeout_ms: u64,
     contracts: Vec<RawContract>,
+    #[serde(default)]
+    webhooks: Vec<webhooks::RawWebhook>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +108,15 @@ fn default_retain_epochs() -> u64 {
 }
 fn default_journal_retention_ms() -> u64 {
     7 * 24 * 3600 * 1000
+}
+fn default_webhook_retention_ms() -> u64 {
+    24 * 3600 * 1000
+}
+fn default_pending_ttl_ms() -> u64 {
+    3600 * 1000
+}
+fn default_webhook_max_body_bytes() -> usize {
+    5 * 1024 * 1024
 }
 fn default_finality_depth() -> u64 {
     12
@@ -136,6 +155,12 @@ pub struct IndexerConfig {
     pub chains: Vec<ChainConfig>,
     /// Sinks (private: never part of the public config), in config order.
     pub sinks: Vec<SinkConfig>,
+    /// Processed webhook deliveries are kept this long (and until their block is final).
+    pub webhook_retention: Duration,
+    /// A parked block never confirmed is dropped after this long.
+    pub pending_ttl: Duration,
+    /// Largest webhook request body accepted (larger: 413).
+    pub webhook_max_body_bytes: usize,
 }
 
 impl std::fmt::Debug for IndexerConfig {
@@ -169,6 +194,8 @@ pub struct ChainConfig {
     pub request_timeout: Duration,
     /// Contracts, sorted by name.
     pub contracts: Vec<ContractConfig>,
+    /// Provider webhooks pushing this chain's new blocks (private), in config order.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// One contract.
@@ -330,6 +357,16 @@ fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
         })
         .collect();
     let sinks = sinks::validate_sinks(raw.sinks, &indexed)?;
+    for (v, key) in
+        [(raw.webhook_retention_ms, "webhook_retention_ms"), (raw.pending_ttl_ms, "pending_ttl_ms")]
+    {
+        if v == 0 {
+            return Err(ConfigError::new(key, "must be at least 1"));
+        }
+    }
+    if raw.webhook_max_body_bytes < 1024 {
+        return Err(ConfigError::new("webhook_max_body_bytes", "must be at least 1024"));
+    }
     Ok(IndexerConfig {
         namespace: raw.namespace,
         schema,
@@ -340,6 +377,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
         journal_retention: Duration::from_millis(raw.journal_retention_ms),
         chains,
         sinks,
+        webhook_retention: Duration::from_millis(raw.webhook_retention_ms),
+        pending_ttl: Duration::from_millis(raw.pending_ttl_ms),
+        webhook_max_body_bytes: raw.webhook_max_body_bytes,
     })
 }
 
@@ -404,6 +444,7 @@ fn validate_chain(c: RawChain, p: &str, base: &Path) -> Result<ChainConfig, Conf
         contracts.push(contract);
     }
     contracts.sort_by(|a, b| a.name.cmp(&b.name));
+    let webhooks = webhooks::validate_webhooks(c.webhooks, p)?;
     Ok(ChainConfig {
         chain_id: c.chain_id,
         rpc_urls,
@@ -413,6 +454,7 @@ fn validate_chain(c: RawChain, p: &str, base: &Path) -> Result<ChainConfig, Conf
         max_concurrency: c.max_concurrency,
         request_timeout: Duration::from_millis(c.request_timeout_ms),
         contracts,
+        webhooks,
     })
 }
 

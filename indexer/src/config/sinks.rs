@@ -189,7 +189,7 @@ fn valid_name(name: &str) -> bool {
 
 /// Decodes a Standard Webhooks secret: `whsec_` and base64 (the prefix is optional, as in
 /// the reference libraries).
-fn webhook_key(secret: &str) -> Option<Vec<u8>> {
+pub(super) fn webhook_key(secret: &str) -> Option<Vec<u8>> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
     let key = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
     (!key.is_empty()).then_some(key)

@@ -320,3 +320,54 @@ fn sink_errors_name_the_key_and_never_echo_the_url_or_secret() {
     );
     assert_eq!(parse(&twice).expect_err("twice").path, "sinks[1].name");
 }
+
+/// The issue's webhook snippet, verbatim, after the chain's contracts.
+const WEBHOOKS: &str = r#"
+[[chains.webhooks]]
+provider = "alchemy"                 # Alchemy Notify custom (GraphQL) webhooks; or "standard" (below)
+secret = "${ALCHEMY_SIGNING_KEY}"    # private: the webhook's signing key (a `whsec_…` secret for "standard")
+"#;
+
+fn webhook_env(name: &str) -> Option<String> {
+    match name {
+        "ALCHEMY_SIGNING_KEY" => Some("whsec_alchemy-signing-key-T0p".into()),
+        other => env(other),
+    }
+}
+
+#[test]
+fn webhooks_parse_and_stay_out_of_the_public_config() {
+    // With webhooks carrying latency, polling is the safety net: a long interval.
+    let chain = EXAMPLE.replace("finality_depth = 12\n", "finality_depth = 12\npoll_interval_ms = 30000\n");
+    let text = format!("{chain}{WEBHOOKS}");
+    let cfg = IndexerConfig::parse(&text, Path::new("."), &webhook_env).expect("valid");
+    let hooks = &cfg.chains[0].webhooks;
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].provider, super::Provider::Alchemy);
+    // Alchemy signs with the key's text as given.
+    assert_eq!(hooks[0].key, b"whsec_alchemy-signing-key-T0p".to_vec());
+    assert_eq!(cfg.chains[0].poll_interval, Duration::from_secs(30));
+    assert_eq!(cfg.pending_ttl, Duration::from_secs(3600));
+    assert_eq!(cfg.webhook_retention, Duration::from_secs(86_400));
+    assert_eq!(cfg.webhook_max_body_bytes, 5 * 1024 * 1024);
+    assert_eq!(
+        cfg.public(),
+        parse(EXAMPLE).expect("valid").public(),
+        "webhooks never change the public config"
+    );
+    assert!(!format!("{cfg:?}").contains("T0p"));
+
+    let standard = text.replace("\"alchemy\"", "\"standard\"");
+    let e = IndexerConfig::parse(&standard, Path::new("."), &webhook_env).expect_err("not base64");
+    assert_eq!(e.path, "chains[0].webhooks[0].secret");
+    assert!(!e.to_string().contains("T0p"), "{e}");
+    let lookup = |name: &str| match name {
+        "ALCHEMY_SIGNING_KEY" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
+        other => env(other),
+    };
+    let cfg = IndexerConfig::parse(&standard, Path::new("."), &lookup).expect("a whsec_ secret");
+    assert_eq!(cfg.chains[0].webhooks[0].provider, super::Provider::Standard);
+    let unknown = text.replace("\"alchemy\"", "\"quicknode\"");
+    let e = IndexerConfig::parse(&unknown, Path::new("."), &webhook_env).expect_err("unknown provider");
+    assert!(e.path.starts_with("chains[0].webhooks[0].provider"), "{e}");
+}

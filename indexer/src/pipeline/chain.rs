@@ -19,6 +19,7 @@ use crate::epochs::ChainEpochs;
 use crate::progress::{Phase, Progress};
 use crate::rpc::{ChainRpc, Header, Interest, RpcError};
 use crate::store::Writer;
+use crate::webhooks::ChainHints;
 
 /// Why a pipeline stopped.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub struct ChainPipeline {
     pub(crate) progress: Progress,
     pub(crate) shutdown: CancellationToken,
     pub(crate) epochs: Arc<ChainEpochs>,
+    /// What webhook deliveries tell the follower, when the chain has webhooks.
+    pub(crate) hints: Option<Arc<ChainHints>>,
     pub(super) decoder: Decoder,
     pub(super) filter: Filter,
     pub(super) interest: Interest,
@@ -68,7 +71,7 @@ impl ChainPipeline {
         let filter = fetch::base_filter(&chain);
         let interest = fetch::interest(&chain);
         let size = RangeSize::new(chain.max_block_range);
-        Self { chain, rpc, writer, progress, shutdown, epochs, decoder, filter, interest, size }
+        Self { chain, rpc, writer, progress, shutdown, epochs, hints: None, decoder, filter, interest, size }
     }
 
     pub(crate) fn id(&self) -> u64 {

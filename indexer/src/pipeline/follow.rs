@@ -20,6 +20,9 @@ use crate::store::Batch;
 /// Blocks handled per follow step.
 pub(super) const FOLLOW_BATCH: u64 = 200;
 
+/// The first wait before polling again while a parked block is ahead of the checkpoint.
+const EAGER_FIRST: Duration = Duration::from_millis(50);
+
 enum FollowStep {
     Idle(u64),
     Unlinked,
@@ -39,6 +42,8 @@ impl ChainPipeline {
         // The epoch of the step in progress; kept across retries of the same range.
         let mut pending: Option<Epoch> = None;
         let mut finalized_upto = 0u64;
+        // The next wait while a parked block is ahead of the checkpoint.
+        let mut eager = EAGER_FIRST;
         loop {
             self.check_shutdown()?;
             if let (Some(end), Some(c)) = (end_n, &cp)
@@ -88,7 +93,7 @@ impl ChainPipeline {
                         self.writer.lock().await.finalize(id, upto).await?;
                         finalized_upto = upto;
                     }
-                    self.pause(self.chain.poll_interval).await?;
+                    self.idle(cp.as_ref().map_or(0, |c| c.number), &mut eager).await?;
                 }
                 FollowStep::Unlinked => {
                     // The chain moved under us; the next step re-checks the checkpoint.
@@ -124,8 +129,15 @@ impl ChainPipeline {
                         })
                         .await?;
                     }
+                    let released = match &self.hints {
+                        Some(_) => self.writer.lock().await.release_pending(id).await?,
+                        None => Vec::new(),
+                    };
                     let known = if head == last.block.number { Some(last.block.clone()) } else { None };
                     self.committed(&rows, &last.block, known.as_ref());
+                    if self.hints.is_some() {
+                        self.record_latency(&headers, &released, head == last.block.number);
+                    }
                     self.progress.update(id, |s| {
                         if s.latest_known.as_ref().is_none_or(|k| k.number < last.block.number) {
                             s.latest_known = Some(last.block.clone());
@@ -140,6 +152,56 @@ impl ChainPipeline {
                 }
             }
         }
+    }
+
+    /// Waits after a step that found nothing new: the poll interval, cut short by a
+    /// webhook delivery for this chain. While a parked block is ahead of `checkpoint`
+    /// (the chain's RPC has not caught up with the provider that announced it), polls
+    /// again after `eager`, doubling up to the poll interval.
+    async fn idle(&self, checkpoint: u64, eager: &mut Duration) -> Result<(), PipelineError> {
+        let poll = self.chain.poll_interval;
+        let Some(hints) = &self.hints else { return self.pause(poll).await };
+        let delay = if hints.ahead() > checkpoint {
+            let d = (*eager).min(poll);
+            *eager = (*eager * 2).min(poll);
+            d
+        } else {
+            poll
+        };
+        tokio::select! {
+            _ = self.shutdown.cancelled() => Err(PipelineError::Shutdown),
+            _ = tokio::time::sleep(delay) => Ok(()),
+            _ = hints.woken() => {
+                *eager = EAGER_FIRST;
+                Ok(())
+            }
+        }
+    }
+
+    /// Records the head→stored latency of the blocks just stored, when the batch reached
+    /// the head (a catch-up batch measures the outage, not the path): `announced` are the
+    /// parked blocks it released, which a webhook delivery announced first.
+    fn record_latency(&self, headers: &[Header], announced: &[u64], at_head: bool) {
+        let id = self.id();
+        if !announced.is_empty() {
+            self.progress.webhooks(id, |w| w.released += announced.len() as u64);
+        }
+        if !at_head {
+            return;
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.progress.update(id, |s| {
+            for h in headers {
+                let ms = now_ms.saturating_sub(h.block.timestamp.saturating_mul(1000));
+                let by_webhook = announced.contains(&h.block.number);
+                s.stored_after(ms, by_webhook);
+                let path = if by_webhook { "webhook" } else { "polling" };
+                metrics::histogram!("tidemark_head_to_stored_seconds", "chain_id" => id.to_string(), "path" => path)
+                    .record(ms as f64 / 1000.0);
+            }
+        });
     }
 
     /// One attempt of a follow step: is the checkpoint still canonical, is there anything

@@ -4,14 +4,15 @@
 
 pub mod log;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use tidemark_shared_types::{
-    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexingStatus, SinkStatus, Stalled,
+    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexingStatus, Latency, SinkStatus, Stalled,
+    WebhookStatus,
 };
 
 use crate::rpc::Standing;
@@ -65,7 +66,16 @@ pub struct ChainState {
     pub last_error: Option<String>,
     /// No progress for this long while the head is ahead: stalled.
     pub stall_after: Duration,
+    /// Webhook ingestion counters, for a chain with webhooks configured.
+    pub webhooks: Option<WebhookStatus>,
+    /// The latest head→stored latencies (ms) of blocks announced by a webhook delivery.
+    pub webhook_latency: VecDeque<u64>,
+    /// The same, of blocks found by polling alone.
+    pub polling_latency: VecDeque<u64>,
 }
+
+/// Latency samples kept per path.
+const LATENCY_SAMPLES: usize = 512;
 
 impl ChainState {
     fn new(end_number: Option<u64>) -> Self {
@@ -86,7 +96,30 @@ impl ChainState {
             progress_unix: unix_now(),
             last_error: None,
             stall_after: Duration::from_secs(30),
+            webhooks: None,
+            webhook_latency: VecDeque::new(),
+            polling_latency: VecDeque::new(),
         }
+    }
+
+    /// Records the head→stored latency of one block stored by this process.
+    pub fn stored_after(&mut self, latency_ms: u64, announced: bool) {
+        if self.webhooks.is_none() {
+            return;
+        }
+        let ring = if announced { &mut self.webhook_latency } else { &mut self.polling_latency };
+        if ring.len() == LATENCY_SAMPLES {
+            ring.pop_front();
+        }
+        ring.push_back(latency_ms);
+    }
+
+    /// The chain's webhook status (with latencies), when it has webhooks.
+    fn webhooks(&self) -> Option<WebhookStatus> {
+        let mut w = self.webhooks.clone()?;
+        w.webhook_latency = Latency::of(&self.webhook_latency.iter().copied().collect::<Vec<_>>());
+        w.polling_latency = Latency::of(&self.polling_latency.iter().copied().collect::<Vec<_>>());
+        Some(w)
     }
 
     /// Records progress: a commit, or the pipeline at the head.
@@ -117,18 +150,24 @@ impl ChainState {
             None => ChainIndexingConfig::LeftBounded { start_block: start },
         };
         let Some(latest) = self.latest_indexed.clone() else {
-            return Some(ChainSnapshot::Queued { stalled: self.stalled(), config });
+            return Some(ChainSnapshot::Queued {
+                stalled: self.stalled(),
+                webhooks: self.webhooks(),
+                config,
+            });
         };
         Some(match self.phase {
             Phase::Queued | Phase::Backfill => match &self.backfill_end {
                 Some(end) if end.number >= latest.number => ChainSnapshot::Backfill {
                     stalled: self.stalled(),
+                    webhooks: self.webhooks(),
                     config,
                     latest_indexed_block: latest,
                     backfill_end_block: end.clone(),
                 },
                 _ => ChainSnapshot::Following {
                     stalled: self.stalled(),
+                    webhooks: self.webhooks(),
                     config,
                     latest_known_block: self.known_at_least(&latest),
                     latest_indexed_block: latest,
@@ -136,6 +175,7 @@ impl ChainState {
             },
             Phase::Following => ChainSnapshot::Following {
                 stalled: self.stalled(),
+                webhooks: self.webhooks(),
                 config,
                 latest_known_block: self.known_at_least(&latest),
                 latest_indexed_block: latest,
@@ -213,6 +253,16 @@ impl Progress {
     /// reported stalled: `2 × poll_interval + 30 s`.
     pub fn set_poll_interval(&self, chain_id: u64, poll_interval: Duration) {
         self.update(chain_id, |s| s.stall_after = 2 * poll_interval + Duration::from_secs(30));
+    }
+
+    /// Marks a chain as receiving provider webhooks: its snapshot carries `webhooks`.
+    pub fn enable_webhooks(&self, chain_id: u64) {
+        self.update(chain_id, |s| s.webhooks = Some(WebhookStatus::default()));
+    }
+
+    /// Updates a chain's webhook counters (nothing for a chain without webhooks).
+    pub fn webhooks(&self, chain_id: u64, f: impl FnOnce(&mut WebhookStatus)) {
+        self.update(chain_id, |s| s.webhooks.as_mut().map(f));
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, ChainState>> {

@@ -23,5 +23,6 @@ mod signatures;
 mod sinks;
 mod status;
 mod tls;
+mod webhooks;
 mod writer;
 mod writer_session;

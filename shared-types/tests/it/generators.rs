@@ -79,11 +79,14 @@ pub(crate) fn arb_chain_of(kinds: Vec<Kind>) -> impl Strategy<Value = ChainSnaps
                 None => ChainIndexingConfig::LeftBounded { start_block: c.block(start) },
             };
             match kind {
-                Kind::Queued => {
-                    ChainSnapshot::Queued { stalled: None, config: range(bounded.then(|| at(0))) }
-                }
+                Kind::Queued => ChainSnapshot::Queued {
+                    stalled: None,
+                    webhooks: None,
+                    config: range(bounded.then(|| at(0))),
+                },
                 Kind::Backfill => ChainSnapshot::Backfill {
                     stalled: None,
+                    webhooks: None,
                     config: range(bounded.then(|| at(if flag { 2 } else { 3 }))),
                     latest_indexed_block: at(0),
                     backfill_end_block: at(1),
@@ -91,6 +94,7 @@ pub(crate) fn arb_chain_of(kinds: Vec<Kind>) -> impl Strategy<Value = ChainSnaps
                 // Bounded: either the end is beyond the head (flag) or the head passed it.
                 Kind::Following => ChainSnapshot::Following {
                     stalled: None,
+                    webhooks: None,
                     config: range(bounded.then(|| at(if flag { 3 } else { 1 }))),
                     latest_indexed_block: at(0),
                     latest_known_block: at(2),

@@ -299,6 +299,7 @@ fn break_chain(chain: ChainSnapshot) -> (ChainSnapshot, &'static str) {
             (
                 ChainSnapshot::Backfill {
                     stalled: None,
+                    webhooks: None,
                     config,
                     latest_indexed_block: beyond,
                     backfill_end_block,
@@ -311,6 +312,7 @@ fn break_chain(chain: ChainSnapshot) -> (ChainSnapshot, &'static str) {
             (
                 ChainSnapshot::Following {
                     stalled: None,
+                    webhooks: None,
                     config: ChainIndexingConfig::LeftBounded { start_block: start },
                     latest_indexed_block,
                     latest_known_block,
@@ -335,9 +337,10 @@ fn break_chain(chain: ChainSnapshot) -> (ChainSnapshot, &'static str) {
 fn cursor_examples() {
     let lb = |n, t| ChainIndexingConfig::LeftBounded { start_block: block(n, t) };
     let bd = |n, t, e, et| ChainIndexingConfig::Bounded { start_block: block(n, t), end_block: block(e, et) };
-    let queued = |n, t| ChainSnapshot::Queued { stalled: None, config: lb(n, t) };
+    let queued = |n, t| ChainSnapshot::Queued { stalled: None, webhooks: None, config: lb(n, t) };
     let backfill = |l, lt| ChainSnapshot::Backfill {
         stalled: None,
+        webhooks: None,
         config: lb(0, 100),
         latest_indexed_block: block(l, lt),
         backfill_end_block: block(1_000, 10_000),

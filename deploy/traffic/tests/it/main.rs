@@ -1,5 +1,7 @@
 //! The `tidemark-traffic` binary against a real anvil: deployment output, a bounded run
-//! with reorgs, and a clean stop on SIGTERM.
+//! with reorgs, and a clean stop on SIGTERM; the webhook simulator in [`webhook_sim`].
+
+mod webhook_sim;
 
 use std::time::Duration;
 

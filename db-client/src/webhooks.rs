@@ -1,0 +1,307 @@
+//! `webhook_deliveries` and `pending_blocks` (DESIGN §8 "Webhook ingestion", feature
+//! `writer`): provider pushes recorded before they are acknowledged, and the blocks they
+//! announce parked until the follower has stored that very block.
+//!
+//! Invariants:
+//! - A delivery is recorded ([`record_delivery`]) before its 2xx, at most once per
+//!   provider delivery id. Any indexer process may insert (a standby too, so a failover
+//!   loses nothing): the one insert-only exception to "every write is the writer's".
+//! - A delivery carries no rows: what is stored always comes from the RPC. It only tells
+//!   the writer which block to look for.
+//! - Every other write (marking a delivery processed, parking, releasing, expiring,
+//!   pruning) is a [`Statements`] method, run on the writer's lock-holding connection.
+//! - A parked block leaves `pending_blocks` only when the window holds that number with
+//!   that hash (released: stored), or after the TTL (expired).
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use tidemark_shared_types::SchemaName;
+use tokio_postgres::GenericClient;
+
+use crate::error::{Result, stored_u64};
+use crate::pool::PgPool;
+use crate::statements::{Statements, narrow, signed};
+
+/// The channel on which a recorded delivery is announced; the payload is the instance
+/// schema.
+pub const WEBHOOK_CHANNEL: &str = "tidemark_webhooks";
+
+/// A valid delivery, as the endpoint parsed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery<'a> {
+    /// `alchemy` or `standard`.
+    pub provider: &'a str,
+    /// Chain id from the path.
+    pub chain_id: u64,
+    /// The provider's delivery id (idempotency key).
+    pub delivery_id: &'a str,
+    /// The announced block.
+    pub block_number: u64,
+    /// Its 0x hash.
+    pub block_hash: &'a str,
+    /// Its parent's 0x hash, when the payload has it.
+    pub parent_hash: Option<&'a str>,
+    /// The provider's sequence number (decimal digits), when it has one.
+    pub sequence: Option<&'a str>,
+    /// Logs in the payload.
+    pub log_count: u32,
+}
+
+/// What [`record_delivery`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored; the writer is told.
+    New,
+    /// Its id was recorded before: nothing new.
+    Duplicate,
+    /// The block is at or below the finalized checkpoint: nothing stored.
+    Final,
+}
+
+#[derive(QueryableByName)]
+struct RecordRow {
+    #[diesel(sql_type = Bool)]
+    is_final: bool,
+    #[diesel(sql_type = Bool)]
+    inserted: bool,
+}
+
+/// Records `d` unless its id was recorded before or its block is at or below
+/// `checkpoint − finality_depth`, and announces a new row on [`WEBHOOK_CHANNEL`], in one
+/// statement. Fails when the instance has no webhook tables yet (no writer of layout 6
+/// ran): the endpoint answers 503 and the provider retries.
+pub async fn record_delivery(
+    pool: &PgPool,
+    schema: &SchemaName,
+    d: &NewDelivery<'_>,
+    finality_depth: u64,
+) -> Result<Recorded> {
+    let s = schema.quoted();
+    let sql = format!(
+        "WITH fin AS (SELECT EXISTS (SELECT 1 FROM {s}.checkpoints WHERE chain_id = $2 AND block_number - $9 >= $4) AS f),
+              ins AS (INSERT INTO {s}.webhook_deliveries
+                          (provider, chain_id, delivery_id, block_number, block_hash, parent_hash, sequence, log_count)
+                      SELECT $1, $2, $3, $4, $5, $6, $7::numeric, $8 WHERE NOT (SELECT f FROM fin)
+                      ON CONFLICT (provider, chain_id, delivery_id) DO NOTHING RETURNING id),
+              n AS (SELECT pg_notify($10, $11) FROM ins)
+         SELECT (SELECT f FROM fin) AS is_final, EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT count(*) FROM n) AS _n"
+    );
+    let chain_id = signed(d.chain_id, "chain_id")?;
+    let number = signed(d.block_number, "block number")?;
+    let depth = signed(finality_depth, "finality_depth")?;
+    let logs: i32 = narrow(u64::from(d.log_count), "log count")?;
+    let row: RecordRow = pool
+        .run(async |c| {
+            Ok(diesel::sql_query(sql)
+                .bind::<Text, _>(d.provider)
+                .bind::<BigInt, _>(chain_id)
+                .bind::<Text, _>(d.delivery_id)
+                .bind::<BigInt, _>(number)
+                .bind::<Text, _>(d.block_hash)
+                .bind::<Nullable<Text>, _>(d.parent_hash)
+                .bind::<Nullable<Text>, _>(d.sequence)
+                .bind::<Integer, _>(logs)
+                .bind::<BigInt, _>(depth)
+                .bind::<Text, _>(WEBHOOK_CHANNEL)
+                .bind::<Text, _>(schema.as_str())
+                .get_result(c)
+                .await?)
+        })
+        .await?;
+    Ok(match (row.is_final, row.inserted) {
+        (true, _) => Recorded::Final,
+        (false, true) => Recorded::New,
+        (false, false) => Recorded::Duplicate,
+    })
+}
+
+/// Listens on [`WEBHOOK_CHANNEL`] and calls `wake` once listening and at each delivery
+/// recorded for `schema` (by any process); returns when the connection ends or fails.
+pub async fn listen_deliveries(pool: &PgPool, schema: &SchemaName, mut wake: impl FnMut()) -> Result<()> {
+    pool.listen(WEBHOOK_CHANNEL, |payload| {
+        if payload.is_none_or(|p| p == schema.as_str()) {
+            wake();
+        }
+    })
+    .await
+}
+
+/// A recorded delivery not processed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelivery {
+    /// Row id.
+    pub id: i64,
+    /// Chain.
+    pub chain_id: u64,
+    /// The provider's delivery id.
+    pub delivery_id: String,
+    /// The announced block.
+    pub block_number: u64,
+    /// Its hash.
+    pub block_hash: String,
+}
+
+/// What the writer did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The block is parked: the follower confirms it over RPC.
+    Parked,
+    /// That very block is stored already.
+    Stored,
+    /// At or below the finalized checkpoint: dropped.
+    Final,
+    /// A delivery with a higher sequence number announced another hash for this number.
+    Superseded,
+}
+
+impl DeliveryOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Parked => "parked",
+            Self::Stored => "stored",
+            Self::Final => "final",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+impl<C: GenericClient + Sync> Statements<'_, C> {
+    /// Up to `limit` recorded deliveries not processed yet, oldest first.
+    pub(crate) async fn unprocessed_deliveries(&self, limit: i64) -> Result<Vec<PendingDelivery>> {
+        let sql = format!(
+            "SELECT id, chain_id, delivery_id, block_number, block_hash FROM {}.webhook_deliveries
+              WHERE processed_at IS NULL ORDER BY id LIMIT $1",
+            self.s
+        );
+        self.c
+            .query(&sql, &[&limit])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(PendingDelivery {
+                    id: r.try_get(0)?,
+                    chain_id: stored_u64(r.try_get::<_, i64>(1)?, "webhook_deliveries", "chain_id")?,
+                    delivery_id: r.try_get(2)?,
+                    block_number: stored_u64(r.try_get::<_, i64>(3)?, "webhook_deliveries", "block_number")?,
+                    block_hash: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Processes delivery `id` (of `d`): parks its block unless it is final (at or below
+    /// `finalized`), stored already, or superseded by a higher sequence number for the
+    /// same block number; marks the delivery processed with the outcome.
+    pub(crate) async fn process_delivery(
+        &self,
+        d: &PendingDelivery,
+        finalized: u64,
+    ) -> Result<DeliveryOutcome> {
+        let s = &self.s;
+        let chain = signed(d.chain_id, "chain_id")?;
+        let number = signed(d.block_number, "block number")?;
+        let outcome = if d.block_number <= finalized {
+            DeliveryOutcome::Final
+        } else {
+            let sql = format!(
+                "SELECT EXISTS (SELECT 1 FROM {s}.blocks WHERE chain_id = $1 AND number = $2 AND hash = $3),
+                        EXISTS (SELECT 1 FROM {s}.pending_blocks p, {s}.webhook_deliveries w
+                                 WHERE p.chain_id = $1 AND p.number = $2 AND p.hash <> $3 AND w.id = $4
+                                   AND p.sequence > w.sequence)"
+            );
+            let row = self.c.query_one(&sql, &[&chain, &number, &d.block_hash, &d.id]).await?;
+            if row.try_get::<_, bool>(0)? {
+                DeliveryOutcome::Stored
+            } else if row.try_get::<_, bool>(1)? {
+                DeliveryOutcome::Superseded
+            } else {
+                let sql = format!(
+                    "INSERT INTO {s}.pending_blocks (chain_id, number, hash, delivery_id, sequence, received_at)
+                     SELECT chain_id, block_number, block_hash, delivery_id, sequence, received_at
+                       FROM {s}.webhook_deliveries WHERE id = $1
+                     ON CONFLICT (chain_id, number, hash) DO UPDATE
+                        SET sequence = greatest({s}.pending_blocks.sequence, EXCLUDED.sequence)"
+                );
+                self.c.execute(&sql, &[&d.id]).await?;
+                DeliveryOutcome::Parked
+            }
+        };
+        let sql =
+            format!("UPDATE {s}.webhook_deliveries SET processed_at = now(), outcome = $2 WHERE id = $1");
+        self.c.execute(&sql, &[&d.id, &outcome.as_str()]).await?;
+        Ok(outcome)
+    }
+
+    /// Releases the parked blocks of `chain_id` that the window now holds with the same
+    /// hash (stored); returns their numbers.
+    pub(crate) async fn release_pending(&self, chain_id: u64) -> Result<Vec<u64>> {
+        let sql = format!(
+            "DELETE FROM {s}.pending_blocks p USING {s}.blocks b
+              WHERE p.chain_id = $1 AND b.chain_id = p.chain_id AND b.number = p.number AND b.hash = p.hash
+             RETURNING p.number",
+            s = self.s
+        );
+        self.c
+            .query(&sql, &[&signed(chain_id, "chain_id")?])
+            .await?
+            .iter()
+            .map(|r| stored_u64(r.try_get::<_, i64>(0)?, "pending_blocks", "number"))
+            .collect()
+    }
+
+    /// Deletes the parked blocks received more than `ttl` ago; returns how many per chain.
+    pub(crate) async fn expire_pending(&self, ttl: std::time::Duration) -> Result<Vec<(u64, u64)>> {
+        let sql = format!(
+            "WITH gone AS (DELETE FROM {}.pending_blocks WHERE received_at < now() - make_interval(secs => $1)
+                           RETURNING chain_id)
+             SELECT chain_id, count(*) FROM gone GROUP BY chain_id",
+            self.s
+        );
+        self.c
+            .query(&sql, &[&ttl.as_secs_f64()])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    stored_u64(r.try_get::<_, i64>(0)?, "pending_blocks", "chain_id")?,
+                    stored_u64(r.try_get::<_, i64>(1)?, "pending_blocks", "count")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The highest parked block number per chain.
+    pub(crate) async fn highest_pending(&self) -> Result<Vec<(u64, u64)>> {
+        let sql = format!("SELECT chain_id, max(number) FROM {}.pending_blocks GROUP BY chain_id", self.s);
+        self.c
+            .query(&sql, &[])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    stored_u64(r.try_get::<_, i64>(0)?, "pending_blocks", "chain_id")?,
+                    stored_u64(r.try_get::<_, i64>(1)?, "pending_blocks", "number")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Deletes processed deliveries received more than `retention` ago whose block is
+    /// final (`finalized`: per chain, the finalized block number); returns how many.
+    pub(crate) async fn prune_deliveries(
+        &self,
+        retention: std::time::Duration,
+        finalized: &[(u64, u64)],
+    ) -> Result<u64> {
+        let chains = finalized.iter().map(|(c, _)| signed(*c, "chain_id")).collect::<Result<Vec<i64>>>()?;
+        let upto = finalized.iter().map(|(_, n)| signed(*n, "block number")).collect::<Result<Vec<i64>>>()?;
+        let sql = format!(
+            "DELETE FROM {}.webhook_deliveries d USING unnest($2::bigint[], $3::bigint[]) AS f(chain_id, upto)
+              WHERE d.processed_at IS NOT NULL AND d.received_at < now() - make_interval(secs => $1)
+                AND d.chain_id = f.chain_id AND d.block_number <= f.upto",
+            self.s
+        );
+        Ok(self.c.execute(&sql, &[&retention.as_secs_f64(), &chains, &upto]).await?)
+    }
+}
