@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tidemark's local stack in one command: PostgreSQL, NATS with JetStream, anvil (1 s
 # blocks), the demo contracts, a traffic generator, the indexer with two sinks (a webhook
-# to a demo receiver, NATS JetStream) and the API (release builds).
+# to a demo receiver, NATS JetStream) and a provider webhook (the simulator pushing each
+# new block), and the API (release builds).
 #
 #   deploy/up.sh            # Ctrl-C stops everything it started
 #
@@ -52,6 +53,9 @@ export RPC_URL="http://127.0.0.1:$ANVIL_PORT"
 export ORDERS_WEBHOOK_URL="http://127.0.0.1:$RECEIVER_PORT/hooks/tidemark"
 ORDERS_WEBHOOK_SECRET="whsec_$(head -c 24 /dev/urandom | base64)"
 export ORDERS_WEBHOOK_SECRET
+# The signing key of the demo chain's provider webhook (the simulator plays Alchemy Notify).
+ALCHEMY_SIGNING_KEY="whsec_$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+export ALCHEMY_SIGNING_KEY
 
 # Children are stopped newest first: traffic, API, indexer, anvil; then PostgreSQL.
 stop_pid() {
@@ -119,7 +123,8 @@ listen = "127.0.0.1:$INDEXER_PORT"
 chain_id = 31337
 rpc_url = "\${RPC_URL}"
 finality_depth = 5
-poll_interval_ms = 500
+# New blocks arrive by webhook (the provider simulator); polling is the safety net.
+poll_interval_ms = 2000
 
 [[chains.contracts]]
 name = "Token"
@@ -132,6 +137,10 @@ name = "Registry"
 addresses = ["$REGISTRY"]
 abi = "$ROOT/deploy/demo/out/Registry.abi.json"
 events = ["Registered", "Tagged", "Updated", "Burst"]
+
+[[chains.webhooks]]
+provider = "alchemy"
+secret = "\${ALCHEMY_SIGNING_KEY}"
 
 # Sinks are private config (not stored, not compared): URLs and secrets from the environment.
 [[sinks]]
@@ -166,10 +175,18 @@ tidemark_on_exit "stop_pid $API_PID api"
 TRAFFIC_PID=$!
 echo "$TRAFFIC_PID" >"$STACK_DIR/traffic.pid"
 tidemark_on_exit "stop_pid $TRAFFIC_PID traffic"
+
+# The provider simulator pushes each new block to the indexer's webhook endpoint.
+WEBHOOK_SIGNING_KEY=$ALCHEMY_SIGNING_KEY "${DETACH[@]}" "$BIN/tidemark-traffic" --rpc-url "$RPC_URL" webhook-sim \
+    --endpoint "http://127.0.0.1:$INDEXER_PORT/v1/webhooks/alchemy/31337" --provider alchemy \
+    >"$STACK_DIR/webhooks.log" 2>&1 &
+SIM_PID=$!
+echo "$SIM_PID" >"$STACK_DIR/webhooks.pid"
+tidemark_on_exit "stop_pid $SIM_PID webhook-sim"
 # What a restart of one piece needs (used by the end-to-end test; no secrets beyond the URLs).
-printf 'DATABASE_URL=%s\nRPC_URL=%s\nINDEXER_BIN=%s\nAPI_PORT=%s\nINDEXER_PORT=%s\nORDERS_WEBHOOK_URL=%s\nORDERS_WEBHOOK_SECRET=%s\nNATS_URL=%s\n' \
+printf 'DATABASE_URL=%s\nRPC_URL=%s\nINDEXER_BIN=%s\nAPI_PORT=%s\nINDEXER_PORT=%s\nORDERS_WEBHOOK_URL=%s\nORDERS_WEBHOOK_SECRET=%s\nNATS_URL=%s\nALCHEMY_SIGNING_KEY=%s\n' \
     "$DATABASE_URL" "$RPC_URL" "$BIN/tidemark-indexer" "$API_PORT" "$INDEXER_PORT" "$ORDERS_WEBHOOK_URL" \
-    "$ORDERS_WEBHOOK_SECRET" "$NATS_URL" >"$STACK_DIR/stack.env"
+    "$ORDERS_WEBHOOK_SECRET" "$NATS_URL" "$ALCHEMY_SIGNING_KEY" >"$STACK_DIR/stack.env"
 
 cat >&2 <<MSG
 
@@ -181,7 +198,8 @@ Tidemark is up.
   contracts   Token $TOKEN, Registry $REGISTRY
   sinks       orders-webhook -> $ORDERS_WEBHOOK_URL (log: $STACK_DIR/receiver.log)
               bus -> NATS JetStream $NATS_URL, stream ${SCHEMA^^}, subjects tidemark.$SCHEMA.>
-  logs        $STACK_DIR/{anvil,indexer,api,traffic,receiver}.log
+  webhooks    the provider simulator -> /v1/webhooks/alchemy/31337 (log: $STACK_DIR/webhooks.log)
+  logs        $STACK_DIR/{anvil,indexer,api,traffic,receiver,webhooks}.log
   watch       tail -f $STACK_DIR/receiver.log
               (set -a; . $STACK_DIR/stack.env; $BIN/tidemark-indexer sink list --config $STACK_DIR/tidemark.toml)
   try         curl -s http://127.0.0.1:$API_PORT/status

@@ -242,6 +242,7 @@ async fn the_local_stack_works_end_to_end() {
         .env("ORDERS_WEBHOOK_URL", &env["ORDERS_WEBHOOK_URL"])
         .env("ORDERS_WEBHOOK_SECRET", &env["ORDERS_WEBHOOK_SECRET"])
         .env("NATS_URL", &env["NATS_URL"])
+        .env("ALCHEMY_SIGNING_KEY", &env["ALCHEMY_SIGNING_KEY"])
         .stdout(restart_log.try_clone().expect("log"))
         .stderr(restart_log)
         .spawn()
@@ -259,6 +260,14 @@ async fn the_local_stack_works_end_to_end() {
         let sinks = &s["sinks"];
         (sinks["bus"]["state"] == "caught-up" && sinks["orders-webhook"]["state"] == "caught-up")
             .then_some(())
+    })
+    .await;
+    // The provider simulator's pushes reach the restarted indexer, which stores blocks
+    // they announced.
+    until("webhook deliveries released", Duration::from_secs(60), || async {
+        let (_, s) = get(&client, &format!("{indexer_http}/status")).await?;
+        let w = &s["realtimeProjection"]["snapshot"]["omnichainSnapshot"]["chains"]["31337"]["webhooks"];
+        (w["received"].as_u64()? > 0 && w["released"].as_u64()? > 0).then_some(())
     })
     .await;
     // `sink list` as the README runs it: the config's variables from stack.env.
@@ -281,7 +290,7 @@ async fn the_local_stack_works_end_to_end() {
 
     // 5. Ctrl-C stops everything the script started.
     let mut pids: Vec<u32> =
-        ["anvil", "api", "traffic", "receiver"].iter().map(|n| pid_of(&dir, n)).collect();
+        ["anvil", "api", "traffic", "receiver", "webhooks"].iter().map(|n| pid_of(&dir, n)).collect();
     if dir.join("nats.pid").exists() {
         pids.push(pid_of(&dir, "nats"));
     }

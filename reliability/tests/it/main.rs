@@ -3,7 +3,8 @@
 //! database restarts, incompatible configs, bad input, secrets in URLs and least-privilege
 //! database roles, and the live stream (`/v1/stream`) under traffic, reorgs, API kills,
 //! database restarts and a crowd of clients catching up at once, and the sinks (webhook
-//! and NATS JetStream) under receiver faults, kills and a broker restart.
+//! and NATS JetStream) under receiver faults, kills and a broker restart, and provider
+//! webhook deliveries shuffled, duplicated and dropped through an indexer outage.
 //!
 //! `TIDEMARK_RELIABILITY=full|reduced` (default reduced) sets the scale; each scenario
 //! records what it tried and what it found, and the table is printed to standard error
@@ -26,4 +27,5 @@ mod reorg_storm;
 mod secrets;
 mod sinks;
 mod stream;
+mod webhooks;
 mod writer;
