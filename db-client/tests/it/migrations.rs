@@ -21,7 +21,7 @@ async fn migrations_are_idempotent() {
         .get_result(&mut conn)
         .await
         .expect("bookkeeping");
-    assert_eq!(c.n, 6);
+    assert_eq!(c.n, 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
