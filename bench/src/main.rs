@@ -11,9 +11,12 @@
 //! - `stream`: `/v1/stream`'s commit→client latency at 1, 100 and 1,000 clients under the
 //!   traffic generator, against one plain `LISTEN` connection, and its catch-up rate;
 //! - `sinks`: the NATS sink's entries/s against the raw JetStream publish-with-ack rate, and
-//!   the webhook sink's at batch 500.
+//!   the webhook sink's at batch 500;
+//! - `webhook`: head→stored latency of new blocks with polling alone against polling plus
+//!   provider webhook deliveries (the simulator in process).
 //!
-//! Each figure is the median of `--runs` runs (default 3).
+//! Each figure is the median of `--runs` runs (default 3), except `webhook`'s, which are
+//! percentiles over its `--blocks` samples per mode.
 
 mod api;
 mod backfill;
@@ -25,6 +28,7 @@ mod report;
 mod sinks;
 mod stream;
 mod upgrade;
+mod webhook;
 
 use clap::{Parser, Subcommand};
 
@@ -59,6 +63,9 @@ enum Command {
     /// The in-place upgrade of an instance written by a previous build: its duration, and
     /// the same cursors and pages before and after.
     Upgrade(upgrade::Args),
+    /// Head→stored latency p50/p99 of new blocks: `poll_interval_ms` polling alone against
+    /// the same plus provider webhook deliveries.
+    Webhook(webhook::Args),
     /// Serves the bare handler of `api` (started by `api` as a process of its own, so
     /// that it is measured like the API: another process on the same cores).
     #[command(hide = true)]
@@ -87,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             Command::Stream(args) => stream::run(&cli.database_url, cli.runs, args).await,
             Command::Upgrade(args) => upgrade::run(&cli.database_url, args).await,
             Command::Sinks(args) => sinks::run(&cli.database_url, cli.runs, args).await,
+            Command::Webhook(args) => webhook::run(&cli.database_url, args).await,
             Command::BareServer { listen } => api::serve_bare(listen).await,
         }
     })
