@@ -10,8 +10,8 @@
 //!   the writer which block to look for.
 //! - Every other write (marking a delivery processed, parking, releasing, expiring,
 //!   pruning) is a [`Statements`] method, run on the writer's lock-holding connection.
-//! - A parked block leaves `pending_blocks` only when the window holds that number with
-//!   that hash (released: stored), or after the TTL (expired).
+//! - A parked block leaves `pending_blocks` only when a commit stored that number with
+//!   that hash (released), or after the TTL (expired).
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
@@ -233,17 +233,19 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         Ok(outcome)
     }
 
-    /// Releases the parked blocks of `chain_id` that the window now holds with the same
-    /// hash (stored); returns their numbers.
-    pub(crate) async fn release_pending(&self, chain_id: u64) -> Result<Vec<u64>> {
+    /// Releases the parked blocks of `chain_id` among `stored` (the (number, hash) of
+    /// every block a commit just stored); returns their numbers.
+    pub(crate) async fn release_pending(&self, chain_id: u64, stored: &[(u64, &str)]) -> Result<Vec<u64>> {
+        let numbers = stored.iter().map(|(n, _)| signed(*n, "block number")).collect::<Result<Vec<i64>>>()?;
+        let hashes: Vec<&str> = stored.iter().map(|(_, h)| *h).collect();
         let sql = format!(
-            "DELETE FROM {s}.pending_blocks p USING {s}.blocks b
-              WHERE p.chain_id = $1 AND b.chain_id = p.chain_id AND b.number = p.number AND b.hash = p.hash
+            "DELETE FROM {}.pending_blocks p USING unnest($2::bigint[], $3::text[]) AS b(number, hash)
+              WHERE p.chain_id = $1 AND p.number = b.number AND p.hash = b.hash
              RETURNING p.number",
-            s = self.s
+            self.s
         );
         self.c
-            .query(&sql, &[&signed(chain_id, "chain_id")?])
+            .query(&sql, &[&signed(chain_id, "chain_id")?, &numbers, &hashes])
             .await?
             .iter()
             .map(|r| stored_u64(r.try_get::<_, i64>(0)?, "pending_blocks", "number"))

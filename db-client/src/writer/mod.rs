@@ -552,10 +552,10 @@ impl Writer {
         .await
     }
 
-    /// Releases the parked blocks of `chain_id` that are now stored with the same hash;
-    /// returns their numbers.
-    pub async fn release_pending(&mut self, chain_id: u64) -> Result<Vec<u64>> {
-        timed(QUERY_LIMIT, self.statements().release_pending(chain_id)).await
+    /// Releases the parked blocks of `chain_id` among `stored`, the (number, hash) of the
+    /// blocks a commit just stored; returns their numbers.
+    pub async fn release_pending(&mut self, chain_id: u64, stored: &[(u64, &str)]) -> Result<Vec<u64>> {
+        timed(QUERY_LIMIT, self.statements().release_pending(chain_id, stored)).await
     }
 
     /// Deletes parked blocks older than `ttl`; returns `(chain, count)` pairs.

@@ -130,7 +130,11 @@ impl ChainPipeline {
                         .await?;
                     }
                     let released = match &self.hints {
-                        Some(_) => self.writer.lock().await.release_pending(id).await?,
+                        Some(_) => {
+                            let stored: Vec<(u64, &str)> =
+                                headers.iter().map(|h| (h.block.number, h.block.hash.as_str())).collect();
+                            self.writer.lock().await.release_pending(id, &stored).await?
+                        }
                         None => Vec::new(),
                     };
                     let known = if head == last.block.number { Some(last.block.clone()) } else { None };
