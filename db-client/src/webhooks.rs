@@ -155,82 +155,67 @@ pub enum DeliveryOutcome {
     Superseded,
 }
 
-impl DeliveryOutcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Parked => "parked",
-            Self::Stored => "stored",
-            Self::Final => "final",
-            Self::Superseded => "superseded",
-        }
-    }
-}
-
 impl<C: GenericClient + Sync> Statements<'_, C> {
-    /// Up to `limit` recorded deliveries not processed yet, oldest first.
-    pub(crate) async fn unprocessed_deliveries(&self, limit: i64) -> Result<Vec<PendingDelivery>> {
+    /// Processes up to `limit` recorded deliveries, oldest first, in one statement: each
+    /// announced block is parked unless it is final (at or below its chain's number in
+    /// `finalized`), stored already (the window holds that hash), or superseded (a parked
+    /// row for the number with another hash has a higher sequence number); every delivery
+    /// is marked processed with its outcome. Returns them with their outcomes.
+    pub(crate) async fn process_deliveries(
+        &self,
+        limit: i64,
+        finalized: &[(u64, u64)],
+    ) -> Result<Vec<(PendingDelivery, DeliveryOutcome)>> {
+        let chains = finalized.iter().map(|(c, _)| signed(*c, "chain_id")).collect::<Result<Vec<i64>>>()?;
+        let upto = finalized.iter().map(|(_, n)| signed(*n, "block number")).collect::<Result<Vec<i64>>>()?;
+        // Several deliveries of one batch may announce the same block (another id, another
+        // webhook): one pending row each (DISTINCT ON), the highest sequence kept.
         let sql = format!(
-            "SELECT id, chain_id, delivery_id, block_number, block_hash FROM {}.webhook_deliveries
-              WHERE processed_at IS NULL ORDER BY id LIMIT $1",
-            self.s
+            "WITH d AS (SELECT id, chain_id, delivery_id, block_number, block_hash, sequence, received_at
+                          FROM {s}.webhook_deliveries WHERE processed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE),
+                  o AS (SELECT d.*, CASE
+                            WHEN d.block_number <= coalesce(f.upto, -1) THEN 'final'
+                            WHEN EXISTS (SELECT 1 FROM {s}.blocks b WHERE b.chain_id = d.chain_id
+                                            AND b.number = d.block_number AND b.hash = d.block_hash) THEN 'stored'
+                            WHEN EXISTS (SELECT 1 FROM {s}.pending_blocks p WHERE p.chain_id = d.chain_id
+                                            AND p.number = d.block_number AND p.hash <> d.block_hash
+                                            AND p.sequence > d.sequence) THEN 'superseded'
+                            ELSE 'parked' END AS outcome
+                          FROM d LEFT JOIN unnest($2::bigint[], $3::bigint[]) AS f(chain_id, upto)
+                            ON f.chain_id = d.chain_id),
+                  ins AS (INSERT INTO {s}.pending_blocks (chain_id, number, hash, delivery_id, sequence, received_at)
+                          SELECT DISTINCT ON (chain_id, block_number, block_hash)
+                                 chain_id, block_number, block_hash, delivery_id, sequence, received_at
+                            FROM o WHERE outcome = 'parked'
+                           ORDER BY chain_id, block_number, block_hash, sequence DESC NULLS LAST
+                          ON CONFLICT (chain_id, number, hash) DO UPDATE
+                             SET sequence = greatest({s}.pending_blocks.sequence, EXCLUDED.sequence)),
+                  upd AS (UPDATE {s}.webhook_deliveries w SET processed_at = now(), outcome = o.outcome
+                            FROM o WHERE w.id = o.id)
+             SELECT id, chain_id, delivery_id, block_number, block_hash, outcome FROM o ORDER BY id",
+            s = self.s
         );
         self.c
-            .query(&sql, &[&limit])
+            .query(&sql, &[&limit, &chains, &upto])
             .await?
             .iter()
             .map(|r| {
-                Ok(PendingDelivery {
+                let outcome = match r.try_get::<_, &str>(5)? {
+                    "final" => DeliveryOutcome::Final,
+                    "stored" => DeliveryOutcome::Stored,
+                    "superseded" => DeliveryOutcome::Superseded,
+                    _ => DeliveryOutcome::Parked,
+                };
+                let d = PendingDelivery {
                     id: r.try_get(0)?,
                     chain_id: stored_u64(r.try_get::<_, i64>(1)?, "webhook_deliveries", "chain_id")?,
                     delivery_id: r.try_get(2)?,
                     block_number: stored_u64(r.try_get::<_, i64>(3)?, "webhook_deliveries", "block_number")?,
                     block_hash: r.try_get(4)?,
-                })
+                };
+                Ok((d, outcome))
             })
             .collect()
-    }
-
-    /// Processes delivery `id` (of `d`): parks its block unless it is final (at or below
-    /// `finalized`), stored already, or superseded by a higher sequence number for the
-    /// same block number; marks the delivery processed with the outcome.
-    pub(crate) async fn process_delivery(
-        &self,
-        d: &PendingDelivery,
-        finalized: u64,
-    ) -> Result<DeliveryOutcome> {
-        let s = &self.s;
-        let chain = signed(d.chain_id, "chain_id")?;
-        let number = signed(d.block_number, "block number")?;
-        let outcome = if d.block_number <= finalized {
-            DeliveryOutcome::Final
-        } else {
-            let sql = format!(
-                "SELECT EXISTS (SELECT 1 FROM {s}.blocks WHERE chain_id = $1 AND number = $2 AND hash = $3),
-                        EXISTS (SELECT 1 FROM {s}.pending_blocks p, {s}.webhook_deliveries w
-                                 WHERE p.chain_id = $1 AND p.number = $2 AND p.hash <> $3 AND w.id = $4
-                                   AND p.sequence > w.sequence)"
-            );
-            let row = self.c.query_one(&sql, &[&chain, &number, &d.block_hash, &d.id]).await?;
-            if row.try_get::<_, bool>(0)? {
-                DeliveryOutcome::Stored
-            } else if row.try_get::<_, bool>(1)? {
-                DeliveryOutcome::Superseded
-            } else {
-                let sql = format!(
-                    "INSERT INTO {s}.pending_blocks (chain_id, number, hash, delivery_id, sequence, received_at)
-                     SELECT chain_id, block_number, block_hash, delivery_id, sequence, received_at
-                       FROM {s}.webhook_deliveries WHERE id = $1
-                     ON CONFLICT (chain_id, number, hash) DO UPDATE
-                        SET sequence = greatest({s}.pending_blocks.sequence, EXCLUDED.sequence)"
-                );
-                self.c.execute(&sql, &[&d.id]).await?;
-                DeliveryOutcome::Parked
-            }
-        };
-        let sql =
-            format!("UPDATE {s}.webhook_deliveries SET processed_at = now(), outcome = $2 WHERE id = $1");
-        self.c.execute(&sql, &[&d.id, &outcome.as_str()]).await?;
-        Ok(outcome)
     }
 
     /// Releases the parked blocks of `chain_id` among `stored` (the (number, hash) of
@@ -252,10 +237,10 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
             .collect()
     }
 
-    /// Deletes the parked blocks received more than `ttl` ago; returns how many per chain.
+    /// Deletes the blocks parked more than `ttl` ago; returns how many per chain.
     pub(crate) async fn expire_pending(&self, ttl: std::time::Duration) -> Result<Vec<(u64, u64)>> {
         let sql = format!(
-            "WITH gone AS (DELETE FROM {}.pending_blocks WHERE received_at < now() - make_interval(secs => $1)
+            "WITH gone AS (DELETE FROM {}.pending_blocks WHERE parked_at < now() - make_interval(secs => $1)
                            RETURNING chain_id)
              SELECT chain_id, count(*) FROM gone GROUP BY chain_id",
             self.s
@@ -290,7 +275,8 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
     }
 
     /// Deletes processed deliveries received more than `retention` ago whose block is
-    /// final (`finalized`: per chain, the finalized block number); returns how many.
+    /// final (`finalized`: per chain, the finalized block number; a chain not listed is no
+    /// longer configured: all of its old deliveries go); returns how many.
     pub(crate) async fn prune_deliveries(
         &self,
         retention: std::time::Duration,
@@ -299,9 +285,10 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         let chains = finalized.iter().map(|(c, _)| signed(*c, "chain_id")).collect::<Result<Vec<i64>>>()?;
         let upto = finalized.iter().map(|(_, n)| signed(*n, "block number")).collect::<Result<Vec<i64>>>()?;
         let sql = format!(
-            "DELETE FROM {}.webhook_deliveries d USING unnest($2::bigint[], $3::bigint[]) AS f(chain_id, upto)
+            "DELETE FROM {}.webhook_deliveries d
               WHERE d.processed_at IS NOT NULL AND d.received_at < now() - make_interval(secs => $1)
-                AND d.chain_id = f.chain_id AND d.block_number <= f.upto",
+                AND d.block_number <= coalesce((SELECT f.upto FROM unnest($2::bigint[], $3::bigint[]) AS f(chain_id, upto)
+                                                 WHERE f.chain_id = d.chain_id), 9223372036854775807)",
             self.s
         );
         Ok(self.c.execute(&sql, &[&retention.as_secs_f64(), &chains, &upto]).await?)

@@ -28,6 +28,7 @@ BEGIN
         UNIQUE (provider, chain_id, delivery_id)
     )$q$, s);
     EXECUTE format('CREATE INDEX IF NOT EXISTS webhook_deliveries_unprocessed ON %I.webhook_deliveries (id) WHERE processed_at IS NULL', s);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS webhook_deliveries_processed ON %I.webhook_deliveries (received_at) WHERE processed_at IS NOT NULL', s);
     EXECUTE format($q$CREATE TABLE IF NOT EXISTS %I.pending_blocks (
         chain_id    bigint NOT NULL,
         number      bigint NOT NULL,

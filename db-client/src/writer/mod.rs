@@ -529,27 +529,15 @@ impl Writer {
         timed(QUERY_LIMIT, self.statements().prune_epochs(chain_id, retain)).await
     }
 
-    /// Processes up to `limit` recorded webhook deliveries in one transaction: each is
-    /// parked, found stored, superseded, or final (at or below `finalized(chain)`), and
-    /// marked processed. Returns them with their outcomes.
+    /// Processes up to `limit` recorded webhook deliveries in one statement: each is
+    /// parked, found stored, superseded, or final (at or below its chain's number in
+    /// `finalized`), and marked processed. Returns them with their outcomes.
     pub async fn process_deliveries(
         &mut self,
         limit: i64,
-        finalized: impl Fn(u64) -> u64,
+        finalized: &[(u64, u64)],
     ) -> Result<Vec<(PendingDelivery, DeliveryOutcome)>> {
-        timed(QUERY_LIMIT, async {
-            let tx = self.client.transaction().await?;
-            let t = Statements::new(&tx, &self.schema);
-            let pending = t.unprocessed_deliveries(limit).await?;
-            let mut done = Vec::with_capacity(pending.len());
-            for d in pending {
-                let outcome = t.process_delivery(&d, finalized(d.chain_id)).await?;
-                done.push((d, outcome));
-            }
-            tx.commit().await?;
-            Ok(done)
-        })
-        .await
+        timed(QUERY_LIMIT, self.statements().process_deliveries(limit, finalized)).await
     }
 
     /// Releases the parked blocks of `chain_id` among `stored`, the (number, hash) of the

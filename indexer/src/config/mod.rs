@@ -357,11 +357,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<IndexerConfig, ConfigError> {
         })
         .collect();
     let sinks = sinks::validate_sinks(raw.sinks, &indexed)?;
+    // Bounded so that `now() - interval` stays within PostgreSQL's timestamps.
+    const MAX_KEEP_MS: u64 = 365 * 24 * 3600 * 1000;
     for (v, key) in
         [(raw.webhook_retention_ms, "webhook_retention_ms"), (raw.pending_ttl_ms, "pending_ttl_ms")]
     {
-        if v == 0 {
-            return Err(ConfigError::new(key, "must be at least 1"));
+        if !(1..=MAX_KEEP_MS).contains(&v) {
+            return Err(ConfigError::new(key, format!("must be between 1 and {MAX_KEEP_MS} (365 days)")));
         }
     }
     if raw.webhook_max_body_bytes < 1024 {

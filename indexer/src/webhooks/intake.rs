@@ -17,23 +17,35 @@ use tokio_util::sync::CancellationToken;
 use super::Hub;
 use crate::store::Writer;
 
-/// Deliveries processed per transaction.
+/// Deliveries processed per statement.
 const BATCH: i64 = 500;
-/// Expiry and pruning run this often.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
+/// Expiry runs this often.
+const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+/// Pruning runs this often.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Runs until `token` is cancelled; a database error ends the writer term.
+/// Runs until `token` is cancelled. Its database errors are retried after a backoff,
+/// never ending the writer term: deliveries are hints, and polling goes on without them
+/// (a dead writer connection ends the term through the lock watcher).
 pub async fn run(hub: Arc<Hub>, writer: Arc<Mutex<Writer>>, token: CancellationToken) -> Result<(), DbError> {
-    // Parked blocks of an earlier term: the followers look for them at once.
-    for (chain_id, number) in writer.lock().await.highest_pending().await? {
-        if let Some(h) = hub.hints(chain_id) {
-            h.parked(number);
+    let listener = tokio::spawn(hub.metrics.scope(listen(hub.clone(), token.clone())));
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match intake_loop(&hub, &writer, &token).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(target: "tidemark::webhooks", error = %e, retry_in_ms = delay.as_millis() as u64,
+                    "processing webhook deliveries failed; retrying (polling goes on)");
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
         }
     }
-    let listener = tokio::spawn(hub.metrics.scope(listen(hub.clone(), token.clone())));
-    let result = intake_loop(&hub, &writer, &token).await;
     listener.abort();
-    result
+    Ok(())
 }
 
 /// Keeps a `LISTEN` connection, waking the intake at each delivery recorded by any
@@ -57,9 +69,11 @@ async fn listen(hub: Arc<Hub>, token: CancellationToken) {
 }
 
 async fn intake_loop(hub: &Hub, writer: &Mutex<Writer>, token: &CancellationToken) -> Result<(), DbError> {
+    // Parked blocks of an earlier term (or before a failure): the followers look for them.
+    set_marks(hub, writer, true).await?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut housekept = Instant::now();
+    let (mut expired_at, mut pruned_at) = (Instant::now(), Instant::now());
     loop {
         tokio::select! {
             _ = token.cancelled() => return Ok(()),
@@ -67,11 +81,33 @@ async fn intake_loop(hub: &Hub, writer: &Mutex<Writer>, token: &CancellationToke
             _ = tick.tick() => {}
         }
         process(hub, writer).await?;
-        if housekept.elapsed() >= HOUSEKEEPING_EVERY {
-            housekeeping(hub, writer).await?;
-            housekept = Instant::now();
+        if expired_at.elapsed() >= EXPIRE_EVERY {
+            expire(hub, writer).await?;
+            expired_at = Instant::now();
+        }
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            let pruned = writer.lock().await.prune_deliveries(hub.retention, &finalized(hub)).await?;
+            if pruned > 0 {
+                tracing::debug!(target: "tidemark::webhooks", deliveries = pruned, "old webhook deliveries pruned");
+            }
+            pruned_at = Instant::now();
         }
     }
+}
+
+/// Sets each chain's mark to its highest parked block (`wake`: and wakes the followers
+/// of chains with parked blocks).
+async fn set_marks(hub: &Hub, writer: &Mutex<Writer>, wake: bool) -> Result<(), DbError> {
+    let highest = writer.lock().await.highest_pending().await?;
+    for id in hub.chains.keys() {
+        let Some(h) = hub.hints(*id) else { continue };
+        match highest.iter().find(|(c, _)| c == id) {
+            Some((_, n)) if wake => h.parked(*n),
+            Some((_, n)) => h.set_ahead(*n),
+            None => h.set_ahead(0),
+        }
+    }
+    Ok(())
 }
 
 /// The finalized block number of each chain with webhooks, as far as this process knows.
@@ -88,9 +124,7 @@ fn finalized(hub: &Hub) -> Vec<(u64, u64)> {
 
 async fn process(hub: &Hub, writer: &Mutex<Writer>) -> Result<(), DbError> {
     loop {
-        let fin = finalized(hub);
-        let below = |chain: u64| fin.iter().find(|(c, _)| *c == chain).map_or(0, |(_, n)| *n);
-        let done = writer.lock().await.process_deliveries(BATCH, below).await?;
+        let done = writer.lock().await.process_deliveries(BATCH, &finalized(hub)).await?;
         for (d, outcome) in &done {
             let label = match outcome {
                 DeliveryOutcome::Parked => "parked",
@@ -120,8 +154,11 @@ async fn process(hub: &Hub, writer: &Mutex<Writer>) -> Result<(), DbError> {
     }
 }
 
-async fn housekeeping(hub: &Hub, writer: &Mutex<Writer>) -> Result<(), DbError> {
+async fn expire(hub: &Hub, writer: &Mutex<Writer>) -> Result<(), DbError> {
     let expired = writer.lock().await.expire_pending(hub.pending_ttl).await?;
+    if expired.is_empty() {
+        return Ok(());
+    }
     for (chain_id, n) in expired {
         hub.progress.webhooks(chain_id, |w| w.expired += n);
         metrics::counter!("tidemark_pending_blocks_expired_total", "chain_id" => chain_id.to_string())
@@ -129,9 +166,6 @@ async fn housekeeping(hub: &Hub, writer: &Mutex<Writer>) -> Result<(), DbError> 
         tracing::info!(target: "tidemark::webhooks", chain_id, blocks = n,
             "parked blocks expired: announced by a webhook, never confirmed by the chain");
     }
-    let pruned = writer.lock().await.prune_deliveries(hub.retention, &finalized(hub)).await?;
-    if pruned > 0 {
-        tracing::debug!(target: "tidemark::webhooks", deliveries = pruned, "old webhook deliveries pruned");
-    }
-    Ok(())
+    // The marks follow what is still parked, so a follower stops looking for what expired.
+    set_marks(hub, writer, false).await
 }

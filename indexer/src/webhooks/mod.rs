@@ -54,6 +54,11 @@ impl ChainHints {
         self.ahead.fetch_max(number, Ordering::Relaxed);
         self.wake.notify_one();
     }
+
+    /// Sets the mark to the highest block still parked (0: none), after expiry.
+    pub(crate) fn set_ahead(&self, number: u64) {
+        self.ahead.store(number, Ordering::Relaxed);
+    }
 }
 
 /// A chain's webhooks: keys, finality, the follower's hints.

@@ -9,7 +9,10 @@
 //!   sequenceNumber}}`. The block's fields are what the webhook's query selects: only
 //!   `number` and `hash` are required.
 //! - Standard: `{block: {number, hash, parentHash, timestamp}, logs: [eth_getLogs
-//!   objects]}`, numbers as JSON integers or `0x` quantities.
+//!   objects]}` and an optional `chainId`, numbers as JSON integers or `0x` quantities.
+//!
+//! A body that names its chain (Alchemy's `event.network`, when known; Standard's
+//! `chainId`) must be for the path's chain: the signature does not cover the URL.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -29,6 +32,38 @@ pub(super) struct Announced {
     pub sequence: Option<String>,
     /// Logs in the body.
     pub log_count: u32,
+    /// The chain the body says it is for: Alchemy's `event.network` when it is a known
+    /// network, a Standard body's optional `chainId`.
+    pub chain_id: Option<u64>,
+}
+
+/// The chain id of an Alchemy network name (`event.network`), for the networks whose id
+/// is certain; `None` for others (then nothing is checked).
+fn alchemy_network(name: &str) -> Option<u64> {
+    Some(match name {
+        "ETH_MAINNET" => 1,
+        "ETH_SEPOLIA" => 11_155_111,
+        "ETH_HOLESKY" => 17_000,
+        "MATIC_MAINNET" => 137,
+        "MATIC_AMOY" => 80_002,
+        "ARB_MAINNET" => 42_161,
+        "ARB_SEPOLIA" => 421_614,
+        "ARBNOVA_MAINNET" => 42_170,
+        "OPT_MAINNET" => 10,
+        "OPT_SEPOLIA" => 11_155_420,
+        "BASE_MAINNET" => 8_453,
+        "BASE_SEPOLIA" => 84_532,
+        "ZKSYNC_MAINNET" => 324,
+        "LINEA_MAINNET" => 59_144,
+        "SCROLL_MAINNET" => 534_352,
+        "BLAST_MAINNET" => 81_457,
+        "BNB_MAINNET" => 56,
+        "AVAX_MAINNET" => 43_114,
+        "ZORA_MAINNET" => 7_777_777,
+        "WORLDCHAIN_MAINNET" => 480,
+        "POLYGONZKEVM_MAINNET" => 1_101,
+        _ => return None,
+    })
 }
 
 /// Why a body was refused (the message names the field, never echoes a value at length).
@@ -185,7 +220,16 @@ pub(super) fn alchemy(body: &[u8]) -> Result<Announced, Malformed> {
     }
     let sequence =
         optional(event, "sequenceNumber").map(|s| sequence(s, "event.sequenceNumber")).transpose()?;
-    Ok(Announced { delivery_id: Some(id), number, hash, parent_hash, sequence, log_count: count(logs.len()) })
+    let chain_id = optional(event, "network").and_then(Value::as_str).and_then(alchemy_network);
+    Ok(Announced {
+        delivery_id: Some(id),
+        number,
+        hash,
+        parent_hash,
+        sequence,
+        log_count: count(logs.len()),
+        chain_id,
+    })
 }
 
 /// A Standard delivery.
@@ -231,6 +275,7 @@ pub(super) fn standard(body: &[u8]) -> Result<Announced, Malformed> {
             quantity(ix, &format!("{q}.logIndex"))?;
         }
     }
+    let chain_id = optional(&v, "chainId").map(|c| quantity(c, "chainId")).transpose()?;
     Ok(Announced {
         delivery_id: None,
         number,
@@ -238,6 +283,7 @@ pub(super) fn standard(body: &[u8]) -> Result<Announced, Malformed> {
         parent_hash,
         sequence: None,
         log_count: count(logs.len()),
+        chain_id,
     })
 }
 

@@ -119,6 +119,16 @@ async fn handle(
             return error(StatusCode::BAD_REQUEST, "bad_request", e.0);
         }
     };
+    if let Some(other) = announced.chain_id.filter(|c| *c != chain_id) {
+        hub.rejected(chain_id, "wrong-chain");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!(
+                "the delivery is for chain {other}, not chain {chain_id}: check the webhook's URL or network"
+            ),
+        );
+    }
     record(&hub, provider, chain_id, &announced).await
 }
 

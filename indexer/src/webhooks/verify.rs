@@ -75,7 +75,7 @@ pub(super) fn standard<'h, 'k>(
     let ts = header(headers, "webhook-timestamp")?;
     let signatures = header(headers, "webhook-signature")?;
     let t: i64 = ts.parse().map_err(|_| Refused::Timestamp)?;
-    if (now - t).abs() > TOLERANCE_SECS {
+    if now.abs_diff(t) > TOLERANCE_SECS.unsigned_abs() {
         return Err(Refused::Timestamp);
     }
     let given: Vec<Vec<u8>> = signatures
@@ -163,5 +163,13 @@ mod tests {
         assert_eq!(standard([key.as_slice()], &h, body, now), Ok("msg_1"));
         let h = headers(&[("webhook-id", "msg_1"), ("webhook-signature", &sig)]);
         assert_eq!(standard([key.as_slice()], &h, body, now), Err(Refused::Missing("webhook-timestamp")));
+        // Timestamps at the ends of the range are refused, never overflow.
+        for ts in
+            [i64::MIN.to_string(), i64::MAX.to_string(), "-1".to_owned(), "99999999999999999999".to_owned()]
+        {
+            let h =
+                headers(&[("webhook-id", "msg_1"), ("webhook-timestamp", &ts), ("webhook-signature", &sig)]);
+            assert_eq!(standard([key.as_slice()], &h, body, now), Err(Refused::Timestamp), "{ts}");
+        }
     }
 }

@@ -54,7 +54,7 @@ async fn alchemy_body(stack: &Stack, n: u64, id: &str, sequence: u128) -> Vec<u8
         "webhookId": "wh_test", "id": id, "createdAt": "2026-12-07T10:00:00.000Z", "type": "GRAPHQL",
         "event": {"data": {"block": {"number": n, "hash": block["hash"], "parent": {"hash": block["parentHash"]},
                   "timestamp": num(&block["timestamp"]), "logs": logs}},
-                  "sequenceNumber": sequence.to_string(), "network": "ETH_MAINNET"}
+                  "sequenceNumber": sequence.to_string()}
     }))
     .expect("json")
 }
@@ -294,9 +294,13 @@ async fn forged_fuzzed_and_replayed_deliveries_store_nothing() {
     }
     assert_eq!(delivery_count(&stack).await, count);
 
-    // Whatever the fuzzed deliveries announced, the events are the chain's.
+    // Whatever the fuzzed deliveries announced, the events are the chain's (a real
+    // delivery of the new head wakes the follower).
     traffic(&stack.demo, 2, 2).await;
-    stored(&stack, head(&stack).await, FAST).await;
+    let last = head(&stack).await;
+    let body = alchemy_body(&stack, last, "whevt_last", 12).await;
+    assert_eq!(post.alchemy(&body, Some(&alchemy_signature(&body))).await.0, 200);
+    stored(&stack, last, FAST).await;
     stack.assert_matches_chain(&mut db).await;
     let w = webhooks_status(&indexer.http).await;
     assert!(w["rejected"]["signature"].as_u64() >= Some(1000), "{w}");
@@ -476,6 +480,13 @@ async fn without_the_database_deliveries_get_503_and_unknown_chains_404() {
 
     let other = Poster::new(&cfg.http_url(), 1);
     assert_eq!(other.alchemy(&body, Some(&sig)).await.0, 404, "a chain without webhooks");
+    // A webhook created on another network, pointed at this chain: refused, not parked.
+    let mut other_network: Value = serde_json::from_slice(&body).expect("json");
+    other_network["event"]["network"] = json!("BASE_MAINNET");
+    let other_network = serde_json::to_vec(&other_network).expect("json");
+    let (code, answer) = post.alchemy(&other_network, Some(&alchemy_signature(&other_network))).await;
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer.to_string().contains("chain 8453"), "{answer}");
     let big = vec![b' '; 6 * 1024 * 1024];
     assert_eq!(post.alchemy(&big, Some(&alchemy_signature(&big))).await.0, 413);
 

@@ -48,6 +48,7 @@ fn alchemy_deliveries_announce_their_block() {
             parent_hash: Some(PARENT.into()),
             sequence: Some("10000000000578619000".into()),
             log_count: 1,
+            chain_id: Some(1),
         })
     );
     // A heartbeat (no logs), with only what a minimal query selects.
@@ -123,6 +124,10 @@ fn standard_deliveries_announce_their_block() {
     let a = standard(&serde_json::to_vec(&standard_body()).expect("json")).expect("parsed");
     assert_eq!((a.number, a.hash.as_str(), a.log_count), (17_129_259, HASH, 1));
     assert_eq!(a.parent_hash.as_deref(), Some(PARENT));
+    assert_eq!(a.chain_id, None);
+    let mut v = standard_body();
+    v["chainId"] = json!("0x1");
+    assert_eq!(standard(&serde_json::to_vec(&v).expect("json")).map(|a| a.chain_id), Ok(Some(1)));
     let mut v = standard_body();
     v["block"]["number"] = json!(17_129_259);
     assert_eq!(standard(&serde_json::to_vec(&v).expect("json")).map(|a| a.number), Ok(17_129_259));
