@@ -271,12 +271,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     if let Some(path) = &args.indexer_bin {
         println!("\nindexer: {}", path.display());
     }
-    println!(
-        "\nmachine load (1-minute load average, {} cores): {} when the bench started, {} when it ended",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_before.as_deref().unwrap_or("-"),
-        procs::load_average().as_deref().unwrap_or("-")
-    );
+    procs::print_machine_load(load_before.as_deref());
     Ok(())
 }
 

@@ -70,6 +70,16 @@ pub(crate) fn load_average() -> Option<String> {
     text.split_whitespace().next().map(str::to_owned)
 }
 
+/// Prints the machine's load when the bench started (`before`) and now.
+pub(crate) fn print_machine_load(before: Option<&str>) {
+    println!(
+        "\nmachine load (1-minute load average, {} cores): {} when the bench started, {} when it ended",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        before.unwrap_or("-"),
+        load_average().as_deref().unwrap_or("-")
+    );
+}
+
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;

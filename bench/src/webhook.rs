@@ -236,12 +236,7 @@ pub(crate) async fn run(server: &str, args: Args) -> anyhow::Result<()> {
     if let Some(status) = &webhook.webhook_status {
         println!("- indexer `/status` webhooks: {status}");
     }
-    println!(
-        "\nmachine load (1-minute load average, {} cores): {} when the bench started, {} when it ended",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_before.as_deref().unwrap_or("-"),
-        procs::load_average().as_deref().unwrap_or("-")
-    );
+    procs::print_machine_load(load_before.as_deref());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
