@@ -22,6 +22,9 @@ pub(super) const FOLLOW_BATCH: u64 = 200;
 
 /// The first wait before polling again while a parked block is ahead of the checkpoint.
 const EAGER_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between polls while a parked block is ahead of the checkpoint: a
+/// node behind a load balancer catches up within a block or two.
+const EAGER_LAST: Duration = Duration::from_secs(1);
 /// How far beyond the RPC's head a parked block may be for the follower to poll eagerly.
 const EAGER_MARGIN: u64 = 32;
 
@@ -163,16 +166,16 @@ impl ChainPipeline {
     /// Waits after a step that found nothing new: the poll interval, cut short by a
     /// webhook delivery for this chain. While a parked block is ahead of `checkpoint` but
     /// within [`EAGER_MARGIN`] of the RPC's `head` (the node has not caught up with the
-    /// provider that announced it), polls again after `eager`, doubling up to the poll
-    /// interval. A block announced far beyond the head (another network's webhook, a
-    /// broken relay) never makes it poll faster.
+    /// provider that announced it), polls again after `eager`, doubling up to 1 s (or the
+    /// poll interval when shorter). A block announced far beyond the head (another
+    /// network's webhook, a broken relay) never makes it poll faster.
     async fn idle(&self, checkpoint: u64, head: u64, eager: &mut Duration) -> Result<(), PipelineError> {
         let poll = self.chain.poll_interval;
         let Some(hints) = &self.hints else { return self.pause(poll).await };
         let ahead = hints.ahead();
         let delay = if ahead > checkpoint && ahead <= head.saturating_add(EAGER_MARGIN) {
             let d = (*eager).min(poll);
-            *eager = (*eager * 2).min(poll);
+            *eager = (*eager * 2).min(EAGER_LAST);
             d
         } else {
             poll

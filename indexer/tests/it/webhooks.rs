@@ -501,3 +501,32 @@ async fn without_the_database_deliveries_get_503_and_unknown_chains_404() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_ahead_of_a_lagging_node_is_stored_once_the_node_catches_up() {
+    let stack = Stack::shared(SCHEMA).await;
+    traffic(&stack.demo, 3, 2).await;
+    let proxy = tidemark_testkit::RpcProxy::start(stack.anvil.url()).await;
+    let mut cfg = hooked(&stack);
+    cfg.chains[0].rpc_url = Some(proxy.url().to_owned());
+    let _indexer = stack.spawn(&cfg);
+    let mut db = stack.instance().await;
+    stack.wait_synced(&mut db, SOON).await;
+    let post = Poster::new(&cfg.http_url(), 31337);
+
+    // The node behind the load balancer is a block behind the provider.
+    proxy.set_faults(tidemark_testkit::Faults { lagging: Some((1.0, 1)), ..Default::default() });
+    traffic(&stack.demo, 1, 3).await;
+    let n = head(&stack).await;
+    let body = alchemy_body(&stack, n, "whevt_ahead", 1).await;
+    let (code, answer) = post.alchemy(&body, Some(&alchemy_signature(&body))).await;
+    assert_eq!((code, answer["status"].as_str()), (200, Some("recorded")), "{answer}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut db2 = stack.instance().await;
+    let cp = db2.checkpoint(31337).await.expect("checkpoint").expect("a checkpoint");
+    assert!(cp.block_number < n as i64, "nothing the node does not serve yet is stored");
+    // The node catches up: the parked block is stored long before the 60 s poll.
+    proxy.set_faults(tidemark_testkit::Faults::default());
+    stored(&stack, n, FAST).await;
+    stack.assert_matches_chain(&mut db).await;
+}
