@@ -148,6 +148,7 @@ impl Metrics {
         let healthy = db.is_healthy();
         let queries = db.queries_executed();
         let (clients, (sent, lagged, catch_up)) = (hub.clients(), hub.counts());
+        let pool = db.pool_usage();
         self.with(|| {
             metrics::counter!("tidemark_db_queries_total").absolute(queries);
             metrics::gauge!("tidemark_healthy").set(if healthy { 1.0 } else { 0.0 });
@@ -155,6 +156,13 @@ impl Metrics {
             metrics::counter!("tidemark_stream_entries_sent_total").absolute(sent);
             metrics::counter!("tidemark_stream_lagged_total").absolute(lagged);
             metrics::counter!("tidemark_stream_catch_up_queries_total").absolute(catch_up);
+            let in_use = pool.open.saturating_sub(pool.idle);
+            metrics::gauge!("tidemark_db_pool_connections", "pool" => "api", "state" => "in_use")
+                .set(in_use as f64);
+            metrics::gauge!("tidemark_db_pool_connections", "pool" => "api", "state" => "idle")
+                .set(pool.idle as f64);
+            metrics::gauge!("tidemark_db_pool_max_connections", "pool" => "api").set(pool.max as f64);
+            metrics::gauge!("tidemark_db_pool_waiting", "pool" => "api").set(pool.waiting as f64);
         });
         self.handle.render()
     }

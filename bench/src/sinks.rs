@@ -233,6 +233,7 @@ async fn sink_rate(
         db: reader.clone(),
         pool: pool.clone(),
         progress: progress.clone(),
+        metrics: tidemark_indexer::telemetry::Metrics::new(),
     };
     let token = CancellationToken::new();
     let started = Instant::now();

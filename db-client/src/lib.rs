@@ -77,5 +77,5 @@ pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition,
 pub use epochs::{EpochPage, EpochQuery, EpochSummaries};
 pub use error::{DbError, Result};
 pub use events::journal::{JOURNAL_CHANNEL, JournalFilter, JournalPage};
-pub use events::{EventPage, EventQuery, InvalidLimit, Limit};
-pub use pool::{PoolConfig, default_max_size};
+pub use events::{EventPage, EventQuery, InvalidLimit, Limit, Order};
+pub use pool::{PoolConfig, PoolUsage, default_max_size};

@@ -142,6 +142,19 @@ impl PoolConfig {
     }
 }
 
+/// A pool's connections at one moment (for metrics): `open - idle` are in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// The most the pool opens.
+    pub max: usize,
+    /// Open now.
+    pub open: usize,
+    /// Open and not checked out.
+    pub idle: usize,
+    /// Tasks waiting for a connection.
+    pub waiting: usize,
+}
+
 /// A pool of PostgreSQL connections. Building it never touches the network; connections
 /// are opened on demand.
 #[derive(Clone)]
@@ -187,6 +200,12 @@ impl PgPool {
             .build()
             .map_err(|e| DbError::Config(e.to_string()))?;
         Ok(Self { pool, config, connector })
+    }
+
+    /// How many connections are open, in use and awaited right now.
+    pub fn usage(&self) -> PoolUsage {
+        let s = self.pool.status();
+        PoolUsage { max: s.max_size, open: s.size, idle: s.available, waiting: s.waiting }
     }
 
     /// Checks out a connection, waiting at most the checkout timeout.

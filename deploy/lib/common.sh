@@ -184,6 +184,18 @@ ensure_pgbouncer() {
     command -v pgbouncer >/dev/null || export PATH="$PATH:/usr/sbin"
 }
 
+# Headless Chromium and ChromeDriver for the dashboard's browser test (Debian's chromium
+# and chromium-driver packages, installed when missing).
+ensure_chromium() {
+    if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
+        tidemark_log "chromium or chromedriver is missing; installing Debian's chromium and chromium-driver"
+        _tidemark_root_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null ||
+            { _tidemark_root_cmd env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+                _tidemark_root_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } ||
+            tidemark_die "cannot install chromium and chromium-driver (the dashboard's browser test needs them)"
+    fi
+}
+
 # Put nats-server on PATH (the sink tests start private ones with JetStream); installs
 # Debian's nats-server package when it is missing.
 ensure_nats_server() {

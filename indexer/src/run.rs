@@ -318,6 +318,7 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
             db: db.clone(),
             pool: pool.clone(),
             progress: progress.clone(),
+            metrics: ctx.metrics.clone(),
         };
         let (sinks, token) = (config.sinks.clone(), token.clone());
         tasks.spawn(

@@ -28,7 +28,7 @@ pub use schema::{InvalidSchemaName, SchemaName};
 pub use signature::{SignatureError, canonical_event};
 pub use sink::{SinkRebroadcast, SinkState, SinkStatus};
 pub use status::{
-    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexBuildState, IndexingStatus,
+    BlockRef, ChainIndexingConfig, ChainProgress, ChainSnapshot, IndexBuild, IndexBuildState, IndexingStatus,
     OmnichainSnapshot, OmnichainStatus, Stalled, StatusError,
 };
 pub use webhook::{Latency, WebhookStatus};

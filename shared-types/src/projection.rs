@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::status::IndexingStatus;
 
 /// `{projectedAt, worstCaseDistance, snapshot}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RealtimeProjection {
     /// The time the projection is made for (unix seconds).

@@ -70,7 +70,7 @@ pub struct Stalled {
 }
 
 /// The status of one chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "chainStatus", rename_all = "kebab-case", rename_all_fields = "camelCase")]
 pub enum ChainSnapshot {
     /// Nothing committed yet.
@@ -100,6 +100,9 @@ pub enum ChainSnapshot {
         /// Provider webhook ingestion, when the chain has webhooks configured.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         webhooks: Option<WebhookStatus>,
+        /// Rates over the last minute (absent in snapshots of older writers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        progress: Option<ChainProgress>,
     },
     /// Following the head.
     #[serde(rename = "chain-following")]
@@ -116,6 +119,9 @@ pub enum ChainSnapshot {
         /// Provider webhook ingestion, when the chain has webhooks configured.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         webhooks: Option<WebhookStatus>,
+        /// Rates over the last minute (absent in snapshots of older writers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        progress: Option<ChainProgress>,
     },
     /// A bounded range, fully indexed.
     #[serde(rename = "chain-completed")]
@@ -193,6 +199,20 @@ impl ChainSnapshot {
     }
 }
 
+/// How fast a chain is being indexed, over the last minute of commits by the writing
+/// process: the same figures as its progress log.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainProgress {
+    /// Blocks committed per second.
+    pub blocks_per_second: f64,
+    /// Events committed per second.
+    pub events_per_second: f64,
+    /// Seconds until the backfill reaches `backfillEndBlock` at that rate (`None` when
+    /// not backfilling or nothing was committed in the last minute).
+    pub eta_seconds: Option<u64>,
+}
+
 /// The status of all chains together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OmnichainStatus {
@@ -254,7 +274,7 @@ pub fn omnichain_indexing_cursor<'a>(chains: impl IntoIterator<Item = &'a ChainS
 }
 
 /// The omnichain part of the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OmnichainSnapshot {
     /// Derived from the chains.
@@ -305,7 +325,7 @@ pub enum IndexBuildState {
 }
 
 /// The persisted status snapshot (`indexing_status` metadata key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "RawIndexingStatus")]
 pub struct IndexingStatus {
     /// Always `omnichain`.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tidemark_db_client::{DbClient, EventQuery, Limit};
+use tidemark_db_client::{DbClient, EventQuery, Limit, Order};
 use tidemark_shared_types::{Cursor, EventItem};
 use utoipa::{IntoParams, ToSchema};
 
@@ -54,10 +54,15 @@ pub struct EventsParams {
     pub from_block: Option<u64>,
     /// Highest block number (inclusive).
     pub to_block: Option<u64>,
-    /// Only events after this cursor (exclusive): the previous page's `nextCursor`.
+    /// Only events after this cursor in the page's order (exclusive): the previous
+    /// page's `nextCursor`. With `order=desc`, the events below it.
     pub after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<u64>,
+    /// `asc` (oldest first, the default) or `desc` (newest first; `nextCursor` pages
+    /// towards older events).
+    #[param(value_type = Option<String>, pattern = "^(asc|desc)$")]
+    pub order: Option<String>,
 }
 
 impl QueryParams for EventsParams {
@@ -74,6 +79,7 @@ impl QueryParams for EventsParams {
         "toBlock",
         "after",
         "limit",
+        "order",
     ];
 }
 
@@ -128,7 +134,13 @@ impl EventsParams {
             None => Limit::default(),
             Some(n) => Limit::new(n).map_err(|e| ApiError::invalid("limit", e.to_string()))?,
         };
+        let order = match self.order.as_deref() {
+            None | Some("asc") => Order::Asc,
+            Some("desc") => Order::Desc,
+            Some(_) => return Err(ApiError::invalid("order", "expected asc or desc")),
+        };
         let query = EventQuery {
+            order,
             chain_id: bigint("chainId", self.chain_id)?,
             contract: name("contract", self.contract)?,
             event: name("event", self.event)?,
@@ -152,7 +164,7 @@ impl EventsParams {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventsBody {
-    /// The events, ascending by cursor.
+    /// The events, by cursor in the requested order (ascending by default).
     #[schema(value_type = Vec<tidemark_shared_types::EventItem>)]
     pub items: Vec<EventItem<Box<RawValue>>>,
     /// Pass as `after` to get the next page; null at the end.
@@ -160,8 +172,10 @@ pub struct EventsBody {
     pub next_cursor: Option<Cursor>,
 }
 
-/// Indexed events in cursor order. A page with a `nextCursor` whose events are all
-/// final cannot change any more and is cacheable for a minute; others for a second.
+/// Indexed events in cursor order (ascending, or descending with `order=desc`). A page
+/// with a `nextCursor` whose events are all final cannot change any more and is cacheable
+/// for a minute; others for a second. The newest page (`order=desc` without `after`)
+/// changes with every commit: a second.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsParams), responses(
     (status = 200, description = "A page of events", body = EventsBody),
     (status = 400, description = "Bad parameter", body = crate::error::ErrorBody),
@@ -172,6 +186,7 @@ pub async fn events(
     Query(params): Query<EventsParams>,
 ) -> Result<Response, ApiError> {
     let query = params.into_query()?;
+    let newest = query.order == Order::Desc && query.after.is_none();
     // The arguments stay the stored JSON text: copied into the body, never parsed.
     let page = db.events_raw(&query).await?;
     // Sized up front: growing from a small buffer copies a 100-event page several times.
@@ -182,7 +197,7 @@ pub async fn events(
     let (written, next) =
         super::events_body::write(&mut bytes, &page.items, page.next_cursor, http.max_response_bytes)
             .map_err(|e| ApiError::Internal(format!("serializing an events page: {e}")))?;
-    let settled = next.is_some() && page.items[..written].iter().all(|i| i.finalized);
+    let settled = !newest && next.is_some() && page.items[..written].iter().all(|i| i.finalized);
     let cache = if settled { "public, max-age=60" } else { "public, max-age=1" };
     Ok((cache_control(cache), json_content(), bytes).into_response())
 }

@@ -1,5 +1,6 @@
 //! The routes, one module per group, merged into one router.
 
+pub mod dashboard;
 pub mod epochs;
 pub mod events;
 mod events_body;
@@ -22,6 +23,7 @@ pub fn public() -> Router<AppState> {
         .merge(status::router())
         .merge(events::router())
         .merge(epochs::router())
+        .merge(dashboard::router())
         .merge(crate::openapi::router())
 }
 

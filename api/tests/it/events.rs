@@ -107,11 +107,26 @@ async fn every_filter_works() {
         let want: Vec<i64> =
             events.iter().zip(&stored).filter(|(e, _)| e.matches(model)).map(|(_, c)| *c).collect();
         assert!(!want.is_empty() || qs.is_empty(), "{qs}: the fixture should match something");
+        let newest_first: Vec<i64> = want.iter().rev().copied().collect();
         for limit in ["7", "1000"] {
             let sep = if qs.is_empty() { "" } else { "&" };
             assert_eq!(walk(&api, &format!("{qs}{sep}limit={limit}")).await, want, "{qs} limit {limit}");
+            // Newest first, `nextCursor` paging towards older events: the same set reversed.
+            assert_eq!(
+                walk(&api, &format!("{qs}{sep}limit={limit}&order=desc")).await,
+                newest_first,
+                "{qs} limit {limit} order=desc"
+            );
         }
     }
+
+    // `order=desc` without `after` is the newest page, which changes with every commit.
+    let r = api.get("/v1/events?order=desc&limit=3").await;
+    assert_eq!(cursors(&r.body), [stored[119], stored[118], stored[117]]);
+    assert_eq!(r.header("cache-control"), "public, max-age=1");
+    let r = api.get(&format!("/v1/events?order=desc&after={}&limit=2", stored[10])).await;
+    assert_eq!(cursors(&r.body), [stored[9], stored[8]], "`after` is exclusive, towards older events");
+    assert_eq!(api.get("/v1/events?order=newest").await.status, 400);
 
     // `after` is exclusive.
     let r = api.get(&format!("/v1/events?after={}&limit=2", stored[10])).await;

@@ -51,7 +51,8 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert_eq!(params.len(), 12, "{params:?}");
+    assert_eq!(params.len(), 13, "{params:?}");
+    assert!(params.contains("order"), "order=desc is documented: {params:?}");
 
     // The documented item has exactly the fields of the served one.
     let documented: BTreeSet<String> = doc.body["components"]["schemas"]["EventItem"]["properties"]

@@ -400,6 +400,11 @@ impl DbClient {
         self.inner.shared.transitions.subscribe()
     }
 
+    /// The query pool's connections right now (the background refresh has one of its own).
+    pub fn pool_usage(&self) -> crate::PoolUsage {
+        self.inner.shared.pool.usage()
+    }
+
     /// The number of SQL statements this client has sent to the database (cache reads,
     /// event and epoch queries), for metrics and tests.
     pub fn queries_executed(&self) -> u64 {

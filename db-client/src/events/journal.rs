@@ -16,7 +16,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::value::RawValue;
 use tidemark_shared_types::{Cursor, JournalEntry, RemovedItem, SchemaName};
 
-use super::{EventQuery, Finality, Limit, query_events_counted};
+use super::{EventQuery, Finality, Limit, Order, query_events_counted};
 use crate::error::{DbError, Result, stored_u64};
 use crate::metadata::read_journal_floor;
 use crate::prepared::PreparedSql;
@@ -64,6 +64,7 @@ impl JournalFilter {
             to_block: None,
             after: Some(after),
             limit,
+            order: Order::Asc,
         }
     }
 

@@ -105,10 +105,23 @@ pub struct EventQuery {
     pub from_block: Option<u64>,
     /// Only blocks at or below this number.
     pub to_block: Option<u64>,
-    /// Only events after this cursor (exclusive): the previous page's `nextCursor`.
+    /// Only events after this cursor in the page order (exclusive): the previous page's
+    /// `nextCursor`. With [`Order::Desc`], the events below it.
     pub after: Option<Cursor>,
     /// Page size.
     pub limit: Limit,
+    /// Ascending cursors (oldest first, the default) or descending (newest first).
+    pub order: Order,
+}
+
+/// The order of an events page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first: `nextCursor` pages towards newer events.
+    #[default]
+    Asc,
+    /// Newest first: `nextCursor` pages towards older events.
+    Desc,
 }
 
 impl EventQuery {
@@ -497,7 +510,13 @@ pub(crate) fn unchecked_statement(
         return None;
     }
 
-    let after = query.after.map_or(i64::MIN, |c| c.0);
+    let desc = query.order == Order::Desc;
+    // The page's bounds on the cursor: strictly beyond `after` in the page's order, up to
+    // the end of the cursor range.
+    let (beyond, after, to_end, end) = match query.order {
+        Order::Asc => (" > ", query.after.map_or(i64::MIN, |c| c.0), " <= ", i64::MAX),
+        Order::Desc => (" < ", query.after.map_or(i64::MAX, |c| c.0), " >= ", i64::MIN),
+    };
     // Hex filters compare bytes; a value that is not `0x` hex matches nothing.
     let mut hex = Vec::new();
     for value in [&query.address, &query.tx_hash, &query.topic1, &query.topic2, &query.topic3] {
@@ -538,8 +557,8 @@ pub(crate) fn unchecked_statement(
             let values: Vec<&Bound> =
                 key.iter().filter_map(|k| conditions.iter().find(|(c, _)| c == k).map(|(_, v)| v)).collect();
             let tuple = format!("({}, cursor)", key.join(", "));
-            for (op, last) in [(" > ", Bound::BigInt(after)), (" <= ", Bound::BigInt(i64::MAX))] {
-                if op == " <= " {
+            for (op, last) in [(beyond, Bound::BigInt(after)), (to_end, Bound::BigInt(end))] {
+                if op == to_end {
                     q.sql(" AND ");
                 }
                 q.sql(&tuple).sql(op).sql("(");
@@ -558,7 +577,7 @@ pub(crate) fn unchecked_statement(
             conditions.retain(|(c, _)| !key.contains(c));
         }
         Driver::Range | Driver::Planner => {
-            q.sql("cursor > ").bigint(after);
+            q.sql("cursor").sql(beyond).bigint(after);
         }
     }
     // Each filter adds a condition and its bound value; the SQL text depends only on which
@@ -580,13 +599,20 @@ pub(crate) fn unchecked_statement(
     if let Some(v) = to_block {
         q.sql(" AND ").sql(block).sql(" <= ").bigint(v);
     }
+    // Descending, each index is walked backwards.
+    let dir = if desc { " DESC" } else { "" };
     q.sql(&match &driver {
-        Driver::Key(key) => format!(" ORDER BY {}, cursor", key.join(", ")),
+        Driver::Key(key) => {
+            format!(
+                " ORDER BY {}, cursor{dir}",
+                key.iter().map(|k| format!("{k}{dir}")).collect::<Vec<_>>().join(", ")
+            )
+        }
         // No index yields `cursor + 0` in order: the range's rows (index
         // `(chain_id, block_number)`) are read and sorted, never the table walked in
         // cursor order past the rows before the range.
-        Driver::Range => " ORDER BY cursor + 0".to_owned(),
-        Driver::Planner => " ORDER BY cursor ASC".to_owned(),
+        Driver::Range => format!(" ORDER BY cursor + 0{dir}"),
+        Driver::Planner => format!(" ORDER BY cursor{}", if desc { " DESC" } else { " ASC" }),
     });
     // One row more than the page tells whether another page follows.
     q.sql(" LIMIT ");
@@ -599,7 +625,7 @@ pub(crate) fn unchecked_statement(
     Some(q)
 }
 
-/// Reads one page of events of `schema`, ascending by cursor, with `finalized` set from
+/// Reads one page of events of `schema`, by cursor in the query's order, with `finalized` set from
 /// `finality` and each event's arguments as the stored JSON text; adds the number of SQL
 /// statements run to `queries`. A failure at or past `statement_timeout` (the
 /// connection's, zero when unknown) is [`DbError::StatementTimeout`].
@@ -682,6 +708,7 @@ mod tests {
                 ChainSnapshot::Following {
                     stalled: None,
                     webhooks: None,
+                    progress: None,
                     config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
                     latest_indexed_block: block(90),
                     latest_known_block: block(100),
@@ -692,6 +719,7 @@ mod tests {
                 ChainSnapshot::Following {
                     stalled: None,
                     webhooks: None,
+                    progress: None,
                     config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
                     latest_indexed_block: block(50),
                     latest_known_block: block(50),

@@ -119,6 +119,7 @@ impl Shape {
             to_block,
             after: _,
             limit: _,
+            order: _,
         } = query;
         let set = [
             chain_id.is_some(),

@@ -78,6 +78,7 @@ pub fn following_status(heads: &[(u64, u64, u64)]) -> IndexingStatus {
                 ChainSnapshot::Following {
                     stalled: None,
                     webhooks: None,
+                    progress: None,
                     config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
                     latest_indexed_block: block(indexed),
                     latest_known_block: block(known),

@@ -51,6 +51,7 @@ async fn config_and_status_round_trip() {
         ChainSnapshot::Following {
             stalled: None,
             webhooks: None,
+            progress: None,
             config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
             latest_indexed_block: block(40),
             latest_known_block: block(41),

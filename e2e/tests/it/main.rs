@@ -1,6 +1,8 @@
 //! End-to-end tests: the deployment files and the local stack as a user starts it.
 
 mod compose;
+mod dashboard;
+mod grafana;
 mod stack;
 
 /// The repository root.

@@ -87,7 +87,8 @@ impl ChainPipeline {
                     })
                     .await?;
                 }
-                metrics::histogram!("tidemark_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("tidemark_commit_seconds", "chain_id" => self.id().to_string(), "phase" => "backfill")
+                    .record(started.elapsed().as_secs_f64());
                 self.committed(&rows, &end_header.block, None);
                 last = Some(end_header.block);
             }

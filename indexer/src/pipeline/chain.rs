@@ -191,10 +191,11 @@ impl ChainPipeline {
         metrics::counter!("tidemark_events_indexed_total", "chain_id" => id.to_string())
             .increment(rows.len() as u64);
         metrics::gauge!("tidemark_latest_indexed_block", "chain_id" => id.to_string()).set(cp.number as f64);
-        self.progress.update(id, |s| {
+        let blocks = self.progress.update(id, |s| {
             let before_start = s.start.as_ref().map_or(cp.number, |b| b.number).saturating_sub(1);
             let prev = s.latest_indexed.as_ref().map_or(before_start, |p| p.number);
-            s.blocks_indexed += cp.number.saturating_sub(prev);
+            let blocks = cp.number.saturating_sub(prev);
+            s.blocks_indexed += blocks;
             s.events_indexed += rows.len() as u64;
             s.latest_indexed = Some(cp.clone());
             s.progressed();
@@ -204,7 +205,10 @@ impl ChainPipeline {
             if s.phase == Phase::Queued {
                 s.phase = Phase::Backfill;
             }
+            blocks
         });
+        metrics::counter!("tidemark_blocks_indexed_total", "chain_id" => id.to_string())
+            .increment(blocks.unwrap_or(0));
     }
 }
 

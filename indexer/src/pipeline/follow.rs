@@ -120,6 +120,7 @@ impl ChainPipeline {
                     finalized_upto = head.saturating_sub(self.chain.finality_depth);
                     {
                         let mut w = self.writer.lock().await;
+                        let started = std::time::Instant::now();
                         w.commit(Batch {
                             chain_id: id,
                             events: &rows,
@@ -133,6 +134,8 @@ impl ChainPipeline {
                                 .then(|| (finalized_upto, crate::epochs::now_secs())),
                         })
                         .await?;
+                        metrics::histogram!("tidemark_commit_seconds", "chain_id" => id.to_string(), "phase" => "following")
+                            .record(started.elapsed().as_secs_f64());
                     }
                     let released = match &self.hints {
                         Some(_) => {

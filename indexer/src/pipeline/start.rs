@@ -14,6 +14,17 @@ pub const TIP_MARGIN: u64 = 64;
 impl ChainPipeline {
     /// Runs until shutdown (`Ok`) or a failure that needs a new writer term (`Err`).
     pub async fn run(self) -> Result<(), PipelineError> {
+        // The chain's counters exist from the start (at zero), so `rate()` and alerts on
+        // them work before the first event, reorg or removal.
+        let chain_id = self.id().to_string();
+        for name in [
+            "tidemark_events_indexed_total",
+            "tidemark_blocks_indexed_total",
+            "tidemark_reorgs_total",
+            "tidemark_removed_events_total",
+        ] {
+            metrics::counter!(name, "chain_id" => chain_id.clone()).increment(0);
+        }
         match self.start().await {
             Err(PipelineError::Shutdown) => Ok(()),
             other => other,

@@ -1,8 +1,8 @@
 //! Periodic progress logs: blocks/s, events/s, percentage and ETA per chain.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Phase, Progress};
@@ -10,10 +10,9 @@ use super::{Phase, Progress};
 /// Interval between progress lines.
 const EVERY: Duration = Duration::from_secs(10);
 
-/// Logs progress until `shutdown`.
+/// Logs progress until `shutdown`, with the rates the status snapshot publishes (over the
+/// last minute).
 pub async fn log_progress(progress: Progress, shutdown: CancellationToken) {
-    let mut last: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-    let mut last_at = Instant::now();
     let mut tick = tokio::time::interval(EVERY);
     tick.tick().await;
     loop {
@@ -21,14 +20,11 @@ pub async fn log_progress(progress: Progress, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let secs = last_at.elapsed().as_secs_f64().max(0.001);
-        last_at = Instant::now();
+        progress.sample();
+        let now = Instant::now();
         for (id, s) in progress.states() {
-            let (b0, e0) = last
-                .insert(id, (s.blocks_indexed, s.events_indexed))
-                .unwrap_or((s.blocks_indexed, s.events_indexed));
-            let blocks_per_s = (s.blocks_indexed - b0) as f64 / secs;
-            let events_per_s = (s.events_indexed - e0) as f64 / secs;
+            let Some(rates) = s.rates(now) else { continue };
+            let (blocks_per_s, events_per_s) = (rates.blocks_per_second, rates.events_per_second);
             let latest = s.latest_indexed.as_ref().map(|b| b.number);
             match s.phase {
                 Phase::Backfill => {
@@ -40,11 +36,7 @@ pub async fn log_progress(progress: Progress, shutdown: CancellationToken) {
                     let total = (end.number - start.number + 1) as f64;
                     let done = (latest.saturating_sub(start.number) + 1) as f64;
                     let percent = (100.0 * done / total).min(100.0);
-                    let eta_s = if blocks_per_s > 0.0 {
-                        ((end.number.saturating_sub(latest)) as f64 / blocks_per_s).round() as u64
-                    } else {
-                        0
-                    };
+                    let eta_s = rates.eta_seconds.unwrap_or(0);
                     tracing::info!(target: "tidemark::progress", chain_id = id, latest, end = end.number,
                         percent = format!("{percent:.1}"), blocks_per_s = format!("{blocks_per_s:.1}"),
                         events_per_s = format!("{events_per_s:.1}"), eta_s, "backfilling");

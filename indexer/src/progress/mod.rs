@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use tidemark_shared_types::{
-    BlockRef, ChainIndexingConfig, ChainSnapshot, IndexBuild, IndexingStatus, Latency, SinkStatus, Stalled,
-    WebhookStatus,
+    BlockRef, ChainIndexingConfig, ChainProgress, ChainSnapshot, IndexBuild, IndexingStatus, Latency,
+    SinkStatus, Stalled, WebhookStatus,
 };
 
 use crate::rpc::Standing;
@@ -72,7 +72,13 @@ pub struct ChainState {
     pub webhook_latency: VecDeque<u64>,
     /// The same, of blocks found by polling alone.
     pub polling_latency: VecDeque<u64>,
+    /// `(when, blocks_indexed, events_indexed)` about once a second over the last
+    /// [`RATE_WINDOW`], oldest first: the rates of the snapshot and the progress log.
+    samples: VecDeque<(Instant, u64, u64)>,
 }
+
+/// The window the rates are taken over.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Latency samples kept per path.
 const LATENCY_SAMPLES: usize = 512;
@@ -99,7 +105,43 @@ impl ChainState {
             webhooks: None,
             webhook_latency: VecDeque::new(),
             polling_latency: VecDeque::new(),
+            samples: VecDeque::new(),
         }
+    }
+
+    /// Records the counters for the rates (at most one sample a second is kept).
+    pub fn sample(&mut self, now: Instant) {
+        if self.samples.back().is_some_and(|(at, ..)| now.duration_since(*at) < Duration::from_secs(1)) {
+            return;
+        }
+        while self.samples.front().is_some_and(|(at, ..)| now.duration_since(*at) > RATE_WINDOW) {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((now, self.blocks_indexed, self.events_indexed));
+    }
+
+    /// Blocks/s and events/s over the samples of the last minute (up to the counters
+    /// now), and the backfill's ETA at that rate; `None` before two samples a second
+    /// apart exist.
+    pub fn rates(&self, now: Instant) -> Option<ChainProgress> {
+        let (at, blocks, events) = *self.samples.front()?;
+        let secs = now.duration_since(at).as_secs_f64();
+        if secs < 1.0 {
+            return None;
+        }
+        let per_s = |now: u64, then: u64| (now.saturating_sub(then) as f64 / secs * 100.0).round() / 100.0;
+        let blocks_per_second = per_s(self.blocks_indexed, blocks);
+        let eta_seconds = match (self.phase, &self.backfill_end, &self.latest_indexed) {
+            (Phase::Backfill | Phase::Queued, Some(end), Some(latest)) if blocks_per_second > 0.0 => {
+                Some((end.number.saturating_sub(latest.number) as f64 / blocks_per_second).ceil() as u64)
+            }
+            _ => None,
+        };
+        Some(ChainProgress {
+            blocks_per_second,
+            events_per_second: per_s(self.events_indexed, events),
+            eta_seconds,
+        })
     }
 
     /// Records the head→stored latency of one block stored by this process.
@@ -164,6 +206,7 @@ impl ChainState {
                     config,
                     latest_indexed_block: latest,
                     backfill_end_block: end.clone(),
+                    progress: self.rates(Instant::now()),
                 },
                 _ => ChainSnapshot::Following {
                     stalled: self.stalled(),
@@ -171,6 +214,7 @@ impl ChainState {
                     config,
                     latest_known_block: self.known_at_least(&latest),
                     latest_indexed_block: latest,
+                    progress: self.rates(Instant::now()),
                 },
             },
             Phase::Following => ChainSnapshot::Following {
@@ -179,6 +223,7 @@ impl ChainState {
                 config,
                 latest_known_block: self.known_at_least(&latest),
                 latest_indexed_block: latest,
+                progress: self.rates(Instant::now()),
             },
             Phase::Completed => ChainSnapshot::Completed { config, latest_indexed_block: latest },
         })
@@ -280,8 +325,15 @@ impl Progress {
         self.lock().clone()
     }
 
-    /// The snapshot, once every chain's start block is known.
+    /// Samples every chain's counters for its rates (see [`ChainState::rates`]).
+    pub fn sample(&self) {
+        let now = Instant::now();
+        self.lock().values_mut().for_each(|s| s.sample(now));
+    }
+
+    /// The snapshot, once every chain's start block is known (its rates sampled first).
     pub fn snapshot(&self, now: u64) -> Option<IndexingStatus> {
+        self.sample();
         let chains = self
             .lock()
             .iter()
@@ -347,5 +399,40 @@ mod tests {
         progress.update(1, |s| s.latest_indexed = Some(block(100)));
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(stalled(1), None);
+    }
+
+    /// The snapshot's rates: over the last minute, from the counters the pipelines
+    /// bump, with the ETA while backfilling.
+    #[tokio::test(start_paused = true)]
+    async fn rates_cover_the_last_minute_and_give_the_backfill_eta() {
+        let progress = Progress::new([(1, None)]);
+        progress.update(1, |s| {
+            s.start = Some(block(0));
+            s.phase = Phase::Backfill;
+            s.backfill_end = Some(block(10_000));
+            s.latest_indexed = Some(block(0));
+        });
+        let rates = |p: &Progress| match &p.snapshot(0).expect("snapshot").omnichain_snapshot.chains[&1] {
+            ChainSnapshot::Backfill { progress, .. } | ChainSnapshot::Following { progress, .. } => *progress,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(rates(&progress), None, "no rate before a second has passed");
+        // 100 blocks and 1,000 events a second for 90 s: the window holds the last minute.
+        for second in 1..=90u64 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            progress.update(1, |s| {
+                s.blocks_indexed += 100;
+                s.events_indexed += if second <= 30 { 5_000 } else { 1_000 };
+                s.latest_indexed = Some(block(100 * second));
+            });
+            progress.sample();
+        }
+        let r = rates(&progress).expect("rates");
+        assert_eq!(r.blocks_per_second, 100.0);
+        assert_eq!(r.events_per_second, 1_000.0, "the first 30 s are out of the window");
+        // 1,000 blocks left at 100 blocks/s.
+        assert_eq!(r.eta_seconds, Some(10));
+        progress.update(1, |s| s.phase = Phase::Following);
+        assert_eq!(rates(&progress).expect("rates").eta_seconds, None, "no ETA at the head");
     }
 }

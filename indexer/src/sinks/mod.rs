@@ -52,6 +52,8 @@ pub struct SinkContext {
     pub pool: PgPool,
     /// Status snapshot.
     pub progress: Progress,
+    /// Where the sinks' metrics are recorded (each sink task records in its scope).
+    pub metrics: crate::telemetry::Metrics,
 }
 
 /// Runs every configured sink and the request applier until `token` is cancelled. Errors
@@ -75,7 +77,7 @@ pub async fn run(sinks: Vec<SinkConfig>, ctx: SinkContext, token: CancellationTo
             token.child_token(),
         )
         .await?;
-        tasks.spawn(task.run());
+        tasks.spawn(ctx.metrics.scope(task.run()));
     }
     let mut tick = tokio::time::interval(REQUEST_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

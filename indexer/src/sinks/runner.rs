@@ -168,6 +168,10 @@ impl SinkTask {
     /// Delivers until `token` is cancelled. Errors only when a write of the writer failed
     /// (the term restarts); delivery failures are retried here.
     pub(super) async fn run(mut self) -> Result<(), DbError> {
+        // The sink's counters exist from the start, at zero.
+        for name in ["tidemark_sink_entries_delivered_total", "tidemark_sink_failures_total"] {
+            metrics::counter!(name, "sink" => self.config.name.clone()).increment(0);
+        }
         let mut failures: u32 = 0;
         loop {
             if self.token.is_cancelled() {

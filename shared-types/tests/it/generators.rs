@@ -87,6 +87,7 @@ pub(crate) fn arb_chain_of(kinds: Vec<Kind>) -> impl Strategy<Value = ChainSnaps
                 Kind::Backfill => ChainSnapshot::Backfill {
                     stalled: None,
                     webhooks: None,
+                    progress: None,
                     config: range(bounded.then(|| at(if flag { 2 } else { 3 }))),
                     latest_indexed_block: at(0),
                     backfill_end_block: at(1),
@@ -95,6 +96,7 @@ pub(crate) fn arb_chain_of(kinds: Vec<Kind>) -> impl Strategy<Value = ChainSnaps
                 Kind::Following => ChainSnapshot::Following {
                     stalled: None,
                     webhooks: None,
+                    progress: None,
                     config: range(bounded.then(|| at(if flag { 3 } else { 1 }))),
                     latest_indexed_block: at(0),
                     latest_known_block: at(2),

@@ -300,6 +300,7 @@ fn break_chain(chain: ChainSnapshot) -> (ChainSnapshot, &'static str) {
                 ChainSnapshot::Backfill {
                     stalled: None,
                     webhooks: None,
+                    progress: None,
                     config,
                     latest_indexed_block: beyond,
                     backfill_end_block,
@@ -313,6 +314,7 @@ fn break_chain(chain: ChainSnapshot) -> (ChainSnapshot, &'static str) {
                 ChainSnapshot::Following {
                     stalled: None,
                     webhooks: None,
+                    progress: None,
                     config: ChainIndexingConfig::LeftBounded { start_block: start },
                     latest_indexed_block,
                     latest_known_block,
@@ -341,6 +343,7 @@ fn cursor_examples() {
     let backfill = |l, lt| ChainSnapshot::Backfill {
         stalled: None,
         webhooks: None,
+        progress: None,
         config: lb(0, 100),
         latest_indexed_block: block(l, lt),
         backfill_end_block: block(1_000, 10_000),
