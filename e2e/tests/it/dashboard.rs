@@ -133,6 +133,8 @@ impl Browser {
     }
 
     async fn screenshot(&self, name: &str) -> PathBuf {
+        // Bars animate their width for 0.4 s.
+        tokio::time::sleep(Duration::from_millis(600)).await;
         let dir = tidemark_testkit::bins::target_dir().join("dashboard");
         std::fs::create_dir_all(&dir).expect("screenshot directory");
         let path = dir.join(format!("{name}.png"));
@@ -204,6 +206,42 @@ async fn requests_served(api: &Api) -> f64 {
         - metric_sum(&text, "http_requests_total", "route=\"/metrics\"")
 }
 
+/// The prefix the dashboard is served under in this test, through [`prefix_proxy`].
+const PREFIX: &str = "/ops/tidemark";
+
+/// A reverse proxy serving `upstream` under [`PREFIX`] (as an operator mounts the API
+/// behind a path on a shared host): `GET {PREFIX}/x` → `GET {upstream}/x`, bodies
+/// streamed (the page's event stream included). Returns the proxy's base URL.
+async fn prefix_proxy(upstream: String) -> String {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use hyper_util::client::legacy::Client as HttpClient;
+    use hyper_util::rt::TokioExecutor;
+
+    type Upstream = (HttpClient<hyper_util::client::legacy::connect::HttpConnector, Body>, String);
+    async fn forward(State((client, upstream)): State<Upstream>, req: Request) -> axum::response::Response {
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let rest = path.strip_prefix(PREFIX).unwrap_or(path);
+        parts.uri = format!("{upstream}{rest}").parse().expect("an upstream URI");
+        match client.request(Request::from_parts(parts, body)).await {
+            Ok(resp) => resp.map(Body::new),
+            Err(e) => {
+                axum::response::IntoResponse::into_response((http::StatusCode::BAD_GATEWAY, e.to_string()))
+            }
+        }
+    }
+    let client = HttpClient::builder(TokioExecutor::new()).build_http();
+    let app = axum::Router::new()
+        .route(&format!("{PREFIX}/"), axum::routing::any(forward))
+        .route(&format!("{PREFIX}/{{*rest}}"), axum::routing::any(forward))
+        .with_state((client, upstream));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the proxy");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_backfill_following_live_events_and_an_outage_in_chromium() {
     tidemark_db_client::tls::install_crypto_provider();
@@ -228,7 +266,9 @@ async fn the_dashboard_shows_backfill_following_live_events_and_an_outage_in_chr
     let api = stack.spawn_api(&["--config-refresh-ms", "1000"]);
     api.wait_healthy(SOON).await;
 
-    browser.client.goto(&format!("{}/", api.http)).await.expect("loading the dashboard");
+    // Behind a path prefix, as an operator may mount it: every URL of the page is relative.
+    let proxied = prefix_proxy(api.http.clone()).await;
+    browser.client.goto(&format!("{proxied}{PREFIX}/")).await.expect("loading the dashboard");
     let view = browser
         .until("the chain backfilling", SOON, |v| {
             v.chain(chain).is_some_and(|r| r.status.contains("backfill") && (1..100).contains(&r.percent))
