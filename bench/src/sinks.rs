@@ -73,6 +73,10 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
     for run in 0..runs {
         let read = read_rate(&reader).await?;
         let r = raw_publish(&nats, run, &payloads, args.batch_size).await?;
+        // Each measurement starts on an empty server: a stream left behind (with its
+        // messages on disk) slows the publishes of the next one, so whichever ran second
+        // would be measured on a fuller server.
+        drop_stream(&nats, &format!("RAW{run}")).await?;
         let n = sink_rate(
             &pool,
             &schema,
@@ -83,6 +87,7 @@ pub(crate) async fn run(server: &str, runs: usize, args: Args) -> anyhow::Result
             head,
         )
         .await?;
+        drop_stream(&nats, &format!("SINK{run}")).await?;
         let w = sink_rate(
             &pool,
             &schema,
@@ -188,6 +193,12 @@ async fn raw_publish(
         ack.await.context("raw ack")?;
     }
     Ok(payloads.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Deletes a JetStream stream and its messages.
+async fn drop_stream(nats: &NatsServer, name: &str) -> anyhow::Result<()> {
+    nats.jetstream().await.delete_stream(name).await.with_context(|| format!("deleting stream {name}"))?;
+    Ok(())
 }
 
 fn nats_target(nats: &NatsServer, run: usize) -> SinkTarget {
