@@ -401,7 +401,7 @@ impl DbClient {
     }
 
     /// The query pool's connections right now (the background refresh has one of its own).
-    pub fn pool_usage(&self) -> crate::PoolUsage {
+    pub fn pool_usage(&self) -> crate::pool::PoolUsage {
         self.inner.shared.pool.usage()
     }
 
