@@ -1,8 +1,10 @@
 //! Compatibility of two public configs (DESIGN §2).
 //!
-//! Two configs are compatible iff namespace, instance schema, the set of chain ids and,
-//! per chain, the finality depth and every contract's name, addresses, start/end blocks
-//! and events are equal. `versionInfo` may change freely. Events are compared in their
+//! A config may run against data written under a stored one iff namespace and instance
+//! schema are equal, every stored chain is still there and, per stored chain, the finality
+//! depth and every contract's name, addresses, start/end blocks and events are equal.
+//! Adding a chain is compatible (it is indexed from its start block beside the others;
+//! nothing stored changes), removing one is not. `versionInfo` may change freely. Events are compared in their
 //! canonical form ([`crate::signature`]): two spellings of one event (component names,
 //! `tuple(…)` or `(…)`, spaces, `uint`) are the same event.
 
@@ -57,11 +59,14 @@ pub fn check_compatible(stored: &PublicConfig, current: &PublicConfig) -> Result
     let s_chains: BTreeMap<u64, &PublicChainConfig> = stored.chains.iter().map(|c| (c.chain_id, c)).collect();
     let c_chains: BTreeMap<u64, &PublicChainConfig> =
         current.chains.iter().map(|c| (c.chain_id, c)).collect();
-    diff(
-        "chains[].chainId".into(),
-        json!(s_chains.keys().collect::<Vec<_>>()),
-        json!(c_chains.keys().collect::<Vec<_>>()),
-    );
+    // Only a chain removed counts: an added chain starts from its own start block.
+    if s_chains.keys().any(|id| !c_chains.contains_key(id)) {
+        diff(
+            "chains[].chainId".into(),
+            json!(s_chains.keys().collect::<Vec<_>>()),
+            json!(c_chains.keys().collect::<Vec<_>>()),
+        );
+    }
     for (id, s) in &s_chains {
         let Some(c) = c_chains.get(id) else { continue };
         let p = format!("chains[{id}]");
@@ -97,11 +102,6 @@ fn canonical_events(events: &[String]) -> Vec<String> {
     out
 }
 
-/// True when the two configs index the same set of chain ids.
-pub fn same_chain_ids(a: &PublicConfig, b: &PublicConfig) -> bool {
-    a.chain_ids() == b.chain_ids()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +126,20 @@ mod tests {
             }],
             version_info: VersionInfo::current(),
         }
+    }
+
+    #[test]
+    fn a_chain_may_be_added_but_not_removed() {
+        let mut b = config();
+        let mut second = b.chains[0].clone();
+        second.chain_id = 10;
+        b.chains.insert(0, second);
+        assert_eq!(check_compatible(&config(), &b), Ok(()), "added");
+        let err = check_compatible(&b, &config()).expect_err("removed");
+        assert_eq!(err.diffs.len(), 1);
+        assert_eq!(err.diffs[0].field, "chains[].chainId");
+        assert_eq!(err.diffs[0].stored, json!([10, 31337]));
+        assert_eq!(err.diffs[0].current, json!([31337]));
     }
 
     #[test]

@@ -436,6 +436,13 @@ impl IndexingStatus {
         self.omnichain_snapshot.chains.keys().copied().collect()
     }
 
+    /// True when every chain of the snapshot is a chain of `config`: the snapshot may be
+    /// served with that config. A config may have gained chains (a compatible change,
+    /// [`crate::check_compatible`]) that the writing indexer does not report yet.
+    pub fn fits(&self, config: &crate::config::PublicConfig) -> bool {
+        self.omnichain_snapshot.chains.keys().all(|id| config.chains.iter().any(|c| c.chain_id == *id))
+    }
+
     /// True when the snapshot describes exactly the chains of `config`: the same as
     /// `self.chain_ids() == config.chain_ids()`, without allocating (readers check it
     /// on every cached read).

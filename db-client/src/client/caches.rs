@@ -141,14 +141,17 @@ pub(crate) struct ConfigState {
 pub(crate) enum StatusState {
     /// No snapshot is stored.
     Missing,
-    /// A snapshot whose chain ids match the cached config's (or no config was cached to
-    /// check it against; readers check again).
+    /// A snapshot whose chains are all chains of the cached config (or no config was
+    /// cached to check it against; readers check again).
     Present {
         status: Arc<IndexingStatus>,
         /// Its age by the database clock when it was read.
         age_secs: f64,
         /// The database clock (unix seconds) when it was read.
         read_at: f64,
+        /// Set while this snapshot is kept in place of a newer one that names a chain the
+        /// cached config does not know (the config is being read again): since when.
+        held_since: Option<std::time::Instant>,
     },
     /// A snapshot whose chain ids differ from the cached config's: not served.
     Rejected { status_chains: Vec<u64> },
@@ -203,6 +206,10 @@ pub(crate) async fn fetch_config(shared: &Shared, previous: Option<Arc<ConfigSta
     Ok(ConfigState { current: Some(current.clone()), last_seen: Some(current) })
 }
 
+/// How long a snapshot is kept in place of a newer one naming a chain the cached config
+/// does not know, while the config is read again.
+const HOLD_WHILE_CONFIG_CHANGES: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Re-reads the status snapshot and checks its chain ids against the cached config.
 pub(crate) async fn fetch_status(
     shared: &Shared,
@@ -216,8 +223,25 @@ pub(crate) async fn fetch_status(
     let status_chains = stored.value.chain_ids();
     let cached_config = config.peek().value.and_then(|c| c.current.clone());
     if let Some(cfg) = cached_config
-        && cfg.chain_ids() != status_chains
+        && !stored.value.fits(&cfg)
     {
+        // The indexer runs a config with a chain added and stored it before this status:
+        // the cached config is older. Keep serving the previous snapshot for a few
+        // seconds while the config is read again, rather than turn unhealthy.
+        if let Some(StatusState::Present { status, age_secs, read_at, held_since }) = previous.as_deref()
+            && status.fits(&cfg)
+            && held_since.is_none_or(|t| t.elapsed() < HOLD_WHILE_CONFIG_CHANGES)
+        {
+            config.trigger();
+            // Its age by the database clock now, as just read.
+            let now = stored.updated_at + stored.age_secs;
+            return Ok(StatusState::Present {
+                status: status.clone(),
+                age_secs: age_secs + (now - read_at).max(0.0),
+                read_at: now,
+                held_since: Some(held_since.unwrap_or_else(std::time::Instant::now)),
+            });
+        }
         let known = matches!(previous.as_deref(),
             Some(StatusState::Rejected { status_chains: s }) if *s == status_chains);
         if !known {
@@ -235,6 +259,7 @@ pub(crate) async fn fetch_status(
         status: Arc::new(stored.value),
         age_secs: stored.age_secs,
         read_at: stored.updated_at + stored.age_secs,
+        held_since: None,
     })
 }
 

@@ -443,8 +443,8 @@ impl DbClient {
             None => Err(missing(lookup, Reason::NoStatus)),
             Some(StatusState::Missing) => Err(Reason::NoStatus),
             Some(StatusState::Rejected { .. }) => Err(Reason::Incompatible),
-            Some(StatusState::Present { status, age_secs, read_at }) => {
-                if !status.has_chains_of(&config) {
+            Some(StatusState::Present { status, age_secs, read_at, .. }) => {
+                if !status.fits(&config) {
                     return Err(Reason::Incompatible);
                 }
                 let since_read = lookup.age.unwrap_or_default();

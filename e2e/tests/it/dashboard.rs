@@ -106,9 +106,14 @@ impl Browser {
                 }));
                 const banner = document.getElementById('banner');
                 const cursors = [...document.querySelectorAll('.event-row')].map(e => Number(e.getAttribute('data-cursor')));
+                const body = document.getElementById('events-body');
                 return {
                   rows,
                   cursors,
+                  removed: document.querySelectorAll('.event-row.removed').length,
+                  eventsText: body ? body.textContent : '',
+                  injected: body ? body.querySelectorAll('img, script, b').length : 0,
+                  title: document.title,
                   degraded: !!banner && banner.classList.contains('degraded') && !banner.classList.contains('hidden'),
                   banner: banner ? banner.textContent : '',
                 };
@@ -174,6 +179,11 @@ impl WebDriverCompatibleCommand for BrowserLog {
 struct View {
     rows: Vec<Row>,
     cursors: Vec<i64>,
+    removed: usize,
+    #[serde(rename = "eventsText")]
+    events_text: String,
+    injected: usize,
+    title: String,
     degraded: bool,
     banner: String,
 }
@@ -297,6 +307,23 @@ async fn the_dashboard_shows_backfill_following_live_events_and_an_outage_in_chr
     assert!(!view.cursors.is_empty(), "the newest events are shown on load");
     browser.until("a live event from the stream", SOON, |v| v.cursors.iter().any(|c| *c > newest)).await;
     browser.screenshot("following").await;
+
+    // Anyone can emit anything: markup in event arguments is shown as text, never run.
+    let hostile = "<img src=x onerror=\"document.title='owned'\">";
+    stack
+        .demo
+        .tag(alloy::primitives::B256::repeat_byte(7), &["<b>bold</b>", hostile], b"\x00\xff<script>")
+        .await
+        .expect("tag");
+    let view =
+        browser.until("a hostile event shown as text", SOON, |v| v.events_text.contains("<b>bold</b>")).await;
+    assert_eq!(view.injected, 0, "markup from an event became elements");
+    assert_ne!(view.title, "owned");
+
+    // A reorg reaches the page as `removed` entries: their rows are struck through.
+    stack.demo.reorg(3).await.expect("reorg");
+    browser.until("removed rows struck through", SOON, |v| v.removed > 0).await;
+
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 

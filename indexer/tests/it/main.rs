@@ -10,6 +10,7 @@ mod crash;
 mod deferred_indexes;
 mod epochs;
 mod events;
+mod growing;
 mod in_process;
 mod lying_rpc;
 mod multichain;

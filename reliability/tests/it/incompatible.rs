@@ -48,9 +48,13 @@ async fn an_incompatible_config_exits_3_at_start_up_and_writes_nothing() {
         let mut v = stack.config();
         v.chains[0].contracts[0].events = vec![TOKEN_EVENTS[1].to_owned()];
         variants.push(("Token loses an event", "contracts[Token].events", v));
-        let mut extra = ChainSpec::new(31338, format!("http://127.0.0.1:{}", free_port()));
-        extra.contracts = stack.contracts();
-        variants.push(("a second chain (dead endpoint)", "chainId", stack.config().chain(extra)));
+        let mut other = ChainSpec::new(31338, format!("http://127.0.0.1:{}", free_port()));
+        other.contracts = stack.contracts();
+        variants.push((
+            "the chain replaced by another (dead endpoint)",
+            "chainId",
+            IndexerConfigBuilder { chains: vec![other], ..stack.config() },
+        ));
         if full {
             let mut v = stack.config();
             v.chains[0].contracts[1].start_block = 5;

@@ -187,4 +187,20 @@ proptest! {
         let swapped = FieldDiff { field: expected.field, stored: expected.current, current: expected.stored };
         prop_assert_eq!(err.diffs, vec![swapped]);
     }
+
+    #[test]
+    fn a_chain_may_be_added_and_never_removed(config in arb_config(), entropy in any::<u64>()) {
+        let mut current = config.clone();
+        let mut added = current.chains[0].clone();
+        added.chain_id = (1..).map(|i| i + entropy % 1_000).find(|id| config.chain(*id).is_none()).expect("a free id");
+        current.chains.push(added);
+        current = current.normalized();
+        prop_assert_eq!(check_compatible(&config, &current), Ok(()), "added");
+        let err = check_compatible(&current, &config).expect_err("removed");
+        prop_assert_eq!(err.diffs, vec![FieldDiff {
+            field: "chains[].chainId".into(),
+            stored: json!(current.chain_ids()),
+            current: json!(config.chain_ids()),
+        }]);
+    }
 }
