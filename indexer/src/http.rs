@@ -33,6 +33,8 @@ pub struct HttpState {
     pub metrics: Metrics,
     /// Provider webhook ingestion, when a chain has webhooks.
     pub webhooks: Option<Arc<crate::webhooks::Hub>>,
+    /// The indexer's pool (epochs, sinks' state, webhook deliveries), for its usage gauges.
+    pub pool: Option<tidemark_db_client::writer::PgPool>,
 }
 
 /// The latest epoch summaries, shared between the recorder and the HTTP server.
@@ -116,5 +118,17 @@ async fn config(State(s): State<HttpState>) -> Response {
 }
 
 async fn metrics_text(State(s): State<HttpState>) -> Response {
+    if let Some(pool) = &s.pool {
+        let usage = pool.usage();
+        s.metrics.scope_sync(|| {
+            let in_use = usage.open.saturating_sub(usage.idle);
+            metrics::gauge!("tidemark_db_pool_connections", "pool" => "indexer", "state" => "in_use")
+                .set(in_use as f64);
+            metrics::gauge!("tidemark_db_pool_connections", "pool" => "indexer", "state" => "idle")
+                .set(usage.idle as f64);
+            metrics::gauge!("tidemark_db_pool_max_connections", "pool" => "indexer").set(usage.max as f64);
+            metrics::gauge!("tidemark_db_pool_waiting", "pool" => "indexer").set(usage.waiting as f64);
+        });
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
 }

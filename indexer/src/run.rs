@@ -80,6 +80,7 @@ pub async fn run(config: IndexerConfig, shutdown: CancellationToken) -> anyhow::
         health: health.clone(),
         epochs: summaries.clone(),
         metrics: metrics.clone(),
+        pool: Some(pool.clone()),
     };
     tracker.spawn(metrics.scope(http::serve(listener, http_state, shutdown.clone())));
     tracker.spawn(metrics.scope(crate::progress::log::log_progress(progress.clone(), shutdown.clone())));

@@ -51,6 +51,11 @@ impl Metrics {
         std::future::poll_fn(move |cx| metrics::with_local_recorder(&*recorder, || fut.as_mut().poll(cx)))
     }
 
+    /// Runs `f` with this recorder in scope (for a synchronous update of gauges).
+    pub fn scope_sync<R>(&self, f: impl FnOnce() -> R) -> R {
+        metrics::with_local_recorder(&*self.recorder, f)
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         self.handle.render()

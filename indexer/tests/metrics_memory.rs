@@ -55,6 +55,7 @@ async fn histograms_stay_bounded_while_nothing_scrapes_metrics() {
         epochs: SharedSummaries::default(),
         metrics: metrics.clone(),
         webhooks: None,
+        pool: None,
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state, shutdown.clone()));

@@ -151,6 +151,12 @@ async fn every_dashboard_metric_is_exported_and_every_exported_metric_is_documen
     let (_, indexer_text) =
         get_text(&format!("{}/metrics", indexer.http)).await.expect("the indexer's /metrics");
     let (_, api_text) = get_text(&format!("{}/metrics", api.http)).await.expect("the API's /metrics");
+    for (service, text) in [("indexer", &indexer_text), ("api", &api_text)] {
+        assert!(
+            text.contains(&format!("tidemark_db_pool_connections{{pool=\"{service}\",state=\"in_use\"}}")),
+            "{service} exports its pool usage"
+        );
+    }
     let series: BTreeSet<String> = exported(&indexer_text).union(&exported(&api_text)).cloned().collect();
     let missing: Vec<&String> = queried.iter().filter(|m| !series.contains(*m)).collect();
     assert!(missing.is_empty(), "queried by the dashboard but exported by neither service: {missing:?}");
