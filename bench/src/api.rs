@@ -331,6 +331,7 @@ pub(crate) async fn write_status(pool: &PgPool, head: u64) -> anyhow::Result<()>
             stalled: None,
             webhooks: None,
             progress: None,
+            sources: Vec::new(),
             config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
             latest_indexed_block: block(head),
             latest_known_block: block(head),

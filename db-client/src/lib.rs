@@ -58,6 +58,8 @@ mod prepared;
 #[cfg(feature = "writer")]
 mod sinks;
 #[cfg(feature = "writer")]
+mod sources;
+#[cfg(feature = "writer")]
 mod statements;
 mod swr;
 #[cfg(feature = "test-utils")]

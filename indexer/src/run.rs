@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tidemark_db_client::PoolConfig;
 use tidemark_db_client::writer::{PgPool, probe_session_pinning, run_migrations, stored_public_config};
-use tidemark_shared_types::{Incompatibility, PublicConfig, check_compatible};
+use tidemark_shared_types::{Incompatibility, PublicConfig, SourceBackfill, added_sources, check_compatible};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -172,6 +172,38 @@ async fn lifecycle(ctx: &Ctx<'_>, shutdown: &CancellationToken) -> anyhow::Resul
     }
 }
 
+/// The added sources still backfilling: those stored by an earlier run, and those that
+/// `public` adds to the chains of `stored`, each from its contract's start block up to the
+/// chain's checkpoint (a chain not indexed yet covers them with its own backfill).
+async fn added_source_backfills(
+    writer: &mut Writer,
+    stored: Option<&PublicConfig>,
+    public: &PublicConfig,
+) -> tidemark_db_client::Result<Vec<SourceBackfill>> {
+    let mut sources = writer.added_sources().await?;
+    let Some(stored) = stored else { return Ok(sources) };
+    for added in added_sources(stored, public) {
+        let Some(checkpoint) = writer.checkpoint(added.chain_id).await? else { continue };
+        let from = public
+            .chain(added.chain_id)
+            .and_then(|c| c.contracts.iter().find(|k| k.name == added.contract))
+            .map_or(0, |k| k.start_block);
+        if from > checkpoint.number {
+            continue;
+        }
+        sources.push(SourceBackfill {
+            chain_id: added.chain_id,
+            contract: added.contract,
+            addresses: added.addresses,
+            events: added.events,
+            from_block: from,
+            to_block: checkpoint.number,
+            next_block: from,
+        });
+    }
+    Ok(sources)
+}
+
 fn check_stored(stored: Option<&PublicConfig>, public: &PublicConfig) -> Result<(), Incompatibility> {
     match stored {
         Some(s) => check_compatible(s, public),
@@ -279,8 +311,15 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     // Read again now that the lock is held: no other indexer can change it any more.
     let stored = stored_public_config(pool, &config.schema).await?;
     check_stored(stored.as_ref(), public).map_err(|e| TermError::Fatal(e.into()))?;
-    // New instance: store; compatible: refresh versionInfo.
-    writer.write_public_config(public).await?;
+    // New instance: store; compatible: refresh versionInfo, and record what the config
+    // adds to indexed chains with the config itself (one transaction).
+    let sources = added_source_backfills(&mut writer, stored.as_ref(), public).await?;
+    writer.write_public_config_with_sources(public, &sources).await?;
+    for s in sources.iter().filter(|s| s.next_block == s.from_block) {
+        tracing::info!(target: "tidemark::sources", chain_id = s.chain_id, contract = %s.contract,
+            addresses = s.addresses.len(), events = s.events.len(), from = s.from_block, to = s.to_block,
+            "source added: backfilling it up to where the chain was indexed");
+    }
     if stored.is_none() {
         tracing::info!(target: "tidemark::run", schema = %config.schema, "public config stored");
     }

@@ -2,11 +2,14 @@
 //!
 //! A config may run against data written under a stored one iff namespace and instance
 //! schema are equal, every stored chain is still there and, per stored chain, the finality
-//! depth and every contract's name, addresses, start/end blocks and events are equal.
-//! Adding a chain is compatible (it is indexed from its start block beside the others;
-//! nothing stored changes), removing one is not. `versionInfo` may change freely. Events are compared in their
-//! canonical form ([`crate::signature`]): two spellings of one event (component names,
-//! `tuple(…)` or `(…)`, spaces, `uint`) are the same event.
+//! depth is equal and every stored contract is still there with the same start and end
+//! blocks and at least its stored addresses and events. Additions are compatible: a chain
+//! (indexed from its start block beside the others), a contract, an address of a contract
+//! or an event of a contract (each an [`AddedSource`], backfilled up to where the chain
+//! was indexed). Nothing stored changes; removals and changes are incompatible.
+//! `versionInfo` may change freely. Events are compared in their canonical form
+//! ([`crate::signature`]): two spellings of one event (component names, `tuple(…)` or
+//! `(…)`, spaces, `uint`) are the same event.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,23 +78,79 @@ pub fn check_compatible(stored: &PublicConfig, current: &PublicConfig) -> Result
             s.contracts.iter().map(|x| (x.name.as_str(), x)).collect();
         let c_con: BTreeMap<&str, &PublicContractConfig> =
             c.contracts.iter().map(|x| (x.name.as_str(), x)).collect();
-        diff(
-            format!("{p}.contracts[].name"),
-            json!(s_con.keys().collect::<Vec<_>>()),
-            json!(c_con.keys().collect::<Vec<_>>()),
-        );
+        // Only a contract removed counts: an added one is backfilled.
+        if s_con.keys().any(|n| !c_con.contains_key(n)) {
+            diff(
+                format!("{p}.contracts[].name"),
+                json!(s_con.keys().collect::<Vec<_>>()),
+                json!(c_con.keys().collect::<Vec<_>>()),
+            );
+        }
         for (name, sc) in &s_con {
             let Some(cc) = c_con.get(name) else { continue };
             let q = format!("{p}.contracts[{name}]");
-            diff(format!("{q}.addresses"), json!(sc.addresses), json!(cc.addresses));
+            if !sc.addresses.iter().all(|a| cc.addresses.contains(a)) {
+                diff(format!("{q}.addresses"), json!(sc.addresses), json!(cc.addresses));
+            }
             diff(format!("{q}.startBlock"), json!(sc.start_block), json!(cc.start_block));
             diff(format!("{q}.endBlock"), json!(sc.end_block), json!(cc.end_block));
-            if canonical_events(&sc.events) != canonical_events(&cc.events) {
+            let current = canonical_events(&cc.events);
+            if !canonical_events(&sc.events).iter().all(|e| current.contains(e)) {
                 diff(format!("{q}.events"), json!(sc.events), json!(cc.events));
             }
         }
     }
     if diffs.is_empty() { Ok(()) } else { Err(Incompatibility { diffs }) }
+}
+
+/// What a compatible config adds to an indexed chain: logs of `addresses` × `events` of
+/// `contract`, which the indexer backfills up to where it had indexed the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddedSource {
+    /// The chain (one the stored config already had).
+    pub chain_id: u64,
+    /// The contract's name.
+    pub contract: String,
+    /// Lowercase 0x addresses.
+    pub addresses: Vec<String>,
+    /// Canonical event signatures.
+    pub events: Vec<String>,
+}
+
+/// The sources `current` adds to the chains of `stored` (a compatible pair): a new
+/// contract (all its addresses and events), addresses added to a contract (with all its
+/// events), events added to a contract (on its stored addresses). Added chains are not
+/// listed: they are indexed from their start block like any new chain.
+pub fn added_sources(stored: &PublicConfig, current: &PublicConfig) -> Vec<AddedSource> {
+    let mut out = Vec::new();
+    for s in &stored.chains {
+        let Some(c) = current.chain(s.chain_id) else { continue };
+        for cc in &c.contracts {
+            let source = |addresses: Vec<String>, events: Vec<String>| AddedSource {
+                chain_id: c.chain_id,
+                contract: cc.name.clone(),
+                addresses,
+                events,
+            };
+            let events = canonical_events(&cc.events);
+            let Some(sc) = s.contracts.iter().find(|x| x.name == cc.name) else {
+                out.push(source(cc.addresses.clone(), events));
+                continue;
+            };
+            let added: Vec<String> =
+                cc.addresses.iter().filter(|a| !sc.addresses.contains(a)).cloned().collect();
+            if !added.is_empty() {
+                out.push(source(added, events.clone()));
+            }
+            let stored_events = canonical_events(&sc.events);
+            let new_events: Vec<String> = events.into_iter().filter(|e| !stored_events.contains(e)).collect();
+            if !new_events.is_empty() && !sc.addresses.is_empty() {
+                out.push(source(sc.addresses.clone(), new_events));
+            }
+        }
+    }
+    out
 }
 
 /// The canonical forms of `events`, sorted and deduplicated.
@@ -143,6 +202,40 @@ mod tests {
     }
 
     #[test]
+    fn contracts_addresses_and_events_may_be_added_but_not_removed() {
+        let stored = config();
+        let mut grown = config();
+        let token = &mut grown.chains[0].contracts[0];
+        token.addresses.push("0x00000000000000000000000000000000000000aa".into());
+        token
+            .events
+            .push("event Approval(address indexed owner, address indexed spender, uint256 value)".into());
+        let mut registry = token.clone();
+        registry.name = "Registry".into();
+        registry.addresses = vec!["0x00000000000000000000000000000000000000bb".into()];
+        grown.chains[0].contracts.push(registry);
+        let grown = grown.normalized();
+        assert_eq!(check_compatible(&stored, &grown), Ok(()));
+        let sources = added_sources(&stored, &grown);
+        let summary: Vec<(&str, usize, usize)> =
+            sources.iter().map(|s| (s.contract.as_str(), s.addresses.len(), s.events.len())).collect();
+        // Registry whole; Token's new address with both events; Token's new event on its
+        // stored address.
+        assert_eq!(summary, [("Registry", 1, 2), ("Token", 1, 2), ("Token", 1, 1)]);
+        assert_eq!(sources[2].addresses, stored.chains[0].contracts[0].addresses);
+        let err = check_compatible(&grown, &stored).expect_err("removals");
+        let fields: Vec<&str> = err.diffs.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "chains[31337].contracts[].name",
+                "chains[31337].contracts[Token].addresses",
+                "chains[31337].contracts[Token].events"
+            ]
+        );
+    }
+
+    #[test]
     fn version_info_may_change() {
         let mut b = config();
         b.version_info = VersionInfo { tidemark: "9.9.9".into(), schema_version: 7 };
@@ -155,7 +248,8 @@ mod tests {
         b.namespace = "other".into();
         b.chains[0].finality_depth = 3;
         b.chains[0].contracts[0].start_block = 5;
-        b.chains[0].contracts[0].events.push("event X()".into());
+        // An event replaced (removed, another added).
+        b.chains[0].contracts[0].events = vec!["event X()".into()];
         let err = check_compatible(&config(), &b).expect_err("incompatible");
         let fields: Vec<&str> = err.diffs.iter().map(|d| d.field.as_str()).collect();
         assert_eq!(

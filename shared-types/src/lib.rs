@@ -15,11 +15,12 @@ pub mod projection;
 pub mod schema;
 pub mod signature;
 pub mod sink;
+pub mod source;
 pub mod status;
 pub mod webhook;
 
 pub use bodies::{ErrorBody, ErrorDetail, HealthBody, StatusBody};
-pub use compat::{FieldDiff, Incompatibility, check_compatible};
+pub use compat::{AddedSource, FieldDiff, Incompatibility, added_sources, check_compatible};
 pub use config::{PublicChainConfig, PublicConfig, PublicContractConfig, VersionInfo};
 pub use epoch::{EpochItem, EpochStage, EpochStageEntry, EpochSummary};
 pub use event::{Cursor, EventItem, InvalidCursor, JournalEntry, JournalKind, RemovedItem};
@@ -27,6 +28,7 @@ pub use projection::RealtimeProjection;
 pub use schema::{InvalidSchemaName, SchemaName};
 pub use signature::{SignatureError, canonical_event};
 pub use sink::{SinkRebroadcast, SinkState, SinkStatus};
+pub use source::SourceBackfill;
 pub use status::{
     BlockRef, ChainIndexingConfig, ChainProgress, ChainSnapshot, IndexBuild, IndexBuildState, IndexingStatus,
     OmnichainSnapshot, OmnichainStatus, Stalled, StatusError,

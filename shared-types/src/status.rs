@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::sink::SinkStatus;
+use crate::source::SourceBackfill;
 use crate::webhook::WebhookStatus;
 
 /// A block: number, unix timestamp and hash.
@@ -103,6 +104,9 @@ pub enum ChainSnapshot {
         /// Rates over the last minute (absent in snapshots of older writers).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         progress: Option<ChainProgress>,
+        /// Sources added to the chain that are still backfilling (none: absent).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<SourceBackfill>,
     },
     /// Following the head.
     #[serde(rename = "chain-following")]
@@ -122,6 +126,9 @@ pub enum ChainSnapshot {
         /// Rates over the last minute (absent in snapshots of older writers).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         progress: Option<ChainProgress>,
+        /// Sources added to the chain that are still backfilling (none: absent).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<SourceBackfill>,
     },
     /// A bounded range, fully indexed.
     #[serde(rename = "chain-completed")]
@@ -151,6 +158,14 @@ impl ChainSnapshot {
             | Self::Backfill { stalled, .. }
             | Self::Following { stalled, .. } => stalled.as_ref(),
             Self::Completed { .. } => None,
+        }
+    }
+
+    /// Sources added to the chain that are still backfilling.
+    pub fn sources(&self) -> &[SourceBackfill] {
+        match self {
+            Self::Backfill { sources, .. } | Self::Following { sources, .. } => sources,
+            Self::Queued { .. } | Self::Completed { .. } => &[],
         }
     }
 

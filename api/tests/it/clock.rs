@@ -44,6 +44,7 @@ async fn a_host_clock_30_s_ahead_of_the_database_changes_no_verdict() {
         stalled: None,
         webhooks: None,
         progress: None,
+        sources: Vec::new(),
         config: ChainIndexingConfig::LeftBounded { start_block: at(0, db_now - 100) },
         latest_indexed_block: at(95, db_now - 5),
         latest_known_block: at(95, db_now - 5),

@@ -28,6 +28,10 @@ pub enum Reason {
     /// first backfill are not all built yet (`indexBuild` of the status snapshot):
     /// filtered event pages are slower until they are.
     IndexesBuilding,
+    /// Warning: sources added to an indexed chain (a compatible config change) are still
+    /// backfilling (`sources` of their chain in the status snapshot): their older events
+    /// are not all stored yet.
+    BackfillingSources,
 }
 
 impl Reason {
@@ -40,6 +44,7 @@ impl Reason {
             Self::Incompatible => "incompatible",
             Self::StatusStale => "status-stale",
             Self::IndexesBuilding => "indexes-building",
+            Self::BackfillingSources => "backfilling-sources",
             Self::ChainStalled(id) => return Cow::Owned(format!("chain-stalled:{id}")),
         })
     }
@@ -53,6 +58,7 @@ impl Reason {
             "incompatible" => Self::Incompatible,
             "status-stale" => Self::StatusStale,
             "indexes-building" => Self::IndexesBuilding,
+            "backfilling-sources" => Self::BackfillingSources,
             other => Self::ChainStalled(other.strip_prefix("chain-stalled:")?.parse().ok()?),
         })
     }
@@ -109,6 +115,7 @@ mod tests {
             Reason::StatusStale,
             Reason::ChainStalled(8453),
             Reason::IndexesBuilding,
+            Reason::BackfillingSources,
         ] {
             let json = serde_json::to_value(r).ok();
             assert_eq!(json, Some(serde_json::Value::from(r.code().into_owned())));

@@ -266,6 +266,9 @@ impl DbClient {
                 if view.status.index_build.as_ref().is_some_and(|b| b.is_pending()) {
                     warnings.push(Reason::IndexesBuilding);
                 }
+                if view.status.omnichain_snapshot.chains.values().any(|c| !c.sources().is_empty()) {
+                    warnings.push(Reason::BackfillingSources);
+                }
             }
             Err(reason) => {
                 if !reasons.contains(reason) {

@@ -79,6 +79,7 @@ pub fn following_status(heads: &[(u64, u64, u64)]) -> IndexingStatus {
                     stalled: None,
                     webhooks: None,
                     progress: None,
+                    sources: Vec::new(),
                     config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
                     latest_indexed_block: block(indexed),
                     latest_known_block: block(known),

@@ -21,7 +21,7 @@
 mod limits;
 mod probe;
 
-use tidemark_shared_types::{BlockRef, Cursor, IndexingStatus, PublicConfig, SchemaName};
+use tidemark_shared_types::{BlockRef, Cursor, IndexingStatus, PublicConfig, SchemaName, SourceBackfill};
 use tokio_postgres::{Client, Transaction};
 
 use self::limits::{COMMIT_LIMIT, QUERY_LIMIT, UPGRADE_LIMIT, timed};
@@ -72,6 +72,17 @@ impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer").field("schema", &self.schema).finish_non_exhaustive()
     }
+}
+
+/// What [`Writer::commit_source`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceCommit {
+    /// The events and the progress are stored.
+    Committed,
+    /// Nothing: the range ends above the chain's checkpoint.
+    AboveCheckpoint,
+    /// Nothing: an event's block differs from the chain's stored block.
+    Reorged,
 }
 
 /// A batch of one chain: its events and the checkpoint they lead to, committed in one
@@ -238,6 +249,76 @@ impl Writer {
     /// Stores the public config (upsert; `updated_at` by the database clock).
     pub async fn write_public_config(&mut self, config: &PublicConfig) -> Result<()> {
         timed(QUERY_LIMIT, self.statements().upsert_metadata(PUBLIC_CONFIG_KEY, config)).await
+    }
+
+    /// The sources added to indexed chains that are still backfilling.
+    pub async fn added_sources(&mut self) -> Result<Vec<SourceBackfill>> {
+        timed(QUERY_LIMIT, self.statements().added_sources()).await
+    }
+
+    /// Stores `config` and the added sources still backfilling, in one transaction (a
+    /// stored config's additions are never without their backfills).
+    pub async fn write_public_config_with_sources(
+        &mut self,
+        config: &PublicConfig,
+        sources: &[SourceBackfill],
+    ) -> Result<()> {
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            let t = Statements::new(&tx, &self.schema);
+            t.upsert_metadata(PUBLIC_CONFIG_KEY, config).await?;
+            t.set_added_sources(sources).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Commits the events of one range of an added source of `chain_id`, ending at block
+    /// `upto`, with the source's new progress (`source`), in one transaction. Nothing is
+    /// written when `upto` is above the chain's checkpoint (the chain was rolled back
+    /// meanwhile) or when an event's block hash differs from the chain's stored block
+    /// (the chain reorganized): the caller repairs and fetches again.
+    ///
+    /// Invariant (§9.1): no stored event lies above its chain's checkpoint; (§9.3) the
+    /// commit lock orders this commit's cursors with every other commit.
+    pub async fn commit_source(
+        &mut self,
+        chain_id: u64,
+        events: &[EventRow],
+        upto: u64,
+        source: &SourceBackfill,
+    ) -> Result<SourceCommit> {
+        timed(COMMIT_LIMIT, async {
+            let missing = self.types.missing(events);
+            if !missing.is_empty() {
+                Statements::new(&self.client, &self.schema)
+                    .register_event_types(&missing, &mut self.types)
+                    .await?;
+            }
+            let tx = self.client.transaction().await?;
+            let t = Statements::new(&tx, &self.schema);
+            Self::commit_lock(&t).await?;
+            let checkpoint = t.checkpoint(chain_id).await?;
+            // (Progress alone, without events, needs no checkpoint.)
+            if !events.is_empty() && checkpoint.as_ref().is_none_or(|c| c.number < upto) {
+                return Ok(SourceCommit::AboveCheckpoint);
+            }
+            if let Some(low) = events.iter().map(|e| e.block_number).min() {
+                let stored: std::collections::HashMap<u64, String> =
+                    t.window_hashes(chain_id, low, upto).await?.into_iter().collect();
+                if events.iter().any(|e| stored.get(&e.block_number).is_some_and(|h| *h != e.block_hash)) {
+                    return Ok(SourceCommit::Reorged);
+                }
+                let base = t.draw_cursors(i64::try_from(events.len()).unwrap_or(i64::MAX)).await?;
+                t.copy_events(base + 1, chain_id, events, &self.types).await?;
+                t.notify_journal().await?;
+            }
+            t.update_added_source(source).await?;
+            tx.commit().await?;
+            Ok(SourceCommit::Committed)
+        })
+        .await
     }
 
     /// Stores the status snapshot (upsert; `updated_at` by the database clock).

@@ -52,6 +52,7 @@ async fn config_and_status_round_trip() {
             stalled: None,
             webhooks: None,
             progress: None,
+            sources: Vec::new(),
             config: ChainIndexingConfig::LeftBounded { start_block: block(0) },
             latest_indexed_block: block(40),
             latest_known_block: block(41),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use alloy::rpc::types::Log;
+use alloy::rpc::types::{Filter, Log};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use tidemark_shared_types::BlockRef;
@@ -13,7 +13,7 @@ use super::chain::{ChainPipeline, PipelineError};
 use super::decode::EventRow;
 use super::fetch;
 use crate::epochs::Epoch;
-use crate::rpc::{BadAnswer, Header, RpcError};
+use crate::rpc::{BadAnswer, Header, Interest, RpcError};
 use crate::store::Batch;
 
 impl ChainPipeline {
@@ -105,10 +105,12 @@ impl ChainPipeline {
     /// that rewrites hashes, is asked again), and the end block, when no log came back for
     /// it, against its bloom (a node that did not have it yet answered short). Returns the
     /// headers fetched, by number.
-    async fn confirm_range(
+    pub(super) async fn confirm_range(
         &self,
         logs: &mut Vec<Log>,
         end: &Header,
+        filter: &Filter,
+        interest: &Interest,
     ) -> Result<HashMap<u64, Header>, PipelineError> {
         let to = end.block.number;
         let mut numbers: Vec<u64> = logs.iter().filter_map(|l| l.block_number).filter(|n| *n != to).collect();
@@ -128,7 +130,7 @@ impl ChainPipeline {
             }
         }
         if let Some(end) = known.get(&to) {
-            fetch::complete(&self.rpc, &self.filter, &self.interest, &[end], logs, 1)
+            fetch::complete(&self.rpc, filter, interest, &[end], logs, 1)
                 .await
                 .map_err(|e| self.rpc_err(e))?;
         }
@@ -160,7 +162,7 @@ impl ChainPipeline {
         let mut logs = fetch::logs_in_range(&self.rpc, &self.filter, from, to, &self.size, &end_hash)
             .await
             .map_err(|e| self.rpc_err(e))?;
-        let known = self.confirm_range(&mut logs, &end).await?;
+        let known = self.confirm_range(&mut logs, &end, &self.filter, &self.interest).await?;
         self.epochs.advance(epoch, EpochStage::Fetched);
         let rows = self.decode(&logs, &known).await?;
         self.epochs.advance(epoch, EpochStage::Decoded);

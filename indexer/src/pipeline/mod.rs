@@ -13,6 +13,7 @@ pub mod decode;
 pub mod fetch;
 mod follow;
 pub mod reorg;
+mod sources;
 mod start;
 
 pub use chain::{ChainPipeline, PipelineError};

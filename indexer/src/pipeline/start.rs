@@ -98,6 +98,9 @@ impl ChainPipeline {
                 }
             }
         }
+        // Sources added to the chain since it was indexed up to `cp`: stored before the
+        // chain goes on from its checkpoint.
+        self.backfill_sources(&mut cp, start_n).await?;
         // Bulk backfill while the finalized part of the chain is far ahead.
         loop {
             let head = self

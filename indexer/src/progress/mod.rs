@@ -72,6 +72,8 @@ pub struct ChainState {
     pub webhook_latency: VecDeque<u64>,
     /// The same, of blocks found by polling alone.
     pub polling_latency: VecDeque<u64>,
+    /// Sources added to the chain that are still backfilling, with their progress.
+    pub sources: Vec<tidemark_shared_types::SourceBackfill>,
     /// `(when, blocks_indexed, events_indexed)` about once a second over the last
     /// [`RATE_WINDOW`], oldest first: the rates of the snapshot and the progress log.
     samples: VecDeque<(Instant, u64, u64)>,
@@ -106,6 +108,7 @@ impl ChainState {
             webhook_latency: VecDeque::new(),
             polling_latency: VecDeque::new(),
             samples: VecDeque::new(),
+            sources: Vec::new(),
         }
     }
 
@@ -207,6 +210,7 @@ impl ChainState {
                     latest_indexed_block: latest,
                     backfill_end_block: end.clone(),
                     progress: self.rates(Instant::now()),
+                    sources: self.sources.clone(),
                 },
                 _ => ChainSnapshot::Following {
                     stalled: self.stalled(),
@@ -215,6 +219,7 @@ impl ChainState {
                     latest_known_block: self.known_at_least(&latest),
                     latest_indexed_block: latest,
                     progress: self.rates(Instant::now()),
+                    sources: self.sources.clone(),
                 },
             },
             Phase::Following => ChainSnapshot::Following {
@@ -224,6 +229,7 @@ impl ChainState {
                 latest_known_block: self.known_at_least(&latest),
                 latest_indexed_block: latest,
                 progress: self.rates(Instant::now()),
+                sources: self.sources.clone(),
             },
             Phase::Completed => ChainSnapshot::Completed { config, latest_indexed_block: latest },
         })

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tidemark_testkit::{Anvil, ChainSpec, SOON, Stack, assert_matches_chain, demo_contracts};
+use tidemark_testkit::{
+    Anvil, ChainSpec, IndexerConfigBuilder, SOON, Stack, assert_matches_chain, demo_contracts,
+};
 use tidemark_traffic::Demo;
 
 use crate::common::traffic;
@@ -93,4 +95,84 @@ async fn a_chain_added_to_a_running_deployment_is_indexed_without_touching_the_f
     assert_eq!(shrunk.proc.exit_code(Duration::from_secs(30)).await, 3, "a removed chain exits 3");
     let logs = shrunk.proc.logs();
     assert!(logs.contains("chains[].chainId") && logs.contains("31338"), "{logs}");
+}
+
+/// A contract added to an indexed chain: its history is backfilled up to where the chain
+/// was indexed (through an RPC proxy slowing `eth_getLogs`, killed with SIGKILL three
+/// times on the way), the follower takes it on from there, the first contract's rows stay
+/// as they were, and the API stays healthy with the `backfilling-sources` warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_added_to_an_indexed_chain_is_backfilled_across_kills() {
+    let stack = Stack::shared("tidemark_growing_source").await;
+    traffic(&stack.demo, 60, 4).await;
+    let proxy = tidemark_testkit::RpcProxy::start(stack.anvil.url()).await;
+    let spec = |contracts: Vec<tidemark_testkit::ContractSpec>| {
+        let mut spec = stack.chain_spec().rpc_urls(vec![proxy.url().to_owned()]).max_block_range(2);
+        spec.contracts = contracts;
+        spec
+    };
+    let token_only: Vec<_> = stack.contracts().into_iter().filter(|c| c.name == "Token").collect();
+    let first_cfg =
+        IndexerConfigBuilder::new(stack.schema.clone(), stack.db_url.clone()).chain(spec(token_only));
+    let mut db = stack.instance().await;
+    let mut indexer = stack.spawn(&first_cfg);
+    let api = stack.spawn_api(&["--config-refresh-ms", "1000"]);
+    stack.wait_synced(&mut db, SOON).await;
+    api.wait_healthy(SOON).await;
+    let before: Vec<_> = db.events().await.expect("events");
+    assert!(!before.is_empty() && before.iter().all(|e| e.contract == "Token"));
+    assert_eq!(indexer.stop(Duration::from_secs(10)).await, 0);
+
+    // Registry added; its history is read slowly, and the indexer is killed three times.
+    proxy.delay("eth_getLogs", Duration::from_millis(300));
+    let grown =
+        IndexerConfigBuilder::new(stack.schema.clone(), stack.db_url.clone()).chain(spec(stack.contracts()));
+    let mut warned = false;
+    for kill in 0..3 {
+        let mut indexer = stack.spawn(&grown);
+        // Until some of the source is stored, then SIGKILL.
+        let stored_before =
+            db.events().await.expect("events").iter().filter(|e| e.contract == "Registry").count();
+        tidemark_testkit::eventually(SOON, "part of the added source stored", async || {
+            let n = db.events().await.ok()?.iter().filter(|e| e.contract == "Registry").count();
+            (n > stored_before).then_some(())
+        })
+        .await;
+        // The API shows it (the indexer's snapshot carries the source's progress).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            let h = api.health().await.expect("the API answers");
+            assert_eq!(h.code, 200, "the API stays healthy during the backfill (kill {kill}): {h:?}");
+            if h.warnings.iter().any(|w| w == "backfilling-sources") {
+                warned = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        indexer.proc.kill9();
+        let _ = indexer.proc.wait_timeout(Duration::from_secs(10)).await;
+    }
+    proxy.clear_delays();
+    let _indexer = stack.spawn(&grown);
+    traffic(&stack.demo, 5, 2).await;
+    stack.wait_synced(&mut db, SOON).await;
+    tidemark_testkit::eventually(SOON, "the added source merged", async || {
+        let (code, body) = api.get("/status").await?;
+        let chain = &body["realtimeProjection"]["snapshot"]["omnichainSnapshot"]["chains"]["31337"];
+        (code == 200 && chain["sources"].is_null()).then_some(())
+    })
+    .await;
+    tidemark_testkit::eventually(SOON, "the warning gone", async || {
+        api.health().await.is_some_and(|h| h.code == 200 && h.warnings.is_empty()).then_some(())
+    })
+    .await;
+    assert!(warned, "`backfilling-sources` was shown while the source backfilled");
+
+    // Every log of both contracts, each once; Token's earlier rows unchanged.
+    let all = stack.assert_matches_chain(&mut db).await;
+    let token_then: Vec<_> =
+        all.iter().filter(|e| e.contract == "Token").take(before.len()).cloned().collect();
+    assert_eq!(token_then, before, "Token's rows keep their cursors");
+    let first_new = before.iter().map(|e| e.cursor).max().unwrap_or(0);
+    assert!(all.iter().filter(|e| e.contract == "Registry").all(|e| e.cursor > first_new));
 }

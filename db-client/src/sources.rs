@@ -1,0 +1,60 @@
+//! Backfills of sources added to indexed chains (feature `writer`): their list, with each
+//! one's progress, is the instance's `added_sources` metadata row.
+//!
+//! Invariants:
+//! - The list is written with the public config that added its sources, in one
+//!   transaction ([`crate::writer::Writer::write_public_config_with_sources`]): a crash
+//!   cannot leave a stored config whose additions nobody backfills.
+//! - A source's events and its progress commit together
+//!   ([`crate::writer::Writer::commit_source`]), so a restart resumes at the first block not
+//!   stored, and never stores a log twice.
+
+use tidemark_shared_types::SourceBackfill;
+
+use crate::error::{DbError, Result};
+use crate::statements::Statements;
+
+/// Metadata key of the list of added sources still backfilling.
+pub(crate) const ADDED_SOURCES_KEY: &str = "added_sources";
+
+impl<C: tokio_postgres::GenericClient + Sync> Statements<'_, C> {
+    /// The sources still backfilling (none when the row is missing).
+    pub(crate) async fn added_sources(&self) -> Result<Vec<SourceBackfill>> {
+        let row = self
+            .c
+            .query_opt(
+                "SELECT value FROM tidemark.metadata WHERE instance_schema = $1 AND key = $2",
+                &[&self.schema.as_str(), &ADDED_SOURCES_KEY],
+            )
+            .await?;
+        let Some(value) = row.map(|r| r.try_get::<_, serde_json::Value>(0)).transpose()? else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_value(value)
+            .map_err(|e| DbError::InvalidStoredValue { key: ADDED_SOURCES_KEY, message: e.to_string() })
+    }
+
+    /// Replaces the stored entry of `source` (same chain, contract, addresses and events)
+    /// with its new progress, dropping it once done. Runs under the commit lock: one
+    /// chain's progress never overwrites another's.
+    pub(crate) async fn update_added_source(&self, source: &SourceBackfill) -> Result<()> {
+        let mut all = self.added_sources().await?;
+        let same = |s: &SourceBackfill| {
+            s.chain_id == source.chain_id
+                && s.contract == source.contract
+                && s.addresses == source.addresses
+                && s.events == source.events
+        };
+        match all.iter_mut().find(|s| same(s)) {
+            Some(s) => *s = source.clone(),
+            None => all.push(source.clone()),
+        }
+        self.set_added_sources(&all).await
+    }
+
+    /// Stores the sources still backfilling (the done ones are dropped).
+    pub(crate) async fn set_added_sources(&self, sources: &[SourceBackfill]) -> Result<()> {
+        let pending: Vec<&SourceBackfill> = sources.iter().filter(|s| !s.is_done()).collect();
+        self.upsert_metadata(ADDED_SOURCES_KEY, &pending).await
+    }
+}
