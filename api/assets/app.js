@@ -577,6 +577,8 @@
     tdSt.appendChild(el('span', 'chain-status badge'));
     tdSt.appendChild(document.createTextNode(' '));
     tdSt.appendChild(el('span', 'chain-stalled badge bad hidden', 'stalled'));
+    tdSt.appendChild(document.createTextNode(' '));
+    tdSt.appendChild(el('span', 'chain-sources badge warn hidden'));
     var tdPr = el('td', 'col-progress');
     var track = el('div', 'progress');
     var bar = el('div', 'progress-bar');
@@ -662,6 +664,26 @@
       show(stalled, !!sd);
       setTitle(stalled, sd ? 'No progress since ' + (isNum(sd.since) ? ago(now - sd.since) : '?') +
         (sd.lastError ? ' — ' + sd.lastError : '') : null);
+
+      // Sources added to the chain (a contract, addresses or events) still backfilling.
+      var sources = Array.isArray(ch.sources) ? ch.sources.filter(isObj) : [];
+      var srcBadge = tr.querySelector('.chain-sources');
+      show(srcBadge, sources.length > 0);
+      if (sources.length) {
+        var pctOf = function (s) {
+          var from = num(s.fromBlock), to = num(s.toBlock), next = num(s.nextBlock);
+          if (from === null || to === null || next === null || to < from) return 0;
+          return Math.floor(Math.min(1, Math.max(0, (next - from) / (to - from + 1))) * 100);
+        };
+        setText(srcBadge, sources.length === 1
+          ? 'adding ' + String(sources[0].contract) + ' ' + pctOf(sources[0]) + '%'
+          : 'adding ' + sources.length + ' sources');
+        setTitle(srcBadge, sources.map(function (s) {
+          return String(s.contract) + ': blocks ' + fmtInt(num(s.fromBlock)) + '–' + fmtInt(num(s.toBlock)) +
+            ', ' + pctOf(s) + '% stored (' + (Array.isArray(s.events) ? s.events.length : 0) + ' events, ' +
+            (Array.isArray(s.addresses) ? s.addresses.length : 0) + ' addresses)';
+        }).join('\n'));
+      }
 
       var f = chainFigures(ch);
       var bar = tr.querySelector('.progress-bar');
