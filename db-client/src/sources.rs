@@ -11,8 +11,8 @@
 
 use tidemark_shared_types::SourceBackfill;
 
-use crate::error::{DbError, Result};
-use crate::statements::Statements;
+use crate::error::{DbError, Result, stored_u64};
+use crate::statements::{Statements, signed};
 
 /// Metadata key of the list of added sources still backfilling.
 pub(crate) const ADDED_SOURCES_KEY: &str = "added_sources";
@@ -50,6 +50,30 @@ impl<C: tokio_postgres::GenericClient + Sync> Statements<'_, C> {
             None => all.push(source.clone()),
         }
         self.set_added_sources(&all).await
+    }
+
+    /// The `(block_number, log_index)` of `chain_id`'s stored events in `[from, to]`.
+    pub(crate) async fn stored_positions(
+        &self,
+        chain_id: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<std::collections::HashSet<(u64, u64)>> {
+        let sql = format!(
+            "SELECT block_number, log_index FROM {}.events WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3",
+            self.s
+        );
+        let rows = self
+            .c
+            .query(&sql, &[&signed(chain_id, "chain_id")?, &signed(from, "from")?, &signed(to, "to")?])
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get(0)?;
+                let i: i32 = r.try_get(1)?;
+                Ok((stored_u64(n, "events", "block_number")?, stored_u64(i, "events", "log_index")?))
+            })
+            .collect()
     }
 
     /// Stores the sources still backfilling (the done ones are dropped).

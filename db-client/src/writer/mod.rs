@@ -278,7 +278,9 @@ impl Writer {
     /// `upto`, with the source's new progress (`source`), in one transaction. Nothing is
     /// written when `upto` is above the chain's checkpoint (the chain was rolled back
     /// meanwhile) or when an event's block hash differs from the chain's stored block
-    /// (the chain reorganized): the caller repairs and fetches again.
+    /// (the chain reorganized): the caller fetches again once the follower has repaired.
+    /// Events already stored (the follower, whose filter has the source, re-indexed their
+    /// blocks after a reorg) are left out, so none is stored twice.
     ///
     /// Invariant (§9.1): no stored event lies above its chain's checkpoint; (§9.3) the
     /// commit lock orders this commit's cursors with every other commit.
@@ -310,9 +312,17 @@ impl Writer {
                 if events.iter().any(|e| stored.get(&e.block_number).is_some_and(|h| *h != e.block_hash)) {
                     return Ok(SourceCommit::Reorged);
                 }
-                let base = t.draw_cursors(i64::try_from(events.len()).unwrap_or(i64::MAX)).await?;
-                t.copy_events(base + 1, chain_id, events, &self.types).await?;
-                t.notify_journal().await?;
+                let stored = t.stored_positions(chain_id, low, upto).await?;
+                let new: Vec<EventRow> = events
+                    .iter()
+                    .filter(|e| !stored.contains(&(e.block_number, e.log_index)))
+                    .cloned()
+                    .collect();
+                if !new.is_empty() {
+                    let base = t.draw_cursors(i64::try_from(new.len()).unwrap_or(i64::MAX)).await?;
+                    t.copy_events(base + 1, chain_id, &new, &self.types).await?;
+                    t.notify_journal().await?;
+                }
             }
             t.update_added_source(source).await?;
             tx.commit().await?;

@@ -3,12 +3,14 @@
 //! `[fromBlock, toBlock]`, where `toBlock` was the chain's checkpoint when the source was
 //! added; the follower, whose filter has the source since then, covers what follows.
 //!
-//! It runs when the chain's pipeline starts, before the chain goes on from its
-//! checkpoint: in ranges of the chain's adaptive size, each checked like a bulk range (end
-//! block by hash and bloom, every log's block against its header) and committed with the
-//! source's progress in one transaction ([`Writer::commit_source`]). A restart resumes at
-//! the first block not stored. Existing rows are never rewritten: the source's events get
-//! new cursors.
+//! They run beside the chain's bulk backfill and follower, in ranges of the chain's
+//! adaptive size, each checked like a bulk range (end block by hash and bloom, every log's
+//! block against its header) and committed with the source's progress in one transaction
+//! ([`Writer::commit_source`]), which refuses a range above the chain's checkpoint or on
+//! blocks the chain no longer has (the follower repairs reorgs; the range is fetched again
+//! after) and leaves out logs the follower already stored. A restart resumes at the first
+//! block not stored. Existing rows are never rewritten: the source's events get new
+//! cursors.
 //!
 //! [`Writer::commit_source`]: crate::store::Writer::commit_source
 
@@ -18,20 +20,19 @@ use alloy::primitives::{Address, B256};
 use alloy::rpc::types::Filter;
 use tidemark_db_client::DbError;
 use tidemark_db_client::writer::SourceCommit;
-use tidemark_shared_types::{BlockRef, SourceBackfill};
+use tidemark_shared_types::SourceBackfill;
 
 use super::chain::{ChainPipeline, PipelineError};
-use super::{fetch, reorg};
+use super::fetch;
 use crate::rpc::Interest;
 
+/// How long a source range waits for the follower to repair the chain under it.
+const REPAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl ChainPipeline {
-    /// Backfills this chain's added sources up to `cp` (lowered when a reorg is repaired
-    /// meanwhile).
-    pub(super) async fn backfill_sources(
-        &self,
-        cp: &mut Option<BlockRef>,
-        start_n: u64,
-    ) -> Result<(), PipelineError> {
+    /// Backfills this chain's added sources, beside the chain's bulk backfill and
+    /// follower; returns once every one is stored.
+    pub(super) async fn backfill_sources(&self) -> Result<(), PipelineError> {
         let id = self.id();
         let pending: Vec<SourceBackfill> = self
             .writer
@@ -47,29 +48,19 @@ impl ChainPipeline {
         }
         self.progress.update(id, |s| s.sources = pending.clone());
         for source in pending {
-            self.backfill_source(source, cp, start_n).await?;
+            self.backfill_source(source).await?;
         }
         Ok(())
     }
 
-    async fn backfill_source(
-        &self,
-        mut source: SourceBackfill,
-        cp: &mut Option<BlockRef>,
-        start_n: u64,
-    ) -> Result<(), PipelineError> {
+    async fn backfill_source(&self, mut source: SourceBackfill) -> Result<(), PipelineError> {
         let id = self.id();
         let (filter, interest) = self.source_filter(&source)?;
         tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.contract,
             from = source.next_block, to = source.to_block, "backfilling an added source");
-        loop {
-            // Never beyond the checkpoint: what lies above it is the follower's.
-            let to = source.to_block.min(cp.as_ref().map_or(0, |c| c.number));
-            if cp.is_none() || source.next_block > to {
-                break;
-            }
+        while !source.is_done() {
             let from = source.next_block;
-            let end = to.min(from.saturating_add(self.size.get() - 1));
+            let end = source.to_block.min(from.saturating_add(self.size.get() - 1));
             let rows = self
                 .retry("added source range", || async {
                     let header = self.rpc.header(end).await.map_err(|e| self.rpc_err(e))?;
@@ -89,22 +80,17 @@ impl ChainPipeline {
                     source = next;
                     self.committed_source(&source, rows.len() as u64);
                 }
-                // The chain moved under the stored checkpoint (a reorg while no follower
-                // ran): repair as the start does, then go on below the new checkpoint.
+                // The follower rolled the chain back below the range, or its blocks changed:
+                // the follower repairs (its filter has the source); fetch again after it.
                 SourceCommit::Reorged | SourceCommit::AboveCheckpoint => {
-                    let stored = self.writer.lock().await.checkpoint(id).await?;
-                    *cp = match stored {
-                        Some(c) => reorg::repair(self, &c, start_n).await?,
-                        None => None,
-                    };
+                    tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.contract, from, to = end,
+                        outcome = ?outcome, "added source range waits for the chain's repair");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Err(PipelineError::Shutdown),
+                        _ = tokio::time::sleep(REPAIR_WAIT) => {}
+                    }
                 }
             }
-        }
-        if !source.is_done() {
-            // The checkpoint fell below the source's range end: the follower's filter has
-            // the source, so it stores the rest; nothing is left for this backfill.
-            source.next_block = source.to_block + 1;
-            self.writer.lock().await.commit_source(id, &[], 0, &source).await?;
         }
         tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.contract, "added source backfilled");
         self.progress.update(id, |s| s.sources.retain(|x| !same_source(x, &source)));

@@ -5,6 +5,7 @@
 use super::chain::{ChainPipeline, PipelineError};
 use super::{follow, reorg};
 use crate::progress::Phase;
+use tidemark_shared_types::BlockRef;
 
 /// Bulk backfill stops this many blocks (or the finality depth, when larger) below the
 /// highest head seen; the follower, which checks every block's header and bloom, indexes
@@ -98,9 +99,21 @@ impl ChainPipeline {
                 }
             }
         }
-        // Sources added to the chain since it was indexed up to `cp`: stored before the
-        // chain goes on from its checkpoint.
-        self.backfill_sources(&mut cp, start_n).await?;
+        // Sources added to the chain since it was indexed up to `cp` are backfilled beside
+        // the chain's own bulk backfill and follower.
+        let sources = self.backfill_sources();
+        let chain = self.bulk_then_follow(cp, start_n, end_n, backfill_end_n);
+        tokio::try_join!(sources, chain).map(|_| ())
+    }
+
+    /// Bulk backfill while the finalized part of the chain is far ahead, then following.
+    async fn bulk_then_follow(
+        &self,
+        mut cp: Option<BlockRef>,
+        start_n: u64,
+        end_n: Option<u64>,
+        backfill_end_n: u64,
+    ) -> Result<(), PipelineError> {
         // Bulk backfill while the finalized part of the chain is far ahead.
         loop {
             let head = self

@@ -99,8 +99,8 @@ async fn a_chain_added_to_a_running_deployment_is_indexed_without_touching_the_f
 
 /// A contract added to an indexed chain: its history is backfilled up to where the chain
 /// was indexed (through an RPC proxy slowing `eth_getLogs`, killed with SIGKILL three
-/// times on the way), the follower takes it on from there, the first contract's rows stay
-/// as they were, and the API stays healthy with the `backfilling-sources` warning.
+/// times on the way) while the chain keeps following beside it, the first contract's rows
+/// stay as they were, and the API stays healthy with the `backfilling-sources` warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contract_added_to_an_indexed_chain_is_backfilled_across_kills() {
     let stack = Stack::shared("tidemark_growing_source").await;
@@ -135,6 +135,7 @@ async fn a_contract_added_to_an_indexed_chain_is_backfilled_across_kills() {
     let grown =
         IndexerConfigBuilder::new(stack.schema.clone(), stack.db_url.clone()).chain(spec(stack.contracts()));
     let mut warned = false;
+    let cp0 = db.checkpoint(31337).await.expect("checkpoint").expect("indexed").block_number;
     for kill in 0..3 {
         let mut indexer = stack.spawn(&grown);
         // Until some of the source is stored, then SIGKILL.
@@ -156,9 +157,24 @@ async fn a_contract_added_to_an_indexed_chain_is_backfilled_across_kills() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        if kill == 0 {
+            // The chain keeps following while the source backfills beside it.
+            stack.demo.burst(1).await.expect("a new block");
+            tidemark_testkit::eventually(SOON, "the chain following beside the source", async || {
+                let cp = db.checkpoint(31337).await.ok()??;
+                let pending = indexer.get_json("/status").await.is_some_and(|(_, b)| {
+                    !b["realtimeProjection"]["snapshot"]["omnichainSnapshot"]["chains"]["31337"]["sources"].is_null()
+                });
+                (cp.block_number > cp0 && pending).then_some(())
+            })
+            .await;
+        }
         indexer.proc.kill9();
         let _ = indexer.proc.wait_timeout(Duration::from_secs(10)).await;
     }
+    // The chain reorganizes under the source's range while no indexer runs: the next
+    // start repairs it before the rest of the source is stored.
+    stack.demo.reorg(3).await.expect("reorg");
     proxy.clear_delays();
     let resumed = std::time::Instant::now();
     let _indexer = stack.spawn(&grown);
