@@ -156,13 +156,7 @@ impl Metrics {
             metrics::counter!("tidemark_stream_entries_sent_total").absolute(sent);
             metrics::counter!("tidemark_stream_lagged_total").absolute(lagged);
             metrics::counter!("tidemark_stream_catch_up_queries_total").absolute(catch_up);
-            let in_use = pool.open.saturating_sub(pool.idle);
-            metrics::gauge!("tidemark_db_pool_connections", "pool" => "api", "state" => "in_use")
-                .set(in_use as f64);
-            metrics::gauge!("tidemark_db_pool_connections", "pool" => "api", "state" => "idle")
-                .set(pool.idle as f64);
-            metrics::gauge!("tidemark_db_pool_max_connections", "pool" => "api").set(pool.max as f64);
-            metrics::gauge!("tidemark_db_pool_waiting", "pool" => "api").set(pool.waiting as f64);
+            tidemark_service_kit::record_pool_usage("api", pool.max, pool.open, pool.idle, pool.waiting);
         });
         self.handle.render()
     }

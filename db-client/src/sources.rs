@@ -9,6 +9,8 @@
 //!   ([`crate::writer::Writer::commit_source`]), so a restart resumes at the first block not
 //!   stored, and never stores a log twice.
 
+#[cfg(doc)]
+use tidemark_shared_types::AddedSource;
 use tidemark_shared_types::SourceBackfill;
 
 use crate::error::{DbError, Result, stored_u64};
@@ -34,18 +36,12 @@ impl<C: tokio_postgres::GenericClient + Sync> Statements<'_, C> {
             .map_err(|e| DbError::InvalidStoredValue { key: ADDED_SOURCES_KEY, message: e.to_string() })
     }
 
-    /// Replaces the stored entry of `source` (same chain, contract, addresses and events)
+    /// Replaces the stored entry of `source` (the same [`AddedSource`])
     /// with its new progress, dropping it once done. Runs under the commit lock: one
     /// chain's progress never overwrites another's.
     pub(crate) async fn update_added_source(&self, source: &SourceBackfill) -> Result<()> {
         let mut all = self.added_sources().await?;
-        let same = |s: &SourceBackfill| {
-            s.chain_id == source.chain_id
-                && s.contract == source.contract
-                && s.addresses == source.addresses
-                && s.events == source.events
-        };
-        match all.iter_mut().find(|s| same(s)) {
+        match all.iter_mut().find(|s| s.source == source.source) {
             Some(s) => *s = source.clone(),
             None => all.push(source.clone()),
         }

@@ -119,15 +119,9 @@ async fn config(State(s): State<HttpState>) -> Response {
 
 async fn metrics_text(State(s): State<HttpState>) -> Response {
     if let Some(pool) = &s.pool {
-        let usage = pool.usage();
+        let u = pool.usage();
         s.metrics.scope_sync(|| {
-            let in_use = usage.open.saturating_sub(usage.idle);
-            metrics::gauge!("tidemark_db_pool_connections", "pool" => "indexer", "state" => "in_use")
-                .set(in_use as f64);
-            metrics::gauge!("tidemark_db_pool_connections", "pool" => "indexer", "state" => "idle")
-                .set(usage.idle as f64);
-            metrics::gauge!("tidemark_db_pool_max_connections", "pool" => "indexer").set(usage.max as f64);
-            metrics::gauge!("tidemark_db_pool_waiting", "pool" => "indexer").set(usage.waiting as f64);
+            tidemark_service_kit::record_pool_usage("indexer", u.max, u.open, u.idle, u.waiting)
         });
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()

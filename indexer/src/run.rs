@@ -192,10 +192,7 @@ async fn added_source_backfills(
             continue;
         }
         sources.push(SourceBackfill {
-            chain_id: added.chain_id,
-            contract: added.contract,
-            addresses: added.addresses,
-            events: added.events,
+            source: added,
             from_block: from,
             to_block: checkpoint.number,
             next_block: from,
@@ -316,8 +313,9 @@ async fn term(mut writer: Writer, ctx: &Ctx<'_>, shutdown: &CancellationToken) -
     let sources = added_source_backfills(&mut writer, stored.as_ref(), public).await?;
     writer.write_public_config_with_sources(public, &sources).await?;
     for s in sources.iter().filter(|s| s.next_block == s.from_block) {
-        tracing::info!(target: "tidemark::sources", chain_id = s.chain_id, contract = %s.contract,
-            addresses = s.addresses.len(), events = s.events.len(), from = s.from_block, to = s.to_block,
+        let added = &s.source;
+        tracing::info!(target: "tidemark::sources", chain_id = added.chain_id, contract = %added.contract,
+            addresses = added.addresses.len(), events = added.events.len(), from = s.from_block, to = s.to_block,
             "source added: backfilling it up to where the chain was indexed");
     }
     if stored.is_none() {

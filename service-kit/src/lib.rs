@@ -1,11 +1,14 @@
 //! `tidemark-service-kit`: what the indexer, the API and the traffic generator do the same
 //! way — logging set-up ([`logging`]), SIGINT/SIGTERM to a cancellation token
-//! ([`signals`]) and the exit codes operators script against ([`Exit`]).
+//! ([`signals`]), the database pool's gauges ([`pool_metrics`]) and the exit codes
+//! operators script against ([`Exit`]).
 
 pub mod logging;
+pub mod pool_metrics;
 pub mod signals;
 
 pub use logging::{LogFormat, init_logging};
+pub use pool_metrics::record_pool_usage;
 pub use signals::{cancel_on_signal, shutdown_signal};
 
 /// How a Tidemark program ends; [`Exit::code`] is its exit status, the same for every

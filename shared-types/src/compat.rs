@@ -106,6 +106,7 @@ pub fn check_compatible(stored: &PublicConfig, current: &PublicConfig) -> Result
 /// What a compatible config adds to an indexed chain: logs of `addresses` × `events` of
 /// `contract`, which the indexer backfills up to where it had indexed the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AddedSource {
     /// The chain (one the stored config already had).

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::compat::AddedSource;
+
 /// An added source being backfilled: the logs of `addresses` × `events` of `contract`
 /// over `[fromBlock, toBlock]`, where `toBlock` is the chain's checkpoint when the source
 /// was added (the follower indexes it beyond). Blocks below `nextBlock` are done.
@@ -11,14 +13,9 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SourceBackfill {
-    /// The chain.
-    pub chain_id: u64,
-    /// The contract's name.
-    pub contract: String,
-    /// Lowercase 0x addresses.
-    pub addresses: Vec<String>,
-    /// Canonical event signatures.
-    pub events: Vec<String>,
+    /// The source: chain, contract, addresses and events (its identity).
+    #[serde(flatten)]
+    pub source: AddedSource,
     /// First block (the contract's start block).
     pub from_block: u64,
     /// Last block: the chain's checkpoint when the source was added.

@@ -41,7 +41,7 @@ impl ChainPipeline {
             .added_sources()
             .await?
             .into_iter()
-            .filter(|s| s.chain_id == id && !s.is_done())
+            .filter(|s| s.source.chain_id == id && !s.is_done())
             .collect();
         if pending.is_empty() {
             return Ok(());
@@ -56,7 +56,7 @@ impl ChainPipeline {
     async fn backfill_source(&self, mut source: SourceBackfill) -> Result<(), PipelineError> {
         let id = self.id();
         let (filter, interest) = self.source_filter(&source)?;
-        tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.contract,
+        tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.source.contract,
             from = source.next_block, to = source.to_block, "backfilling an added source");
         while !source.is_done() {
             let from = source.next_block;
@@ -83,7 +83,7 @@ impl ChainPipeline {
                 // The follower rolled the chain back below the range, or its blocks changed:
                 // the follower repairs (its filter has the source); fetch again after it.
                 SourceCommit::Reorged | SourceCommit::AboveCheckpoint => {
-                    tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.contract, from, to = end,
+                    tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.source.contract, from, to = end,
                         outcome = ?outcome, "added source range waits for the chain's repair");
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return Err(PipelineError::Shutdown),
@@ -92,14 +92,15 @@ impl ChainPipeline {
                 }
             }
         }
-        tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.contract, "added source backfilled");
-        self.progress.update(id, |s| s.sources.retain(|x| !same_source(x, &source)));
+        tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.source.contract, "added source backfilled");
+        self.progress.update(id, |s| s.sources.retain(|x| x.source != source.source));
         Ok(())
     }
 
     /// The log filter and bloom interest of an added source, from the chain's config
     /// (which has the source's contract, addresses and events).
-    fn source_filter(&self, source: &SourceBackfill) -> Result<(Filter, Interest), PipelineError> {
+    fn source_filter(&self, backfill: &SourceBackfill) -> Result<(Filter, Interest), PipelineError> {
+        let source = &backfill.source;
         let contract = self.chain.contracts.iter().find(|c| c.name == source.contract).ok_or_else(|| {
             PipelineError::Db(DbError::Config(format!(
                 "added source {} is not in the chain's config",
@@ -131,14 +132,10 @@ impl ChainPipeline {
         self.progress.update(id, |s| {
             s.events_indexed += events;
             s.progressed();
-            match s.sources.iter_mut().find(|x| same_source(x, source)) {
+            match s.sources.iter_mut().find(|x| x.source == source.source) {
                 Some(x) => *x = source.clone(),
                 None => s.sources.push(source.clone()),
             }
         });
     }
-}
-
-fn same_source(a: &SourceBackfill, b: &SourceBackfill) -> bool {
-    a.chain_id == b.chain_id && a.contract == b.contract && a.addresses == b.addresses && a.events == b.events
 }
