@@ -24,6 +24,9 @@ pub enum ApiError {
     /// No route has this path (404).
     #[error("no such endpoint")]
     NotFound,
+    /// `/v1/contracts/{name}/…` names no configured contract (404).
+    #[error("no contract named {0:?}")]
+    UnknownContract(String),
     /// The route exists but not for this method (405).
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -71,6 +74,10 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, "invalid_parameter", message, Some(field), None)
             }
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint".to_owned(), None, None),
+            Self::UnknownContract(name) => {
+                let message = format!("no contract named {name:?} in the instance's config");
+                (StatusCode::NOT_FOUND, "unknown_contract", message, None, None)
+            }
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

@@ -3,7 +3,7 @@
 //! serialize, so the document cannot drift from the JSON.
 
 use tidemark_shared_types::{
-    EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem, IndexBuild, IndexBuildState, RemovedItem,
+    ContractAddress, EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem, IndexBuild, IndexBuildState, RemovedItem,
 };
 use utoipa::OpenApi;
 
@@ -12,7 +12,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 
-use crate::routes::{epochs, events, health, meta, status, stream};
+use crate::routes::{contracts, epochs, events, health, meta, status, stream};
 use crate::state::AppState;
 
 /// The OpenAPI 3 document of the API.
@@ -31,6 +31,7 @@ use crate::state::AppState;
         events::events,
         stream::stream,
         epochs::epochs,
+        contracts::addresses,
         meta::metrics,
         openapi_json,
     ),
@@ -44,6 +45,8 @@ use crate::state::AppState;
         RemovedItem,
         stream::LaggedData,
         epochs::EpochsBody,
+        contracts::AddressesBody,
+        ContractAddress,
         EpochItem,
         EpochStageEntry,
         EpochStage,

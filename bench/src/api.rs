@@ -253,6 +253,7 @@ pub(crate) fn public_config() -> PublicConfig {
     let contract = |name: &str, address: &str, events: &[&str]| PublicContractConfig {
         name: name.into(),
         addresses: vec![address.into()],
+        factory: None,
         start_block: 0,
         end_block: None,
         events: events.iter().map(|e| (*e).to_owned()).collect(),

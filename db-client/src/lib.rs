@@ -43,6 +43,7 @@
 
 #[cfg(feature = "writer")]
 mod checkpoints;
+mod children;
 mod client;
 mod epochs;
 mod error;
@@ -76,6 +77,7 @@ pub mod writer;
 pub use tidemark_shared_types as types;
 
 pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition, Reason, StatusParts};
+pub use children::{ChildPage, ChildQuery};
 pub use epochs::{EpochPage, EpochQuery, EpochSummaries};
 pub use error::{DbError, Result};
 pub use events::journal::{JOURNAL_CHANNEL, JournalFilter, JournalPage};

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates deploy/demo/out/<Contract>.{bin,abi.json} with solcjs (npm `solc`): the demo
-# contracts and the benchmark's load contracts (Fungible, Collectible, Market, Multicall).
+# contracts, the benchmark's load contracts (Fungible, Collectible, Market, Multicall) and the
+# factory fixtures (PairFactory and the Pair it creates).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 ensure_solc
@@ -8,7 +9,7 @@ cd "$ROOT/deploy/demo"
 
 tmp=$(mktemp -d)
 tidemark_on_exit "$(printf 'rm -rf %q' "$tmp")"
-contracts=(Token Registry Payloads Fungible Collectible Market Multicall)
+contracts=(Token Registry Payloads Fungible Collectible Market Multicall Pair PairFactory)
 "$SOLCJS" --bin --abi --optimize -o "$tmp" "${contracts[@]/%/.sol}"
 
 mkdir -p out

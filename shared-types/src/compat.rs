@@ -92,6 +92,7 @@ pub fn check_compatible(stored: &PublicConfig, current: &PublicConfig) -> Result
             if !sc.addresses.iter().all(|a| cc.addresses.contains(a)) {
                 diff(format!("{q}.addresses"), json!(sc.addresses), json!(cc.addresses));
             }
+            diff(format!("{q}.factory"), json!(sc.factory), json!(cc.factory));
             diff(format!("{q}.startBlock"), json!(sc.start_block), json!(cc.start_block));
             diff(format!("{q}.endBlock"), json!(sc.end_block), json!(cc.end_block));
             let current = canonical_events(&cc.events);
@@ -117,6 +118,10 @@ pub struct AddedSource {
     pub addresses: Vec<String>,
     /// Canonical event signatures.
     pub events: Vec<String>,
+    /// For a factory contract (whose `addresses` are empty): where its children come
+    /// from. A new factory contract's children are discovered over its range first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factory: Option<crate::config::FactorySpec>,
 }
 
 /// The sources `current` adds to the chains of `stored` (a compatible pair): a new
@@ -133,6 +138,7 @@ pub fn added_sources(stored: &PublicConfig, current: &PublicConfig) -> Vec<Added
                 contract: cc.name.clone(),
                 addresses,
                 events,
+                factory: cc.factory.clone(),
             };
             let events = canonical_events(&cc.events);
             let Some(sc) = s.contracts.iter().find(|x| x.name == cc.name) else {
@@ -146,7 +152,7 @@ pub fn added_sources(stored: &PublicConfig, current: &PublicConfig) -> Vec<Added
             }
             let stored_events = canonical_events(&sc.events);
             let new_events: Vec<String> = events.into_iter().filter(|e| !stored_events.contains(e)).collect();
-            if !new_events.is_empty() && !sc.addresses.is_empty() {
+            if !new_events.is_empty() && (!sc.addresses.is_empty() || sc.factory.is_some()) {
                 out.push(source(sc.addresses.clone(), new_events));
             }
         }
@@ -177,6 +183,7 @@ mod tests {
                 contracts: vec![PublicContractConfig {
                     name: "Token".into(),
                     addresses: vec!["0x5fbdb2315678afecb367f032d93f642f64180aa3".into()],
+                    factory: None,
                     start_block: 0,
                     end_block: None,
                     events: vec![

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 /// `events.decode_error` (and made `events.args` nullable), version 3 two indexes, version
 /// 4 the compact `events` (hashes, addresses, topics and data as `bytea`, names once per
 /// event type in `event_types`), version 5 the sinks' tables, version 6 the webhook
-/// ingestion tables (`webhook_deliveries`, `pending_blocks`); an instance of an earlier
+/// ingestion tables (`webhook_deliveries`, `pending_blocks`), version 7 the factory
+/// contracts' `children`; an instance of an earlier
 /// version is upgraded in place at start-up.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The public configuration of an indexer instance (camelCase JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,14 +44,33 @@ pub struct PublicChainConfig {
 pub struct PublicContractConfig {
     /// Name from the config file; stored with each event.
     pub name: String,
-    /// Lowercase 0x addresses, sorted.
+    /// Lowercase 0x addresses, sorted (empty for a factory contract: its addresses are
+    /// discovered, and never part of the config).
     pub addresses: Vec<String>,
+    /// Where a factory contract's addresses come from (absent for a contract with
+    /// static addresses; configs written before factories have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factory: Option<FactorySpec>,
     /// First block indexed.
     pub start_block: u64,
     /// Last block indexed, when the range is bounded.
     pub end_block: Option<u64>,
     /// Canonical full event signatures, sorted.
     pub events: Vec<String>,
+}
+
+/// A factory contract's origin: the `event` of contract `contract` (same chain) whose
+/// `address` parameter `parameter` names each new child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct FactorySpec {
+    /// The creating contract's name.
+    pub contract: String,
+    /// The creating event: its name, or its canonical signature when the config gave one.
+    pub event: String,
+    /// The `address` parameter of the event that holds the child's address.
+    pub parameter: String,
 }
 
 /// Versions of the software that wrote the config.

@@ -7,6 +7,7 @@
 //! part agrees on one JSON contract (`DESIGN.md` §2–§4).
 
 pub mod bodies;
+pub mod child;
 pub mod compat;
 pub mod config;
 pub mod epoch;
@@ -20,8 +21,9 @@ pub mod status;
 pub mod webhook;
 
 pub use bodies::{ErrorBody, ErrorDetail, HealthBody, StatusBody};
+pub use child::ContractAddress;
 pub use compat::{AddedSource, FieldDiff, Incompatibility, added_sources, check_compatible};
-pub use config::{PublicChainConfig, PublicConfig, PublicContractConfig, VersionInfo};
+pub use config::{FactorySpec, PublicChainConfig, PublicConfig, PublicContractConfig, VersionInfo};
 pub use epoch::{EpochItem, EpochStage, EpochStageEntry, EpochSummary};
 pub use event::{Cursor, EventItem, InvalidCursor, JournalEntry, JournalKind, RemovedItem};
 pub use projection::RealtimeProjection;

@@ -1,5 +1,6 @@
 //! The routes, one module per group, merged into one router.
 
+pub mod contracts;
 pub mod dashboard;
 pub mod epochs;
 pub mod events;
@@ -23,6 +24,7 @@ pub fn public() -> Router<AppState> {
         .merge(status::router())
         .merge(events::router())
         .merge(epochs::router())
+        .merge(contracts::router())
         .merge(dashboard::router())
         .merge(crate::openapi::router())
 }

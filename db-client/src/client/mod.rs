@@ -21,6 +21,7 @@ use self::caches::{
 };
 pub use self::config::DbClientConfig;
 pub use self::health::{Health, Reason};
+use crate::children::{ChildPage, ChildQuery, query_children_counted};
 use crate::epochs::{EpochPage, EpochQuery, EpochSummaries, query_epochs_counted};
 use crate::error::{DbError, Result};
 use crate::events::{EventPage, EventQuery, Finality, parse_args, query_events_counted};
@@ -358,6 +359,23 @@ impl DbClient {
             .timed(conn, async |c| {
                 query_events_counted(c, &shared.schema, query, &finality, Some(&shared.queries), timeout)
                     .await
+            })
+            .await
+    }
+
+    /// Reads one page of a factory contract's children, oldest first (by creating block
+    /// and log index): the addresses its factory created, with the creating log. A missing
+    /// instance table reads as an empty page. Queries the database each time (one
+    /// statement); fails with [`DbError::InvalidQuery`] when `page` is 0 or `size` is not
+    /// within 1..=1000.
+    pub async fn children(&self, query: &ChildQuery) -> Result<ChildPage> {
+        query.validate()?;
+        let shared = &self.inner.shared;
+        let timeout = shared.settings.pool.statement_timeout;
+        let conn = shared.pool.get().await;
+        shared
+            .timed(conn, async |c| {
+                query_children_counted(c, &shared.schema, query, Some(&shared.queries), timeout).await
             })
             .await
     }

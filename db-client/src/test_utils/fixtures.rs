@@ -51,6 +51,7 @@ pub fn public_config(schema: &str, chain_ids: &[u64]) -> PublicConfig {
                 contracts: vec![PublicContractConfig {
                     name: "Token".into(),
                     addresses: vec![token_address(chain_id)],
+                    factory: None,
                     start_block: 0,
                     end_block: None,
                     events: vec![TRANSFER.into()],

@@ -27,6 +27,7 @@ use tokio_postgres::{Client, Transaction};
 use self::limits::{COMMIT_LIMIT, QUERY_LIMIT, UPGRADE_LIMIT, timed};
 pub use self::probe::{SessionProbe, probe_session_pinning};
 pub use crate::checkpoints::{WindowBlock, WindowHeader};
+pub use crate::children::write::ChildRow;
 pub use crate::epochs::epoch_summaries;
 pub use crate::epochs::write::{Epoch, now_secs};
 use crate::error::{DbError, Result};
@@ -93,6 +94,8 @@ pub struct Batch<'a, H = WindowBlock> {
     pub chain_id: u64,
     /// Decoded events, in block and log order.
     pub events: &'a [EventRow],
+    /// Children of factory contracts created in the batch's blocks.
+    pub children: &'a [ChildRow],
     /// Headers to add to the unfinalized window (follow mode), ascending.
     pub headers: &'a [H],
     /// The last block the batch covers.
@@ -112,6 +115,7 @@ impl<'a> Batch<'a> {
         Self {
             chain_id,
             events,
+            children: &[],
             headers: &[],
             checkpoint,
             prune_below: None,
@@ -429,6 +433,7 @@ impl Writer {
             t.copy_events(base + 1, chain, batch.events, &self.types).await?;
             t.notify_journal().await?;
         }
+        t.insert_children(chain, batch.children).await?;
         if !batch.headers.is_empty() {
             t.insert_window(chain, batch.headers).await?;
         }
@@ -446,8 +451,31 @@ impl Writer {
         Ok(())
     }
 
+    /// Stores children of `chain_id` discovered below its checkpoint (an added factory
+    /// contract's history), under the commit lock, in one transaction; rows above the
+    /// checkpoint are left out (the follower stores those with their block). Returns how
+    /// many were offered at or below the checkpoint.
+    pub async fn store_children(&mut self, chain_id: u64, rows: &[ChildRow]) -> Result<usize> {
+        timed(COMMIT_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            let t = Statements::new(&tx, &self.schema);
+            Self::commit_lock(&t).await?;
+            let Some(checkpoint) = t.checkpoint(chain_id).await? else { return Ok(0) };
+            let below: Vec<ChildRow> = rows.iter().filter(|r| r.block_number <= checkpoint.number).cloned().collect();
+            t.insert_children(chain_id, &below).await?;
+            tx.commit().await?;
+            Ok(below.len())
+        })
+        .await
+    }
+
+    /// The children of `chain_id`'s factory contracts, by creating block and log index.
+    pub async fn children(&mut self, chain_id: u64) -> Result<Vec<ChildRow>> {
+        timed(QUERY_LIMIT, self.statements().children(chain_id)).await
+    }
+
     /// Rolls a chain back to `ancestor` (or to nothing, before the start block) in one
-    /// transaction: orphaned events are deleted and recorded as `removed` journal entries
+    /// transaction: orphaned events and the children created on orphaned blocks are deleted and recorded as `removed` journal entries
     /// (with fresh cursors, in the order they were added), the window above the ancestor
     /// is dropped, the epochs above it are marked `reorged` and the checkpoint rewound.
     /// Returns the number of events removed.
@@ -463,6 +491,8 @@ impl Writer {
             if removed > 0 {
                 t.notify_journal().await?;
             }
+            // Children created on the orphaned blocks go with their events.
+            t.delete_children_above(chain_id, above).await?;
             t.drop_window_above(chain_id, above).await?;
             // A finished epoch reaching above the ancestor keeps its blocks up to it; those
             // above are rolled back with the epochs wholly above it.

@@ -18,6 +18,7 @@ fn config() -> PublicConfig {
             contracts: vec![PublicContractConfig {
                 name: "Token".into(),
                 addresses: vec!["0x5fbdb2315678afecb367f032d93f642f64180aa3".into()],
+                factory: None,
                 start_block: 0,
                 end_block: None,
                 events: vec![

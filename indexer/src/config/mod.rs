@@ -8,6 +8,7 @@
 mod abi;
 mod env;
 mod error;
+mod factory;
 mod sinks;
 mod webhooks;
 
@@ -23,6 +24,7 @@ use tidemark_shared_types::{PublicChainConfig, PublicConfig, PublicContractConfi
 
 pub use abi::ResolvedEvent;
 pub use error::ConfigError;
+pub use factory::{FactoryConfig, ParamLocation};
 pub use sinks::{DEFAULT_SUBJECT, Delivery, SinkConfig, SinkFilter, SinkTarget, Start};
 pub use webhooks::{Provider, WebhookConfig};
 
@@ -80,6 +82,10 @@ struct RawChain {
     max_concurrency: usize,
     #[serde(default = "default_request_timeout_ms")]
     request_timeout_ms: u64,
+    #[serde(default = "default_max_filter_addresses")]
+    max_filter_addresses: usize,
+    #[serde(default = "default_topic_only_above")]
+    factory_topic_only_above: usize,
     contracts: Vec<RawContract>,
     #[serde(default)]
     webhooks: Vec<webhooks::RawWebhook>,
@@ -89,7 +95,9 @@ struct RawChain {
 #[serde(deny_unknown_fields)]
 struct RawContract {
     name: String,
+    #[serde(default)]
     addresses: Vec<String>,
+    factory: Option<factory::RawFactory>,
     #[serde(default)]
     start_block: u64,
     end_block: Option<u64>,
@@ -132,6 +140,12 @@ fn default_max_concurrency() -> usize {
 }
 fn default_request_timeout_ms() -> u64 {
     10_000
+}
+fn default_max_filter_addresses() -> usize {
+    1000
+}
+fn default_topic_only_above() -> usize {
+    1000
 }
 
 /// The validated configuration.
@@ -192,6 +206,11 @@ pub struct ChainConfig {
     pub max_concurrency: usize,
     /// Timeout of one RPC request.
     pub request_timeout: Duration,
+    /// Addresses per `eth_getLogs` request for factory children (longer lists are split).
+    pub max_filter_addresses: usize,
+    /// Beyond this many children, their logs are asked for by topic alone and filtered
+    /// by the indexer (one request per range instead of one per address chunk).
+    pub factory_topic_only_above: usize,
     /// Contracts, sorted by name.
     pub contracts: Vec<ContractConfig>,
     /// Provider webhooks pushing this chain's new blocks (private), in config order.
@@ -211,6 +230,10 @@ pub struct ContractConfig {
     pub end_block: Option<u64>,
     /// Events, sorted by canonical signature.
     pub events: Vec<ResolvedEvent>,
+    /// For a factory contract (no `addresses`): where its children come from.
+    pub factory: Option<FactoryConfig>,
+    /// The ABI file, as written (relative to the config file).
+    abi: Option<PathBuf>,
 }
 
 impl ChainConfig {
@@ -232,10 +255,25 @@ impl ChainConfig {
         all
     }
 
-    /// Every topic0 of every contract.
+    /// The topic0s asked of the static addresses: every event of every contract with
+    /// static addresses, and every factory's creating event.
     pub fn topic0s(&self) -> Vec<B256> {
-        let mut all: Vec<B256> =
-            self.contracts.iter().flat_map(|c| c.events.iter().map(|e| e.topic0)).collect();
+        let own = self.contracts.iter().filter(|c| c.factory.is_none()).flat_map(|c| c.events.iter().map(|e| e.topic0));
+        let creating = self.factories().map(|(_, f)| f.event.topic0);
+        let mut all: Vec<B256> = own.chain(creating).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// The factory contracts with their factories.
+    pub fn factories(&self) -> impl Iterator<Item = (&ContractConfig, &FactoryConfig)> {
+        self.contracts.iter().filter_map(|c| c.factory.as_ref().map(|f| (c, f)))
+    }
+
+    /// The topic0s asked of factory children: every event of every factory contract.
+    pub fn child_topic0s(&self) -> Vec<B256> {
+        let mut all: Vec<B256> = self.factories().flat_map(|(c, _)| c.events.iter().map(|e| e.topic0)).collect();
         all.sort();
         all.dedup();
         all
@@ -291,6 +329,7 @@ impl IndexerConfig {
                         .map(|k| PublicContractConfig {
                             name: k.name.clone(),
                             addresses: k.addresses.iter().map(|a| format!("{a:#x}")).collect(),
+                            factory: k.factory.as_ref().map(FactoryConfig::spec),
                             start_block: k.start_block,
                             end_block: k.end_block,
                             events: k.events.iter().map(|e| e.signature.clone()).collect(),
@@ -413,13 +452,15 @@ fn validate_chain(c: RawChain, p: &str, base: &Path) -> Result<ChainConfig, Conf
     positive(c.max_concurrency as u64, "max_concurrency")?;
     positive(c.poll_interval_ms, "poll_interval_ms")?;
     positive(c.request_timeout_ms, "request_timeout_ms")?;
+    positive(c.max_filter_addresses as u64, "max_filter_addresses")?;
     if c.contracts.is_empty() {
         return Err(ConfigError::new(format!("{p}.contracts"), "at least one contract is required"));
     }
     let mut contracts: Vec<ContractConfig> = Vec::new();
     // Each log is decoded with the ABI and range of the one contract at its address.
     let mut owners: HashMap<Address, String> = HashMap::new();
-    for (j, k) in c.contracts.into_iter().enumerate() {
+    let mut factories = Vec::new();
+    for (j, mut k) in c.contracts.into_iter().enumerate() {
         let q = format!("{p}.contracts[{j}]");
         if contracts.iter().any(|x| x.name == k.name) {
             return Err(ConfigError::new(
@@ -428,7 +469,10 @@ fn validate_chain(c: RawChain, p: &str, base: &Path) -> Result<ChainConfig, Conf
             ));
         }
         let listed = k.addresses.clone();
-        let contract = validate_contract(k, &q, base)?;
+        if let Some(raw) = k.factory.take() {
+            factories.push((j, raw));
+        }
+        let contract = validate_contract(k, &q, base, factories.last().is_some_and(|f| f.0 == j))?;
         for (i, a) in listed.iter().enumerate() {
             let Ok(a) = a.parse::<Address>() else { continue };
             match owners.get(&a) {
@@ -445,6 +489,7 @@ fn validate_chain(c: RawChain, p: &str, base: &Path) -> Result<ChainConfig, Conf
         }
         contracts.push(contract);
     }
+    resolve_factories(&mut contracts, &factories, p, base)?;
     contracts.sort_by(|a, b| a.name.cmp(&b.name));
     let webhooks = webhooks::validate_webhooks(c.webhooks, p)?;
     Ok(ChainConfig {
@@ -455,17 +500,62 @@ fn validate_chain(c: RawChain, p: &str, base: &Path) -> Result<ChainConfig, Conf
         max_block_range: c.max_block_range,
         max_concurrency: c.max_concurrency,
         request_timeout: Duration::from_millis(c.request_timeout_ms),
+        max_filter_addresses: c.max_filter_addresses,
+        factory_topic_only_above: c.factory_topic_only_above,
         contracts,
         webhooks,
     })
 }
 
-fn validate_contract(k: RawContract, q: &str, base: &Path) -> Result<ContractConfig, ConfigError> {
+/// Resolves each contract's `factory` (written at index `j` of the chain's contracts, in
+/// config order as `contracts`) against the chain's other contracts.
+fn resolve_factories(
+    contracts: &mut [ContractConfig],
+    factories: &[(usize, factory::RawFactory)],
+    p: &str,
+    base: &Path,
+) -> Result<(), ConfigError> {
+    let signatures: Vec<Vec<String>> =
+        contracts.iter().map(|c| c.events.iter().map(|e| e.signature.clone()).collect()).collect();
+    let creators: Vec<factory::Creator<'_>> = contracts
+        .iter()
+        .enumerate()
+        .map(|(j, c)| factory::Creator {
+            name: &c.name,
+            addresses: &c.addresses,
+            start_block: c.start_block,
+            end_block: c.end_block,
+            abi: c.abi.clone(),
+            events: &signatures[j],
+            is_factory: factories.iter().any(|f| f.0 == j),
+        })
+        .collect();
+    let mut resolved = Vec::with_capacity(factories.len());
+    for (j, raw) in factories {
+        let q = format!("{p}.contracts[{j}].factory");
+        resolved.push((*j, factory::resolve(raw, &q, &creators, base, &contracts[*j].name)?));
+    }
+    for (j, f) in resolved {
+        contracts[j].factory = Some(f);
+    }
+    Ok(())
+}
+
+fn validate_contract(k: RawContract, q: &str, base: &Path, has_factory: bool) -> Result<ContractConfig, ConfigError> {
     if k.name.trim().is_empty() {
         return Err(ConfigError::new(format!("{q}.name"), "must not be empty"));
     }
-    if k.addresses.is_empty() {
-        return Err(ConfigError::new(format!("{q}.addresses"), "at least one address is required"));
+    if has_factory && !k.addresses.is_empty() {
+        return Err(ConfigError::new(
+            format!("{q}.addresses"),
+            "a factory contract's addresses are discovered: set either addresses or factory, not both",
+        ));
+    }
+    if !has_factory && k.addresses.is_empty() {
+        return Err(ConfigError::new(
+            format!("{q}.addresses"),
+            "at least one address (or a factory) is required",
+        ));
     }
     let mut addresses = Vec::with_capacity(k.addresses.len());
     for (i, a) in k.addresses.iter().enumerate() {
@@ -494,7 +584,15 @@ fn validate_contract(k: RawContract, q: &str, base: &Path) -> Result<ContractCon
     let mut events: Vec<ResolvedEvent> = events.into_iter().map(ResolvedEvent::new).collect();
     events.sort_by(|a, b| a.signature.cmp(&b.signature));
     events.dedup_by(|a, b| a.signature == b.signature);
-    Ok(ContractConfig { name: k.name, addresses, start_block: k.start_block, end_block: k.end_block, events })
+    Ok(ContractConfig {
+        name: k.name,
+        addresses,
+        start_block: k.start_block,
+        end_block: k.end_block,
+        events,
+        factory: None,
+        abi: k.abi,
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use alloy::rpc::types::{Filter, Log};
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use tidemark_db_client::writer::ChildRow;
 use tidemark_shared_types::BlockRef;
 use tidemark_shared_types::epoch::EpochStage;
 
@@ -15,6 +16,12 @@ use super::fetch;
 use crate::epochs::Epoch;
 use crate::rpc::{BadAnswer, Header, Interest, RpcError};
 use crate::store::Batch;
+
+/// A fetched and decoded range: its events and the children it created.
+struct Fetched {
+    rows: Vec<EventRow>,
+    children: Vec<ChildRow>,
+}
 
 impl ChainPipeline {
     /// Indexes `[from, to]`; stored epochs ending at or below `finalized_upto` are final.
@@ -26,6 +33,9 @@ impl ChainPipeline {
         finalized_upto: u64,
     ) -> Result<Option<BlockRef>, PipelineError> {
         let id = self.id();
+        // Nothing above the checkpoint is committed: the set starts from what is stored.
+        self.forget_children_above(from.saturating_sub(1))?;
+        self.discovered_below.send_replace(from);
         // Ranges are planned lazily, so each takes the range size current when it starts.
         // Epoch ids are drawn here, in block order; a retried epoch keeps its range.
         let mut next = from;
@@ -68,7 +78,7 @@ impl ChainPipeline {
                     item = rx.recv() => item,
                 };
                 let Some(result) = item else { break };
-                let (rows, end_header, mut epoch) = result?;
+                let (Fetched { rows, children }, end_header, mut epoch) = result?;
                 let started = std::time::Instant::now();
                 epoch.push(EpochStage::Stored);
                 {
@@ -76,6 +86,7 @@ impl ChainPipeline {
                     w.commit(Batch {
                         chain_id: id,
                         events: &rows,
+                        children: &children,
                         headers: std::slice::from_ref(&end_header),
                         checkpoint: &end_header.block,
                         prune_below: Some(end_header.block.number.saturating_sub(self.chain.finality_depth)),
@@ -109,7 +120,7 @@ impl ChainPipeline {
         &self,
         logs: &mut Vec<Log>,
         end: &Header,
-        filter: &Filter,
+        filters: &[Filter],
         interest: &Interest,
     ) -> Result<HashMap<u64, Header>, PipelineError> {
         let to = end.block.number;
@@ -130,7 +141,7 @@ impl ChainPipeline {
             }
         }
         if let Some(end) = known.get(&to) {
-            fetch::complete(&self.rpc, filter, interest, &[end], logs, 1)
+            fetch::complete(&self.rpc, filters, interest, &[end], logs, 1)
                 .await
                 .map_err(|e| self.rpc_err(e))?;
         }
@@ -139,7 +150,7 @@ impl ChainPipeline {
 
     /// One range (one epoch), retried until it is fetched and decoded; every failed
     /// attempt is recorded in the epoch's history.
-    async fn fetch_range(&self, mut epoch: Epoch) -> Result<(Vec<EventRow>, Header, Epoch), PipelineError> {
+    async fn fetch_range(&self, mut epoch: Epoch) -> Result<(Fetched, Header, Epoch), PipelineError> {
         let mut backoff = self.backoff("fetch range");
         loop {
             match self.attempt(self.fetch_range_once(&mut epoch)).await {
@@ -154,18 +165,34 @@ impl ChainPipeline {
     }
 
     /// One attempt at a range: end header first (so a lagging node cannot answer empty
-    /// for blocks it does not have), then logs, checked against the end block's hash.
-    async fn fetch_range_once(&self, epoch: &mut Epoch) -> Result<(Vec<EventRow>, Header), PipelineError> {
+    /// for blocks it does not have), then logs, checked against the end block's hash. With
+    /// factory contracts: the static addresses' logs first, then, once every lower range
+    /// has added its children, the logs of the children created up to the range's end.
+    async fn fetch_range_once(&self, epoch: &mut Epoch) -> Result<(Fetched, Header), PipelineError> {
         let (from, to) = (epoch.from, epoch.to);
         let end = self.rpc.header(to).await.map_err(|e| self.rpc_err(e))?;
         let end_hash = HashMap::from([(to, end.block.hash.clone())]);
         let mut logs = fetch::logs_in_range(&self.rpc, &self.filter, from, to, &self.size, &end_hash)
             .await
             .map_err(|e| self.rpc_err(e))?;
-        let known = self.confirm_range(&mut logs, &end, &self.filter, &self.interest).await?;
+        let mut known =
+            self.confirm_range(&mut logs, &end, std::slice::from_ref(&self.filter), &self.interest).await?;
+        let mut children = Vec::new();
+        if self.has_factories() {
+            let found = super::children::discover(&self.chain, &logs);
+            self.add_children_in_order(from, to, &found).await?;
+            let topics = self.chain.child_topic0s();
+            let mut child = self.child_logs(from, to, &end_hash, None, &topics).await?;
+            if !child.filters.is_empty() {
+                known.extend(self.confirm_range(&mut child.logs, &end, &child.filters, &child.interest).await?);
+                logs.extend(child.logs);
+                fetch::dedup(&mut logs);
+            }
+            children = found.into_iter().map(|d| d.row).collect();
+        }
         self.epochs.advance(epoch, EpochStage::Fetched);
         let rows = self.decode(&logs, &known).await?;
         self.epochs.advance(epoch, EpochStage::Decoded);
-        Ok((rows, end))
+        Ok((Fetched { rows, children }, end))
     }
 }

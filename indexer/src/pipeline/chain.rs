@@ -12,6 +12,7 @@ use tidemark_shared_types::BlockRef;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::children::ChildSet;
 use super::decode::{Decoder, EventRow};
 use super::fetch::{self, RangeSize};
 use crate::config::ChainConfig;
@@ -55,6 +56,11 @@ pub struct ChainPipeline {
     pub(super) filter: Filter,
     pub(super) interest: Interest,
     pub(super) size: RangeSize,
+    /// The children of the chain's factory contracts known so far (see [`super::children`]).
+    pub(super) children: std::sync::RwLock<ChildSet>,
+    /// Bulk backfill: the first block whose creating logs are not in `children` yet. A
+    /// range asks for its children's logs once every range below it has added its own.
+    pub(super) discovered_below: tokio::sync::watch::Sender<u64>,
 }
 
 impl ChainPipeline {
@@ -71,7 +77,21 @@ impl ChainPipeline {
         let filter = fetch::base_filter(&chain);
         let interest = fetch::interest(&chain);
         let size = RangeSize::new(chain.max_block_range);
-        Self { chain, rpc, writer, progress, shutdown, epochs, hints: None, decoder, filter, interest, size }
+        Self {
+            chain,
+            rpc,
+            writer,
+            progress,
+            shutdown,
+            epochs,
+            hints: None,
+            decoder,
+            filter,
+            interest,
+            size,
+            children: Default::default(),
+            discovered_below: tokio::sync::watch::Sender::new(0),
+        }
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -143,6 +163,11 @@ impl ChainPipeline {
         }
     }
 
+    /// The error of a lock whose holder panicked (never expected: the pipeline restarts).
+    pub(super) fn poisoned(&self) -> PipelineError {
+        self.rpc_err(RpcError::Fatal { message: "children set lock poisoned".into() })
+    }
+
     pub(crate) fn rpc_err(&self, source: RpcError) -> PipelineError {
         PipelineError::Rpc { chain_id: self.id(), source }
     }
@@ -160,6 +185,7 @@ impl ChainPipeline {
             .await
             .map_err(|e| self.rpc_err(e))?;
         let mut rows = Vec::with_capacity(logs.len());
+        let children = self.children.read().map_err(|_| self.poisoned())?;
         for log in logs {
             if log.removed {
                 continue;
@@ -168,12 +194,13 @@ impl ChainPipeline {
                 .block_timestamp
                 .or_else(|| log.block_number.and_then(|n| ts.get(&n).copied()))
                 .unwrap_or(0);
-            match self.decoder.decode(log, t) {
+            match self.decoder.decode_in(log, t, &children) {
                 Ok(Some(row)) => rows.push(row),
                 Ok(None) => {}
                 Err(e) => return Err(self.rpc_err(RpcError::Transient { message: e.to_string() })),
             }
         }
+        drop(children);
         let undecoded: Vec<&EventRow> = rows.iter().filter(|r| r.decode_error.is_some()).collect();
         if let Some(first) = undecoded.first() {
             tracing::warn!(target: "tidemark::decode", chain_id = self.id(), count = undecoded.len(),

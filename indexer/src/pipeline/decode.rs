@@ -18,6 +18,7 @@ use alloy::primitives::{Address, B256, hex};
 use alloy::rpc::types::Log;
 use serde_json::{Map, Value, json};
 
+use super::children::ChildSet;
 use crate::config::{ChainConfig, ResolvedEvent};
 
 /// A decoded log, ready to insert (the row type of the writer, which owns `events`).
@@ -79,30 +80,77 @@ struct Candidate {
     wire: DynSolType,
 }
 
-/// Lookup from (address, topic0) to the contract and events that decode it.
+/// Lookup from (address, topic0) to the contract and events that decode it, and from
+/// (factory contract, topic0) for the children of factory contracts.
 pub struct Decoder {
     chain: String,
     by_key: HashMap<(Address, B256), Vec<Candidate>>,
+    by_child_key: HashMap<(usize, B256), Vec<Candidate>>,
+    /// (address, contract) pairs whose overlap was logged (once each).
+    overlaps: std::sync::Mutex<std::collections::HashSet<(Address, String)>>,
 }
 
 impl Decoder {
     /// Builds the lookup for a chain's contracts.
     pub fn new(chain: &ChainConfig) -> Self {
         let mut by_key: HashMap<(Address, B256), Vec<Candidate>> = HashMap::new();
-        for c in &chain.contracts {
-            for a in &c.addresses {
-                for e in &c.events {
-                    by_key.entry((*a, e.topic0)).or_default().push(Candidate {
-                        contract: c.name.clone(),
-                        start_block: c.start_block,
-                        end_block: c.end_block,
-                        wire: strings_as_bytes(&e.body),
-                        event: e.clone(),
-                    });
+        let mut by_child_key: HashMap<(usize, B256), Vec<Candidate>> = HashMap::new();
+        for (j, c) in chain.contracts.iter().enumerate() {
+            let candidate = |e: &ResolvedEvent| Candidate {
+                contract: c.name.clone(),
+                start_block: c.start_block,
+                end_block: c.end_block,
+                wire: strings_as_bytes(&e.body),
+                event: e.clone(),
+            };
+            for e in &c.events {
+                for a in &c.addresses {
+                    by_key.entry((*a, e.topic0)).or_default().push(candidate(e));
+                }
+                if c.factory.is_some() {
+                    by_child_key.entry((j, e.topic0)).or_default().push(candidate(e));
                 }
             }
         }
-        Self { chain: chain.chain_id.to_string(), by_key }
+        Self { chain: chain.chain_id.to_string(), by_key, by_child_key, overlaps: Default::default() }
+    }
+
+    /// [`Self::decode_in`] for a chain without factory children.
+    pub fn decode(&self, log: &Log, timestamp: u64) -> Result<Option<EventRow>, DecodeError> {
+        self.decode_in(log, timestamp, &ChildSet::default())
+    }
+
+    /// The contract that owns `log` and its events in range, if any. One owner per log
+    /// (the unique key of `events` is the log's position): a static address first, then
+    /// the children of factory contracts in the order they were created. Every other
+    /// contract that would have matched is counted in `tidemark_overlapping_logs_total`
+    /// and logged once per (address, contract): never silently dropped.
+    fn owner<'d>(&'d self, log: &Log, block: u64, topic0: &B256, children: &ChildSet) -> Option<Vec<&'d Candidate>> {
+        let in_range = |cs: &'d Vec<Candidate>| -> Vec<&'d Candidate> {
+            cs.iter().filter(|c| c.start_block <= block && c.end_block.is_none_or(|e| block <= e)).collect()
+        };
+        let address = log.address();
+        let mut groups = self.by_key.get(&(address, *topic0)).map(in_range).into_iter().chain(
+            children
+                .get(&address)
+                .iter()
+                .filter(|k| k.block <= block)
+                .filter_map(|k| self.by_child_key.get(&(k.contract, *topic0)))
+                .map(in_range),
+        )
+        .filter(|g| !g.is_empty());
+        let owner = groups.next()?;
+        for other in groups {
+            let loser = other[0].contract.clone();
+            metrics::counter!("tidemark_overlapping_logs_total", "chain_id" => self.chain.clone(), "contract" => loser.clone())
+                .increment(1);
+            let first = self.overlaps.lock().map(|mut seen| seen.insert((address, loser.clone()))).unwrap_or(false);
+            if first {
+                tracing::warn!(target: "tidemark::decode", chain_id = %self.chain, address = %address, owner = %owner[0].contract,
+                    contract = %loser, "address belongs to two contracts; its logs are stored under the first (static addresses first, then children by creation); counted in tidemark_overlapping_logs_total");
+            }
+        }
+        Some(owner)
     }
 
     /// Turns `log` into a row. `Ok(None)` when the log is not one of ours: no configured
@@ -111,18 +159,19 @@ impl Decoder {
     /// row; when its args do not decode, the row has `args` null and a `decode_error`
     /// (counted in `tidemark_decode_errors_total`). Several events of one contract may
     /// share a topic0 (they differ in `indexed`): the first that decodes wins.
-    pub fn decode(&self, log: &Log, timestamp: u64) -> Result<Option<EventRow>, DecodeError> {
+    /// A child's logs are its contract's from the block that created it.
+    pub fn decode_in(&self, log: &Log, timestamp: u64, children: &ChildSet) -> Result<Option<EventRow>, DecodeError> {
         let Some(topic0) = log.topics().first() else { return Ok(None) };
         if log.topics().len() > 4 {
             return Err(DecodeError::TooManyTopics(log.topics().len()));
         }
-        let Some(candidates) = self.by_key.get(&(log.address(), *topic0)) else { return Ok(None) };
+        if !self.by_key.contains_key(&(log.address(), *topic0)) && children.get(&log.address()).is_empty() {
+            return Ok(None);
+        }
         let block_number = log.block_number.ok_or(DecodeError::MissingField("blockNumber"))?;
-        let mut in_range = candidates
-            .iter()
-            .filter(|c| c.start_block <= block_number && c.end_block.is_none_or(|e| block_number <= e))
-            .peekable();
-        let Some(&first) = in_range.peek() else { return Ok(None) };
+        let Some(owner) = self.owner(log, block_number, topic0, children) else { return Ok(None) };
+        let first = owner[0];
+        let in_range = owner.into_iter();
         let data = &log.data().data;
         let mut failure = None;
         let mut decoded = None;

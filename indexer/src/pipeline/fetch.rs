@@ -121,6 +121,35 @@ pub async fn logs_in_range(
     Ok(out)
 }
 
+/// The logs of `[from, to]` that `interest` asks for, from each of `filters` in turn
+/// (several address chunks, or one topic-only request filtered here), deduplicated and in
+/// block and log order.
+pub async fn query_logs(
+    rpc: &ChainRpc,
+    filters: &[Filter],
+    interest: &Interest,
+    from: u64,
+    to: u64,
+    size: &RangeSize,
+    hashes: &HashMap<u64, String>,
+) -> Result<Vec<Log>, RpcError> {
+    let mut out = Vec::new();
+    for filter in filters {
+        let mut logs = logs_in_range(rpc, filter, from, to, size, hashes).await?;
+        logs.retain(|l| interest.matches(l));
+        out.extend(logs);
+    }
+    dedup(&mut out);
+    Ok(out)
+}
+
+/// Sorts `logs` by block and log index and drops repeats (two requests may both return
+/// a log).
+pub fn dedup(logs: &mut Vec<Log>) {
+    logs.sort_by_key(|l| (l.block_number, l.log_index));
+    logs.dedup_by(|a, b| a.block_hash == b.block_hash && a.log_index == b.log_index);
+}
+
 /// What a range's logs weigh against [`TARGET_EVENTS_PER_RANGE`]: one per log plus one
 /// per KiB of data, so ranges of large logs shrink too (memory stays bounded by bytes).
 fn weight(logs: &[Log]) -> u64 {
@@ -154,20 +183,21 @@ pub async fn headers_of(
 /// `logs` (the range answer was incomplete: counted as such).
 pub async fn complete(
     rpc: &ChainRpc,
-    filter: &Filter,
+    filters: &[Filter],
     interest: &Interest,
     headers: &[&Header],
     logs: &mut Vec<Log>,
     concurrency: usize,
 ) -> Result<(), RpcError> {
-    let with_logs: std::collections::HashSet<u64> = logs.iter().filter_map(|l| l.block_number).collect();
+    let with_logs: std::collections::HashSet<u64> =
+        logs.iter().filter(|l| interest.matches(l)).filter_map(|l| l.block_number).collect();
     let suspects: Vec<Header> = headers
         .iter()
         .filter(|h| !with_logs.contains(&h.block.number) && interest.may_match(&h.logs_bloom))
         .map(|h| (*h).clone())
         .collect();
     let found: Vec<Vec<Log>> = futures::stream::iter(suspects)
-        .map(|h| confirm_block(rpc, filter, interest, h))
+        .map(|h| confirm_block(rpc, filters, interest, h))
         .buffered(concurrency.max(1))
         .try_collect()
         .await?;
@@ -186,12 +216,16 @@ pub async fn complete(
 /// receipts.
 async fn confirm_block(
     rpc: &ChainRpc,
-    filter: &Filter,
+    filters: &[Filter],
     interest: &Interest,
     h: Header,
 ) -> Result<Vec<Log>, RpcError> {
-    let by_hash = rpc.block_logs(filter, &h).await?;
+    let mut by_hash = Vec::new();
+    for filter in filters {
+        by_hash.extend(rpc.block_logs(filter, &h).await?.into_iter().filter(|l| interest.matches(l)));
+    }
     if !by_hash.is_empty() {
+        dedup(&mut by_hash);
         return Ok(by_hash);
     }
     Ok(rpc.receipt_logs(&h, interest).await?.unwrap_or_default())

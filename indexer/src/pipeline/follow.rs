@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use tidemark_db_client::writer::ChildRow;
 use tidemark_shared_types::BlockRef;
 use tidemark_shared_types::epoch::EpochStage;
 
@@ -32,7 +33,7 @@ enum FollowStep {
     Idle(u64),
     Unlinked,
     Reorg,
-    Batch { rows: Vec<EventRow>, headers: Vec<Header>, head: u64 },
+    Batch { rows: Vec<EventRow>, children: Vec<ChildRow>, headers: Vec<Header>, head: u64 },
 }
 
 impl ChainPipeline {
@@ -111,7 +112,7 @@ impl ChainPipeline {
                     let Some(c) = cp.clone() else { continue };
                     cp = reorg::repair(self, &c, start_n).await?;
                 }
-                FollowStep::Batch { rows, headers, head } => {
+                FollowStep::Batch { rows, children, headers, head } => {
                     let Some(last) = headers.last().cloned() else { continue };
                     let mut epoch = pending.take();
                     if let Some(e) = epoch.as_mut() {
@@ -124,6 +125,7 @@ impl ChainPipeline {
                         w.commit(Batch {
                             chain_id: id,
                             events: &rows,
+                            children: &children,
                             headers: &headers,
                             checkpoint: &last.block,
                             prune_below: Some(last.block.number.saturating_sub(self.chain.finality_depth)),
@@ -296,7 +298,7 @@ impl ChainPipeline {
         let refs: Vec<&Header> = headers.iter().collect();
         fetch::complete(
             &self.rpc,
-            &self.filter,
+            std::slice::from_ref(&self.filter),
             &self.interest,
             &refs,
             &mut logs,
@@ -304,6 +306,30 @@ impl ChainPipeline {
         )
         .await
         .map_err(|e| self.rpc_err(e))?;
+        let mut children = Vec::new();
+        if self.has_factories() {
+            // What an earlier attempt added above the checkpoint was never committed.
+            self.forget_children_above(next.saturating_sub(1))?;
+            let found = super::children::discover(&self.chain, &logs);
+            self.add_children(&found)?;
+            let topics = self.chain.child_topic0s();
+            let mut child = self.child_logs(next, to, &hashes, None, &topics).await?;
+            if !child.filters.is_empty() {
+                fetch::complete(
+                    &self.rpc,
+                    &child.filters,
+                    &child.interest,
+                    &refs,
+                    &mut child.logs,
+                    self.chain.max_concurrency,
+                )
+                .await
+                .map_err(|e| self.rpc_err(e))?;
+                logs.extend(child.logs);
+                fetch::dedup(&mut logs);
+            }
+            children = found.into_iter().map(|d| d.row).collect();
+        }
         let by_number: HashMap<u64, Header> = headers.iter().map(|h| (h.block.number, h.clone())).collect();
         if let Some(e) = epoch.as_deref_mut() {
             self.epochs.advance(e, EpochStage::Fetched);
@@ -312,7 +338,7 @@ impl ChainPipeline {
         if let Some(e) = epoch {
             self.epochs.advance(e, EpochStage::Decoded);
         }
-        Ok(FollowStep::Batch { rows, headers, head })
+        Ok(FollowStep::Batch { rows, children, headers, head })
     }
 
     /// A completed bounded range whose end block `cp` is not final yet: checks every poll

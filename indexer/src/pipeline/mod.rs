@@ -9,8 +9,10 @@
 
 mod backfill;
 mod chain;
+pub mod children;
 pub mod decode;
 pub mod fetch;
+mod factory;
 mod follow;
 pub mod reorg;
 mod sources;

@@ -49,6 +49,7 @@ pub async fn repair(
     metrics::counter!("tidemark_removed_events_total", "chain_id" => id.to_string())
         .increment(removed as u64);
     tracing::warn!(target: "tidemark::reorg", chain_id = id, from = cp.number, ancestor = ancestor.as_ref().map(|a| a.number), depth, removed, "reorg repaired");
+    p.forget_children_above(ancestor.as_ref().map_or(start_n.saturating_sub(1), |a| a.number))?;
     p.progress.update(id, |s| s.latest_indexed = ancestor.clone());
     p.rpc.set_floor(ancestor.as_ref().map_or(0, |a| a.number));
     Ok(ancestor)

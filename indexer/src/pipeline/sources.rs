@@ -29,12 +29,20 @@ use crate::rpc::Interest;
 /// How long a source range waits for the follower to repair the chain under it.
 const REPAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How an added source's logs are asked for.
+enum SourceQuery {
+    /// Static addresses: one filter.
+    Static(Filter, Interest),
+    /// The children of factory contract `contract` (an index in the chain's contracts),
+    /// with `topics`.
+    Children { contract: usize, topics: Vec<B256> },
+}
+
 impl ChainPipeline {
-    /// Backfills this chain's added sources, beside the chain's bulk backfill and
-    /// follower; returns once every one is stored.
-    pub(super) async fn backfill_sources(&self) -> Result<(), PipelineError> {
+    /// This chain's added sources still backfilling.
+    pub(super) async fn pending_sources(&self) -> Result<Vec<SourceBackfill>, PipelineError> {
         let id = self.id();
-        let pending: Vec<SourceBackfill> = self
+        Ok(self
             .writer
             .lock()
             .await
@@ -42,7 +50,57 @@ impl ChainPipeline {
             .await?
             .into_iter()
             .filter(|s| s.source.chain_id == id && !s.is_done())
-            .collect();
+            .collect())
+    }
+
+    /// Discovers the children that the factory sources among `pending` created over their
+    /// ranges (below the checkpoint, where the follower does not look), stores them and
+    /// adds them to the set. Runs before the follower starts, so that it knows every child
+    /// created up to the checkpoint; idempotent, so a restart simply runs it again.
+    pub(super) async fn discover_source_children(&self, pending: &[SourceBackfill]) -> Result<(), PipelineError> {
+        let id = self.id();
+        for source in pending.iter().filter(|s| s.source.factory.is_some()) {
+            let Some((j, contract)) =
+                self.chain.contracts.iter().enumerate().find(|(_, c)| c.name == source.source.contract)
+            else {
+                continue;
+            };
+            let Some(f) = &contract.factory else { continue };
+            let filter = Filter::new().address(f.addresses.clone()).event_signature(f.event.topic0);
+            let interest = Interest::new(f.addresses.clone(), vec![f.event.topic0]);
+            let mut from = source.from_block.max(f.start_block);
+            let to = source.to_block.min(f.end_block.unwrap_or(u64::MAX));
+            let mut found_total = 0usize;
+            while from <= to {
+                let end = to.min(from.saturating_add(self.chain.max_block_range - 1));
+                let found = self
+                    .retry("added factory discovery", || async {
+                        let header = self.rpc.header(end).await.map_err(|e| self.rpc_err(e))?;
+                        let hashes = HashMap::from([(end, header.block.hash.clone())]);
+                        let mut logs = fetch::logs_in_range(&self.rpc, &filter, from, end, &self.size, &hashes)
+                            .await
+                            .map_err(|e| self.rpc_err(e))?;
+                        self.confirm_range(&mut logs, &header, std::slice::from_ref(&filter), &interest).await?;
+                        Ok(super::children::discover(&self.chain, &logs))
+                    })
+                    .await?;
+                let found: Vec<_> = found.into_iter().filter(|d| d.creation.contract == j).collect();
+                let rows: Vec<_> = found.iter().map(|d| d.row.clone()).collect();
+                self.writer.lock().await.store_children(id, &rows).await?;
+                self.add_children(&found)?;
+                found_total += found.len();
+                from = end + 1;
+            }
+            tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.source.contract,
+                children = found_total, to, "children of an added factory contract discovered");
+        }
+        Ok(())
+    }
+
+    /// Backfills this chain's added sources (`pending`), beside the chain's bulk backfill
+    /// and follower; returns once every one is stored.
+    pub(super) async fn backfill_sources(&self, pending: Vec<SourceBackfill>) -> Result<(), PipelineError> {
+        let id = self.id();
         if pending.is_empty() {
             return Ok(());
         }
@@ -55,7 +113,7 @@ impl ChainPipeline {
 
     async fn backfill_source(&self, mut source: SourceBackfill) -> Result<(), PipelineError> {
         let id = self.id();
-        let (filter, interest) = self.source_filter(&source)?;
+        let query = self.source_query(&source)?;
         tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.source.contract,
             from = source.next_block, to = source.to_block, "backfilling an added source");
         while !source.is_done() {
@@ -65,10 +123,19 @@ impl ChainPipeline {
                 .retry("added source range", || async {
                     let header = self.rpc.header(end).await.map_err(|e| self.rpc_err(e))?;
                     let hashes = HashMap::from([(end, header.block.hash.clone())]);
-                    let mut logs = fetch::logs_in_range(&self.rpc, &filter, from, end, &self.size, &hashes)
-                        .await
-                        .map_err(|e| self.rpc_err(e))?;
-                    let known = self.confirm_range(&mut logs, &header, &filter, &interest).await?;
+                    let (mut logs, filters, interest) = match &query {
+                        SourceQuery::Static(filter, interest) => {
+                            let logs = fetch::logs_in_range(&self.rpc, filter, from, end, &self.size, &hashes)
+                                .await
+                                .map_err(|e| self.rpc_err(e))?;
+                            (logs, vec![filter.clone()], interest.clone())
+                        }
+                        SourceQuery::Children { contract, topics } => {
+                            let c = self.child_logs(from, end, &hashes, Some(&[*contract]), topics).await?;
+                            (c.logs, c.filters, c.interest)
+                        }
+                    };
+                    let known = self.confirm_range(&mut logs, &header, &filters, &interest).await?;
                     self.decode(&logs, &known).await
                 })
                 .await?;
@@ -97,16 +164,26 @@ impl ChainPipeline {
         Ok(())
     }
 
-    /// The log filter and bloom interest of an added source, from the chain's config
-    /// (which has the source's contract, addresses and events).
-    fn source_filter(&self, backfill: &SourceBackfill) -> Result<(Filter, Interest), PipelineError> {
+    /// How an added source's logs are asked for, from the chain's config (which has the
+    /// source's contract, addresses and events).
+    fn source_query(&self, backfill: &SourceBackfill) -> Result<SourceQuery, PipelineError> {
         let source = &backfill.source;
-        let contract = self.chain.contracts.iter().find(|c| c.name == source.contract).ok_or_else(|| {
-            PipelineError::Db(DbError::Config(format!(
-                "added source {} is not in the chain's config",
-                source.contract
-            )))
-        })?;
+        let (j, contract) =
+            self.chain.contracts.iter().enumerate().find(|(_, c)| c.name == source.contract).ok_or_else(|| {
+                PipelineError::Db(DbError::Config(format!(
+                    "added source {} is not in the chain's config",
+                    source.contract
+                )))
+            })?;
+        if contract.factory.is_some() {
+            let topics: Vec<B256> = contract
+                .events
+                .iter()
+                .filter(|e| source.events.contains(&e.signature))
+                .map(|e| e.topic0)
+                .collect();
+            return Ok(SourceQuery::Children { contract: j, topics });
+        }
         let addresses: Vec<Address> = source.addresses.iter().filter_map(|a| a.parse().ok()).collect();
         let topics: Vec<B256> = contract
             .events
@@ -121,7 +198,7 @@ impl ChainPipeline {
             ))));
         }
         let filter = Filter::new().address(addresses.clone()).event_signature(topics.clone());
-        Ok((filter, Interest::new(addresses, topics)))
+        Ok(SourceQuery::Static(filter, Interest::new(addresses, topics)))
     }
 
     /// Records a committed range of an added source in the progress (the chain made

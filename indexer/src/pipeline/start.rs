@@ -56,6 +56,7 @@ impl ChainPipeline {
             self.rpc.set_anchor(start.clone());
         }
         let checkpoint = self.writer.lock().await.checkpoint(id).await?;
+        self.load_children().await?;
         if let Some(c) = &checkpoint {
             self.rpc.set_floor(c.number);
         }
@@ -101,7 +102,11 @@ impl ChainPipeline {
         }
         // Sources added to the chain since it was indexed up to `cp` are backfilled beside
         // the chain's own bulk backfill and follower.
-        let sources = self.backfill_sources();
+        let pending = self.pending_sources().await?;
+        // The follower must know every child created up to the checkpoint: an added factory
+        // contract's children are discovered first.
+        self.discover_source_children(&pending).await?;
+        let sources = self.backfill_sources(pending);
         let chain = self.bulk_then_follow(cp, start_n, end_n, backfill_end_n);
         tokio::try_join!(sources, chain).map(|_| ())
     }

@@ -57,31 +57,70 @@ impl std::fmt::Display for BadAnswer {
     }
 }
 
-/// The configured addresses and event topics of a chain, to test block blooms and to
-/// keep only the logs a query asked for.
+/// The logs a query asks for, to test block blooms and to keep only those logs: a union
+/// of parts, each a set of addresses and of event topics (the chain's static contracts,
+/// the children of its factory contracts).
 #[derive(Debug, Clone, Default)]
 pub struct Interest {
-    addresses: Vec<Address>,
-    topic0s: Vec<B256>,
+    parts: Vec<Part>,
+}
+
+/// One part of an [`Interest`]: logs of one of `addresses` with one of `topic0s`. Each
+/// value's bloom bits are computed once (a block's bloom is tested against thousands of
+/// factory children).
+#[derive(Debug, Clone)]
+struct Part {
+    addresses: HashSet<Address>,
+    address_blooms: Vec<Bloom>,
+    topic0s: HashSet<B256>,
+    topic_blooms: Vec<Bloom>,
+}
+
+fn bloom_of(value: &[u8]) -> Bloom {
+    let mut b = Bloom::default();
+    b.accrue(BloomInput::Raw(value));
+    b
 }
 
 impl Interest {
     /// Logs emitted by one of `addresses` with one of `topic0s`.
     pub fn new(addresses: Vec<Address>, topic0s: Vec<B256>) -> Self {
-        Self { addresses, topic0s }
+        let mut out = Self::default();
+        out.add(addresses, topic0s);
+        out
+    }
+
+    /// Adds logs of one of `addresses` with one of `topic0s` (nothing when either is empty).
+    pub fn add(&mut self, addresses: Vec<Address>, topic0s: Vec<B256>) {
+        if addresses.is_empty() || topic0s.is_empty() {
+            return;
+        }
+        self.parts.push(Part {
+            address_blooms: addresses.iter().map(|a| bloom_of(a.as_slice())).collect(),
+            addresses: addresses.into_iter().collect(),
+            topic_blooms: topic0s.iter().map(|t| bloom_of(t.as_slice())).collect(),
+            topic0s: topic0s.into_iter().collect(),
+        });
+    }
+
+    /// The union of `self` and `other`.
+    pub fn union(mut self, other: &Interest) -> Self {
+        self.parts.extend(other.parts.iter().cloned());
+        self
     }
 
     /// Whether a block with `bloom` may hold a matching log. Blooms have no false
     /// negatives: `false` proves the block has none.
     pub fn may_match(&self, bloom: &Bloom) -> bool {
-        self.addresses.iter().any(|a| bloom.contains_input(BloomInput::Raw(a.as_slice())))
-            && self.topic0s.iter().any(|t| bloom.contains_input(BloomInput::Raw(t.as_slice())))
+        self.parts.iter().any(|p| {
+            p.topic_blooms.iter().any(|t| bloom.contains(t)) && p.address_blooms.iter().any(|a| bloom.contains(a))
+        })
     }
 
-    /// Whether `log` is one the chain's filter asks for.
+    /// Whether `log` is one the query asks for.
     pub fn matches(&self, log: &Log) -> bool {
-        self.addresses.contains(&log.address())
-            && log.topics().first().is_some_and(|t| self.topic0s.contains(t))
+        let Some(topic0) = log.topics().first() else { return false };
+        self.parts.iter().any(|p| p.addresses.contains(&log.address()) && p.topic0s.contains(topic0))
     }
 }
 

@@ -168,6 +168,7 @@ fn public_config_fixture_is_the_design_example() {
             contracts: vec![PublicContractConfig {
                 name: "Token".into(),
                 addresses: vec!["0x5fbdb2315678afecb367f032d93f642f64180aa3".into()],
+                factory: None,
                 start_block: 0,
                 end_block: None,
                 events: vec![

@@ -185,6 +185,7 @@ fn arb_contract(name: String) -> impl Strategy<Value = PublicContractConfig> {
         .prop_map(move |(addresses, start_block, length, events)| PublicContractConfig {
             name: name.clone(),
             addresses: addresses.into_iter().collect(),
+            factory: None,
             start_block,
             end_block: length.map(|l| start_block + l),
             events: events.into_iter().collect(),
