@@ -3,7 +3,8 @@
 //! serialize, so the document cannot drift from the JSON.
 
 use tidemark_shared_types::{
-    ContractAddress, EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem, IndexBuild, IndexBuildState, RemovedItem,
+    ContractAddress, EpochItem, EpochStage, EpochStageEntry, EpochSummary, EventItem, IndexBuild,
+    IndexBuildState, RemovedItem,
 };
 use utoipa::OpenApi;
 

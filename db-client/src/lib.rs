@@ -76,8 +76,8 @@ pub mod writer;
 
 pub use tidemark_shared_types as types;
 
-pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition, Reason, StatusParts};
 pub use children::{ChildPage, ChildQuery};
+pub use client::{DbClient, DbClientConfig, Health, IncompatibleConfigTransition, Reason, StatusParts};
 pub use epochs::{EpochPage, EpochQuery, EpochSummaries};
 pub use error::{DbError, Result};
 pub use events::journal::{JOURNAL_CHANNEL, JournalFilter, JournalPage};

@@ -184,10 +184,16 @@ async fn added_source_backfills(
     let Some(stored) = stored else { return Ok(sources) };
     for added in added_sources(stored, public) {
         let Some(checkpoint) = writer.checkpoint(added.chain_id).await? else { continue };
-        let from = public
-            .chain(added.chain_id)
-            .and_then(|c| c.contracts.iter().find(|k| k.name == added.contract))
-            .map_or(0, |k| k.start_block);
+        let chain = public.chain(added.chain_id);
+        let contract = chain.and_then(|c| c.contracts.iter().find(|k| k.name == added.contract));
+        // A factory contract's children are discovered over its factory's range: one
+        // created before the contract's own start block may emit events after it.
+        let factory_start = contract
+            .and_then(|k| k.factory.as_ref())
+            .and_then(|f| chain.and_then(|c| c.contracts.iter().find(|k| k.name == f.contract)))
+            .map(|f| f.start_block);
+        let own_start = contract.map_or(0, |k| k.start_block);
+        let from = factory_start.map_or(own_start, |f| f.min(own_start));
         if from > checkpoint.number {
             continue;
         }

@@ -88,7 +88,11 @@ pub struct ContractSpec {
     /// `name`.
     pub name: String,
     /// `addresses`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// `factory`, instead of `addresses`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factory: Option<FactorySpec>,
     /// `start_block`.
     pub start_block: u64,
     /// `end_block`.
@@ -99,6 +103,17 @@ pub struct ContractSpec {
     /// `abi`: path of a JSON ABI.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abi: Option<String>,
+}
+
+/// `factory = { contract, event, parameter }`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FactorySpec {
+    /// The creating contract's name.
+    pub contract: String,
+    /// The creating event.
+    pub event: String,
+    /// The `address` parameter naming the child.
+    pub parameter: String,
 }
 
 impl IndexerConfigBuilder {
@@ -236,6 +251,27 @@ impl ContractSpec {
             end_block: None,
             events: events.iter().map(|e| (*e).to_owned()).collect(),
             abi: None,
+            factory: None,
+        }
+    }
+
+    /// A factory contract: its addresses come from `event`'s `parameter` in the logs of
+    /// contract `factory`; its events `names` from the JSON ABI at `abi`.
+    pub fn factory(
+        name: impl Into<String>,
+        (factory, event, parameter): (&str, &str, &str),
+        abi: impl Into<String>,
+        names: &[&str],
+    ) -> Self {
+        Self {
+            addresses: Vec::new(),
+            factory: Some(FactorySpec {
+                contract: factory.into(),
+                event: event.into(),
+                parameter: parameter.into(),
+            }),
+            abi: Some(abi.into()),
+            ..Self::new(name, "", names)
         }
     }
 

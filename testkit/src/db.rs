@@ -216,6 +216,23 @@ struct Secs {
     s: f64,
 }
 
+/// A row of `children`.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct ChildEntry {
+    /// Chain.
+    #[diesel(sql_type = BigInt)]
+    pub chain_id: i64,
+    /// The factory contract.
+    #[diesel(sql_type = Text)]
+    pub contract: String,
+    /// Lowercase 0x address.
+    #[diesel(sql_type = Text)]
+    pub address: String,
+    /// The creating block.
+    #[diesel(sql_type = BigInt)]
+    pub block_number: i64,
+}
+
 /// A connection to a test database, looking at one instance schema.
 pub struct InstanceDb {
     conn: AsyncPgConnection,
@@ -366,6 +383,21 @@ impl InstanceDb {
         Ok(diesel::sql_query(format!(
             "SELECT chain_id, epoch_id, from_block, to_block, stage, stages, error
                FROM {s}.epochs ORDER BY chain_id, epoch_id"
+        ))
+        .load(&mut self.conn)
+        .await?)
+    }
+
+    /// Every factory child: (chain id, contract, lowercase 0x address, creating block),
+    /// by chain, block and log index.
+    pub async fn children(&mut self) -> Result<Vec<ChildEntry>> {
+        if !self.has_table("children").await? {
+            return Ok(Vec::new());
+        }
+        let s = self.schema.quoted();
+        Ok(diesel::sql_query(format!(
+            "SELECT chain_id, contract, '0x' || encode(address, 'hex') AS address, block_number
+               FROM {s}.children ORDER BY chain_id, block_number, log_index, contract"
         ))
         .load(&mut self.conn)
         .await?)

@@ -142,8 +142,10 @@ pub async fn addresses(
         Kind::Factory => AddressesBody::from(db.children(&query).await?),
         Kind::Static(all) => {
             let total = all.len() as u64;
-            let skip = usize::try_from(query.page.saturating_sub(1).saturating_mul(query.size)).unwrap_or(usize::MAX);
-            let items = all.into_iter().skip(skip).take(usize::try_from(query.size).unwrap_or(usize::MAX)).collect();
+            let skip = usize::try_from(query.page.saturating_sub(1).saturating_mul(query.size))
+                .unwrap_or(usize::MAX);
+            let items =
+                all.into_iter().skip(skip).take(usize::try_from(query.size).unwrap_or(usize::MAX)).collect();
             AddressesBody::from(ChildPage::new(&query, items, total))
         }
     };

@@ -461,7 +461,8 @@ impl Writer {
             let t = Statements::new(&tx, &self.schema);
             Self::commit_lock(&t).await?;
             let Some(checkpoint) = t.checkpoint(chain_id).await? else { return Ok(0) };
-            let below: Vec<ChildRow> = rows.iter().filter(|r| r.block_number <= checkpoint.number).cloned().collect();
+            let below: Vec<ChildRow> =
+                rows.iter().filter(|r| r.block_number <= checkpoint.number).cloned().collect();
             t.insert_children(chain_id, &below).await?;
             tx.commit().await?;
             Ok(below.len())

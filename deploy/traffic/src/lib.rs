@@ -14,6 +14,7 @@
 //! development chain: it never handles keys and must not be pointed at a real network.
 
 pub mod abi;
+pub mod pairs;
 pub mod webhook_sim;
 
 use std::time::Duration;
@@ -229,6 +230,11 @@ impl Demo {
     }
 
     async fn deploy_one(&self, contract: &'static str, bin: &str) -> Result<Address> {
+        self.deploy_code(contract, bin).await
+    }
+
+    /// Deploys the hex bytecode `bin` (named `contract` in errors) and returns its address.
+    pub async fn deploy_code(&self, contract: &'static str, bin: &str) -> Result<Address> {
         let code = hex::decode(bin.trim()).map_err(|_| TrafficError::BadBytecode { contract })?;
         let tx = TransactionRequest::default()
             .with_from(SENDER)
@@ -250,7 +256,7 @@ impl Demo {
         self.submit_request(call.request()).await
     }
 
-    async fn submit_request(&self, tx: TransactionRequest) -> Result<B256> {
+    pub(crate) async fn submit_request(&self, tx: TransactionRequest) -> Result<B256> {
         let pending =
             self.provider.send_transaction(tx).await.map_err(TrafficError::rpc("eth_sendTransaction"))?;
         Ok(*pending.tx_hash())

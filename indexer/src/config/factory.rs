@@ -111,7 +111,8 @@ pub(super) fn resolve(
         (Some(file), false) => abi::events_from_abi_file(&base.join(file), &[wanted.to_owned()], q)
             .map_err(|e| ConfigError::new(&event_path, e.message))?,
         (Some(file), true) => {
-            let sig = canonical_event(wanted).map_err(|e| ConfigError::new(&event_path, format!("{wanted:?}: {e}")))?;
+            let sig = canonical_event(wanted)
+                .map_err(|e| ConfigError::new(&event_path, format!("{wanted:?}: {e}")))?;
             let name = sig.split_once('(').map(|(n, _)| n.trim_start_matches("event ").trim().to_owned());
             let all = abi::events_from_abi_file(&base.join(file), &[name.unwrap_or_default()], q)
                 .map_err(|e| ConfigError::new(&event_path, e.message))?;
@@ -119,10 +120,9 @@ pub(super) fn resolve(
         }
         (None, true) => abi::events_from_signatures(&[wanted.to_owned()], q)
             .map_err(|e| ConfigError::new(&event_path, e.message))?,
-        (None, false) => abi::events_from_signatures(creator.events, q)?
-            .into_iter()
-            .filter(|e| e.name == wanted)
-            .collect(),
+        (None, false) => {
+            abi::events_from_signatures(creator.events, q)?.into_iter().filter(|e| e.name == wanted).collect()
+        }
     };
     let event = match candidates.as_slice() {
         [one] => ResolvedEvent::new(one.clone()),
@@ -161,7 +161,10 @@ fn locate(event: &ResolvedEvent, parameter: &str) -> Result<ParamLocation, Strin
         return Err(format!("{} has no parameter {parameter:?} (it has {names:?})", event.signature));
     };
     if event.types.get(i) != Some(&DynSolType::Address) {
-        return Err(format!("parameter {parameter:?} of {} is a {}, not an address", event.signature, inputs[i].ty));
+        return Err(format!(
+            "parameter {parameter:?} of {} is a {}, not an address",
+            event.signature, inputs[i].ty
+        ));
     }
     let before = &inputs[..i];
     Ok(if inputs[i].indexed {

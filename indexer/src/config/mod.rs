@@ -258,7 +258,11 @@ impl ChainConfig {
     /// The topic0s asked of the static addresses: every event of every contract with
     /// static addresses, and every factory's creating event.
     pub fn topic0s(&self) -> Vec<B256> {
-        let own = self.contracts.iter().filter(|c| c.factory.is_none()).flat_map(|c| c.events.iter().map(|e| e.topic0));
+        let own = self
+            .contracts
+            .iter()
+            .filter(|c| c.factory.is_none())
+            .flat_map(|c| c.events.iter().map(|e| e.topic0));
         let creating = self.factories().map(|(_, f)| f.event.topic0);
         let mut all: Vec<B256> = own.chain(creating).collect();
         all.sort();
@@ -273,7 +277,8 @@ impl ChainConfig {
 
     /// The topic0s asked of factory children: every event of every factory contract.
     pub fn child_topic0s(&self) -> Vec<B256> {
-        let mut all: Vec<B256> = self.factories().flat_map(|(c, _)| c.events.iter().map(|e| e.topic0)).collect();
+        let mut all: Vec<B256> =
+            self.factories().flat_map(|(c, _)| c.events.iter().map(|e| e.topic0)).collect();
         all.sort();
         all.dedup();
         all
@@ -541,7 +546,12 @@ fn resolve_factories(
     Ok(())
 }
 
-fn validate_contract(k: RawContract, q: &str, base: &Path, has_factory: bool) -> Result<ContractConfig, ConfigError> {
+fn validate_contract(
+    k: RawContract,
+    q: &str,
+    base: &Path,
+    has_factory: bool,
+) -> Result<ContractConfig, ConfigError> {
     if k.name.trim().is_empty() {
         return Err(ConfigError::new(format!("{q}.name"), "must not be empty"));
     }

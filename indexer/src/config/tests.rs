@@ -371,3 +371,142 @@ fn webhooks_parse_and_stay_out_of_the_public_config() {
     let e = IndexerConfig::parse(&unknown, Path::new("."), &webhook_env).expect_err("unknown provider");
     assert!(e.path.starts_with("chains[0].webhooks[0].provider"), "{e}");
 }
+
+/// A UniswapV2-shaped config: `Factory` with an ABI file, `Pair` a factory contract.
+fn factory_config(factory_events: &str, factory: &str) -> String {
+    format!(
+        r#"
+namespace = "dex"
+schema = "tidemark_dex"
+database_url = "${{DATABASE_URL}}"
+
+[[chains]]
+chain_id = 1
+rpc_url = "${{RPC_URL}}"
+
+[[chains.contracts]]
+name = "Factory"
+addresses = ["0x5C69bEe701ef814a2B6a3EDD4B1652CB9cc5aA6f"]
+abi = "PairFactory.abi.json"
+events = {factory_events}
+start_block = 10000835
+
+[[chains.contracts]]
+name = "Pair"
+factory = {factory}
+abi = "Pair.abi.json"
+events = ["Swap", "Sync"]
+start_block = 10000835
+"#
+    )
+}
+
+fn demo_abis() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/out").to_path_buf()
+}
+
+fn parse_factory(events: &str, factory: &str) -> Result<IndexerConfig, ConfigError> {
+    // The committed ABIs are named `<Contract>.abi.json`, as the example expects.
+    IndexerConfig::parse(&factory_config(events, factory), &demo_abis(), &env)
+}
+
+#[test]
+fn a_factory_contract_takes_its_addresses_from_the_creating_event() {
+    let spec = r#"{ contract = "Factory", event = "PairCreated", parameter = "pair" }"#;
+    let cfg = parse_factory(r#"["PairCreated"]"#, spec).expect("valid");
+    let chain = &cfg.chains[0];
+    let (pair, f) = chain.factories().next().expect("a factory contract");
+    assert_eq!(pair.name, "Pair");
+    assert!(pair.addresses.is_empty());
+    // `pair` is the third input and the first non-indexed one.
+    assert_eq!(f.location, ParamLocation::Data(0));
+    assert_eq!(f.addresses, chain.contracts[0].addresses);
+    assert_eq!(f.start_block, 10000835);
+    // The static filter asks the factory for its creating event; children's topics apart.
+    assert!(chain.topic0s().contains(&f.event.topic0));
+    assert_eq!(chain.child_topic0s().len(), 2);
+    let public = serde_json::to_value(cfg.public()).expect("json");
+    let pair = &public["chains"][0]["contracts"][1];
+    assert_eq!(pair["addresses"], serde_json::json!([]));
+    assert_eq!(
+        pair["factory"],
+        serde_json::json!({"contract": "Factory", "event": "PairCreated", "parameter": "pair"})
+    );
+    // The factory's own events need not include the creating event.
+    let cfg = parse_factory(r#"["PairListed"]"#, spec).expect("creating event not indexed");
+    let (_, f) = cfg.chains[0].factories().next().expect("factory");
+    assert_eq!(f.event.event.name, "PairCreated");
+    // An indexed address parameter, and the event by its full signature.
+    let listed =
+        r#"{ contract = "Factory", event = "event PairListed(address indexed pair)", parameter = "pair" }"#;
+    let cfg = parse_factory(r#"["PairCreated"]"#, listed).expect("indexed parameter");
+    let (_, f) = cfg.chains[0].factories().next().expect("factory");
+    assert_eq!(f.location, ParamLocation::Topic(1));
+    assert_eq!(
+        cfg.public().chains[0].contracts[1].factory.as_ref().map(|f| f.event.as_str()),
+        Some("event PairListed(address indexed pair)")
+    );
+}
+
+#[test]
+fn factory_errors_name_the_key() {
+    let cases = [
+        (
+            r#"{ contract = "Factory", event = "PairCreated", parameter = "token9" }"#,
+            "chains[0].contracts[1].factory.parameter",
+            "no parameter",
+        ),
+        // `count` is a uint256, not an address (and unnamed in the ABI: `_3`).
+        (
+            r#"{ contract = "Factory", event = "PairCreated", parameter = "" }"#,
+            "chains[0].contracts[1].factory.parameter",
+            "not an address",
+        ),
+        (
+            r#"{ contract = "Factory", event = "Nope", parameter = "pair" }"#,
+            "chains[0].contracts[1].factory.event",
+            "Nope",
+        ),
+        (
+            r#"{ contract = "Router", event = "PairCreated", parameter = "pair" }"#,
+            "chains[0].contracts[1].factory.contract",
+            "Router",
+        ),
+        (
+            r#"{ contract = "Pair", event = "Swap", parameter = "to" }"#,
+            "chains[0].contracts[1].factory.contract",
+            "own factory",
+        ),
+        (r#"{ contract = "Factory", event = "PairCreated" }"#, "chains[0].contracts[1].factory", "parameter"),
+    ];
+    for (spec, path, words) in cases {
+        let err = parse_factory(r#"["PairCreated"]"#, spec).expect_err(spec);
+        assert_eq!(err.path, path, "{spec}: {err}");
+        assert!(err.message.contains(words), "{spec}: {err}");
+    }
+    // Both addresses and a factory; neither.
+    let both = factory_config(
+        r#"["PairCreated"]"#,
+        r#"{ contract = "Factory", event = "PairCreated", parameter = "pair" }"#,
+    )
+    .replace(
+        "name = \"Pair\"\n",
+        "name = \"Pair\"\naddresses = [\"0x00000000000000000000000000000000000000aa\"]\n",
+    );
+    let err = IndexerConfig::parse(&both, &demo_abis(), &env).expect_err("both");
+    assert_eq!(err.path, "chains[0].contracts[1].addresses");
+    let neither = factory_config(r#"["PairCreated"]"#, "{}").replace("factory = {}\n", "");
+    let err = IndexerConfig::parse(&neither, &demo_abis(), &env).expect_err("neither");
+    assert_eq!(err.path, "chains[0].contracts[1].addresses");
+    // A factory of a factory.
+    let nested = format!(
+        "{}\n[[chains.contracts]]\nname = \"Grandchild\"\nfactory = {{ contract = \"Pair\", event = \"Swap\", parameter = \"to\" }}\nabi = \"Pair.abi.json\"\nevents = [\"Sync\"]\n",
+        factory_config(
+            r#"["PairCreated"]"#,
+            r#"{ contract = "Factory", event = "PairCreated", parameter = "pair" }"#
+        )
+    );
+    let err = IndexerConfig::parse(&nested, &demo_abis(), &env).expect_err("nested");
+    assert_eq!(err.path, "chains[0].contracts[2].factory.contract");
+    assert!(err.message.contains("itself a factory"), "{err}");
+}

@@ -184,7 +184,9 @@ impl ChainPipeline {
             let topics = self.chain.child_topic0s();
             let mut child = self.child_logs(from, to, &end_hash, None, &topics).await?;
             if !child.filters.is_empty() {
-                known.extend(self.confirm_range(&mut child.logs, &end, &child.filters, &child.interest).await?);
+                known.extend(
+                    self.confirm_range(&mut child.logs, &end, &child.filters, &child.interest).await?,
+                );
                 logs.extend(child.logs);
                 fetch::dedup(&mut logs);
             }

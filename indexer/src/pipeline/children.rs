@@ -131,7 +131,11 @@ pub struct ChildFetch {
 }
 
 /// The requests and interest that ask for the logs with `topics` of `addresses`.
-pub fn child_query(addresses: &[Address], topics: &[alloy::primitives::B256], fetch: ChildFetch) -> (Vec<Filter>, Interest) {
+pub fn child_query(
+    addresses: &[Address],
+    topics: &[alloy::primitives::B256],
+    fetch: ChildFetch,
+) -> (Vec<Filter>, Interest) {
     if addresses.is_empty() || topics.is_empty() {
         return (Vec::new(), Interest::default());
     }

@@ -125,26 +125,38 @@ impl Decoder {
     /// the children of factory contracts in the order they were created. Every other
     /// contract that would have matched is counted in `tidemark_overlapping_logs_total`
     /// and logged once per (address, contract): never silently dropped.
-    fn owner<'d>(&'d self, log: &Log, block: u64, topic0: &B256, children: &ChildSet) -> Option<Vec<&'d Candidate>> {
+    fn owner<'d>(
+        &'d self,
+        log: &Log,
+        block: u64,
+        topic0: &B256,
+        children: &ChildSet,
+    ) -> Option<Vec<&'d Candidate>> {
         let in_range = |cs: &'d Vec<Candidate>| -> Vec<&'d Candidate> {
             cs.iter().filter(|c| c.start_block <= block && c.end_block.is_none_or(|e| block <= e)).collect()
         };
         let address = log.address();
-        let mut groups = self.by_key.get(&(address, *topic0)).map(in_range).into_iter().chain(
-            children
-                .get(&address)
-                .iter()
-                .filter(|k| k.block <= block)
-                .filter_map(|k| self.by_child_key.get(&(k.contract, *topic0)))
-                .map(in_range),
-        )
-        .filter(|g| !g.is_empty());
+        let mut groups = self
+            .by_key
+            .get(&(address, *topic0))
+            .map(in_range)
+            .into_iter()
+            .chain(
+                children
+                    .get(&address)
+                    .iter()
+                    .filter(|k| k.block <= block)
+                    .filter_map(|k| self.by_child_key.get(&(k.contract, *topic0)))
+                    .map(in_range),
+            )
+            .filter(|g| !g.is_empty());
         let owner = groups.next()?;
         for other in groups {
             let loser = other[0].contract.clone();
             metrics::counter!("tidemark_overlapping_logs_total", "chain_id" => self.chain.clone(), "contract" => loser.clone())
                 .increment(1);
-            let first = self.overlaps.lock().map(|mut seen| seen.insert((address, loser.clone()))).unwrap_or(false);
+            let first =
+                self.overlaps.lock().map(|mut seen| seen.insert((address, loser.clone()))).unwrap_or(false);
             if first {
                 tracing::warn!(target: "tidemark::decode", chain_id = %self.chain, address = %address, owner = %owner[0].contract,
                     contract = %loser, "address belongs to two contracts; its logs are stored under the first (static addresses first, then children by creation); counted in tidemark_overlapping_logs_total");
@@ -160,7 +172,12 @@ impl Decoder {
     /// (counted in `tidemark_decode_errors_total`). Several events of one contract may
     /// share a topic0 (they differ in `indexed`): the first that decodes wins.
     /// A child's logs are its contract's from the block that created it.
-    pub fn decode_in(&self, log: &Log, timestamp: u64, children: &ChildSet) -> Result<Option<EventRow>, DecodeError> {
+    pub fn decode_in(
+        &self,
+        log: &Log,
+        timestamp: u64,
+        children: &ChildSet,
+    ) -> Result<Option<EventRow>, DecodeError> {
         let Some(topic0) = log.topics().first() else { return Ok(None) };
         if log.topics().len() > 4 {
             return Err(DecodeError::TooManyTopics(log.topics().len()));

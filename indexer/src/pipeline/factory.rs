@@ -34,13 +34,23 @@ impl ChainPipeline {
         let rows = self.writer.lock().await.children(self.id()).await?;
         let set = ChildSet::from_rows(&self.chain, &rows);
         tracing::info!(target: "tidemark::factory", chain_id = self.id(), children = set.len(), "factory children loaded");
+        self.children_gauge(set.len());
         *self.children.write().map_err(|_| self.poisoned())? = set;
         Ok(())
     }
 
+    fn children_gauge(&self, n: usize) {
+        metrics::gauge!("tidemark_factory_children", "chain_id" => self.id().to_string()).set(n as f64);
+    }
+
     /// Drops the children created above `block` from the set (uncommitted, or orphaned).
     pub(super) fn forget_children_above(&self, block: u64) -> Result<(), PipelineError> {
-        self.children.write().map_err(|_| self.poisoned())?.truncate_above(block);
+        let mut set = self.children.write().map_err(|_| self.poisoned())?;
+        let before = set.len();
+        set.truncate_above(block);
+        if set.len() != before {
+            self.children_gauge(set.len());
+        }
         Ok(())
     }
 
@@ -70,7 +80,7 @@ impl ChainPipeline {
         let mut set = self.children.write().map_err(|_| self.poisoned())?;
         let added = found.iter().filter(|d| set.insert(d.address, d.creation)).count();
         if added > 0 {
-            metrics::gauge!("tidemark_factory_children", "chain_id" => self.id().to_string()).set(set.len() as f64);
+            self.children_gauge(set.len());
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ const REPAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How an added source's logs are asked for.
 enum SourceQuery {
     /// Static addresses: one filter.
-    Static(Filter, Interest),
+    Static(Box<(Filter, Interest)>),
     /// The children of factory contract `contract` (an index in the chain's contracts),
     /// with `topics`.
     Children { contract: usize, topics: Vec<B256> },
@@ -57,7 +57,10 @@ impl ChainPipeline {
     /// ranges (below the checkpoint, where the follower does not look), stores them and
     /// adds them to the set. Runs before the follower starts, so that it knows every child
     /// created up to the checkpoint; idempotent, so a restart simply runs it again.
-    pub(super) async fn discover_source_children(&self, pending: &[SourceBackfill]) -> Result<(), PipelineError> {
+    pub(super) async fn discover_source_children(
+        &self,
+        pending: &[SourceBackfill],
+    ) -> Result<(), PipelineError> {
         let id = self.id();
         for source in pending.iter().filter(|s| s.source.factory.is_some()) {
             let Some((j, contract)) =
@@ -77,10 +80,12 @@ impl ChainPipeline {
                     .retry("added factory discovery", || async {
                         let header = self.rpc.header(end).await.map_err(|e| self.rpc_err(e))?;
                         let hashes = HashMap::from([(end, header.block.hash.clone())]);
-                        let mut logs = fetch::logs_in_range(&self.rpc, &filter, from, end, &self.size, &hashes)
-                            .await
-                            .map_err(|e| self.rpc_err(e))?;
-                        self.confirm_range(&mut logs, &header, std::slice::from_ref(&filter), &interest).await?;
+                        let mut logs =
+                            fetch::logs_in_range(&self.rpc, &filter, from, end, &self.size, &hashes)
+                                .await
+                                .map_err(|e| self.rpc_err(e))?;
+                        self.confirm_range(&mut logs, &header, std::slice::from_ref(&filter), &interest)
+                            .await?;
                         Ok(super::children::discover(&self.chain, &logs))
                     })
                     .await?;
@@ -124,10 +129,12 @@ impl ChainPipeline {
                     let header = self.rpc.header(end).await.map_err(|e| self.rpc_err(e))?;
                     let hashes = HashMap::from([(end, header.block.hash.clone())]);
                     let (mut logs, filters, interest) = match &query {
-                        SourceQuery::Static(filter, interest) => {
-                            let logs = fetch::logs_in_range(&self.rpc, filter, from, end, &self.size, &hashes)
-                                .await
-                                .map_err(|e| self.rpc_err(e))?;
+                        SourceQuery::Static(query) => {
+                            let (filter, interest) = query.as_ref();
+                            let logs =
+                                fetch::logs_in_range(&self.rpc, filter, from, end, &self.size, &hashes)
+                                    .await
+                                    .map_err(|e| self.rpc_err(e))?;
                             (logs, vec![filter.clone()], interest.clone())
                         }
                         SourceQuery::Children { contract, topics } => {
@@ -169,12 +176,14 @@ impl ChainPipeline {
     fn source_query(&self, backfill: &SourceBackfill) -> Result<SourceQuery, PipelineError> {
         let source = &backfill.source;
         let (j, contract) =
-            self.chain.contracts.iter().enumerate().find(|(_, c)| c.name == source.contract).ok_or_else(|| {
-                PipelineError::Db(DbError::Config(format!(
-                    "added source {} is not in the chain's config",
-                    source.contract
-                )))
-            })?;
+            self.chain.contracts.iter().enumerate().find(|(_, c)| c.name == source.contract).ok_or_else(
+                || {
+                    PipelineError::Db(DbError::Config(format!(
+                        "added source {} is not in the chain's config",
+                        source.contract
+                    )))
+                },
+            )?;
         if contract.factory.is_some() {
             let topics: Vec<B256> = contract
                 .events
@@ -198,7 +207,7 @@ impl ChainPipeline {
             ))));
         }
         let filter = Filter::new().address(addresses.clone()).event_signature(topics.clone());
-        Ok(SourceQuery::Static(filter, Interest::new(addresses, topics)))
+        Ok(SourceQuery::Static(Box::new((filter, Interest::new(addresses, topics)))))
     }
 
     /// Records a committed range of an added source in the progress (the chain made

@@ -113,7 +113,8 @@ impl Interest {
     /// negatives: `false` proves the block has none.
     pub fn may_match(&self, bloom: &Bloom) -> bool {
         self.parts.iter().any(|p| {
-            p.topic_blooms.iter().any(|t| bloom.contains(t)) && p.address_blooms.iter().any(|a| bloom.contains(a))
+            p.topic_blooms.iter().any(|t| bloom.contains(t))
+                && p.address_blooms.iter().any(|a| bloom.contains(a))
         })
     }
 

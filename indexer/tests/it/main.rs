@@ -10,6 +10,7 @@ mod crash;
 mod deferred_indexes;
 mod epochs;
 mod events;
+mod factory;
 mod growing;
 mod in_process;
 mod lying_rpc;

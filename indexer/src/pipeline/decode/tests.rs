@@ -5,6 +5,7 @@ use alloy::primitives::{Bytes, LogData, U256, keccak256};
 
 use super::*;
 use crate::config::IndexerConfig;
+use crate::pipeline::children::{ChildSet, Creation, discover};
 
 fn resolved(sig: &str) -> ResolvedEvent {
     ResolvedEvent::new(Event::parse(sig).expect("sig"))
@@ -201,4 +202,81 @@ fn events_sharing_a_topic0_decode_with_the_one_that_fits() {
     let zero = format!("{:#x}", Address::ZERO);
     assert_eq!(row.args, Some(json!({"from": zero, "to": zero, "id": "42"})));
     assert_eq!(row.decode_error, None);
+}
+
+const FACTORY_CONFIG: &str = r#"
+namespace = "t"
+schema = "t"
+database_url = "postgres://x"
+[[chains]]
+chain_id = 5
+rpc_url = "http://127.0.0.1:1"
+[[chains.contracts]]
+name = "Early"
+addresses = ["0x00000000000000000000000000000000000000e1"]
+events = ["event Note(string text)"]
+[[chains.contracts]]
+name = "Maker"
+addresses = ["0x00000000000000000000000000000000000000f1"]
+events = ["event Created(address indexed by, address child)"]
+[[chains.contracts]]
+name = "Made"
+factory = { contract = "Maker", event = "Created", parameter = "child" }
+start_block = 5
+events = ["event Note(string text)"]
+"#;
+
+fn created(block: u64, log_index: u64, child: Address) -> Log {
+    let topic0 = resolved("event Created(address indexed by, address child)").topic0;
+    let mut l = log(0xf1, block, vec![topic0, B256::left_padding_from(&[0x99])], child.into_word().to_vec());
+    l.log_index = Some(log_index);
+    l
+}
+
+#[test]
+fn children_are_discovered_from_creating_logs_and_own_their_logs_from_that_block() {
+    let cfg = IndexerConfig::parse(FACTORY_CONFIG, Path::new("."), &|_| None).expect("config");
+    let chain = &cfg.chains[0];
+    let d = Decoder::new(chain);
+    let child = Address::with_last_byte(0xc1);
+    let mut short = created(7, 2, child);
+    short.inner.data = LogData::new_unchecked(short.topics().to_vec(), Bytes::from(vec![1, 2, 3]));
+    let found = discover(chain, &[created(7, 4, child), short, created(3, 0, Address::with_last_byte(0xc2))]);
+    // The malformed creating log is skipped; both others create a child (the factory's
+    // range starts at 0), in block order.
+    let addresses: Vec<Address> = found.iter().map(|f| f.address).collect();
+    assert_eq!(addresses, [Address::with_last_byte(0xc2), child]);
+    let made = chain.contracts.iter().position(|c| c.name == "Made").expect("Made");
+    assert_eq!(found[1].creation, Creation { contract: made, block: 7, log_index: 4 });
+    assert_eq!(found[1].row.address, format!("{child:#x}"));
+
+    let mut set = ChildSet::default();
+    for f in &found {
+        assert!(set.insert(f.address, f.creation));
+    }
+    assert!(!set.insert(child, Creation { contract: made, block: 9, log_index: 0 }), "first creation kept");
+    let note = resolved("event Note(string text)").topic0;
+    let text = DynSolValue::Tuple(vec![DynSolValue::String("hi".into())]).abi_encode_params();
+    let note_of = |a: u8, block: u64| log(a, block, vec![note], text.clone());
+    // From the creating block on (the whole block: a constructor logs before its factory).
+    let row = d.decode_in(&note_of(0xc1, 7), 1, &set).expect("row").expect("a child's log");
+    assert_eq!((row.contract.as_str(), row.args), ("Made", Some(json!({"text": "hi"}))));
+    assert_eq!(d.decode_in(&note_of(0xc1, 6), 1, &set).expect("ok"), None, "before its creation");
+    // 0xc2 was created at block 3, before Made's start block 5: indexed from 5.
+    assert_eq!(d.decode_in(&note_of(0xc2, 4), 1, &set).expect("ok"), None, "before the contract's start");
+    assert!(d.decode_in(&note_of(0xc2, 5), 1, &set).expect("ok").is_some());
+    // Without the set, a child's log is nobody's.
+    assert_eq!(d.decode(&note_of(0xc1, 8), 1).expect("ok"), None);
+
+    // An address both static (Early) and a child: one row, the static contract's.
+    set.insert(Address::with_last_byte(0xe1), Creation { contract: made, block: 6, log_index: 0 });
+    let row = d.decode_in(&note_of(0xe1, 8), 1, &set).expect("row").expect("ours");
+    assert_eq!(row.contract, "Early");
+
+    // A rollback to block 6 forgets the child created at 7.
+    set.truncate_above(6);
+    assert_eq!(set.len(), 2);
+    assert_eq!(d.decode_in(&note_of(0xc1, 8), 1, &set).expect("ok"), None);
+    assert_eq!(set.addresses_upto(10, None), [Address::with_last_byte(0xc2), Address::with_last_byte(0xe1)]);
+    assert_eq!(set.addresses_upto(5, None), [Address::with_last_byte(0xc2)]);
 }
