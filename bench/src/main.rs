@@ -12,6 +12,8 @@
 //!   traffic generator, against one plain `LISTEN` connection, and its catch-up rate;
 //! - `sinks`: the NATS sink's entries/s against the raw JetStream publish-with-ack rate, and
 //!   the webhook sink's at batch 500;
+//! - `factory`: the backfill of a factory contract's 5,000 children against the same logs
+//!   with the children's addresses listed statically;
 //! - `webhook`: head→stored latency of new blocks with polling alone against polling plus
 //!   provider webhook deliveries (the simulator in process).
 //!
@@ -21,6 +23,7 @@
 mod api;
 mod backfill;
 mod chain;
+mod factory;
 mod layout;
 mod plans;
 mod procs;
@@ -66,6 +69,9 @@ enum Command {
     /// Head→stored latency p50/p99 of new blocks: `poll_interval_ms` polling alone against
     /// the same plus provider webhook deliveries.
     Webhook(webhook::Args),
+    /// Factory contracts: the backfill of 5,000 children against the same logs with the
+    /// children's addresses listed statically.
+    Factory(factory::Args),
     /// Serves the bare handler of `api` (started by `api` as a process of its own, so
     /// that it is measured like the API: another process on the same cores).
     #[command(hide = true)]
@@ -95,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             Command::Upgrade(args) => upgrade::run(&cli.database_url, args).await,
             Command::Sinks(args) => sinks::run(&cli.database_url, cli.runs, args).await,
             Command::Webhook(args) => webhook::run(&cli.database_url, args).await,
+            Command::Factory(args) => factory::run(&cli.database_url, cli.runs, args).await,
             Command::BareServer { listen } => api::serve_bare(listen).await,
         }
     })

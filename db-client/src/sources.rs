@@ -72,6 +72,18 @@ impl<C: tokio_postgres::GenericClient + Sync> Statements<'_, C> {
             .collect()
     }
 
+    /// Rewinds the progress of `chain_id`'s added sources to `next` where it is beyond
+    /// (never below a source's first block): a rollback to block `next - 1`.
+    pub(crate) async fn rewind_added_sources(&self, chain_id: u64, next: u64) -> Result<()> {
+        let mut all = self.added_sources().await?;
+        let mut changed = false;
+        for s in all.iter_mut().filter(|s| s.source.chain_id == chain_id && s.next_block > next) {
+            s.next_block = next.max(s.from_block);
+            changed = true;
+        }
+        if changed { self.set_added_sources(&all).await } else { Ok(()) }
+    }
+
     /// Stores the sources still backfilling (the done ones are dropped).
     pub(crate) async fn set_added_sources(&self, sources: &[SourceBackfill]) -> Result<()> {
         let pending: Vec<&SourceBackfill> = sources.iter().filter(|s| !s.is_done()).collect();

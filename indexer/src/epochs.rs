@@ -88,11 +88,31 @@ impl ChainEpochs {
                 let mut next = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
                 let id = *next;
                 *next += 1;
-                Epoch { chain_id: self.chain_id, id, from, to, stages: Vec::new(), error: None }
+                Epoch { chain_id: self.chain_id, id, from, to, stages: Vec::new(), error: None, source: None }
             }
         };
         epoch.push(EpochStage::Planned);
         self.record(&epoch);
+        epoch
+    }
+
+    /// Plans an epoch of the added source `source` for `[from, to]`, under the chain's next
+    /// id. It is written only with its range's commit (`stored`): a source range is small
+    /// and retried from its stored progress, so its intermediate stages are not recorded.
+    pub fn plan_source(&self, source: String, from: u64, to: u64) -> Epoch {
+        let mut next = self.next_id.lock().unwrap_or_else(|e| e.into_inner());
+        let id = *next;
+        *next += 1;
+        let mut epoch = Epoch {
+            chain_id: self.chain_id,
+            id,
+            from,
+            to,
+            stages: Vec::new(),
+            error: None,
+            source: Some(source),
+        };
+        epoch.push(EpochStage::Planned);
         epoch
     }
 

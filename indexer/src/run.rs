@@ -202,6 +202,7 @@ async fn added_source_backfills(
             from_block: from,
             to_block: checkpoint.number,
             next_block: from,
+            discovered: false,
         });
     }
     Ok(sources)

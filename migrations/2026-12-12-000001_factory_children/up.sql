@@ -1,5 +1,11 @@
--- Layout 7: factory contracts (DESIGN §3 "Factory contracts"). Layout 6's tables are
--- unchanged; an instance of any earlier layout is brought to layout 6 first.
+-- Layout 7: factory contracts (DESIGN §3 "Factory contracts"), and the source of an
+-- epoch. An instance of any earlier layout is brought to layout 6 first.
+--
+-- `epochs.source`: NULL for the chain's own epochs; for an epoch of a source added to an
+-- indexed chain (a compatible config change), the source's key (`<contract>:<hash>`, see
+-- `AddedSource::key`). Per (chain, source), finished epochs cover the source's range
+-- without gap or overlap; readers read it as `to_jsonb(row)->>'source'`, which an instance
+-- of an earlier layout answers with NULL.
 --
 -- `children`: the addresses a factory contract's factory created, one row per (chain,
 -- contract, address), with the log that created it. Written by the writer only, in the
@@ -22,6 +28,7 @@ BEGIN
     )$q$, s);
     EXECUTE format('CREATE INDEX IF NOT EXISTS children_block ON %I.children (chain_id, block_number)', s);
     EXECUTE format('CREATE INDEX IF NOT EXISTS children_listing ON %I.children (chain_id, contract, block_number, log_index)', s);
+    EXECUTE format('ALTER TABLE %I.epochs ADD COLUMN IF NOT EXISTS source text', s);
 END
 $fn$;
 

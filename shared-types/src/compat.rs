@@ -122,38 +122,86 @@ pub struct AddedSource {
     /// from. A new factory contract's children are discovered over its range first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factory: Option<crate::config::FactorySpec>,
+    /// For a factory contract: its children must be discovered first, over its factory's
+    /// range up to the checkpoint (a new factory contract; or addresses added to the
+    /// contract its factory names, which `addresses` then lists: their children are new).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discover: bool,
+}
+
+impl AddedSource {
+    /// The source's key, `<contract>:<8 hex digits>`: the contract's name and a digest of
+    /// its addresses, events and factory, so that two sources of one contract (an address
+    /// added, then an event) have different keys, and one source the same key in every
+    /// run. Epochs of the source carry it.
+    pub fn key(&self) -> String {
+        // FNV-1a over a canonical text: stable across builds, unlike `DefaultHasher`.
+        let factory = self.factory.as_ref().map(|f| format!("{}/{}/{}", f.contract, f.event, f.parameter));
+        let text = format!(
+            "{}|{}|{}|{}",
+            self.addresses.join(","),
+            self.events.join(","),
+            factory.unwrap_or_default(),
+            self.discover
+        );
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{}:{:08x}", self.contract, (h >> 32) ^ (h & 0xffff_ffff))
+    }
 }
 
 /// The sources `current` adds to the chains of `stored` (a compatible pair): a new
-/// contract (all its addresses and events), addresses added to a contract (with all its
-/// events), events added to a contract (on its stored addresses). Added chains are not
-/// listed: they are indexed from their start block like any new chain.
+/// contract (all its addresses and events; a factory contract's children discovered
+/// first), addresses added to a contract (with all its events; and, for each indexed
+/// factory contract whose factory is that contract, the children of those addresses),
+/// events added to a contract (on its stored addresses, or a factory contract's
+/// children). Added chains are not listed: they are indexed from their start block like
+/// any new chain.
 pub fn added_sources(stored: &PublicConfig, current: &PublicConfig) -> Vec<AddedSource> {
     let mut out = Vec::new();
     for s in &stored.chains {
         let Some(c) = current.chain(s.chain_id) else { continue };
         for cc in &c.contracts {
-            let source = |addresses: Vec<String>, events: Vec<String>| AddedSource {
+            let source = |addresses: Vec<String>, events: Vec<String>, discover: bool| AddedSource {
                 chain_id: c.chain_id,
                 contract: cc.name.clone(),
                 addresses,
                 events,
                 factory: cc.factory.clone(),
+                discover,
             };
             let events = canonical_events(&cc.events);
             let Some(sc) = s.contracts.iter().find(|x| x.name == cc.name) else {
-                out.push(source(cc.addresses.clone(), events));
+                out.push(source(cc.addresses.clone(), events, cc.factory.is_some()));
                 continue;
             };
             let added: Vec<String> =
                 cc.addresses.iter().filter(|a| !sc.addresses.contains(a)).cloned().collect();
             if !added.is_empty() {
-                out.push(source(added, events.clone()));
+                out.push(source(added.clone(), events.clone(), false));
+                // Factory contracts already indexed whose factory is this contract: the
+                // added addresses' children are discovered and backfilled.
+                for child in c.contracts.iter().filter(|k| {
+                    k.factory.as_ref().is_some_and(|f| f.contract == cc.name)
+                        && s.contracts.iter().any(|x| x.name == k.name)
+                }) {
+                    out.push(AddedSource {
+                        chain_id: c.chain_id,
+                        contract: child.name.clone(),
+                        addresses: added.clone(),
+                        events: canonical_events(&child.events),
+                        factory: child.factory.clone(),
+                        discover: true,
+                    });
+                }
             }
             let stored_events = canonical_events(&sc.events);
             let new_events: Vec<String> = events.into_iter().filter(|e| !stored_events.contains(e)).collect();
             if !new_events.is_empty() && (!sc.addresses.is_empty() || sc.factory.is_some()) {
-                out.push(source(sc.addresses.clone(), new_events));
+                out.push(source(sc.addresses.clone(), new_events, false));
             }
         }
     }
@@ -241,6 +289,63 @@ mod tests {
                 "chains[31337].contracts[Token].events"
             ]
         );
+    }
+
+    #[test]
+    fn a_factory_contract_may_be_added_and_grow_events_but_its_factory_is_fixed() {
+        let stored = config();
+        let mut grown = config();
+        let spec = crate::config::FactorySpec {
+            contract: "Token".into(),
+            event: "Transfer".into(),
+            parameter: "to".into(),
+        };
+        let mut child = grown.chains[0].contracts[0].clone();
+        child.name = "Child".into();
+        child.addresses = Vec::new();
+        child.factory = Some(spec.clone());
+        grown.chains[0].contracts.push(child);
+        let grown = grown.normalized();
+        assert_eq!(check_compatible(&stored, &grown), Ok(()));
+        let sources = added_sources(&stored, &grown);
+        assert_eq!(sources.len(), 1);
+        assert_eq!((sources[0].contract.as_str(), sources[0].addresses.len()), ("Child", 0));
+        assert_eq!(sources[0].factory.as_ref(), Some(&spec));
+        assert!(sources[0].discover, "a new factory contract discovers its children");
+
+        // An address added to the factory's contract: its own source, and its children's.
+        let mut wider = grown.clone();
+        wider.chains[0].contracts[1].addresses.push("0x00000000000000000000000000000000000000dd".into());
+        let sources = added_sources(&grown, &wider.normalized());
+        let summary: Vec<(&str, usize, bool, bool)> = sources
+            .iter()
+            .map(|s| (s.contract.as_str(), s.addresses.len(), s.factory.is_some(), s.discover))
+            .collect();
+        assert_eq!(summary, [("Token", 1, false, false), ("Child", 1, true, true)]);
+        assert_ne!(sources[0].key(), sources[1].key());
+
+        // An event added to the factory contract: backfilled on its children.
+        let mut more = grown.clone();
+        more.chains[0].contracts[0].events.push("event Y()".into());
+        let sources = added_sources(&grown, &more.normalized());
+        assert_eq!(sources.len(), 1);
+        assert_eq!(
+            (sources[0].events.as_slice(), sources[0].factory.is_some()),
+            (&["event Y()".to_owned()][..], true)
+        );
+        assert!(!sources[0].discover, "its children are known");
+
+        // Another factory, or none: incompatible, named.
+        let mut moved = grown.clone();
+        moved.chains[0].contracts[0].factory =
+            Some(crate::config::FactorySpec { parameter: "from".into(), ..spec });
+        let err = check_compatible(&grown, &moved).expect_err("changed factory");
+        assert_eq!(err.diffs[0].field, "chains[31337].contracts[Child].factory");
+        let mut dropped = grown.clone();
+        dropped.chains[0].contracts[0].factory = None;
+        dropped.chains[0].contracts[0].addresses = vec!["0x00000000000000000000000000000000000000cc".into()];
+        let err = check_compatible(&grown, &dropped).expect_err("factory removed");
+        assert!(err.diffs.iter().any(|d| d.field == "chains[31337].contracts[Child].factory"), "{err:?}");
     }
 
     #[test]

@@ -111,6 +111,12 @@ pub struct EpochItem {
     /// is retried and keeps its history.
     #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub error: Option<String>,
+    /// The added source the epoch belongs to (absent for the chain's own epochs): the key
+    /// `<contract>:<hash>` of a contract, addresses or events added to an indexed chain,
+    /// backfilled beside it. Per chain and source, finished epochs cover the source's
+    /// range without gap or overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The epochs of one chain at a glance (camelCase JSON): `{latest, notFinalized}`.
@@ -158,6 +164,7 @@ mod tests {
                 EpochStageEntry { stage: EpochStage::Stored, at: 1_795_420_001.5 },
             ],
             error: None,
+            source: None,
         };
         let value = serde_json::to_value(&item).expect("serializes");
         assert_eq!(

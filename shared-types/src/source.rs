@@ -22,6 +22,9 @@ pub struct SourceBackfill {
     pub to_block: u64,
     /// The next block to fetch (`> toBlock` once done).
     pub next_block: u64,
+    /// For a source that discovers children first: whether that discovery is done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discovered: bool,
 }
 
 impl SourceBackfill {

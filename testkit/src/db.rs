@@ -153,6 +153,9 @@ pub struct EpochRow {
     /// Last failure, if any.
     #[diesel(sql_type = Nullable<Text>)]
     pub error: Option<String>,
+    /// The added source it belongs to (`None`: the chain's own epochs).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub source: Option<String>,
 }
 
 impl EpochRow {
@@ -381,8 +384,8 @@ impl InstanceDb {
         }
         let s = self.schema.quoted();
         Ok(diesel::sql_query(format!(
-            "SELECT chain_id, epoch_id, from_block, to_block, stage, stages, error
-               FROM {s}.epochs ORDER BY chain_id, epoch_id"
+            "SELECT chain_id, epoch_id, from_block, to_block, stage, stages, error, to_jsonb(e) ->> 'source' AS source
+               FROM {s}.epochs e ORDER BY chain_id, epoch_id"
         ))
         .load(&mut self.conn)
         .await?)

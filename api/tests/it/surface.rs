@@ -109,6 +109,7 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
         stage: EpochStage::Stored,
         stages: vec![EpochStageEntry { stage: EpochStage::Stored, at: 1.5 }],
         error: None,
+        source: None,
     };
     let summary = EpochSummary { latest: Some(epoch.clone()), not_finalized: 1 };
     assert_eq!(documented("EpochItem"), keys(serde_json::to_value(&epoch).expect("json")));

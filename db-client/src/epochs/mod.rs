@@ -138,6 +138,8 @@ struct PageRow {
     stages: Option<serde_json::Value>,
     #[diesel(sql_type = Nullable<Text>)]
     error: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    source: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -158,6 +160,8 @@ struct SummaryRow {
     stages: Option<serde_json::Value>,
     #[diesel(sql_type = Nullable<Text>)]
     error: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    source: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -175,6 +179,7 @@ struct Columns {
     stage: String,
     stages: serde_json::Value,
     error: Option<String>,
+    source: Option<String>,
 }
 
 fn invalid(message: String) -> DbError {
@@ -211,6 +216,7 @@ impl Columns {
             stage,
             stages,
             error: self.error,
+            source: self.source,
         })
     }
 }
@@ -270,11 +276,12 @@ pub(crate) async fn query_epochs_counted(
     }
     let s = schema.quoted();
     let sql = format!(
-        "SELECT t.total, p.chain_id, p.epoch_id, p.from_block, p.to_block, p.stage, p.stages, p.error
+        "SELECT t.total, p.chain_id, p.epoch_id, p.from_block, p.to_block, p.stage, p.stages, p.error, p.source
            FROM (SELECT count(*) AS total FROM {s}.epochs WHERE {condition}) t
            LEFT JOIN LATERAL (
-                SELECT chain_id, epoch_id, from_block, to_block, stage, stages, error
-                  FROM {s}.epochs WHERE {condition}
+                SELECT chain_id, epoch_id, from_block, to_block, stage, stages, error,
+                       to_jsonb(e) ->> 'source' AS source
+                  FROM {s}.epochs e WHERE {condition}
                  ORDER BY epoch_id DESC, chain_id ASC LIMIT ${limit} OFFSET ${offset}) p ON true
           ORDER BY p.epoch_id DESC, p.chain_id ASC",
         limit = n + 1,
@@ -317,8 +324,17 @@ pub(crate) async fn query_epochs_counted(
             continue;
         };
         items.push(
-            Columns { chain_id, epoch_id, from_block, to_block, stage, stages, error: r.error }
-                .into_item()?,
+            Columns {
+                chain_id,
+                epoch_id,
+                from_block,
+                to_block,
+                stage,
+                stages,
+                error: r.error,
+                source: r.source,
+            }
+            .into_item()?,
         );
     }
     Ok(EpochPage::new(query, items, total))
@@ -364,10 +380,11 @@ pub(crate) async fn query_epoch_summaries_counted(
          )
          SELECT c.chain_id,
                 (SELECT count(*) FROM {s}.epochs n WHERE n.chain_id = c.chain_id AND n.stage = ANY($2)) AS not_finalized,
-                l.epoch_id, l.from_block, l.to_block, l.stage, l.stages, l.error
+                l.epoch_id, l.from_block, l.to_block, l.stage, l.stages, l.error, l.source
            FROM chains c
            LEFT JOIN LATERAL (
-                SELECT epoch_id, from_block, to_block, stage, stages, error FROM {s}.epochs e
+                SELECT epoch_id, from_block, to_block, stage, stages, error, to_jsonb(e) ->> 'source' AS source
+                  FROM {s}.epochs e
                  WHERE e.chain_id = c.chain_id AND e.stage = ANY($1)
                  ORDER BY e.epoch_id DESC LIMIT 1) l ON true
           WHERE c.chain_id IS NOT NULL
@@ -404,6 +421,7 @@ pub(crate) async fn query_epoch_summaries_counted(
                     stage,
                     stages,
                     error: r.error,
+                    source: r.source,
                 }
                 .into_item()?,
             ),
@@ -458,6 +476,7 @@ mod tests {
             stage: stage.into(),
             stages,
             error: None,
+            source: None,
         };
         let item = columns(
             "finalized",

@@ -28,6 +28,8 @@ pub struct Epoch {
     pub stages: Vec<EpochStageEntry>,
     /// Last failure, as `<stage>: <message>`.
     pub error: Option<String>,
+    /// The added source it belongs to (`None`: the chain's own).
+    pub source: Option<String>,
 }
 
 impl Epoch {
@@ -63,20 +65,21 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
     /// Stores `e` in stage `stored` (inside its batch's transaction).
     pub(crate) async fn store_epoch(&self, e: &Epoch) -> Result<()> {
         let sql = format!(
-            "INSERT INTO {}.epochs (chain_id, epoch_id, from_block, to_block, stage, stages, error, updated_at)
-             VALUES ($1, $2, $3, $4, 'stored', $5, $6, now())
+            "INSERT INTO {}.epochs (chain_id, epoch_id, from_block, to_block, stage, stages, error, source, updated_at)
+             VALUES ($1, $2, $3, $4, 'stored', $5, $6, $7, now())
              ON CONFLICT (chain_id, epoch_id) DO UPDATE SET from_block = EXCLUDED.from_block,
                  to_block = EXCLUDED.to_block, stage = 'stored', stages = EXCLUDED.stages,
-                 error = EXCLUDED.error, updated_at = now()",
+                 error = EXCLUDED.error, source = EXCLUDED.source, updated_at = now()",
             self.s
         );
-        let params: [&(dyn ToSql + Sync); 6] = [
+        let params: [&(dyn ToSql + Sync); 7] = [
             &signed(e.chain_id, "chain_id")?,
             &e.id,
             &signed(e.from, "from_block")?,
             &signed(e.to, "to_block")?,
             &e.stages_json(),
             &e.error,
+            &e.source,
         ];
         self.c.execute(&sql, &params).await?;
         Ok(())
@@ -153,7 +156,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         let max: Option<i64> = self.c.query_one(&max_sql, &[&chain]).await?.try_get(0)?;
         let sql = format!(
             "SELECT epoch_id, from_block, to_block, stages, error FROM {}.epochs
-              WHERE chain_id = $1 AND stage IN {UNFINISHED} ORDER BY epoch_id",
+              WHERE chain_id = $1 AND stage IN {UNFINISHED} AND source IS NULL ORDER BY epoch_id",
             self.s
         );
         let mut unfinished = Vec::new();
@@ -167,6 +170,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
                 to: stored_u64(to, "epochs", "to_block")?,
                 stages: serde_json::from_value(stages).unwrap_or_default(),
                 error: r.try_get(4)?,
+                source: None,
             });
         }
         Ok((max, unfinished))

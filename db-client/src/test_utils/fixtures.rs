@@ -415,6 +415,7 @@ pub fn epoch(chain_id: u64, epoch_id: u64, stage: EpochStage) -> EpochItem {
             .collect(),
         error: (stage == EpochStage::Planned)
             .then(|| "planned: provider answered 429 to eth_getLogs".to_owned()),
+        source: None,
     }
 }
 

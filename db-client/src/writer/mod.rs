@@ -84,6 +84,9 @@ pub enum SourceCommit {
     AboveCheckpoint,
     /// Nothing: an event's block differs from the chain's stored block.
     Reorged,
+    /// Nothing: a rollback rewound the source's progress to this block meanwhile; the
+    /// source resumes there.
+    Rewound(u64),
 }
 
 /// A batch of one chain: its events and the checkpoint they lead to, committed in one
@@ -278,8 +281,9 @@ impl Writer {
         .await
     }
 
-    /// Commits the events of one range of an added source of `chain_id`, ending at block
-    /// `upto`, with the source's new progress (`source`), in one transaction. Nothing is
+    /// Commits the events of one range `[from, upto]` of an added source of `chain_id`,
+    /// with the source's new progress (`source`) and the range's epoch (its
+    /// `stored` stage appended), in one transaction. Nothing is
     /// written when `upto` is above the chain's checkpoint (the chain was rolled back
     /// meanwhile) or when an event's block hash differs from the chain's stored block
     /// (the chain reorganized): the caller fetches again once the follower has repaired.
@@ -292,8 +296,9 @@ impl Writer {
         &mut self,
         chain_id: u64,
         events: &[EventRow],
-        upto: u64,
+        (from, upto): (u64, u64),
         source: &SourceBackfill,
+        epoch: Option<&Epoch>,
     ) -> Result<SourceCommit> {
         timed(COMMIT_LIMIT, async {
             let missing = self.types.missing(events);
@@ -305,6 +310,19 @@ impl Writer {
             let tx = self.client.transaction().await?;
             let t = Statements::new(&tx, &self.schema);
             Self::commit_lock(&t).await?;
+            // The stored progress must be where this range starts: a rollback may have
+            // rewound it while the range was fetched.
+            let stored_next = t
+                .added_sources()
+                .await?
+                .into_iter()
+                .find(|s| s.source == source.source)
+                .map(|s| s.next_block);
+            if let Some(n) = stored_next
+                && n != from
+            {
+                return Ok(SourceCommit::Rewound(n));
+            }
             let checkpoint = t.checkpoint(chain_id).await?;
             // (Progress alone, without events, needs no checkpoint.)
             if !events.is_empty() && checkpoint.as_ref().is_none_or(|c| c.number < upto) {
@@ -329,6 +347,9 @@ impl Writer {
                 }
             }
             t.update_added_source(source).await?;
+            if let Some(e) = epoch {
+                t.store_epoch(e).await?;
+            }
             tx.commit().await?;
             Ok(SourceCommit::Committed)
         })
@@ -451,6 +472,20 @@ impl Writer {
         Ok(())
     }
 
+    /// Replaces the stored progress of `source` (the same added source), under the commit
+    /// lock (e.g. its children discovered).
+    pub async fn update_added_source(&mut self, source: &SourceBackfill) -> Result<()> {
+        timed(QUERY_LIMIT, async {
+            let tx = self.client.transaction().await?;
+            let t = Statements::new(&tx, &self.schema);
+            Self::commit_lock(&t).await?;
+            t.update_added_source(source).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Stores children of `chain_id` discovered below its checkpoint (an added factory
     /// contract's history), under the commit lock, in one transaction; rows above the
     /// checkpoint are left out (the follower stores those with their block). Returns how
@@ -476,7 +511,8 @@ impl Writer {
     }
 
     /// Rolls a chain back to `ancestor` (or to nothing, before the start block) in one
-    /// transaction: orphaned events and the children created on orphaned blocks are deleted and recorded as `removed` journal entries
+    /// transaction: the added sources' progress above the ancestor is rewound to it,
+    /// orphaned events and the children created on orphaned blocks are deleted and recorded as `removed` journal entries
     /// (with fresh cursors, in the order they were added), the window above the ancestor
     /// is dropped, the epochs above it are marked `reorged` and the checkpoint rewound.
     /// Returns the number of events removed.
@@ -499,6 +535,8 @@ impl Writer {
             // above are rolled back with the epochs wholly above it.
             t.truncate_epochs(chain_id, above).await?;
             t.reorg_epochs(chain_id, above, now_secs()).await?;
+            // Added sources resume above the ancestor: their epochs stay gapless.
+            t.rewind_added_sources(chain_id, ancestor.map_or(0, |a| a.number + 1)).await?;
             t.set_checkpoint(chain_id, ancestor).await?;
             tx.commit().await?;
             Ok(usize::try_from(removed).unwrap_or(usize::MAX))

@@ -145,7 +145,7 @@ fn default_max_filter_addresses() -> usize {
     1000
 }
 fn default_topic_only_above() -> usize {
-    1000
+    10_000
 }
 
 /// The validated configuration.

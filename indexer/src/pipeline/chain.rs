@@ -56,6 +56,8 @@ pub struct ChainPipeline {
     pub(super) filter: Filter,
     pub(super) interest: Interest,
     pub(super) size: RangeSize,
+    /// The adaptive range size of factory children's queries.
+    pub(super) child_size: RangeSize,
     /// The children of the chain's factory contracts known so far (see [`super::children`]).
     pub(super) children: std::sync::RwLock<ChildSet>,
     /// Bulk backfill: the first block whose creating logs are not in `children` yet. A
@@ -77,6 +79,7 @@ impl ChainPipeline {
         let filter = fetch::base_filter(&chain);
         let interest = fetch::interest(&chain);
         let size = RangeSize::new(chain.max_block_range);
+        let child_size = RangeSize::new(chain.max_block_range);
         Self {
             chain,
             rpc,
@@ -88,6 +91,7 @@ impl ChainPipeline {
             decoder,
             filter,
             interest,
+            child_size,
             size,
             children: Default::default(),
             discovered_below: tokio::sync::watch::Sender::new(0),

@@ -66,6 +66,7 @@ impl ChildSet {
         if let Some(e) = entries.iter_mut().find(|e| e.contract == creation.contract) {
             if (creation.block, creation.log_index) < (e.block, e.log_index) {
                 *e = creation;
+                entries.sort_by_key(|e| (e.block, e.log_index, e.contract));
             }
             return false;
         }

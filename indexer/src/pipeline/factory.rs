@@ -10,7 +10,7 @@ use alloy::rpc::types::{Filter, Log};
 use super::chain::{ChainPipeline, PipelineError};
 use super::children::{ChildFetch, ChildSet, Discovered, child_query};
 use super::fetch;
-use crate::rpc::Interest;
+use crate::rpc::{Interest, RpcError};
 
 /// A range's children logs, with the requests and interest that asked for them (to
 /// confirm them the same way).
@@ -105,10 +105,40 @@ impl ChainPipeline {
         topics: &[B256],
     ) -> Result<ChildLogs, PipelineError> {
         let addresses = self.children.read().map_err(|_| self.poisoned())?.addresses_upto(to, contracts);
-        let (filters, interest) = child_query(&addresses, topics, self.child_fetch());
-        let logs = fetch::query_logs(&self.rpc, &filters, &interest, from, to, &self.size, hashes)
-            .await
-            .map_err(|e| self.rpc_err(e))?;
+        let fetch = self.child_fetch();
+        let (filters, interest) = child_query(&addresses, topics, fetch);
+        let topic_only = addresses.len() > fetch.topic_only_above;
+        // Children's queries have a range size of their own: what strangers emit with the
+        // same topics (a topic-only answer) must not shrink the chain's ranges.
+        let (filters, interest, logs) = match fetch::query_logs(
+            &self.rpc,
+            &filters,
+            &interest,
+            from,
+            to,
+            &self.child_size,
+            hashes,
+        )
+        .await
+        {
+            Ok(logs) => (filters, interest, logs),
+            // A block holds more logs with the children's topics than the provider
+            // returns at once (anyone can emit them): ask by address chunks instead.
+            Err(RpcError::Fatal { message }) if topic_only => {
+                metrics::counter!("tidemark_factory_topic_fallbacks_total", "chain_id" => self.id().to_string())
+                        .increment(1);
+                tracing::warn!(target: "tidemark::factory", chain_id = self.id(), from, to, error = %message,
+                        "topic-only request for children's logs refused; asking by address chunks");
+                let chunks = ChildFetch { topic_only_above: usize::MAX, ..fetch };
+                let (filters, interest) = child_query(&addresses, topics, chunks);
+                let logs =
+                    fetch::query_logs(&self.rpc, &filters, &interest, from, to, &self.child_size, hashes)
+                        .await
+                        .map_err(|e| self.rpc_err(e))?;
+                (filters, interest, logs)
+            }
+            Err(e) => return Err(self.rpc_err(e)),
+        };
         Ok(ChildLogs { logs, filters, interest })
     }
 }

@@ -21,6 +21,7 @@ use alloy::rpc::types::Filter;
 use tidemark_db_client::DbError;
 use tidemark_db_client::writer::SourceCommit;
 use tidemark_shared_types::SourceBackfill;
+use tidemark_shared_types::epoch::EpochStage;
 
 use super::chain::{ChainPipeline, PipelineError};
 use super::fetch;
@@ -53,24 +54,32 @@ impl ChainPipeline {
             .collect())
     }
 
-    /// Discovers the children that the factory sources among `pending` created over their
-    /// ranges (below the checkpoint, where the follower does not look), stores them and
-    /// adds them to the set. Runs before the follower starts, so that it knows every child
-    /// created up to the checkpoint; idempotent, so a restart simply runs it again.
+    /// Discovers the children that the factory sources among `pending` that need it
+    /// created over their ranges (below the checkpoint, where the follower does not look):
+    /// from all the factory's addresses for a new factory contract, from the added ones
+    /// when addresses were added to the factory's contract. Stores them, adds them to the
+    /// set and records the discovery as done. Runs before the follower starts, so that it
+    /// knows every child created up to the checkpoint; interrupted, it runs again (adding
+    /// nothing twice).
     pub(super) async fn discover_source_children(
         &self,
-        pending: &[SourceBackfill],
+        pending: &mut [SourceBackfill],
     ) -> Result<(), PipelineError> {
         let id = self.id();
-        for source in pending.iter().filter(|s| s.source.factory.is_some()) {
+        for source in pending.iter_mut().filter(|s| s.source.discover && !s.discovered) {
             let Some((j, contract)) =
                 self.chain.contracts.iter().enumerate().find(|(_, c)| c.name == source.source.contract)
             else {
                 continue;
             };
             let Some(f) = &contract.factory else { continue };
-            let filter = Filter::new().address(f.addresses.clone()).event_signature(f.event.topic0);
-            let interest = Interest::new(f.addresses.clone(), vec![f.event.topic0]);
+            let creators: Vec<Address> = if source.source.addresses.is_empty() {
+                f.addresses.clone()
+            } else {
+                source.source.addresses.iter().filter_map(|a| a.parse().ok()).collect()
+            };
+            let filter = Filter::new().address(creators.clone()).event_signature(f.event.topic0);
+            let interest = Interest::new(creators, vec![f.event.topic0]);
             let mut from = source.from_block.max(f.start_block);
             let to = source.to_block.min(f.end_block.unwrap_or(u64::MAX));
             let mut found_total = 0usize;
@@ -96,8 +105,10 @@ impl ChainPipeline {
                 found_total += found.len();
                 from = end + 1;
             }
+            source.discovered = true;
+            self.writer.lock().await.update_added_source(source).await?;
             tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.source.contract,
-                children = found_total, to, "children of an added factory contract discovered");
+                children = found_total, to, "children of an added factory source discovered");
         }
         Ok(())
     }
@@ -119,11 +130,15 @@ impl ChainPipeline {
     async fn backfill_source(&self, mut source: SourceBackfill) -> Result<(), PipelineError> {
         let id = self.id();
         let query = self.source_query(&source)?;
+        let key = source.source.key();
         tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.source.contract,
             from = source.next_block, to = source.to_block, "backfilling an added source");
         while !source.is_done() {
             let from = source.next_block;
             let end = source.to_block.min(from.saturating_add(self.size.get() - 1));
+            // The range's epoch, written with its commit (ids drawn in commit order's
+            // neighbourhood; a range that waits for a repair draws a new one next time).
+            let mut epoch = self.epochs.enabled().then(|| self.epochs.plan_source(key.clone(), from, end));
             let rows = self
                 .retry("added source range", || async {
                     let header = self.rpc.header(end).await.map_err(|e| self.rpc_err(e))?;
@@ -148,11 +163,24 @@ impl ChainPipeline {
                 .await?;
             let mut next = source.clone();
             next.next_block = end + 1;
-            let outcome = self.writer.lock().await.commit_source(id, &rows, end, &next).await?;
+            if let Some(e) = epoch.as_mut() {
+                for stage in [EpochStage::Fetched, EpochStage::Decoded, EpochStage::Stored] {
+                    e.push(stage);
+                }
+            }
+            let outcome =
+                self.writer.lock().await.commit_source(id, &rows, (from, end), &next, epoch.as_ref()).await?;
             match outcome {
                 SourceCommit::Committed => {
                     source = next;
                     self.committed_source(&source, rows.len() as u64);
+                }
+                // A rollback rewound the source meanwhile: resume where it says.
+                SourceCommit::Rewound(n) => {
+                    tracing::info!(target: "tidemark::sources", chain_id = id, contract = %source.source.contract, from = n,
+                        "added source rewound by a reorg; resuming");
+                    source.next_block = n;
+                    self.committed_source(&source, 0);
                 }
                 // The follower rolled the chain back below the range, or its blocks changed:
                 // the follower repairs (its filter has the source); fetch again after it.

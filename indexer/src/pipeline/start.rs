@@ -102,10 +102,10 @@ impl ChainPipeline {
         }
         // Sources added to the chain since it was indexed up to `cp` are backfilled beside
         // the chain's own bulk backfill and follower.
-        let pending = self.pending_sources().await?;
+        let mut pending = self.pending_sources().await?;
         // The follower must know every child created up to the checkpoint: an added factory
         // contract's children are discovered first.
-        self.discover_source_children(&pending).await?;
+        self.discover_source_children(&mut pending).await?;
         let sources = self.backfill_sources(pending);
         let chain = self.bulk_then_follow(cp, start_n, end_n, backfill_end_n);
         tokio::try_join!(sources, chain).map(|_| ())

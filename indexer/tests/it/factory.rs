@@ -250,3 +250,68 @@ async fn children_created_while_following_are_indexed_within_two_poll_intervals(
     assert_exact(&mut db, &stack, &pairs).await;
     assert_eq!(indexer.stop(Duration::from_secs(10)).await, 0);
 }
+
+/// A factory contract added to a running deployment that indexed only its factory: its
+/// children created so far are discovered, their history is backfilled (killed twice on
+/// the way) while the chain follows, the factory's rows keep their cursors, and children
+/// created after the restart are indexed like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_contract_added_to_a_running_deployment_is_backfilled() {
+    let stack = Stack::shared(SCHEMA).await;
+    let pairs = Pairs::deploy(stack.anvil.url()).await.expect("deploying the factory");
+    let early = pairs.create(12).await.expect("createPairs");
+    pairs.trade_all(&early, 3, 6).await.expect("trade");
+    let proxy = RpcProxy::start(stack.anvil.url()).await;
+    let mut grown = factory_config(&stack, &pairs);
+    grown.chains[0].rpc_url = Some(proxy.url().to_owned());
+    grown.chains[0].max_block_range = Some(2);
+    let mut first = grown.clone();
+    first.chains[0].contracts.truncate(1);
+    let mut db = stack.instance().await;
+    let mut indexer = stack.spawn(&first);
+    let api = stack.spawn_api(&["--config-refresh-ms", "1000"]);
+    stack.wait_synced(&mut db, SOON).await;
+    api.wait_healthy(SOON).await;
+    let before = db.events().await.expect("events");
+    assert!(!before.is_empty() && before.iter().all(|e| e.contract == "Factory"));
+    assert_eq!(indexer.stop(Duration::from_secs(10)).await, 0);
+    let later = pairs.create(4).await.expect("createPairs");
+    pairs.trade(&later, 1).await.expect("trade");
+
+    // Pair added; its history read slowly; killed twice while it backfills.
+    proxy.delay("eth_getLogs", Duration::from_millis(100));
+    for kill in 0..2 {
+        let mut indexer = stack.spawn(&grown);
+        let stored_before =
+            db.events().await.expect("events").iter().filter(|e| e.contract == "Pair").count();
+        eventually(SOON, format!("part of the added contract stored (kill {kill})"), async || {
+            let n = db.events().await.ok()?.iter().filter(|e| e.contract == "Pair").count();
+            (n > stored_before).then_some(())
+        })
+        .await;
+        let h = api.health().await.expect("the API answers");
+        assert_eq!(h.code, 200, "the API stays healthy: {h:?}");
+        indexer.proc.kill9();
+        let _ = indexer.proc.wait_timeout(Duration::from_secs(10)).await;
+    }
+    proxy.clear_delays();
+    let mut indexer = stack.spawn(&grown);
+    stack.wait_synced(&mut db, SOON).await;
+    eventually(SOON, "the added contract merged", async || {
+        let (code, body) = api.get("/status").await?;
+        let chain = &body["realtimeProjection"]["snapshot"]["omnichainSnapshot"]["chains"]["31337"];
+        (code == 200 && chain["sources"].is_null()).then_some(())
+    })
+    .await;
+    // Children created after the restart, while following.
+    let newest = pairs.create_and_swap(7).await.expect("createAndSwap");
+    pairs.trade(&[newest], 1).await.expect("trade");
+    stack.wait_synced(&mut db, SOON).await;
+    let n = assert_exact(&mut db, &stack, &pairs).await;
+    assert_eq!(n, early.len() + later.len() + 1);
+    let all = db.events().await.expect("events");
+    let factory_then: Vec<_> =
+        all.iter().filter(|e| e.contract == "Factory").take(before.len()).cloned().collect();
+    assert_eq!(factory_then, before, "the factory's rows keep their cursors");
+    assert_eq!(indexer.stop(Duration::from_secs(10)).await, 0);
+}

@@ -200,4 +200,20 @@ async fn a_contract_added_to_an_indexed_chain_is_backfilled_across_kills() {
     assert_eq!(token_then, before, "Token's rows keep their cursors");
     let first_new = before.iter().map(|e| e.cursor).max().unwrap_or(0);
     assert!(all.iter().filter(|e| e.contract == "Registry").all(|e| e.cursor > first_new));
+
+    // The source's epochs carry its key and cover its range, 0 to the checkpoint when it
+    // was added, without gap or overlap; the chain's own epochs carry none.
+    let epochs = db.epochs().await.expect("epochs");
+    let mut ranges: Vec<(i64, i64)> = epochs
+        .iter()
+        .filter(|e| e.is_finished() && e.source.as_deref().is_some_and(|s| s.starts_with("Registry:")))
+        .map(|e| (e.from_block, e.to_block))
+        .collect();
+    ranges.sort_unstable();
+    assert_eq!(ranges.first().map(|r| r.0), Some(0), "the source's epochs start at its start block");
+    assert_eq!(ranges.last().map(|r| r.1), Some(cp0), "and end where the chain was when it was added");
+    for w in ranges.windows(2) {
+        assert_eq!(w[1].0, w[0].1 + 1, "no gap or overlap between {:?} and {:?}", w[0], w[1]);
+    }
+    assert!(epochs.iter().any(|e| e.source.is_none()), "the chain's own epochs have no source");
 }
