@@ -928,6 +928,12 @@
     tr.appendChild(tdB);
     var tdS = el('td');
     tdS.appendChild(el('span', 'badge epoch-stage stage-' + (ep.stage || 'unknown'), ep.stage || '?'));
+    // An added source's epoch: its key (`<contract>:<digest>`), as text.
+    if (typeof ep.source === 'string' && ep.source) {
+      var src = el('span', 'badge epoch-source', ep.source.split(':')[0]);
+      src.title = 'Added source ' + ep.source + ', backfilled beside the chain';
+      tdS.appendChild(src);
+    }
     tr.appendChild(tdS);
 
     var tdT = el('td', 'col-timeline');
