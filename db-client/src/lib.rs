@@ -54,6 +54,7 @@ mod instance;
 mod metadata;
 #[cfg(feature = "writer")]
 mod migrate;
+mod paging;
 mod pool;
 mod prepared;
 #[cfg(feature = "writer")]

@@ -109,7 +109,8 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
         stage: EpochStage::Stored,
         stages: vec![EpochStageEntry { stage: EpochStage::Stored, at: 1.5 }],
         error: None,
-        source: None,
+        // An added source's epoch: every documented key served.
+        source: Some("Registry:0a1b2c3d".into()),
     };
     let summary = EpochSummary { latest: Some(epoch.clone()), not_finalized: 1 };
     assert_eq!(documented("EpochItem"), keys(serde_json::to_value(&epoch).expect("json")));
@@ -127,6 +128,28 @@ async fn openapi_describes_every_endpoint_and_the_event_item() {
         ["items", "page", "pages", "size", "total"].into_iter().map(String::from).collect()
     );
     assert!(doc.body["components"]["schemas"]["StatusBody"]["properties"]["epochs"].is_object());
+    // `/v1/contracts/{name}/addresses`: its parameters and the page's and items' keys.
+    let params: BTreeSet<&str> = doc.body["paths"]["/v1/contracts/{name}/addresses"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(params, BTreeSet::from(["name", "chainId", "page", "size"]));
+    assert_eq!(
+        documented("AddressesBody"),
+        ["items", "page", "pages", "size", "total"].into_iter().map(String::from).collect()
+    );
+    let child = tidemark_shared_types::ContractAddress {
+        chain_id: 1,
+        contract: "Pair".into(),
+        address: "0x00000000000000000000000000000000000000c1".into(),
+        block_number: Some(7),
+        block_hash: Some("0x01".into()),
+        log_index: Some(2),
+        tx_hash: Some("0x02".into()),
+    };
+    assert_eq!(documented("ContractAddress"), keys(serde_json::to_value(&child).expect("json")));
     // `/v1/stream`: the frames' data shapes.
     assert_eq!(
         documented("RemovedItem"),

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tidemark_shared_types::{ContractAddress, SchemaName};
 
 use crate::error::{DbError, Result, stored_u64};
+use crate::paging;
 
 #[cfg(feature = "writer")]
 pub(crate) mod write;
@@ -44,16 +45,7 @@ impl ChildQuery {
 
     /// Checks the bounds: `page` at least 1, `size` from 1 to [`ChildQuery::MAX_PAGE_SIZE`].
     pub fn validate(&self) -> Result<()> {
-        if self.page == 0 {
-            return Err(DbError::InvalidQuery { field: "page", message: "page must be at least 1".into() });
-        }
-        if !(1..=Self::MAX_PAGE_SIZE).contains(&self.size) {
-            return Err(DbError::InvalidQuery {
-                field: "size",
-                message: format!("size must be between 1 and {}", Self::MAX_PAGE_SIZE),
-            });
-        }
-        Ok(())
+        paging::validate(self.page, self.size, Self::MAX_PAGE_SIZE)
     }
 }
 
@@ -77,8 +69,7 @@ pub struct ChildPage {
 impl ChildPage {
     /// A page of `query` holding `items` out of `total`.
     pub fn new(query: &ChildQuery, items: Vec<ContractAddress>, total: u64) -> Self {
-        let pages = if query.size == 0 { 0 } else { total.div_ceil(query.size) };
-        Self { items, total, page: query.page, size: query.size, pages }
+        Self { items, total, page: query.page, size: query.size, pages: paging::pages(total, query.size) }
     }
 }
 
@@ -138,7 +129,7 @@ pub(crate) async fn query_children_counted(
                  ORDER BY chain_id, block_number, log_index, address LIMIT $2 OFFSET $3) p ON true
           ORDER BY p.chain_id, p.block_number, p.log_index, p.address"
     );
-    let offset = query.page.saturating_sub(1).saturating_mul(query.size);
+    let offset = paging::offset(query.page, query.size);
     let mut q = diesel::sql_query(sql)
         .into_boxed::<diesel::pg::Pg>()
         .bind::<Text, _>(query.contract.clone())

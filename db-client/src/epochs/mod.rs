@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tidemark_shared_types::{EpochItem, EpochStage, EpochStageEntry, EpochSummary, SchemaName};
 
 use crate::error::{DbError, Result, stored_u64};
+use crate::paging;
 
 #[cfg(feature = "writer")]
 pub(crate) mod write;
@@ -66,21 +67,12 @@ impl EpochQuery {
     /// assert!(too_large.validate().is_err_and(|e| e.is_invalid_input()));
     /// ```
     pub fn validate(&self) -> Result<()> {
-        if self.page == 0 {
-            return Err(DbError::InvalidQuery { field: "page", message: "page must be at least 1".into() });
-        }
-        if !(1..=Self::MAX_PAGE_SIZE).contains(&self.size) {
-            return Err(DbError::InvalidQuery {
-                field: "size",
-                message: format!("size must be between 1 and {}", Self::MAX_PAGE_SIZE),
-            });
-        }
-        Ok(())
+        paging::validate(self.page, self.size, Self::MAX_PAGE_SIZE)
     }
 
     /// How many matching epochs come before this page: `(page - 1) * size`, saturating.
     pub(crate) fn offset(&self) -> u64 {
-        self.page.saturating_sub(1).saturating_mul(self.size)
+        paging::offset(self.page, self.size)
     }
 }
 
@@ -107,10 +99,7 @@ impl EpochPage {
     }
 }
 
-/// `ceil(total / size)`; 0 when `total` or `size` is 0.
-fn pages(total: u64, size: u64) -> u64 {
-    if size == 0 { 0 } else { total.div_ceil(size) }
-}
+use crate::paging::pages;
 
 /// The epoch summaries of an instance, per chain id (chains with at least one epoch).
 pub type EpochSummaries = BTreeMap<u64, EpochSummary>;
