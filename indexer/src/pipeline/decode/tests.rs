@@ -273,6 +273,26 @@ fn children_are_discovered_from_creating_logs_and_own_their_logs_from_that_block
     let row = d.decode_in(&note_of(0xe1, 8), 1, &set).expect("row").expect("ours");
     assert_eq!(row.contract, "Early");
 
+    // A child of two factory contracts: its logs belong to the one that created it first.
+    let twice = FACTORY_CONFIG.to_owned()
+        + r#"
+[[chains.contracts]]
+name = "Listed"
+factory = { contract = "Maker", event = "Created", parameter = "child" }
+events = ["event Note(string text)"]
+"#;
+    let cfg2 = IndexerConfig::parse(&twice, Path::new("."), &|_| None).expect("config");
+    let d2 = Decoder::new(&cfg2.chains[0]);
+    let index = |name: &str| cfg2.chains[0].contracts.iter().position(|c| c.name == name).expect(name);
+    let mut both = ChildSet::default();
+    both.insert(child, Creation { contract: index("Listed"), block: 6, log_index: 0 });
+    both.insert(child, Creation { contract: index("Made"), block: 7, log_index: 4 });
+    let row = d2.decode_in(&note_of(0xc1, 8), 1, &both).expect("row").expect("ours");
+    assert_eq!(row.contract, "Listed", "the earlier creation owns the log");
+    // Before Made's creation only Listed matched; in its range both do, one row either way.
+    let row = d2.decode_in(&note_of(0xc1, 6), 1, &both).expect("row").expect("ours");
+    assert_eq!(row.contract, "Listed");
+
     // A rollback to block 6 forgets the child created at 7.
     set.truncate_above(6);
     assert_eq!(set.len(), 2);
