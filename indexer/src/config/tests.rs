@@ -510,3 +510,45 @@ fn factory_errors_name_the_key() {
     assert_eq!(err.path, "chains[0].contracts[2].factory.contract");
     assert!(err.message.contains("itself a factory"), "{err}");
 }
+
+#[test]
+fn the_documented_factory_snippet_and_signatures_copied_from_other_tools_parse() {
+    let dir = std::env::temp_dir().join(format!("tidemark-factory-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("abis")).expect("dir");
+    std::fs::copy(demo_abis().join("PairFactory.abi.json"), dir.join("abis/Factory.json")).expect("copy");
+    std::fs::copy(demo_abis().join("Pair.abi.json"), dir.join("abis/Pair.json")).expect("copy");
+    let chain = "namespace = \"dex\"\nschema = \"tidemark_dex\"\ndatabase_url = \"x\"\n[[chains]]\nchain_id = 1\nrpc_url = \"http://127.0.0.1:1\"\n";
+    // The snippet as the docs give it (UniswapV2's factory address for the `0x…`).
+    let snippet = r#"
+[[chains.contracts]]
+name = "Factory"
+addresses = ["0x5C69bEe701ef814a2B6a3EDD4B1652CB9cc5aA6f"]
+abi = "abis/Factory.json"
+events = ["PairCreated"]
+
+[[chains.contracts]]
+name = "Pair"
+factory = { contract = "Factory", event = "PairCreated", parameter = "pair" }   # instead of addresses
+abi = "abis/Pair.json"
+events = ["Swap", "Sync"]
+start_block = 0
+"#;
+    let cfg = IndexerConfig::parse(&format!("{chain}{snippet}"), &dir, &env).expect("the snippet parses");
+    let (_, f) = cfg.chains[0].factories().next().expect("factory");
+    assert_eq!(f.location, ParamLocation::Data(0));
+    // The creating event as Ponder (viem's `parseAbiItem`), ethers and the Solidity source
+    // write it: the same event of the ABI.
+    for event in [
+        "event PairCreated(address indexed token0, address indexed token1, address pair, uint256)",
+        "PairCreated(address indexed token0, address indexed token1, address pair, uint)",
+        "event PairCreated(address indexed token0,address indexed token1,address pair,uint256 )",
+    ] {
+        let text = snippet.replace(r#"event = "PairCreated""#, &format!("event = {event:?}"));
+        let cfg = IndexerConfig::parse(&format!("{chain}{text}"), &dir, &env)
+            .unwrap_or_else(|e| panic!("{event}: {e}"));
+        let (_, f) = cfg.chains[0].factories().next().expect("factory");
+        assert_eq!(f.event.event.name, "PairCreated", "{event}");
+        assert_eq!(f.location, ParamLocation::Data(0), "{event}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
