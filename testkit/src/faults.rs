@@ -68,6 +68,18 @@ pub struct InjectedCounts {
     pub hash_mismatch: u64,
 }
 
+impl InjectedCounts {
+    /// Faults injected, of every kind.
+    pub fn total(&self) -> u64 {
+        self.lagging
+            + self.null_headers
+            + self.empty_logs
+            + self.out_of_range
+            + self.duplicates
+            + self.hash_mismatch
+    }
+}
+
 impl Injected {
     /// Current counts.
     pub(crate) fn counts(&self) -> InjectedCounts {

@@ -52,6 +52,20 @@ async fn index_through(faults: Faults, kind: &str) {
     let mut indexer = stack.spawn(&cfg);
     let mut db = stack.instance().await;
     traffic_at_the_head(&stack, 12).await;
+    // Faults are rolled per request, and a loaded machine follows in fewer, larger steps:
+    // more traffic until the proxy has altered a few answers that mattered, so that the
+    // count below has something to count.
+    for _ in 0..60 {
+        if proxy.injected().total() >= 3 {
+            break;
+        }
+        traffic_at_the_head(&stack, 1).await;
+    }
+    assert!(
+        proxy.injected().total() > 0,
+        "the proxy altered no answer that held logs: {:?}",
+        proxy.injected()
+    );
     stack.wait_synced(&mut db, SOON).await;
     stack.assert_matches_chain(&mut db).await;
     assert_no_removals(&mut db).await;
