@@ -270,7 +270,15 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         types: &EventTypes,
     ) -> Result<()> {
         let sql = format!("COPY {}.events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)", self.s);
-        let sink = self.c.client().copy_in(&sql).await?;
+        // The table lock is taken by a statement of its own, pipelined with the COPY's
+        // preparation: a COPY that fails before the server accepts its data (a lock
+        // timeout, while a stray session holds the table) leaves the client library's
+        // protocol state one `ReadyForQuery` ahead, and the connection dies with
+        // "connection closed" instead of reporting the lock timeout. Under this lock the
+        // COPY waits for nothing.
+        let lock = format!("LOCK TABLE {}.events IN ROW EXCLUSIVE MODE", self.s);
+        let (statement, _) = futures::try_join!(self.c.prepare(&sql), self.c.batch_execute(&lock))?;
+        let sink = self.c.client().copy_in(&statement).await?;
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
         let chain = signed(chain_id, "chain_id")?;
         for (cursor, e) in (first_cursor..).zip(rows) {

@@ -140,7 +140,8 @@ async fn a_commit_waiting_for_another_sessions_lock_gives_up_within_15_s_and_res
     let (mut indexer, mut consumer) = synced_indexer(&stack).await;
     let mut admin = tidemark_db_client::tls::establish(&stack.db_url).await.expect("connect");
 
-    // The next batch's first write, the COPY into `events`, waits for this session.
+    // The next batch's first write, the lock on `events` its COPY takes, waits for this
+    // session.
     let (mut blocker, blocker_pid) = lock_table_for_writers(&stack.db_url, "events").await;
     traffic(&stack.demo, 3, 3).await;
     writer_blocked_by(&mut admin, blocker_pid).await;
@@ -164,6 +165,15 @@ async fn a_commit_waiting_for_another_sessions_lock_gives_up_within_15_s_and_res
         waiting_since.elapsed().as_secs_f64()
     );
     assert!(indexer.proc.is_running(), "a lock timeout ends the writer term, not the process");
+    // The connection outlives the failed statement: nothing else on it reports it closed.
+    let closed: Vec<_> = indexer
+        .proc
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("connection closed"))
+        .map(str::to_owned)
+        .collect();
+    assert!(closed.is_empty(), "the lock timeout broke the writer's connection: {closed:#?}");
 
     // Released, the lock no longer stops anything: indexing resumes where it stopped.
     run(&mut blocker, "ROLLBACK").await;

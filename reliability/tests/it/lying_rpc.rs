@@ -43,6 +43,16 @@ async fn faulty_backend(rec: &Recorder, name: &str, faults: Faults, kind: &str) 
         blocks += 2;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
+    // Faults are rolled per request, and a loaded machine follows in fewer, larger steps:
+    // more traffic until the proxy has altered a few answers that mattered.
+    for _ in 0..60 {
+        if proxy.injected().total() >= 3 {
+            break;
+        }
+        traffic(&stack.demo, 2, 2).await;
+        blocks += 2;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
     let settle = stack.wait_synced(&mut db, SOON).await;
     let cmp = stack.compare(&mut db).await;
     let removed = db.journal().await.expect("journal").iter().filter(|e| e.kind == "removed").count();
