@@ -198,6 +198,19 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         Ok(self.c.query_one(&sql, &[&n]).await?.try_get(0)?)
     }
 
+    /// Takes the lock a `COPY` into `events` needs, in a statement of its own, inside the
+    /// caller's transaction (pipeline it with [`Self::draw_cursors`]: no extra round trip).
+    ///
+    /// Invariant: a batch's `COPY` waits for no lock. A `COPY` that fails before the server
+    /// accepts its data (a lock timeout, while a stray session holds the table) leaves the
+    /// client library one `ReadyForQuery` ahead, and the connection dies as "connection
+    /// closed", hiding the cause; a plain statement fails cleanly, names the lock timeout,
+    /// and leaves the connection usable.
+    pub(crate) async fn lock_events(&self) -> Result<()> {
+        self.c.batch_execute(&format!("LOCK TABLE {}.events IN ROW EXCLUSIVE MODE", self.s)).await?;
+        Ok(())
+    }
+
     /// Tells the sessions that `LISTEN` on [`JOURNAL_CHANNEL`](super::journal::JOURNAL_CHANNEL)
     /// that the journal grew, in the transaction that grows it: PostgreSQL delivers the
     /// notification when it commits, once its entries are visible, and never for one that
@@ -270,15 +283,7 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
         types: &EventTypes,
     ) -> Result<()> {
         let sql = format!("COPY {}.events ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)", self.s);
-        // The table lock is taken by a statement of its own, pipelined with the COPY's
-        // preparation: a COPY that fails before the server accepts its data (a lock
-        // timeout, while a stray session holds the table) leaves the client library's
-        // protocol state one `ReadyForQuery` ahead, and the connection dies with
-        // "connection closed" instead of reporting the lock timeout. Under this lock the
-        // COPY waits for nothing.
-        let lock = format!("LOCK TABLE {}.events IN ROW EXCLUSIVE MODE", self.s);
-        let (statement, _) = futures::try_join!(self.c.prepare(&sql), self.c.batch_execute(&lock))?;
-        let sink = self.c.client().copy_in(&statement).await?;
+        let sink = self.c.client().copy_in(&sql).await?;
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
         let chain = signed(chain_id, "chain_id")?;
         for (cursor, e) in (first_cursor..).zip(rows) {

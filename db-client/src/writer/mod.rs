@@ -341,7 +341,8 @@ impl Writer {
                     .cloned()
                     .collect();
                 if !new.is_empty() {
-                    let base = t.draw_cursors(i64::try_from(new.len()).unwrap_or(i64::MAX)).await?;
+                    let n = i64::try_from(new.len()).unwrap_or(i64::MAX);
+                    let ((), base) = futures::try_join!(t.lock_events(), t.draw_cursors(n))?;
                     t.copy_events(base + 1, chain_id, &new, &self.types).await?;
                     t.notify_journal().await?;
                 }
@@ -450,7 +451,8 @@ impl Writer {
         if !batch.events.is_empty() {
             // One block of `n` cursors drawn at once (under the commit lock, so still in
             // commit order), numbered in the batch's order: base + 1 ..= base + n.
-            let base = t.draw_cursors(i64::try_from(batch.events.len()).unwrap_or(i64::MAX)).await?;
+            let n = i64::try_from(batch.events.len()).unwrap_or(i64::MAX);
+            let ((), base) = futures::try_join!(t.lock_events(), t.draw_cursors(n))?;
             t.copy_events(base + 1, chain, batch.events, &self.types).await?;
             t.notify_journal().await?;
         }
