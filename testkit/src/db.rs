@@ -451,6 +451,31 @@ impl InstanceDb {
         Ok(rows.into_iter().next())
     }
 
+    /// Waits (up to `within`) until no writer session of an indexer
+    /// (`tidemark-indexer-writer`) is left in this database. After a kill -9 the commit
+    /// the dead process had sent has then landed or been rolled back: reads that follow
+    /// see the final state, however loaded the machine.
+    ///
+    /// # Panics
+    /// When a writer session is still there after `within`.
+    pub async fn wait_writer_sessions_gone(&mut self, within: std::time::Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let row: Num = diesel::sql_query(
+                "SELECT count(*)::bigint AS n FROM pg_stat_activity
+                  WHERE datname = current_database() AND application_name = 'tidemark-indexer-writer'",
+            )
+            .get_result(&mut self.conn)
+            .await
+            .expect("pg_stat_activity");
+            if row.n == Some(0) {
+                return;
+            }
+            assert!(started.elapsed() < within, "a writer session is still open after {within:?}");
+            tokio::time::sleep(crate::POLL).await;
+        }
+    }
+
     /// Number of metadata rows of this instance.
     pub async fn metadata_count(&mut self) -> Result<i64> {
         let exists: Flag = diesel::sql_query("SELECT to_regclass('tidemark.metadata') IS NOT NULL AS flag")

@@ -7,9 +7,9 @@ use tidemark_db_client::test_utils::eventually;
 
 use tidemark_api::AppState;
 use tidemark_api::settings::HttpSettings;
-use tidemark_db_client::DbClient;
 use tidemark_db_client::test_utils::TestDb;
 use tidemark_db_client::test_utils::fixtures::{TestEvent, insert_event, seeded_instance};
+use tidemark_db_client::{DbClient, DbClientConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,12 @@ use crate::support::{fast_config, schema, spawn_raw};
 
 /// The API in-process with `http` limits over `url`; its base URL and its stop token.
 async fn serve(url: &str, http: HttpSettings) -> (String, CancellationToken) {
-    let db = DbClient::new(fast_config(url)).expect("client");
+    serve_config(fast_config(url), http).await
+}
+
+/// [`serve`] with the client settings `config`.
+async fn serve_config(config: DbClientConfig, http: HttpSettings) -> (String, CancellationToken) {
+    let db = DbClient::new(config).expect("client");
     tidemark_db_client::tls::install_crypto_provider();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("127.0.0.1:{}", listener.local_addr().expect("addr").port());
@@ -58,23 +63,24 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 async fn a_saturated_budget_sheds_with_503_overloaded_and_the_probes_still_answer() {
     let url = black_hole().await;
     let http = HttpSettings { max_concurrent_requests: 2, ..HttpSettings::default() };
-    let (base, _stop) = serve(&url, http).await;
+    // The slow requests hold their permits for the pool's connect timeout: long enough
+    // that a loaded machine still sees them held.
+    let mut config = fast_config(&url);
+    config.pool.connect_timeout = Duration::from_secs(5);
+    config.pool.checkout_timeout = Duration::from_secs(5);
+    let (base, _stop) = serve_config(config, http).await;
     let slow: Vec<_> = (0..2)
         .map(|_| {
             let base = base.clone();
             tokio::spawn(async move { get(&base, "/v1/events?limit=1").await.status() })
         })
         .collect();
-    // Both slow requests hold their permits once another request is shed.
-    let shed = eventually(
-        Duration::from_secs(15),
-        "a request shed while the slow ones hold the budget",
-        async || {
-            let r = get(&base, "/openapi.json").await;
-            (r.status() == 503).then_some(r)
-        },
-    )
-    .await;
+    // Well inside the 5 s the slow requests hold their permits, late enough that they
+    // have taken them on a loaded machine. (A request sent before they arrive is served,
+    // and polling from the start would race them for the permits.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let shed = get(&base, "/openapi.json").await;
+    assert_eq!(shed.status(), 503);
     assert_eq!(shed.headers().get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
     let body: serde_json::Value = shed.json().await.expect("json");
     assert_eq!(body["error"]["code"], "overloaded", "{body}");

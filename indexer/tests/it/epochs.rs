@@ -140,7 +140,7 @@ async fn kill_9_during_a_backfill_leaves_no_epoch_stuck() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         indexer.proc.kill9();
         // A commit the dead process had sent may still land; let it, then read.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        db.wait_writer_sessions_gone(SOON).await;
         let cp = db.checkpoint(stack.chain_id).await.expect("query").expect("checkpoint").block_number;
         assert!(cp < head, "killed during the backfill (checkpoint {cp} of {head})");
         assert!(cp >= previous);

@@ -131,6 +131,7 @@ async fn factory_children_are_indexed_exactly_across_kills_and_reorgs() {
         .await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..40))).await;
         indexer.proc.kill9();
+        db.wait_writer_sessions_gone(SOON).await;
         let n = assert_exact(&mut db, &stack, &pairs).await;
         let cp = db.checkpoint(stack.chain_id).await.expect("query").expect("checkpoint");
         eprintln!("kill {k}: checkpoint {} of {head}, {n} children", cp.block_number);
