@@ -204,8 +204,9 @@ impl<C: GenericClient + Sync> Statements<'_, C> {
     /// Invariant: a batch's `COPY` waits for no lock. A `COPY` that fails before the server
     /// accepts its data (a lock timeout, while a stray session holds the table) leaves the
     /// client library one `ReadyForQuery` ahead, and the connection dies as "connection
-    /// closed", hiding the cause; a plain statement fails cleanly, names the lock timeout,
-    /// and leaves the connection usable.
+    /// closed", hiding the cause (`copy_in` sends `Sync` twice: rust-postgres issue 789,
+    /// pull request 1337); a plain statement fails cleanly, names the lock timeout, and
+    /// leaves the connection usable.
     pub(crate) async fn lock_events(&self) -> Result<()> {
         self.c.batch_execute(&format!("LOCK TABLE {}.events IN ROW EXCLUSIVE MODE", self.s)).await?;
         Ok(())
