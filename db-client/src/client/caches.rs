@@ -13,6 +13,8 @@ use tokio::time::Instant;
 use crate::client::config::DbClientConfig;
 use crate::epochs::{EpochSummaries, query_epoch_summaries_counted};
 use crate::error::{DbError, Result};
+use crate::events::types::EventTypes;
+use crate::events::{Finality, PageRead};
 use crate::metadata;
 use crate::pool::{PgPool, PooledConnection, within};
 use crate::swr::Swr;
@@ -58,6 +60,8 @@ pub(crate) struct Shared {
     /// When the database last answered (successfully or with an SQL error).
     last_answer: Mutex<Option<Instant>>,
     pub(crate) transitions: broadcast::Sender<IncompatibleConfigTransition>,
+    /// The names of the event types, for event pages.
+    pub(crate) event_types: EventTypes,
 }
 
 impl Shared {
@@ -75,6 +79,18 @@ impl Shared {
             queries: AtomicU64::new(0),
             last_answer: Mutex::new(None),
             transitions: broadcast::Sender::new(16),
+            event_types: EventTypes::default(),
+        }
+    }
+
+    /// What reading an events page needs, with `finality`.
+    pub(crate) fn page_read<'a>(&'a self, finality: &'a Finality) -> PageRead<'a> {
+        PageRead {
+            schema: &self.schema,
+            finality,
+            types: &self.event_types,
+            queries: Some(&self.queries),
+            statement_timeout: self.settings.pool.statement_timeout,
         }
     }
 

@@ -24,7 +24,7 @@ pub use self::health::{Health, Reason};
 use crate::children::{ChildPage, ChildQuery, query_children_counted};
 use crate::epochs::{EpochPage, EpochQuery, EpochSummaries, query_epochs_counted};
 use crate::error::{DbError, Result};
-use crate::events::{EventPage, EventQuery, Finality, parse_args, query_events_counted};
+use crate::events::{EventPage, EventQuery, parse_args, query_events_counted};
 use crate::pool::{PgPool, PoolConfig};
 use crate::swr::{Lookup, Swr, SwrOptions};
 
@@ -346,21 +346,11 @@ impl DbClient {
     /// [`DbClient::events`] with each event's arguments as the stored JSON text: for
     /// servers that pass them on as they are (no parsing and re-encoding per request).
     pub async fn events_raw(&self, query: &EventQuery) -> Result<EventPage<Box<RawValue>>> {
-        let config = self.inner.config.get().value.and_then(|c| c.current.clone());
-        let status = match self.inner.status.get().value.as_deref() {
-            Some(StatusState::Present { status, .. }) => Some(status.clone()),
-            _ => None,
-        };
-        let finality = Finality::new(config.as_deref(), status.as_deref());
+        let finality = self.finality();
         let shared = &self.inner.shared;
-        let timeout = shared.settings.pool.statement_timeout;
+        let read = shared.page_read(&finality);
         let conn = shared.pool.get().await;
-        shared
-            .timed(conn, async |c| {
-                query_events_counted(c, &shared.schema, query, &finality, Some(&shared.queries), timeout)
-                    .await
-            })
-            .await
+        shared.timed(conn, async |c| query_events_counted(c, &read, query).await).await
     }
 
     /// Reads one page of a factory contract's children, oldest first (by creating block

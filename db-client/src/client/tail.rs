@@ -28,7 +28,8 @@ use crate::events::{Finality, Limit, parse_item};
 const CATCH_UP_PAGE: u32 = 1000;
 
 impl DbClient {
-    fn finality(&self) -> Finality {
+    /// Which blocks are final, from the cached config and status.
+    pub(super) fn finality(&self) -> Finality {
         let config = self.inner.config.get().value.and_then(|c| c.current.clone());
         let status = match self.inner.status.get().value.as_deref() {
             Some(super::StatusState::Present { status, .. }) => Some(status.clone()),
@@ -92,15 +93,10 @@ impl DbClient {
     ) -> Result<JournalPage<Box<RawValue>>> {
         let finality = self.finality();
         let shared = &self.inner.shared;
-        let timeout = shared.settings.pool.statement_timeout;
+        let read = shared.page_read(&finality);
         let query = filter.to_query(after, limit);
         let conn = shared.pool.get().await;
-        shared
-            .timed(conn, async |c| {
-                journal_after(c, &shared.schema, &query, since, &finality, Some(&shared.queries), timeout)
-                    .await
-            })
-            .await
+        shared.timed(conn, async |c| journal_after(c, &read, &query, since).await).await
     }
 
     /// The journal's retained floor: removals at or below it may have been pruned

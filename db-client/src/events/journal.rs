@@ -7,8 +7,7 @@
 //! drawn under the writer's commit lock, so a reader that has passed a cursor never later
 //! finds an entry below it: resuming after the last cursor received misses nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::{Queryable, QueryableByName};
@@ -16,7 +15,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::value::RawValue;
 use tidemark_shared_types::{Cursor, JournalEntry, RemovedItem, SchemaName};
 
-use super::{EventQuery, Finality, Limit, Order, query_events_counted};
+use super::{EventQuery, Limit, Order, PageRead, query_events_counted};
 use crate::error::{DbError, Result, stored_u64};
 use crate::metadata::read_journal_floor;
 use crate::prepared::PreparedSql;
@@ -228,13 +227,11 @@ async fn removals_after(
 /// to `queries`. `since` is where the reader began: see [`check_floor`].
 pub(crate) async fn journal_after(
     conn: &mut AsyncPgConnection,
-    schema: &SchemaName,
+    read: &PageRead<'_>,
     query: &EventQuery,
     since: Cursor,
-    finality: &Finality,
-    queries: Option<&AtomicU64>,
-    statement_timeout: Duration,
 ) -> Result<JournalPage<Box<RawValue>>> {
+    let (schema, queries) = (read.schema, read.queries);
     let (after, limit) = (query.after.unwrap_or_default(), query.limit);
     // The two statements below each see the commits made before they started, and a
     // commit may land between them: a removal committed after the events were read, with
@@ -243,7 +240,7 @@ pub(crate) async fn journal_after(
     // was committed before either statement started (commits are serialized in cursor
     // order), so both see it; what lies beyond is left for the next page.
     let head = head(conn, schema).await?;
-    let events = query_events_counted(conn, schema, query, finality, queries, statement_timeout).await?;
+    let events = query_events_counted(conn, read, query).await?;
     let removed = removals_after(conn, schema, after, query, limit).await?;
     if let Some(q) = queries {
         q.fetch_add(2, Ordering::Relaxed);

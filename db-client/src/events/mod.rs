@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Oid, Text};
 use diesel::{Queryable, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -28,6 +28,7 @@ pub(crate) mod journal;
 // Public to the plans test and the bench through `test_utils::plans`.
 #[cfg_attr(not(feature = "test-utils"), allow(unreachable_pub, dead_code))]
 pub(crate) mod shape;
+pub(crate) mod types;
 #[cfg(feature = "writer")]
 pub(crate) mod write;
 
@@ -235,23 +236,22 @@ pub(crate) type RowSql = (
     Integer,
     Integer,
     Text,
-    Nullable<Array<Text>>,
+    Oid,
+    Integer,
     Nullable<Text>,
     Nullable<Text>,
 );
 
 /// The columns of a page, in the order of [`Row`]'s fields (rows load by position):
-/// hashes and the address as `0x` hex, the names of the row's event type (layout 4 stores
-/// them once per type), looked up per returned row so that the scan's plan is the
-/// filter's alone.
+/// hashes and the address as `0x` hex, and the row's event type as the `events` table's
+/// OID and the type's id, whose names the reader supplies ([`types`]).
 const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, '0x' || encode(block_hash, 'hex'), \
      block_timestamp, '0x' || encode(tx_hash, 'hex'), tx_index, log_index, '0x' || encode(address, 'hex'), \
-     (SELECT ARRAY[t.contract, t.event, t.signature] FROM {s}.event_types t WHERE t.id = events.type_id), args::text, \
-     decode_error";
+     tableoid, type_id, args::text, decode_error";
 
-/// [`SELECT_COLUMNS`] of `schema`.
-pub(crate) fn select_columns(schema: &SchemaName) -> String {
-    SELECT_COLUMNS.replace("{s}", &schema.quoted())
+/// [`SELECT_COLUMNS`] (the same for every schema).
+pub(crate) fn select_columns(_schema: &SchemaName) -> String {
+    SELECT_COLUMNS.to_owned()
 }
 
 /// One stored event, loaded by position from [`SELECT_COLUMNS`].
@@ -266,8 +266,10 @@ struct Row {
     tx_index: i32,
     log_index: i32,
     address: String,
-    /// Contract, event and signature.
-    names: Option<Vec<String>>,
+    /// The OID of the `events` table (the key of `type_id`, see [`types`]).
+    table: u32,
+    /// The row's event type.
+    type_id: i32,
     /// `args` as stored JSON text (`args::text`): passed through, not parsed here; NULL
     /// when the log did not decode.
     args: Option<String>,
@@ -286,10 +288,10 @@ fn unsigned<T: TryInto<u64> + Copy + std::fmt::Display>(value: T, column: &str) 
 }
 
 impl Row {
-    fn into_item(self, finality: &Finality) -> Result<EventItem<Box<RawValue>>> {
+    fn into_item(self, finality: &Finality, types: &types::Loaded) -> Result<EventItem<Box<RawValue>>> {
         let chain_id = unsigned(self.chain_id, "chain_id")?;
         let block_number = unsigned(self.block_number, "block_number")?;
-        let Some([contract, event, signature]) = self.names.and_then(|n| <[String; 3]>::try_from(n).ok())
+        let Some(types::Names { contract, event, signature }) = types.get(self.table, self.type_id).cloned()
         else {
             return Err(DbError::InvalidStoredValue {
                 key: "events",
@@ -625,33 +627,47 @@ pub(crate) fn unchecked_statement(
     Some(q)
 }
 
-/// Reads one page of events of `schema`, by cursor in the query's order, with `finalized` set from
-/// `finality` and each event's arguments as the stored JSON text; adds the number of SQL
-/// statements run to `queries`. A failure at or past `statement_timeout` (the
-/// connection's, zero when unknown) is [`DbError::StatementTimeout`].
-pub(crate) async fn query_events_counted(
-    conn: &mut AsyncPgConnection,
-    schema: &SchemaName,
-    query: &EventQuery,
-    finality: &Finality,
-    queries: Option<&AtomicU64>,
-    statement_timeout: Duration,
-) -> Result<EventPage<Box<RawValue>>> {
-    let Some(q) = statement(schema, query, finality)? else { return Ok(EventPage::empty()) };
-    let count = |n| {
-        if let Some(q) = queries {
+/// What reading a page needs besides its connection and query.
+pub(crate) struct PageRead<'a> {
+    /// The instance.
+    pub(crate) schema: &'a SchemaName,
+    /// Which blocks are final (each item's `finalized`).
+    pub(crate) finality: &'a Finality,
+    /// The names of the event types.
+    pub(crate) types: &'a types::EventTypes,
+    /// Counts the SQL statements run.
+    pub(crate) queries: Option<&'a AtomicU64>,
+    /// The connection's statement timeout (zero when unknown): a failure at or past it is
+    /// [`DbError::StatementTimeout`].
+    pub(crate) statement_timeout: Duration,
+}
+
+impl PageRead<'_> {
+    fn count(&self, n: u64) {
+        if let Some(q) = self.queries {
             q.fetch_add(n, Ordering::Relaxed);
         }
-    };
+    }
+}
+
+/// Reads one page of events, by cursor in the query's order, with `finalized` set from
+/// `read.finality` and each event's arguments as the stored JSON text.
+pub(crate) async fn query_events_counted(
+    conn: &mut AsyncPgConnection,
+    read: &PageRead<'_>,
+    query: &EventQuery,
+) -> Result<EventPage<Box<RawValue>>> {
+    let schema = read.schema;
+    let Some(q) = statement(schema, query, read.finality)? else { return Ok(EventPage::empty()) };
     let limit = query.limit.get();
-    count(1);
+    read.count(1);
     let sent = Instant::now();
-    let rows: Vec<Row> = match q.load(conn).await {
+    let mut rows: Vec<Row> = match q.load(conn).await {
         Ok(rows) => rows,
         Err(e @ diesel::result::Error::DatabaseError(..)) => {
-            let e = DbError::from(e).timed(sent.elapsed(), statement_timeout);
+            let e = DbError::from(e).timed(sent.elapsed(), read.statement_timeout);
             // A missing schema or table is "uninitialized": an empty page.
-            count(1);
+            read.count(1);
             let table = format!("{}.events", schema.quoted());
             let found: Exists = diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS exists")
                 .bind::<Text, _>(table)
@@ -665,8 +681,10 @@ pub(crate) async fn query_events_counted(
         Err(e) => return Err(e.into()),
     };
     let more = rows.len() > limit as usize;
-    let items =
-        rows.into_iter().take(limit as usize).map(|r| r.into_item(finality)).collect::<Result<Vec<_>>>()?;
+    rows.truncate(limit as usize);
+    let keys: Vec<(u32, i32)> = rows.iter().map(|r| (r.table, r.type_id)).collect();
+    let types = read.types.covering(conn, schema, &keys, read.queries).await?;
+    let items = rows.into_iter().map(|r| r.into_item(read.finality, &types)).collect::<Result<Vec<_>>>()?;
     let next_cursor = if more { items.last().map(|i| i.cursor) } else { None };
     Ok(EventPage { items, next_cursor })
 }

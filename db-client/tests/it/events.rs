@@ -251,3 +251,44 @@ async fn undecoded_events_have_null_args_and_their_error() {
         "absent when null"
     );
 }
+
+/// The reader keeps each event type's names between pages. An instance dropped and
+/// created again reuses the type ids for other types: its pages carry its own names, not
+/// the ones read before, and an events page and a journal page agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_instance_is_read_with_its_own_event_names() {
+    use diesel_async::RunQueryDsl;
+    use tidemark_db_client::JournalFilter;
+    use tidemark_db_client::test_utils::fixtures::create_instance;
+    use tidemark_shared_types::JournalEntry;
+
+    let (test_db, pool, mut conn) = seeded_instance(&schema(), &[]).await;
+    insert_event(&mut conn, &schema(), &TestEvent::transfer(1, 1, 0, 1, 2)).await.expect("insert");
+    let db = DbClient::new(fast(&test_db.url)).expect("client");
+    let names = |i: &EventItem| (i.contract.clone(), i.event.clone(), i.signature.clone());
+    let page = db.events(&EventQuery::default()).await.expect("page");
+    assert_eq!(
+        page.items.iter().map(names).collect::<Vec<_>>(),
+        [("Token".to_owned(), "Transfer".to_owned(), TestEvent::transfer(1, 1, 0, 1, 2).signature)]
+    );
+
+    diesel::sql_query(format!("DROP SCHEMA {SCHEMA} CASCADE")).execute(&mut conn).await.expect("drop");
+    create_instance(&pool, &schema()).await.expect("instance again");
+    let mut deposit = TestEvent::transfer(1, 1, 0, 1, 2);
+    deposit.contract = "Vault".into();
+    deposit.event = "Deposit".into();
+    deposit.signature = "event Deposit(address indexed from, address indexed to, uint256 value)".into();
+    insert_event(&mut conn, &schema(), &deposit).await.expect("insert");
+
+    let expected = [("Vault".to_owned(), "Deposit".to_owned(), deposit.signature.clone())];
+    let page = db.events(&EventQuery::default()).await.expect("page");
+    assert_eq!(page.items.iter().map(names).collect::<Vec<_>>(), expected);
+    let journal =
+        db.journal_after(Cursor(0), &JournalFilter::default(), Limit::default()).await.expect("journal");
+    let logs: Vec<_> = journal
+        .entries
+        .iter()
+        .filter_map(|e| if let JournalEntry::Log(i) = e { Some(names(i)) } else { None })
+        .collect();
+    assert_eq!(logs, expected);
+}

@@ -13,10 +13,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use tidemark_db_client::writer::{PgPool, SinkRow, Writer, entries_after};
 use tidemark_db_client::{DbClient, DbError, JournalFilter, Limit};
 use tidemark_shared_types::{Cursor, JournalEntry, SchemaName, SinkRebroadcast, SinkState, SinkStatus};
 use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::entry::{Item, RawEntry, item, passes};
@@ -98,6 +100,8 @@ pub(super) struct SinkTask {
     lag: (u64, Option<Instant>),
     /// A write found the stored row changed by a request: reload it.
     stale: bool,
+    /// The lag count running, if any (see [`SinkTask::report`]).
+    lag_count: Option<JoinHandle<Result<u64, ()>>>,
 }
 
 impl SinkTask {
@@ -152,6 +156,7 @@ impl SinkTask {
             behind_since: None,
             lag: (0, None),
             stale: false,
+            lag_count: None,
         };
         task.since = task.since_for(task.row.cursor).await;
         tracing::info!(target: "tidemark::sinks", sink = %task.config.name, kind = task.config.kind(), cursor = %task.row.cursor, "sink started");
@@ -581,15 +586,22 @@ impl SinkTask {
 
     /// Publishes the sink's state to the status snapshot and metrics.
     async fn report(&mut self) {
+        // The count reads up to `lag_cap()` entries: it runs beside delivery, and its
+        // result (the lag when it started) is taken by a later report.
+        if self.lag_count.as_ref().is_some_and(JoinHandle::is_finished)
+            && let Some(Ok(Ok(n))) = self.lag_count.take().map(|h| h.now_or_never().unwrap_or(Ok(Err(()))))
+        {
+            self.lag = (n, Some(Instant::now()));
+        }
         let stale = self.lag.1.is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
-        if stale {
-            let n = if self.state == SinkState::CaughtUp {
-                Ok(0)
+        if stale && self.lag_count.is_none() {
+            if self.state == SinkState::CaughtUp {
+                self.lag = (0, Some(Instant::now()));
             } else {
-                entries_after(&self.pool, &self.schema, self.row.cursor, lag_cap()).await
-            };
-            if let Ok(n) = n {
-                self.lag = (n, Some(Instant::now()));
+                let (pool, schema, cursor) = (self.pool.clone(), self.schema.clone(), self.row.cursor);
+                self.lag_count = Some(tokio::spawn(async move {
+                    entries_after(&pool, &schema, cursor, lag_cap()).await.map_err(|_| ())
+                }));
             }
         }
         let name = &self.config.name;
