@@ -69,7 +69,7 @@ impl Target {
     /// Opens `connections` connections to `url` and prepares the first-page statement
     /// (`filtered`: the contract+event one).
     async fn raw_page(url: &str, connections: usize, filtered: bool) -> anyhow::Result<Self> {
-        let columns = event_page_columns(&SchemaName::new(SCHEMA)?);
+        let columns = event_page_columns();
         let sql = if filtered {
             format!(
                 "SELECT {columns} FROM {SCHEMA}.events WHERE cursor > $1 AND event_id = \

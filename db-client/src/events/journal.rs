@@ -7,8 +7,6 @@
 //! drawn under the writer's commit lock, so a reader that has passed a cursor never later
 //! finds an entry below it: resuming after the last cursor received misses nothing.
 
-use std::sync::atomic::Ordering;
-
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::{Queryable, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -224,14 +222,14 @@ async fn removals_after(
 /// Reads the journal entries after `query.after` that pass its filters (its block range
 /// must be unset: [`JournalFilter::to_query`]), at most `query.limit`, in cursor order;
 /// `log` entries carry their arguments as the stored JSON text. Adds the statements run
-/// to `queries`. `since` is where the reader began: see [`check_floor`].
+/// to `read.queries`. `since` is where the reader began: see [`check_floor`].
 pub(crate) async fn journal_after(
     conn: &mut AsyncPgConnection,
     read: &PageRead<'_>,
     query: &EventQuery,
     since: Cursor,
 ) -> Result<JournalPage<Box<RawValue>>> {
-    let (schema, queries) = (read.schema, read.queries);
+    let schema = read.schema;
     let (after, limit) = (query.after.unwrap_or_default(), query.limit);
     // The two statements below each see the commits made before they started, and a
     // commit may land between them: a removal committed after the events were read, with
@@ -242,9 +240,7 @@ pub(crate) async fn journal_after(
     let head = head(conn, schema).await?;
     let events = query_events_counted(conn, read, query).await?;
     let removed = removals_after(conn, schema, after, query, limit).await?;
-    if let Some(q) = queries {
-        q.fetch_add(2, Ordering::Relaxed);
-    }
+    read.count(2);
     let more_beyond = events.next_cursor.is_some() || removed.len() > limit.get() as usize;
     let (mut logs, mut removed) = (events.items.into_iter().peekable(), removed.into_iter().peekable());
     let mut entries = Vec::with_capacity(limit.get() as usize);
@@ -273,9 +269,7 @@ pub(crate) async fn journal_after(
     // after it was pruned before they were read.
     if after.0 > 0 {
         let floor = read_journal_floor(conn, schema).await?;
-        if let Some(q) = queries {
-            q.fetch_add(1, Ordering::Relaxed);
-        }
+        read.count(1);
         check_floor(since, after, floor)?;
     }
     Ok(JournalPage { entries, next_cursor })

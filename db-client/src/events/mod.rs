@@ -245,14 +245,9 @@ pub(crate) type RowSql = (
 /// The columns of a page, in the order of [`Row`]'s fields (rows load by position):
 /// hashes and the address as `0x` hex, and the row's event type as the `events` table's
 /// OID and the type's id, whose names the reader supplies ([`types`]).
-const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, '0x' || encode(block_hash, 'hex'), \
+pub(crate) const SELECT_COLUMNS: &str = "cursor, chain_id, block_number, '0x' || encode(block_hash, 'hex'), \
      block_timestamp, '0x' || encode(tx_hash, 'hex'), tx_index, log_index, '0x' || encode(address, 'hex'), \
      tableoid, type_id, args::text, decode_error";
-
-/// [`SELECT_COLUMNS`] (the same for every schema).
-pub(crate) fn select_columns(_schema: &SchemaName) -> String {
-    SELECT_COLUMNS.to_owned()
-}
 
 /// One stored event, loaded by position from [`SELECT_COLUMNS`].
 #[derive(Queryable)]
@@ -550,8 +545,7 @@ pub(crate) fn unchecked_statement(
     let driver = Driver::of(query, finality);
 
     let s = schema.quoted();
-    let mut q =
-        PreparedSql::<RowSql>::new(format!("SELECT {} FROM {s}.events WHERE ", select_columns(schema)));
+    let mut q = PreparedSql::<RowSql>::new(format!("SELECT {SELECT_COLUMNS} FROM {s}.events WHERE "));
     match &driver {
         Driver::Key(key) => {
             // `(key…, cursor)` between `(values…, after)` and `(values…, max)`: only the

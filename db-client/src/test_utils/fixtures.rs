@@ -21,10 +21,10 @@ use crate::test_utils::TestDb;
 use crate::test_utils::metadata::{write_indexing_status, write_public_config};
 use crate::writer::Writer;
 
-/// The columns of an events page of `schema` as the client selects them, in its order
+/// The columns of an events page as the client selects them, in its order
 /// (for benchmarks that run the same statement on a connection of their own).
-pub fn event_page_columns(schema: &SchemaName) -> String {
-    crate::events::select_columns(schema)
+pub fn event_page_columns() -> &'static str {
+    crate::events::SELECT_COLUMNS
 }
 
 /// The event signature of the fixtures' contracts.
