@@ -588,8 +588,8 @@ impl SinkTask {
     async fn report(&mut self) {
         // The count reads up to `lag_cap()` entries: it runs beside delivery, and its
         // result (the lag when it started) is taken by a later report.
-        if self.lag_count.as_ref().is_some_and(JoinHandle::is_finished)
-            && let Some(Ok(Ok(n))) = self.lag_count.take().map(|h| h.now_or_never().unwrap_or(Ok(Err(()))))
+        if let Some(count) = self.lag_count.take_if(|h| h.is_finished())
+            && let Some(Ok(Ok(n))) = count.now_or_never()
         {
             self.lag = (n, Some(Instant::now()));
         }
